@@ -1,0 +1,30 @@
+"""The MoE gate: logits of the task's gate, softmax over the experts, top-k.
+
+Experts are ranked by their logits (the softmax is monotonic, and the logits carry more bits
+than the probabilities); ties go to the lower expert index. A token's scores are the
+probabilities of its chosen experts, not renormalised.
+"""
+
+import numpy as np
+
+from .compute_unit import linear
+from .softmax import softmax
+
+__all__ = ["gate", "top_k"]
+
+
+def top_k(logits, k):
+    """Indices of the ``k`` largest values per row, largest first, ties to the lower index."""
+    if not 1 <= k <= logits.shape[-1]:
+        raise ValueError(f"top-k needs 1 <= k <= {logits.shape[-1]} experts, not k={k}")
+    return np.argsort(-np.asarray(logits), axis=-1, kind="stable")[..., :k]
+
+
+def gate(h, fmt, w_gate, k, numerics):
+    """Route tokens ``h`` (``fmt``) with gate weights ``w_gate`` (Quantized [experts][dim]).
+
+    Returns ``(chosen, probs)``: chosen experts ``[tokens][k]`` and all probabilities
+    ``[tokens][experts]`` (PROB_FRAC fraction bits).
+    """
+    logits = linear(h, fmt.frac, w_gate, None, fmt, numerics)
+    return top_k(logits, k), softmax(logits, fmt.frac)

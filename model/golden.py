@@ -1,0 +1,126 @@
+"""The golden model: the integer specification of the whole machine, unit by unit.
+
+Every function called here is the twin of a hardware unit (same module name in hw/); the RTL
+must equal these results bit for bit. ``forward`` composes them in the machine's order::
+
+    x = patch_embed(image) (+ position embeddings)
+    per block:  h = layer_norm1(x); q, k, v = linear(h); a = attention(q, k, v)
+                x = residual_add(x, linear(a))
+                h = layer_norm2(x)
+                dense:  x = residual_add(x, linear(linear(h, gelu)))
+                MoE:    chosen, probs = gate(h); for each active expert e in ascending order:
+                        x[queue] = scale_accumulate(x[queue], linear(linear(h[queue], gelu)), score)
+
+``routes`` replaces the gate's choices (not its probabilities) by given ones: a measurement aid
+that separates arithmetic error from routing flips (see :mod:`model.accuracy`).
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .attention import attention
+from .compute_unit import linear, scale_accumulate
+from .config import HardwareConfig
+from .expert_queues import expert_queues
+from .gate import gate
+from .layernorm import layer_norm
+from .numerics import DEFAULT, Quantized
+from .patch_embed import patch_embed
+from .quantize import QuantizedModel, quantize
+from .residual import residual_add
+
+__all__ = ["forward", "run", "GoldenTrace", "attention_half", "mlp_half", "moe_half"]
+
+
+@dataclass
+class GoldenTrace:
+    """Integer results of :func:`run` (activation format ``fmt``)."""
+
+    fmt: object
+    embedded: np.ndarray = None
+    blocks: list = field(default_factory=list)
+    gate_probs: dict = field(default_factory=dict)
+    experts: dict = field(default_factory=dict)
+
+    @property
+    def output(self):
+        return self.blocks[-1]
+
+    def to_float(self, ints):
+        return self.fmt.to_float(ints)
+
+
+def attention_half(qm, b, x, hardware):
+    """``x + proj(attention(LN1(x)))`` for block ``b``."""
+    cfg, num, act = qm.config, qm.numerics, qm.numerics.act
+    p = lambda n: qm.block(b, n)  # noqa: E731
+    h = layer_norm(x, act, p("norm1_weight"), p("norm1_bias"), cfg.ln_eps, num)
+    q = linear(h, act.frac, p("q_weight"), p("q_bias"), num.query, num)
+    k = linear(h, act.frac, p("k_weight"), p("k_bias"), act, num)
+    v = linear(h, act.frac, p("v_weight"), p("v_bias"), act, num)
+    a = attention(q, num.query, k, v, act, cfg.heads, hardware.attention_slots, num)
+    return residual_add(x, linear(a, act.frac, p("proj_weight"), p("proj_bias"), act, num),
+                        act, num)
+
+
+def mlp_half(qm, b, x):
+    """``x + fc2(GELU(fc1(LN2(x))))`` for dense block ``b``."""
+    cfg, num, act = qm.config, qm.numerics, qm.numerics.act
+    p = lambda n: qm.block(b, n)  # noqa: E731
+    h = layer_norm(x, act, p("norm2_weight"), p("norm2_bias"), cfg.ln_eps, num)
+    hid = linear(h, act.frac, p("fc1_weight"), p("fc1_bias"), act, num, apply_gelu=True)
+    return residual_add(x, linear(hid, act.frac, p("fc2_weight"), p("fc2_bias"), act, num),
+                        act, num)
+
+
+def moe_half(qm, b, x, task, routes=None):
+    """MoE block ``b``'s second half. Returns ``(x, chosen, probs)``."""
+    cfg, num, act = qm.config, qm.numerics, qm.numerics.act
+    p = lambda n: qm.block(b, n)  # noqa: E731
+    h = layer_norm(x, act, p("norm2_weight"), p("norm2_bias"), cfg.ln_eps, num)
+    chosen, probs = gate(h, act, p(f"gate{task}_weight"), cfg.top_k, num)
+    if routes is not None:
+        chosen = np.asarray(routes)
+    out = np.array(x, dtype=np.int64)
+    fc1_w, fc1_b = p("expert_fc1_weight"), p("expert_fc1_bias")
+    fc2_w, fc2_b = p("expert_fc2_weight"), p("expert_fc2_bias")
+    for e, tokens, scores in expert_queues(chosen, probs, cfg.experts):
+        hid = linear(h[tokens], act.frac, _expert(fc1_w, e), _expert(fc1_b, e), act, num,
+                     apply_gelu=True)
+        y = linear(hid, act.frac, _expert(fc2_w, e), _expert(fc2_b, e), act, num)
+        out[tokens] = scale_accumulate(out[tokens], y, scores[:, None], num, act)
+    return out, chosen, probs
+
+
+def _expert(q, e):
+    return Quantized(q.ints[e], q.fmt)
+
+
+def run(weights, image, task, *, numerics=DEFAULT, hardware=HardwareConfig(), routes=None):
+    """Run the golden model; ``weights`` is a float Weights set or a QuantizedModel.
+
+    ``routes`` (optional): ``{moe block: chosen experts [tokens][k]}`` to impose.
+    """
+    qm = weights if isinstance(weights, QuantizedModel) else quantize(weights, numerics)
+    cfg, num = qm.config, qm.numerics
+    if not (isinstance(task, (int, np.integer)) and 0 <= task < cfg.tasks):
+        raise ValueError(f"task must be an integer in 0..{cfg.tasks - 1}, not {task!r}")
+    trace = GoldenTrace(num.act)
+    x = patch_embed(image, cfg.patch, qm["patch_weight"], qm["patch_bias"],
+                    qm["pos_embed"].ints, num.act, num)
+    trace.embedded = x
+    for b in range(cfg.depth):
+        x = attention_half(qm, b, x, hardware)
+        if cfg.is_moe(b):
+            x, chosen, probs = moe_half(qm, b, x, task, None if routes is None else routes[b])
+            trace.experts[b], trace.gate_probs[b] = chosen, probs
+        else:
+            x = mlp_half(qm, b, x)
+        trace.blocks.append(x)
+    return trace
+
+
+def forward(weights, image, task, *, numerics=DEFAULT, hardware=HardwareConfig(), routes=None):
+    """The model's output as integers ``[tokens][dim]`` in ``numerics.act``."""
+    return run(weights, image, task, numerics=numerics, hardware=hardware, routes=routes).output
