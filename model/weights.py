@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Weights", "WeightsError", "tensor_shapes", "expert_matrix_names",
-           "load_edge_moe", "save_edge_moe", "synthetic", "synthetic_image", "load_image"]
+           "load_edge_moe", "save_edge_moe", "synthetic", "synthetic_image", "load_image", "shared_weights_dir"]
 
 SUFFIX = ".float32.bin"
 
@@ -200,3 +200,15 @@ def synthetic_image(config, seed=0):
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (config.image_channels, config.image_height, config.image_width))
 
+
+
+def shared_weights_dir():
+    """The published Edge-MoE tensors, if this machine has them: ``$EDGEMOE_WEIGHTS``, else
+    ``../shared/edge-moe/weights`` beside the repository. None when neither exists."""
+    candidates = [os.environ.get("EDGEMOE_WEIGHTS"),
+                  os.path.join(os.path.dirname(__file__), "..", "..", "shared", "edge-moe",
+                               "weights")]
+    for path in candidates:
+        if path and os.path.isfile(os.path.join(path, "image" + SUFFIX)):
+            return os.path.abspath(path)
+    return None
