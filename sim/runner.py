@@ -13,7 +13,13 @@ This defines one pytest test per cocotb test in ``sim.benches.example``, per con
 simulator (``SIM`` in the environment, Verilator by default), e.g.
 ``test_add_constant[verilator-width=8,constant=5-test_full_rate]``. Each fails with the cocotb
 failure message. The design is built as ``AddConstant(**config)``; the bench reads the same
-configuration with :func:`bench_config`, so the two cannot disagree.
+configuration with :func:`bench_config`, so the two cannot disagree::
+
+    config = bench_config()  # {"width": 8, "constant": 5}, in the simulator process
+
+Benches live in ``sim/benches/`` (the simulator's Python gets this repository on its path, and
+rewrites asserts for detailed messages only there); never name one after a standard-library
+module, which cocotb's embedded Python would import instead.
 
 Lower-level calls: :func:`build` converts and compiles a design (or reuses the cached build) and
 :func:`run` runs cocotb tests on it, raising :class:`CocotbTestFailure` for failed tests.
