@@ -15,7 +15,7 @@ must equal these results bit for bit. ``forward`` composes them in the machine's
 that separates arithmetic error from routing flips (see :mod:`model.accuracy`).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,24 +28,17 @@ from .layernorm import layer_norm
 from .numerics import DEFAULT, Quantized
 from .patch_embed import patch_embed
 from .quantize import QuantizedModel, quantize
+from .reference import Trace
 from .residual import residual_add
 
 __all__ = ["forward", "run", "GoldenTrace", "attention_half", "mlp_half", "moe_half"]
 
 
 @dataclass
-class GoldenTrace:
-    """Integer results of :func:`run` (activation format ``fmt``)."""
+class GoldenTrace(Trace):
+    """:class:`model.reference.Trace` holding integers in the activation format ``fmt``."""
 
-    fmt: object
-    embedded: np.ndarray = None
-    blocks: list = field(default_factory=list)
-    gate_probs: dict = field(default_factory=dict)
-    experts: dict = field(default_factory=dict)
-
-    @property
-    def output(self):
-        return self.blocks[-1]
+    fmt: object = None
 
     def to_float(self, ints):
         return self.fmt.to_float(ints)
@@ -106,7 +99,7 @@ def run(weights, image, task, *, numerics=DEFAULT, hardware=HardwareConfig(), ro
     cfg, num = qm.config, qm.numerics
     if not (isinstance(task, (int, np.integer)) and 0 <= task < cfg.tasks):
         raise ValueError(f"task must be an integer in 0..{cfg.tasks - 1}, not {task!r}")
-    trace = GoldenTrace(num.act)
+    trace = GoldenTrace(fmt=num.act)
     x = patch_embed(image, cfg.patch, qm["patch_weight"], qm["patch_bias"],
                     qm["pos_embed"].ints, num.act, num)
     trace.embedded = x
