@@ -34,7 +34,8 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 
-__all__ = ["PERIOD_NS", "clock_and_reset", "StreamSource", "StreamSink"]
+__all__ = ["PERIOD_NS", "clock_and_reset", "StreamSource", "StreamSink", "pack_lanes",
+           "unpack_lanes", "pack_struct"]
 
 
 #: Default clock period; its value is irrelevant to results, it only scales waveform time.
@@ -73,6 +74,30 @@ async def clock_and_reset(dut, *, period_ns=PERIOD_NS, reset_cycles=2, clock="cl
     await ClockCycles(clk.signal, reset_cycles)
     rst.value = 0
     return clk
+
+
+def pack_lanes(values, width):
+    """One payload integer from lane values (lane 0 in the low bits), as ``data.ArrayLayout``."""
+    mask = (1 << width) - 1
+    word = 0
+    for i, v in enumerate(values):
+        word |= (int(v) & mask) << (i * width)
+    return word
+
+
+def unpack_lanes(word, width, count):
+    """Signed lane values from a payload integer (the inverse of :func:`pack_lanes`)."""
+    mask, sign = (1 << width) - 1, 1 << (width - 1)
+    return [(((word >> (i * width)) & mask) ^ sign) - sign for i in range(count)]
+
+
+def pack_struct(layout, **fields):
+    """One payload integer for an ``amaranth.lib.data.StructLayout`` from field values."""
+    word = 0
+    for name, value in fields.items():
+        field = layout[name]
+        word |= (int(value) & ((1 << field.width) - 1)) << field.offset
+    return word
 
 
 def _probability(name, value):

@@ -1,0 +1,53 @@
+"""Host-side layout of parameters exactly as the hardware reads them.
+
+The shared compute unit (``hw/compute_unit.py``) holds a matrix as tiles of ``cols x rows``
+weights, ``cols`` outputs by ``rows`` inputs, in the order it computes them: output tile by
+output tile, and within one, input chunk by input chunk. Matrices that are not tile multiples
+are padded with zero weights, so padded inputs contribute nothing whatever their value.
+
+Each output tile also has ``cols`` bias words at accumulator precision, with the rounding half of
+the output shift folded in: the array starts each dot product from this word, and a plain shift
+of the sum then rounds half up, as ``numerics.shift_round`` does.
+"""
+
+import numpy as np
+
+__all__ = ["tiles", "linear_weight_tiles", "weight_beats", "bias_words"]
+
+
+def tiles(n, size):
+    """Tiles of ``size`` needed for ``n`` elements."""
+    return -(-n // size)
+
+
+def linear_weight_tiles(w, rows, cols):
+    """``w`` (int [out][in]) as tiles ``[out_tiles * in_tiles][cols][rows]`` in compute order."""
+    w = np.asarray(w, dtype=np.int64)
+    out, inp = w.shape
+    ot, it = tiles(out, cols), tiles(inp, rows)
+    padded = np.zeros((ot * cols, it * rows), dtype=np.int64)
+    padded[:out, :inp] = w
+    return padded.reshape(ot, cols, it, rows).transpose(0, 2, 1, 3).reshape(ot * it, cols, rows)
+
+
+def weight_beats(tile_array, lanes):
+    """Tiles as a stream of beats of ``lanes`` weights; tile element ``c * rows + r`` in order."""
+    flat = np.asarray(tile_array).reshape(-1)
+    if flat.size % lanes:
+        raise ValueError(f"a tile of {tile_array.shape[1] * tile_array.shape[2]} weights does "
+                         f"not split into beats of {lanes}")
+    return flat.reshape(-1, lanes)
+
+
+def bias_words(b, out, cols, acc_frac, shift):
+    """Accumulator start values ``[out_tiles][cols]``: bias aligned to ``acc_frac`` fraction bits
+    plus half an output LSB (``shift`` > 0 bits are dropped at the output)."""
+    if shift < 1:
+        raise ValueError(f"the output shift must be at least 1 bit, not {shift}")
+    words = np.zeros(tiles(out, cols) * cols, dtype=np.int64)
+    if b is not None:
+        if b.fmt.frac > acc_frac:
+            raise ValueError(f"bias with {b.fmt.frac} fraction bits cannot be aligned to "
+                             f"{acc_frac}")
+        words[:out] = np.asarray(b.ints, dtype=np.int64) << (acc_frac - b.fmt.frac)
+    return (words + (1 << (shift - 1))).reshape(-1, cols)

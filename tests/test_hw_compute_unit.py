@@ -1,0 +1,39 @@
+# amaranth: UnusedElaboratable=no
+"""The shared compute unit: cocotb bench against the golden model, and construction checks."""
+
+import pytest
+
+from hw.compute_unit import ComputeUnit
+from sim.benches.compute_unit import make_unit
+from sim.runner import cocotb_tests
+
+SMALL = dict(rows=4, cols=4, max_in=20, max_out=12, max_tokens=16, weight_lanes=4)
+
+test_compute_unit = cocotb_tests("sim.benches.compute_unit", lambda **c: make_unit(c),
+                                 configs=[SMALL])
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(rows=6), "rows must be a power of two"),
+    (dict(cols=0), "cols must be a positive integer"),
+    (dict(weight_lanes=3), "weight_lanes .3. must divide rows . cols .16."),
+    (dict(max_in=-1), "max_in must be a positive integer"),
+])
+def test_bad_construction(change, message):
+    with pytest.raises(ValueError, match=message):
+        ComputeUnit(**{**SMALL, **change})
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(in_dim=21), r"in_dim must be an integer in 1..20"),
+    (dict(out_dim=0), r"out_dim must be an integer in 1..12"),
+    (dict(tokens=0), r"tokens must be an integer in 1..16"),
+    (dict(shift=0), r"shift must be an integer in 1"),
+    (dict(out_width=40), r"out_width must be an integer in 2..26"),
+    (dict(gelu=True), "built without GELU"),
+])
+def test_bad_call(change, message):
+    unit = ComputeUnit(**SMALL)
+    call = dict(in_dim=20, out_dim=12, tokens=3, shift=15)
+    with pytest.raises(ValueError, match=message):
+        unit.command(**{**call, **change})
