@@ -15,7 +15,9 @@ from hw.gelu import Gelu
 from model.gelu import D_TABLE, LIMIT, gelu
 from model.numerics import numerics_by_name
 from sim.runner import bench_config
-from sim.stream import PERIOD_NS, StreamSink, StreamSource, clock_and_reset
+from sim.stream import (
+    PERIOD_NS, StreamSink, StreamSource, clock_and_reset, pack_lanes, unpack_lanes,
+)
 
 
 def gelu_design(*, lanes, numerics):
@@ -45,16 +47,6 @@ class TB:
         self.b = self.fmt.frac - D_TABLE.step_log2
         self.extra = D_TABLE.frac - self.fmt.frac
 
-    def pack(self, values):
-        """One payload from ``lanes`` values, lane 0 in the low bits (``data.ArrayLayout``)."""
-        mask = (1 << self.width) - 1
-        return sum((int(value) & mask) << (lane * self.width) for lane, value in enumerate(values))
-
-    def unpack(self, word):
-        sign = 1 << (self.width - 1)
-        return [(((word >> (lane * self.width)) & (2 * sign - 1)) ^ sign) - sign
-                for lane in range(self.lanes)]
-
     async def run(self, words, *, idle=0.0, backpressure=0.0, seed=0):
         """Send ``words`` (lists of ``lanes`` values) and check every lane bit for bit, and the
         count.
@@ -64,14 +56,15 @@ class TB:
         await clock_and_reset(self.dut)
         source = StreamSource(self.dut, "i", idle=idle, seed=seed)
         sink = StreamSink(self.dut, "o", backpressure=backpressure, seed=seed + 1)
-        source.send(self.pack(word) for word in words)
+        source.send(pack_lanes(word, self.width) for word in words)
         received = await sink.wait_for(len(words))
 
         for index, (word, got) in enumerate(zip(words, received)):
+            got = unpack_lanes(got, self.width, self.lanes)
             want = gelu(word, self.fmt).tolist()
-            assert self.unpack(got) == want, (
-                f"transfer {index} of {len(words)}: GELU of {word} ({self.fmt}) gave "
-                f"{self.unpack(got)}, twin says {want}")
+            assert got == want, (
+                f"transfer {index} of {len(words)}: GELU of {word} ({self.fmt}) gave {got}, "
+                f"twin says {want}")
         # Nothing extra may trickle out after the last expected result.
         for _ in range(2 * Gelu.LATENCY + 2):
             await RisingEdge(self.dut.clk)
