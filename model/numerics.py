@@ -262,7 +262,7 @@ DEFAULT = Numerics(
     act=Fixed(26, 16),
     query=Fixed(18, 15),
     weight_width=16, weight_frac=None, patch_weight_frac=None, gate_weight_frac=None,
-    small_width=18, small_frac=None,
+    small_width=18, small_frac=13,
     bias=None, attn_bias=None,
     weight_rounding="nearest", product_rounding="once", overflow="saturate",
 )
