@@ -40,7 +40,6 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from model.gelu import D_TABLE
 from model.numerics import DEFAULT
 from model.packer import tiles
 
@@ -98,8 +97,6 @@ class ComputeUnit(wiring.Component):
         if (rows * cols) % weight_lanes:
             raise ValueError(f"ComputeUnit weight_lanes ({weight_lanes}) must divide "
                              f"rows * cols ({rows * cols})")
-        if gelu is not None and act.frac > D_TABLE.frac:
-            raise ValueError(f"GELU needs at most {D_TABLE.frac} fraction bits, not {act.frac}")
         self._rows, self._cols = rows, cols
         self._max_in, self._max_out, self._max_tokens = max_in, max_out, max_tokens
         self._weight_lanes, self._act, self._weight_width = weight_lanes, act, weight_width

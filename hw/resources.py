@@ -20,6 +20,8 @@ import time
 
 from amaranth.back import rtlil
 
+from model.numerics import DEFAULT
+
 __all__ = ["estimate", "UNITS", "main"]
 
 
@@ -44,8 +46,12 @@ UNITS = {
     "compute_unit": _compute_unit,
     "multiplier": _unit("multiplier", "Multiplier", a_width=26, b_width=16),
     "gelu": _unit("gelu", "Gelu", lanes=16),
-    "layernorm": _unit("layernorm", "LayerNorm"),
+    "layernorm": _unit("layernorm", "LayerNorm", dim=192, lanes=16,
+                       gamma_fmt=DEFAULT.small_format, eps=1e-6),
     "residual": _unit("residual", "ResidualAdd", lanes=16),
+    "gather": _unit("gather", "Gather", lanes=16, width=DEFAULT.act.width, rows=256,
+                    row_beats=48),
+    "scatter": _unit("scatter", "Scatter", lanes=16, rows=256, row_beats=48),
 }
 
 _GROUPS = {

@@ -25,6 +25,7 @@ from .config import HardwareConfig
 from .expert_queues import expert_queues
 from .gate import gate
 from .layernorm import layer_norm
+from .mlp_half import mlp_half
 from .numerics import DEFAULT, Quantized
 from .patch_embed import patch_embed
 from .quantize import QuantizedModel, quantize
@@ -54,16 +55,6 @@ def attention_half(qm, b, x, hardware):
     v = linear(h, act.frac, p("v_weight"), p("v_bias"), act, num)
     a = attention(q, num.query, k, v, act, cfg.heads, hardware.attention_slots, num)
     return residual_add(x, linear(a, act.frac, p("proj_weight"), p("proj_bias"), act, num),
-                        act, num)
-
-
-def mlp_half(qm, b, x):
-    """``x + fc2(GELU(fc1(LN2(x))))`` for dense block ``b``."""
-    cfg, num, act = qm.config, qm.numerics, qm.numerics.act
-    p = lambda n: qm.block(b, n)  # noqa: E731
-    h = layer_norm(x, act, p("norm2_weight"), p("norm2_bias"), cfg.ln_eps, num)
-    hid = linear(h, act.frac, p("fc1_weight"), p("fc1_bias"), act, num, apply_gelu=True)
-    return residual_add(x, linear(hid, act.frac, p("fc2_weight"), p("fc2_bias"), act, num),
                         act, num)
 
 

@@ -248,6 +248,11 @@ class Numerics:
                                        overflow=self.overflow)
         return Quantized(ints, fmt), saturated
 
+    @property
+    def small_format(self):
+        """The fixed format of multiplied per-channel parameters (LayerNorm gains), if fixed."""
+        return Fixed(self.small_width, self.small_frac) if self.small_frac is not None else None
+
     def fit(self, v, fmt=None):
         """Apply this preset's overflow rule for format ``fmt`` (default: activations)."""
         return fit(v, fmt or self.act, self.overflow)

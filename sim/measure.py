@@ -1,6 +1,6 @@
 """Measured cycle counts of hardware units, from cycle-accurate simulation.
 
-    python -m sim.measure compute_unit [--json]
+    python -m sim.measure [compute_unit] [mlp_half] [--json]
 
 Each measurement is a cocotb bench (``sim/benches/*_cycles.py``) on the unit's default
 configuration that also checks its results bit for bit against the golden model; the cycle
@@ -25,7 +25,16 @@ def _compute_unit():
     return (lambda: make_unit(config)), config, "sim.benches.compute_unit_cycles"
 
 
-MEASUREMENTS = {"compute_unit": _compute_unit}
+def _mlp_half():
+    from model.weights import shared_weights_dir
+    from sim.benches.mlp_half import make_design
+    config = dict(model="m3vit-tiny", lanes=16, weight_lanes=8)
+    if shared_weights_dir() is not None:
+        config["weights"] = "edge-moe"
+    return (lambda: make_design(config)), config, "sim.benches.mlp_half"
+
+
+MEASUREMENTS = {"compute_unit": _compute_unit, "mlp_half": _mlp_half}
 
 
 def measure(name):
@@ -40,8 +49,8 @@ def measure(name):
     return report
 
 
-def _print(name, r):
-    print(f"{name}: {r['array']} array, {r['weight_lanes']} weights per beat, "
+def _print_compute_unit(r):
+    print(f"compute_unit: {r['array']} array, {r['weight_lanes']} weights per beat, "
           f"{r['tokens']} tokens (simulated in {r['wall_seconds']} s including any build)")
     for call in r["calls"]:
         cycles = call.get("cycles_after_previous_call", call.get("cycles_first_to_last_result"))
@@ -51,6 +60,16 @@ def _print(name, r):
               f"utilisation {call['ideal'] / cycles:6.1%}")
     print(f"  total from reset {r['total_cycles_from_reset']:.0f} cycles "
           f"(the first matrix's {r['weight_load_cycles_first_call']}-cycle load is not hidden)")
+
+
+def _print_mlp_half(r):
+    print(f"mlp_half: {r['model']} block 0, {r['tokens']} tokens, {r['lanes']}x{r['lanes']} "
+          f"array: {r['cycles']} cycles (LN2, fc1 + GELU, fc2, residual; the two matmuls alone "
+          f"{r['matmul_cycles_at_100%']} at 100%) (simulated in {r['wall_seconds']} s "
+          f"including any build)")
+
+
+_PRINTERS = {"compute_unit": _print_compute_unit, "mlp_half": _print_mlp_half}
 
 
 def main(argv=None):
@@ -68,7 +87,7 @@ def main(argv=None):
             print(f"{name}: building (cached) and simulating ...", file=sys.stderr, flush=True)
         reports[name] = measure(name)
         if not args.json:
-            _print(name, reports[name])
+            _PRINTERS[name](reports[name])
     if args.json:
         json.dump(reports, sys.stdout, indent=1)
         print()
