@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """cocotb bench of :class:`hw.rsqrt.Rsqrt` against its twin :func:`model.rsqrt.rsqrt`.
 
 Run from ``tests/test_hw_rsqrt.py``; the design configuration gives the input width, e.g.
