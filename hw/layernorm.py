@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -64,14 +64,14 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _clamp(m, target, value, fmt):
-    """Drive ``target`` (combinationally) with ``value`` saturated to ``fmt``'s range."""
-    with m.If(value > fmt.max_int):
-        m.d.comb += target.eq(fmt.max_int)
-    with m.Elif(value < fmt.min_int):
-        m.d.comb += target.eq(fmt.min_int)
-    with m.Else():
-        m.d.comb += target.eq(value)
+# Combinational choices below are Mux expressions rather than m.If blocks: Amaranth's Verilog
+# turns m.If into `always @*` processes, which Icarus does not run at time zero, so a value
+# computed only from registers that keep their initial value (an all-zero row, say) would stay
+# unknown; a Mux becomes a continuous assignment.
+
+def _clamp(value, fmt):
+    """``value`` saturated to ``fmt``'s range."""
+    return Mux(value > fmt.max_int, fmt.max_int, Mux(value < fmt.min_int, fmt.min_int, value))
 
 
 class LayerNorm(wiring.Component):
@@ -301,17 +301,13 @@ class LayerNorm(wiring.Component):
             m.d.comb += [d.eq(row_rd.data[lane] - mean), d18.eq(d >> sh)]
             mul = first[lane]
             m.d.comb += mul.en.eq(advance)
-            with m.If(pass3):
-                m.d.comb += [mul.a.eq(d), mul.b.eq(c[:MANT_FRAC])]
-            with m.Else():
-                m.d.comb += [mul.a.eq(d18), mul.b.eq(d18)]
+            m.d.comb += [mul.a.eq(Mux(pass3, d, d18)), mul.b.eq(Mux(pass3, c[:MANT_FRAC], d18))]
             squares.append(mul.p)
 
             # Stage 1 + lat: d * c, the top bit of c added beside the DSP's product.
             d_late = delayed(d, lat, f"d{lane}")
             top_bit = Signal(signed(d_width + MANT_FRAC), name=f"dc_top{lane}")
-            with m.If(c[MANT_FRAC]):
-                m.d.comb += top_bit.eq(d_late << MANT_FRAC)
+            m.d.comb += top_bit.eq(Mux(c[MANT_FRAC], d_late << MANT_FRAC, 0))
             product = Signal(signed(d_width + MANT_FRAC + 2), name=f"dc{lane}")
             m.d.comb += product.eq(mul.p + top_bit)
             # round(product / 2**shift) for shift >= -left: shifted left by left + 1 first,
@@ -323,7 +319,7 @@ class LayerNorm(wiring.Component):
             rounded = Signal(signed(len(widened)), name=f"xhat_round{lane}")
             m.d.comb += rounded.eq((halves + 1) >> 1)
             xhat_next = Signal(signed(XHAT_FORMAT.width), name=f"xhat_next{lane}")
-            _clamp(m, xhat_next, rounded, XHAT_FORMAT)
+            m.d.comb += xhat_next.eq(_clamp(rounded, XHAT_FORMAT))
             xhat = Signal(signed(XHAT_FORMAT.width), name=f"xhat{lane}")
             with m.If(advance):
                 m.d.sync += xhat.eq(xhat_next)
@@ -340,7 +336,7 @@ class LayerNorm(wiring.Component):
             beta_shifted = beta_at[lane] << (out_fmt.frac - self._beta_fmt.frac)
             m.d.comb += y.eq(scaled + beta_shifted)
             y_fit = Signal(signed(out_fmt.width), name=f"y_fit{lane}")
-            _clamp(m, y_fit, y, out_fmt)
+            m.d.comb += y_fit.eq(_clamp(y, out_fmt))
             with m.If(advance):
                 m.d.sync += self.o.payload[lane].eq(y_fit)
 
@@ -356,11 +352,8 @@ class LayerNorm(wiring.Component):
         for lane in range(1, L):
             low_k = Signal(signed(fmt.width), name=f"low{lane}")
             high_k = Signal(signed(fmt.width), name=f"high{lane}")
-            m.d.comb += [low_k.eq(beat_low), high_k.eq(beat_high)]
-            with m.If(beat[lane] < beat_low):
-                m.d.comb += low_k.eq(beat[lane])
-            with m.If(beat[lane] > beat_high):
-                m.d.comb += high_k.eq(beat[lane])
+            m.d.comb += [low_k.eq(Mux(beat[lane] < beat_low, beat[lane], beat_low)),
+                         high_k.eq(Mux(beat[lane] > beat_high, beat[lane], beat_high))]
             beat_low, beat_high = low_k, high_k
 
         # mean's first rounding, then its product, then dmax and sh.
@@ -369,23 +362,18 @@ class LayerNorm(wiring.Component):
         above, below = Signal(signed(d_width + 1)), Signal(signed(d_width + 1))
         m.d.comb += [above.eq(high - mean), below.eq(mean - low)]
         spread = Signal(signed(d_width + 1))
-        m.d.comb += spread.eq(above)
-        with m.If(below > above):
-            m.d.comb += spread.eq(below)
-        spread_bits = Signal(range(len(spread) + 1))
+        m.d.comb += spread.eq(Mux(below > above, below, above))
+        spread_bits = 0
         for bit in range(len(spread)):
-            with m.If(spread[bit]):
-                m.d.comb += spread_bits.eq(bit + 1)
+            spread_bits = Mux(spread[bit], bit + 1, spread_bits)
         sh_next = Signal.like(sh)
-        with m.If(spread_bits > SQUARE_BITS - 1):
-            m.d.comb += sh_next.eq(spread_bits - (SQUARE_BITS - 1))
-        eps_term = Signal(unsigned(self.s_width))
-        with m.Switch(sh_next):
-            for shift in range(sh_max + 1):
-                with m.Case(shift):
-                    m.d.comb += eps_term.eq(int(shift_round(self.eps_int, 2 * shift)))
+        m.d.comb += sh_next.eq(Mux(spread_bits > SQUARE_BITS - 1,
+                                   spread_bits - (SQUARE_BITS - 1), 0))
+        eps_term = 0
+        for shift in range(sh_max + 1):
+            eps_term = Mux(sh_next == shift, int(shift_round(self.eps_int, 2 * shift)), eps_term)
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("LOAD"):
                 # A parameter set waiting at a row boundary goes first.
                 with m.If((count == 0) & self.p.valid):
@@ -441,12 +429,10 @@ class LayerNorm(wiring.Component):
                     m.next = "RSQRT_SEND"
 
             with m.State("RSQRT_SEND"):
-                m.d.comb += [rsqrt.i.valid.eq(1), rsqrt.i.payload.eq(S)]
                 with m.If(rsqrt.i.ready):
                     m.next = "RSQRT_WAIT"
 
             with m.State("RSQRT_WAIT"):
-                m.d.comb += rsqrt.o.ready.eq(1)
                 with m.If(rsqrt.o.valid):
                     m.d.sync += [r.eq(rsqrt.o.payload.r), e.eq(rsqrt.o.payload.e), timer.eq(0)]
                     m.next = "SCALE"
@@ -471,4 +457,9 @@ class LayerNorm(wiring.Component):
                         # The row is in the pipeline: the buffer may take the next one.
                         m.d.sync += count.eq(0)
                         m.next = "LOAD"
+        # Outside the FSM's case statement, so that Icarus sees defined values from time zero:
+        # it would not run that statement before the state first changes, and an unknown
+        # o.ready would keep the rsqrt unit's valid bits unknown for good.
+        m.d.comb += [rsqrt.i.valid.eq(fsm.ongoing("RSQRT_SEND")), rsqrt.i.payload.eq(S),
+                     rsqrt.o.ready.eq(fsm.ongoing("RSQRT_WAIT"))]
         return m

@@ -11,7 +11,7 @@ The shift ``2e - M_FRAC`` is negative for small ``S`` (a left shift): the hardwa
 :class:`hw.interp.InterpDatapath`, whose multiply is the unit's one DSP.
 """
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -106,10 +106,12 @@ class Rsqrt(wiring.Component):
         pairs = (self._width + 1) // 2
         e_1 = Signal(self.e_width)
         s_1 = Signal(unsigned(self._width))
+        # Mux expressions, not m.If: see the note in hw/layernorm.py on Icarus at time zero.
         e_next = Signal(self.e_width)
+        highest = 0
         for pair in range(pairs):
-            with m.If(self.i.payload[2 * pair:2 * pair + 2] != 0):
-                m.d.comb += e_next.eq(pair)
+            highest = Mux(self.i.payload[2 * pair:2 * pair + 2] != 0, pair, highest)
+        m.d.comb += e_next.eq(highest)
         with m.If(advance):
             m.d.sync += [e_1.eq(e_next), s_1.eq(self.i.payload)]
 
@@ -135,11 +137,8 @@ class Rsqrt(wiring.Component):
             e = delayed
         # 1/sqrt(1) = 1 itself does not fit the mantissa.
         top = (1 << MANT_FRAC) - 1
-        with m.If(interp.y > top):
-            m.d.comb += self.o.payload.r.eq(top)
-        with m.Else():
-            m.d.comb += self.o.payload.r.eq(interp.y)
-        m.d.comb += self.o.payload.e.eq(e)
+        m.d.comb += [self.o.payload.r.eq(Mux(interp.y > top, top, interp.y)),
+                     self.o.payload.e.eq(e)]
 
         valid = self.i.valid
         for stage in range(1, self.LATENCY):
