@@ -61,7 +61,11 @@ class ComputeUnit(wiring.Component):
     rows, cols : int
         Array shape: inputs per cycle and outputs per cycle (powers of two).
     max_in, max_out : int
-        Largest input and output dimension (sizes the weight buffer).
+        Largest input and output dimension.
+    max_weights : int
+        Weights per bank of the weight buffer (rounded up to whole tiles); default
+        ``max_in * max_out``. A call fits when its padded matrix, ``ceil(in/rows) x
+        ceil(out/cols)`` tiles, does. m3vit-tiny's largest matrix is 768 x 192.
     max_tokens : int
         Largest token count of one call.
     weight_lanes : int
@@ -85,10 +89,13 @@ class ComputeUnit(wiring.Component):
         Sticky: a command was dropped because the unit cannot run it.
     """
 
-    def __init__(self, *, rows=16, cols=16, max_in=768, max_out=768, max_tokens=256,
+    def __init__(self, *, rows=16, cols=16, max_in=768, max_out=768, max_weights=768 * 192,
+                 max_tokens=256,
                  weight_lanes=8, act=DEFAULT.act, weight_width=16, gelu=None):
+        max_weights = max_in * max_out if max_weights is None else max_weights
         for name, value in (("rows", rows), ("cols", cols), ("max_in", max_in),
-                            ("max_out", max_out), ("max_tokens", max_tokens),
+                            ("max_out", max_out), ("max_weights", max_weights),
+                            ("max_tokens", max_tokens),
                             ("weight_lanes", weight_lanes), ("weight_width", weight_width)):
             _positive(name, value)
         for name, value in (("rows", rows), ("cols", cols)):
@@ -99,6 +106,7 @@ class ComputeUnit(wiring.Component):
                              f"rows * cols ({rows * cols})")
         self._rows, self._cols = rows, cols
         self._max_in, self._max_out, self._max_tokens = max_in, max_out, max_tokens
+        self._max_weights = max_weights
         self._weight_lanes, self._act, self._weight_width = weight_lanes, act, weight_width
         self._gelu = gelu
         # Exact sum of max_in products, plus the bias word (at most as wide as one product).
@@ -128,7 +136,8 @@ class ComputeUnit(wiring.Component):
 
     @property
     def max_tiles(self):
-        return tiles(self._max_out, self._cols) * tiles(self._max_in, self._rows)
+        """Tiles of ``cols x rows`` weights per bank of the weight buffer."""
+        return tiles(self._max_weights, self._rows * self._cols)
 
     # Pipeline: issue/read (1), multiply (2), adder tree (1), accumulate (1), shift+saturate (1).
     _MULTIPLY_LATENCY = 2
@@ -150,6 +159,9 @@ class ComputeUnit(wiring.Component):
             if not (isinstance(value, int) and lo <= value <= hi):
                 raise ValueError(f"{name} must be an integer in {lo}..{hi} for this compute "
                                  f"unit, not {value!r}")
+        if tiles(in_dim, self._rows) * tiles(out_dim, self._cols) > self.max_tiles:
+            raise ValueError(f"a {out_dim} x {in_dim} matrix does not fit the weight buffer "
+                             f"({self.max_tiles} tiles of {self._cols} x {self._rows})")
         if gelu and self._gelu is None:
             raise ValueError("this compute unit was built without GELU")
         return dict(in_dim=in_dim, out_dim=out_dim, tokens=tokens, shift=shift,
@@ -161,7 +173,7 @@ class ComputeUnit(wiring.Component):
         act, lanes = self._act, self._weight_lanes
         groups = R * C // lanes
         max_it, max_ot = tiles(self._max_in, R), tiles(self._max_out, C)
-        max_tiles = max_it * max_ot
+        max_tiles = self.max_tiles
 
         # --- Storage: two banks of weights and biases, two token rows -----------------------
         m.submodules.weights = wmem = memory.Memory(
@@ -191,12 +203,14 @@ class ComputeUnit(wiring.Component):
         w_done, b_done = Signal(), Signal()
 
         c = self.cmd.payload
+        log_r, log_c = exact_log2(R), exact_log2(C)
         cmd_bad = ((c.in_dim == 0) | (c.in_dim > self._max_in) | (c.out_dim == 0) |
                    (c.out_dim > self._max_out) | (c.tokens == 0) |
                    (c.tokens > self._max_tokens) | (c.shift == 0) |
                    (c.shift >= self._acc_width) | (c.out_width < 2) |
-                   (c.out_width > act.width) | (c.gelu & (self._gelu is None)))
-        log_r, log_c = exact_log2(R), exact_log2(C)
+                   (c.out_width > act.width) | (c.gelu & (self._gelu is None)) |
+                   (((c.in_dim + R - 1) >> log_r) * ((c.out_dim + C - 1) >> log_c) >
+                    max_tiles))
 
         with m.FSM(name="loader"):
             with m.State("IDLE"):

@@ -7,7 +7,8 @@ from hw.compute_unit import ComputeUnit
 from sim.benches.compute_unit import make_unit
 from sim.runner import cocotb_tests
 
-SMALL = dict(rows=4, cols=4, max_in=20, max_out=12, max_tokens=16, weight_lanes=4)
+SMALL = dict(rows=4, cols=4, max_in=20, max_out=12, max_weights=None, max_tokens=16,
+             weight_lanes=4)
 
 test_compute_unit = cocotb_tests("sim.benches.compute_unit", lambda **c: make_unit(c),
                                  configs=[SMALL, dict(SMALL, with_gelu=True)])
@@ -37,3 +38,15 @@ def test_bad_call(change, message):
     call = dict(in_dim=20, out_dim=12, tokens=3, shift=15)
     with pytest.raises(ValueError, match=message):
         unit.command(**{**call, **change})
+
+
+def test_matrix_beyond_the_weight_buffer():
+    unit = ComputeUnit(**{**SMALL, "max_weights": 100})
+    assert unit.max_tiles == 7
+    unit.command(in_dim=8, out_dim=12, tokens=1, shift=15)      # 2 x 3 tiles
+    with pytest.raises(ValueError, match="does not fit the weight buffer"):
+        unit.command(in_dim=12, out_dim=12, tokens=1, shift=15)   # 3 x 3
+
+
+def test_default_buffer_holds_m3vit_tiny_largest_matrix():
+    assert ComputeUnit().max_tiles == 768 * 192 // 256
