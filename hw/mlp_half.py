@@ -1,0 +1,233 @@
+"""The dense MLP half of a transformer block in hardware, ``x + fc2(GELU(fc1(LN2(x))))``: twin
+of :func:`model.mlp_half.mlp_half`.
+
+::
+
+    x buffer --gather--> LayerNorm --> compute unit (fc1 + GELU) --scatter--> hidden buffer
+    hidden buffer --gather--> compute unit (fc2) --> residual add <--gather-- x buffer --> o
+
+One compute unit serves both matrices: fc1 runs over all tokens, then fc2. The LayerNorm streams
+each token's normalised row straight into the compute unit, which takes a row per
+``ceil(hidden/lanes) * ceil(dim/lanes)`` cycles, so LayerNorm costs only the first row's latency.
+fc2's weights load into the compute unit's second bank while fc1 computes; fc1's own weights are
+expected to be loaded before the run starts (in the whole machine they load while the attention
+projection computes). The residual add takes fc2's results as they come.
+
+A run: a command (``tokens`` and the two calls' output shifts), then ``tokens * dim / lanes``
+beats of token rows on ``x`` (into the x buffer), LayerNorm parameters on ``p`` (one set),
+matrices and biases on ``w`` and ``b`` (fc1, then fc2; :mod:`model.packer` layout). The updated
+rows leave on ``o``. ``cycles`` counts the cycles from the end of loading ``x`` to the last beat on
+``o``: the half-block's cost when its input is already on chip.
+"""
+
+from amaranth import Module, Signal, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from model.numerics import DEFAULT
+
+from .compute_unit import ComputeUnit
+from .gather import Gather
+from .gelu import Gelu
+from .layernorm import LayerNorm
+from .residual import ResidualAdd
+from .scatter import Scatter
+
+__all__ = ["MlpHalf", "GAMMA_FORMAT"]
+
+#: The LayerNorm gain format of the default numerics (fixed, so one unit serves every block).
+GAMMA_FORMAT = DEFAULT.small_format
+
+
+class MlpHalf(wiring.Component):
+    """LN2, fc1 + GELU, fc2 and the residual add over up to ``max_tokens`` tokens.
+
+    Parameters
+    ----------
+    dim, hidden : int
+        Embedding and hidden widths, multiples of ``lanes``.
+    max_tokens : int
+    lanes : int
+        Values per beat everywhere; the compute unit is ``lanes x lanes``.
+    weight_lanes : int
+        Weights per beat of ``w``.
+    eps : float
+        LayerNorm epsilon.
+
+    Members
+    -------
+    cmd : ``In(stream.Signature(StructLayout({"tokens", "fc1_shift", "fc2_shift"})))``
+    x, o : token rows in and out, ``lanes`` activations per beat
+    p : LayerNorm parameters (:attr:`hw.layernorm.LayerNorm.p`)
+    w, b : weights and biases (:attr:`hw.compute_unit.ComputeUnit.w`, ``.b``)
+    cycles : ``Out(32)``
+        Cycles of the last run, from the end of loading ``x`` to the last beat of ``o``.
+    error : ``Out(1)``
+        Sticky: a unit rejected a command or an index.
+    """
+
+    def __init__(self, *, dim, hidden, max_tokens, lanes=16, weight_lanes=8, eps=1e-6):
+        for name, value in (("dim", dim), ("hidden", hidden)):
+            if not (isinstance(value, int) and value > 0 and value % lanes == 0):
+                raise ValueError(f"MlpHalf {name} must be a positive multiple of lanes "
+                                 f"({lanes}), not {value!r}")
+        self._dim, self._hidden, self._max_tokens, self._lanes = dim, hidden, max_tokens, lanes
+        act = DEFAULT.act
+        self.compute = ComputeUnit(rows=lanes, cols=lanes, max_in=max(dim, hidden),
+                                   max_out=max(dim, hidden), max_weights=dim * hidden,
+                                   max_tokens=max_tokens,
+                                   weight_lanes=weight_lanes, act=act, gelu=Gelu)
+        self.layernorm = LayerNorm(dim=dim, lanes=lanes, gamma_fmt=GAMMA_FORMAT, eps=eps,
+                                   fmt=act)
+        beat = data.ArrayLayout(act.width, lanes)
+        shift = self.compute.command_layout["shift"].shape
+        self.command_layout = data.StructLayout({
+            "tokens": unsigned(self.compute.command_layout["tokens"].shape.width),
+            "fc1_shift": shift, "fc2_shift": shift})
+        super().__init__({
+            "cmd": In(stream.Signature(self.command_layout)),
+            "x": In(stream.Signature(beat)),
+            "p": In(self.layernorm.p.signature.flip()),
+            "w": In(self.compute.w.signature.flip()),
+            "b": In(self.compute.b.signature.flip()),
+            "o": Out(stream.Signature(beat)),
+            "cycles": Out(32),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L, T = self._lanes, self._max_tokens
+        Bd, Bh = self._dim // L, self._hidden // L
+        act = DEFAULT.act
+        beat = data.ArrayLayout(act.width, L)
+        cu, ln = self.compute, self.layernorm
+        m.submodules.compute, m.submodules.layernorm = cu, ln
+        m.submodules.residual = res = ResidualAdd(lanes=L, fmt=act)
+        m.submodules.x_buffer = xbuf = memory.Memory(shape=beat, depth=T * Bd, init=[])
+        m.submodules.hidden_buffer = hbuf = memory.Memory(shape=beat, depth=T * Bh, init=[])
+        m.submodules.gather_ln = g_ln = Gather(lanes=L, width=act.width, rows=T, row_beats=Bd)
+        m.submodules.gather_res = g_res = Gather(lanes=L, width=act.width, rows=T, row_beats=Bd)
+        m.submodules.gather_hidden = g_h = Gather(lanes=L, width=act.width, rows=T,
+                                                  row_beats=Bh)
+        m.submodules.scatter_hidden = s_h = Scatter(lanes=L, rows=T, row_beats=Bh, fmt=act)
+
+        x_wr = xbuf.write_port()
+        for g in (g_ln, g_res):
+            rd = xbuf.read_port()
+            m.d.comb += [rd.addr.eq(g.rd_addr), g.rd_data.eq(rd.data)]
+        h_rd, h_acc_rd, h_wr = hbuf.read_port(), hbuf.read_port(), hbuf.write_port()
+        m.d.comb += [h_rd.addr.eq(g_h.rd_addr), g_h.rd_data.eq(h_rd.data),
+                     h_acc_rd.addr.eq(s_h.rd_addr), s_h.rd_data.eq(h_acc_rd.data),
+                     h_wr.addr.eq(s_h.wr_addr), h_wr.data.eq(s_h.wr_data),
+                     h_wr.en.eq(s_h.wr_en)]
+
+        wiring.connect(m, wiring.flipped(self.p), ln.p)
+        wiring.connect(m, wiring.flipped(self.w), cu.w)
+        wiring.connect(m, wiring.flipped(self.b), cu.b)
+        wiring.connect(m, g_ln.o, ln.i)
+        wiring.connect(m, g_res.o, res.x)
+        wiring.connect(m, res.o, wiring.flipped(self.o))
+        m.d.comb += self.error.eq(cu.error | g_ln.error | g_res.error | g_h.error | s_h.error)
+
+        tokens = Signal.like(self.cmd.payload.tokens)
+        fc1_shift = Signal.like(self.cmd.payload.fc1_shift)
+        fc2_shift = Signal.like(self.cmd.payload.fc2_shift)
+        loaded = Signal(range(T * Bd + 1))          # beats of x received
+        calls = Signal(range(3))                    # compute unit commands issued
+        fc1_in = Signal(range(T * Bd + 1))          # beats into the compute unit from LN
+        fc1_out = Signal(range(T * Bh + 1))         # fc1 results taken by the scatter
+        sent = Signal(range(T * Bd + 1))            # beats of o
+        rows = {name: Signal(range(T + 1), name=f"{name}_rows")
+                for name in ("ln", "res", "hidden", "scatter")}
+        running = Signal()
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [tokens.eq(self.cmd.payload.tokens),
+                                 fc1_shift.eq(self.cmd.payload.fc1_shift),
+                                 fc2_shift.eq(self.cmd.payload.fc2_shift), loaded.eq(0)]
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += [self.x.ready.eq(1), x_wr.addr.eq(loaded), x_wr.data.eq(self.x.payload),
+                             x_wr.en.eq(self.x.valid)]
+                with m.If(self.x.valid):
+                    m.d.sync += loaded.eq(loaded + 1)
+                    with m.If(loaded == tokens * Bd - 1):
+                        m.d.sync += [calls.eq(0), fc1_in.eq(0), fc1_out.eq(0), sent.eq(0),
+                                     self.cycles.eq(0), running.eq(1)]
+                        m.d.sync += [r.eq(0) for r in rows.values()]
+                        m.next = "RUN"
+            with m.State("RUN"):
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                with m.If(self.o.valid & self.o.ready & (sent == tokens * Bd - 1)):
+                    m.d.sync += running.eq(0)
+                    m.next = "IDLE"
+
+        # The two calls of the compute unit. Every field is assigned in both branches: a
+        # constant driven alone into part of a signal becomes an input-less always @* in the
+        # Verilog, which simulators never run.
+        m.d.comb += cu.cmd.valid.eq(running & (calls < 2))
+        for first, (n_in, n_out, shift, gelu) in ((True, (self._dim, self._hidden, fc1_shift, 1)),
+                                                   (False, (self._hidden, self._dim, fc2_shift, 0))):
+            with (m.If(calls == 0) if first else m.Else()):
+                p = cu.cmd.payload
+                m.d.comb += [p.in_dim.eq(n_in), p.out_dim.eq(n_out), p.tokens.eq(tokens),
+                             p.shift.eq(shift), p.out_width.eq(act.width), p.gelu.eq(gelu)]
+        with m.If(cu.cmd.valid & cu.cmd.ready):
+            m.d.sync += calls.eq(calls + 1)
+
+        # Row indices 0..tokens-1 for the gathers and the scatter.
+        def index_rows(port, counter, beats, allowed=1):
+            m.d.comb += [port.valid.eq(running & (counter < tokens) & allowed),
+                         port.payload.row.eq(counter), port.payload.beats.eq(beats)]
+            with m.If(port.valid & port.ready):
+                m.d.sync += counter.eq(counter + 1)
+
+        index_rows(g_ln.idx, rows["ln"], Bd)
+        index_rows(g_res.idx, rows["res"], Bd)
+        index_rows(s_h.idx, rows["scatter"], Bh)
+        # A hidden row may be read back once the scatter has written it: it takes a row's last
+        # beat, then writes it Scatter.LATENCY cycles later.
+        written = Signal(range(T + 1))
+        taken = Signal(range(T + 1))
+        row_beat = Signal(range(Bh))
+        with m.If(s_h.i.valid & s_h.i.ready):
+            m.d.sync += row_beat.eq(row_beat + 1)
+            with m.If(row_beat == Bh - 1):
+                m.d.sync += [row_beat.eq(0), taken.eq(taken + 1)]
+        delayed = taken
+        for i in range(Scatter.LATENCY + 1):
+            reg = Signal.like(taken, name=f"written_{i}")
+            m.d.sync += reg.eq(delayed)
+            delayed = reg
+        m.d.comb += written.eq(delayed)
+        index_rows(g_h.idx, rows["hidden"], Bh, allowed=rows["hidden"] < written)
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [taken.eq(0), row_beat.eq(0)]
+
+        # Compute unit input: LayerNorm rows during fc1, hidden rows during fc2.
+        fc1_phase = fc1_in < tokens * Bd
+        with m.If(fc1_phase):
+            m.d.comb += [cu.x.valid.eq(ln.o.valid), cu.x.payload.eq(ln.o.payload),
+                         ln.o.ready.eq(cu.x.ready)]
+            with m.If(cu.x.valid & cu.x.ready):
+                m.d.sync += fc1_in.eq(fc1_in + 1)
+        with m.Else():
+            m.d.comb += [cu.x.valid.eq(g_h.o.valid), cu.x.payload.eq(g_h.o.payload),
+                         g_h.o.ready.eq(cu.x.ready)]
+
+        # Compute unit output: fc1 results to the hidden buffer, fc2 results to the residual.
+        with m.If(fc1_out < tokens * Bh):
+            m.d.comb += [s_h.i.valid.eq(cu.o.valid), s_h.i.payload.eq(cu.o.payload),
+                         cu.o.ready.eq(s_h.i.ready)]
+            with m.If(cu.o.valid & cu.o.ready):
+                m.d.sync += fc1_out.eq(fc1_out + 1)
+        with m.Else():
+            m.d.comb += [res.y.valid.eq(cu.o.valid), res.y.payload.eq(cu.o.payload),
+                         cu.o.ready.eq(res.y.ready)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += sent.eq(sent + 1)
+        return m

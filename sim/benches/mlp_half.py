@@ -1,0 +1,109 @@
+"""cocotb bench of :class:`hw.mlp_half.MlpHalf` against :func:`model.mlp_half.mlp_half`.
+
+The configuration names the model (``micro`` with synthetic weights, or ``m3vit-tiny`` with the
+published Edge-MoE weights) and the dense block; the block's input is the golden model's own
+(patch embedding and the block's attention half), so the whole chain is the integer
+specification. With ``$EDGEMOE_MEASURE_OUT`` set, the run's cycle count is written there as JSON.
+"""
+
+import json
+import os
+import warnings
+
+import numpy as np
+
+import cocotb
+
+from hw.mlp_half import GAMMA_FORMAT, MlpHalf
+from model.config import HardwareConfig, config_by_name
+from model.golden import attention_half
+from model.mlp_half import mlp_half
+from model.numerics import DEFAULT
+from model.packer import bias_words, linear_weight_tiles, weight_beats
+from model.patch_embed import patch_embed
+from model.quantize import quantize
+from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
+                           synthetic_image)
+from sim.runner import bench_config
+from sim.stream import (StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct,
+                        unpack_lanes)
+
+ACT = DEFAULT.act
+
+
+def make_design(config):
+    """The design under test (the pytest side and the bench build it the same way)."""
+    model = config_by_name(config["model"])
+    return MlpHalf(dim=model.dim, hidden=model.mlp_hidden, max_tokens=model.tokens,
+                   lanes=config["lanes"], weight_lanes=config["weight_lanes"], eps=model.ln_eps)
+
+
+def block_input(config):
+    """Quantized model and the golden model's input to the block's MLP half."""
+    model = config_by_name(config["model"])
+    if config.get("weights") == "edge-moe":
+        directory = shared_weights_dir()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            weights = load_edge_moe(directory, model)
+        image = load_image(directory, model)
+    else:
+        weights, image = synthetic(model, seed=11), synthetic_image(model, seed=11)
+    qm = quantize(weights, DEFAULT)
+    x = patch_embed(image, model.patch, qm["patch_weight"], qm["patch_bias"],
+                    qm["pos_embed"].ints, ACT, DEFAULT)
+    # Block 0 is dense in every configuration; its input comes from the patch embedding.
+    x = attention_half(qm, 0, x, HardwareConfig())
+    return qm, 0, x
+
+
+@cocotb.test()
+async def test_mlp_half_block(dut):
+    config = bench_config()
+    qm, block, x = block_input(config)
+    design = make_design(config)
+    L = design._lanes
+    T, D = x.shape
+    expected = mlp_half(qm, block, x)
+    gamma, beta = qm.block(block, "norm2_weight"), qm.block(block, "norm2_bias")
+    assert gamma.fmt == GAMMA_FORMAT and beta.fmt == ACT
+    w1, b1 = qm.block(block, "fc1_weight"), qm.block(block, "fc1_bias")
+    w2, b2 = qm.block(block, "fc2_weight"), qm.block(block, "fc2_bias")
+
+    await clock_and_reset(dut)
+    idle = config.get("idle", 0.0)
+    srcs = {n: StreamSource(dut, n, idle=idle, seed=i) for i, n in
+            enumerate(("cmd", "x", "p", "w", "b"))}
+    sink = StreamSink(dut, "o", backpressure=config.get("backpressure", 0.0), seed=9)
+
+    srcs["cmd"].send([pack_struct(design.command_layout, tokens=T, fc1_shift=w1.fmt.frac,
+                                  fc2_shift=w2.fmt.frac)])
+    srcs["x"].send(pack_lanes(beat, ACT.width) for beat in x.reshape(-1, L))
+    lane = GAMMA_FORMAT.width + ACT.width
+    srcs["p"].send(pack_lanes([(int(g) & ((1 << GAMMA_FORMAT.width) - 1)) |
+                               ((int(b) & ((1 << ACT.width) - 1)) << GAMMA_FORMAT.width)
+                               for g, b in zip(gs, bs)], lane)
+                   for gs, bs in zip(gamma.ints.reshape(-1, L), beta.ints.reshape(-1, L)))
+    cu = design.compute
+    for w, b in ((w1, b1), (w2, b2)):
+        srcs["w"].send(pack_lanes(beat, cu.weight_width)
+                       for beat in weight_beats(linear_weight_tiles(w.ints, L, L),
+                                                cu.weight_lanes))
+        words = bias_words(b, w.ints.shape[0], L, ACT.frac + w.fmt.frac, w.fmt.frac)
+        srcs["b"].send(pack_lanes(word, cu.acc_width) for word in words)
+
+    got = await sink.wait_for(T * D // L, timeout_cycles=20000)
+    y = np.array([unpack_lanes(word, ACT.width, L) for word in got]).reshape(T, D)
+    bad = np.argwhere(y != expected)
+    assert bad.size == 0, (f"{len(bad)} of {y.size} values differ from the golden model, first "
+                           f"at token {bad[0][0]} channel {bad[0][1]}: RTL {y[tuple(bad[0])]}, "
+                           f"golden {expected[tuple(bad[0])]}")
+    assert int(dut.error.value) == 0
+    cycles = int(dut.cycles.value)
+    dut._log.info(f"MLP half-block of {config['model']}: {cycles} cycles")
+    if os.environ.get("EDGEMOE_MEASURE_OUT"):
+        model = config_by_name(config["model"])
+        ideal = T * (-(-model.mlp_hidden // L)) * (-(-D // L)) * 2
+        with open(os.environ["EDGEMOE_MEASURE_OUT"], "w") as f:
+            json.dump({"model": config["model"], "lanes": L, "tokens": T, "cycles": cycles,
+                       "matmul_cycles_at_100%": ideal}, f)
