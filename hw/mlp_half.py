@@ -15,9 +15,11 @@ projection computes). The residual add takes fc2's results as they come.
 
 A run: a command (``tokens`` and the two calls' output shifts), then ``tokens * dim / lanes``
 beats of token rows on ``x`` (into the x buffer), LayerNorm parameters on ``p`` (one set),
-matrices and biases on ``w`` and ``b`` (fc1, then fc2; :mod:`model.packer` layout). The updated
-rows leave on ``o``. ``cycles`` counts the cycles from the end of loading ``x`` to the last beat on
-``o``: the half-block's cost when its input is already on chip.
+matrices and biases on ``w`` and ``b`` (fc1, then fc2; :mod:`model.packer` layout). The compute
+unit's two commands go out as soon as the run's command arrives, so fc1's weights can load
+before the rows do. The updated rows leave on ``o``. ``cycles`` counts the cycles from the end of
+loading ``x`` to the last beat on ``o``: the half-block's cost when its input is on chip and fc1's
+weights were loaded beforehand, as in the whole machine.
 """
 
 from amaranth import Module, Signal, unsigned
@@ -148,7 +150,8 @@ class MlpHalf(wiring.Component):
                 with m.If(self.cmd.valid):
                     m.d.sync += [tokens.eq(self.cmd.payload.tokens),
                                  fc1_shift.eq(self.cmd.payload.fc1_shift),
-                                 fc2_shift.eq(self.cmd.payload.fc2_shift), loaded.eq(0)]
+                                 fc2_shift.eq(self.cmd.payload.fc2_shift), loaded.eq(0),
+                                 calls.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += [self.x.ready.eq(1), x_wr.addr.eq(loaded), x_wr.data.eq(self.x.payload),
@@ -156,7 +159,7 @@ class MlpHalf(wiring.Component):
                 with m.If(self.x.valid):
                     m.d.sync += loaded.eq(loaded + 1)
                     with m.If(loaded == tokens * Bd - 1):
-                        m.d.sync += [calls.eq(0), fc1_in.eq(0), fc1_out.eq(0), sent.eq(0),
+                        m.d.sync += [fc1_in.eq(0), fc1_out.eq(0), sent.eq(0),
                                      self.cycles.eq(0), running.eq(1)]
                         m.d.sync += [r.eq(0) for r in rows.values()]
                         m.next = "RUN"
@@ -169,7 +172,8 @@ class MlpHalf(wiring.Component):
         # The two calls of the compute unit. Every field is assigned in both branches: a
         # constant driven alone into part of a signal becomes an input-less always @* in the
         # Verilog, which simulators never run.
-        m.d.comb += cu.cmd.valid.eq(running & (calls < 2))
+        # They are issued from the start of the run, so fc1's weights may load while x does.
+        m.d.comb += cu.cmd.valid.eq(~self.cmd.ready & (calls < 2))
         for first, (n_in, n_out, shift, gelu) in ((True, (self._dim, self._hidden, fc1_shift, 1)),
                                                    (False, (self._hidden, self._dim, fc2_shift, 0))):
             with (m.If(calls == 0) if first else m.Else()):

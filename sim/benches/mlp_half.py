@@ -78,19 +78,23 @@ async def test_mlp_half_block(dut):
 
     srcs["cmd"].send([pack_struct(design.command_layout, tokens=T, fc1_shift=w1.fmt.frac,
                                   fc2_shift=w2.fmt.frac)])
-    srcs["x"].send(pack_lanes(beat, ACT.width) for beat in x.reshape(-1, L))
     lane = GAMMA_FORMAT.width + ACT.width
     srcs["p"].send(pack_lanes([(int(g) & ((1 << GAMMA_FORMAT.width) - 1)) |
                                ((int(b) & ((1 << ACT.width) - 1)) << GAMMA_FORMAT.width)
                                for g, b in zip(gs, bs)], lane)
                    for gs, bs in zip(gamma.ints.reshape(-1, L), beta.ints.reshape(-1, L)))
     cu = design.compute
-    for w, b in ((w1, b1), (w2, b2)):
+    for n, (w, b) in enumerate(((w1, b1), (w2, b2))):
         srcs["w"].send(pack_lanes(beat, cu.weight_width)
                        for beat in weight_beats(linear_weight_tiles(w.ints, L, L),
                                                 cu.weight_lanes))
         words = bias_words(b, w.ints.shape[0], L, ACT.frac + w.fmt.frac, w.fmt.frac)
         srcs["b"].send(pack_lanes(word, cu.acc_width) for word in words)
+        if n == 0:
+            # fc1's weights load first, as they do in the machine while the attention
+            # projection computes; then the rows arrive and the run's cycles start.
+            await srcs["w"].wait_sent(timeout_cycles=1000)
+            srcs["x"].send(pack_lanes(beat, ACT.width) for beat in x.reshape(-1, L))
 
     got = await sink.wait_for(T * D // L, timeout_cycles=20000)
     y = np.array([unpack_lanes(word, ACT.width, L) for word in got]).reshape(T, D)
