@@ -2,7 +2,7 @@
 
 Each token row of ``dim`` activations arrives as ``dim / lanes`` beats on ``i`` and leaves,
 normalised, scaled by gamma and shifted by beta, as as many beats on ``o``. The unit follows the
-golden model step for step, in three passes over a row kept in a row buffer::
+golden model step for step, in three passes over a row kept in a row buffer of two banks::
 
     pass 1 (beats in)   sum, min, max of the row, which is written to the buffer
                         mean = round(round(sum / 2**Db) * mean_mult / 2**CONST_FRAC)
@@ -15,24 +15,32 @@ golden model step for step, in three passes over a row kept in a row buffer::
                         y = fit(round(xhat * gamma / 2**(XF + gamma_frac - out_frac))
                                 + (beta << (out_frac - beta_frac)))
 
-with ``XF = XHAT_FORMAT.frac``, ``eps_term(sh) = round(eps * D * 2**(2 * fmt.frac) / 4**sh)``
+Two FSMs share the work: the *loader* takes a row's beats (pass 1) into one bank and works out
+its mean and ``sh``; the *normaliser* runs passes 2 and 3 over the other bank. So the next row
+loads while the current one is normalised, and a row's pass-2 beats follow the previous row's
+pass-3 beats through the pipeline without a gap.
+
+With ``XF = XHAT_FORMAT.frac``, ``eps_term(sh) = round(eps * D * 2**(2 * fmt.frac) / 4**sh)``
 (a small table indexed by ``sh``) and the constants of ``model.layernorm._row_constants(dim)``,
-all read from :mod:`model.layernorm`. The shift of pass 3 is negative
-for small ``sh + e`` (a left shift); the hardware shifts the product left by the most that can
-occur and then right by the (non-negative) rest, rounding as the model does.
+all read from :mod:`model.layernorm`. The shift of pass 3 is negative for small ``sh + e`` (a
+left shift); the hardware shifts the product left by the most that can occur and then right by
+the (non-negative) rest, rounding as the model does.
 
 Multiplies go through :class:`hw.multiplier.Multiplier`: per lane one for the squares of
 pass 2 and ``(x - mean) * c`` of pass 3 (a 27 x 18-bit DSP; ``c`` reaches 18 unsigned bits,
-so its top bit is added as ``(x - mean) << MANT_FRAC`` beside the product), one for ``xhat * gamma``;
-one shared by the two per-row products ``mean`` and ``c``; and the one in the rsqrt unit:
-``2 * lanes + 2`` DSPs.
+so its top bit is added as ``(x - mean) << MANT_FRAC`` beside the product), one for
+``xhat * gamma``;
+one for each per-row product, ``mean`` (loader) and ``c`` (normaliser); and the one in the rsqrt
+unit: ``2 * lanes + 3`` DSPs.
 
 **Parameters** (gamma and beta) arrive on the stream ``p``: a set is ``dim / lanes`` beats,
 channel ``k`` in lane ``k % lanes`` of beat ``k // lanes``, like the rows. The unit takes a set
-whole and only between rows: when it is ready for a new row and ``p`` is valid, the set goes
-first, and applies from the next row on. A producer that changes parameters between two rows
-offers the set before the second row's first beat (or simply waits until every beat of the
-first row was taken on ``i``). Until a set is loaded, gamma and beta are zero.
+whole and only between rows: when the loader is ready for a new row and ``p`` is valid, the
+set goes first (as soon as the rows loaded before it have read their parameters: the loader
+waits for the normaliser to finish), and applies from the next row on. A producer that
+changes parameters between two rows offers the set before the second row's first beat (or
+simply waits until every beat of the first row was taken on ``i``). Until a set is loaded,
+gamma and beta are zero.
 """
 
 import math
@@ -77,15 +85,16 @@ def _clamp(value, fmt):
 class LayerNorm(wiring.Component):
     """LayerNorm over token rows of ``dim`` activations, ``lanes`` per beat.
 
-    The passes of one row run one after the other; the next row's pass 1 overlaps the end of
-    the previous row's pass 3 (once its last beat is read from the buffer). With ``B = dim /
-    lanes`` beats per row, ``o`` never back-pressured and ``i`` and ``p`` keeping pace:
+    With ``B = dim / lanes`` beats per row, ``o`` never back-pressured and ``i`` and ``p``
+    keeping pace:
 
-    * throughput: one row every :attr:`row_cycles` ``= 3 * B + ROW_OVERHEAD`` (18) cycles,
-      for ``B >= PIPELINE + 1 - MULTIPLIER_LATENCY`` (6);
-    * latency: :attr:`latency` ``= 2 * B + ROW_OVERHEAD + PIPELINE`` (7) cycles, from the edge
-      that takes a row's first beat on ``i`` to the edge that delivers its first beat on ``o``;
-      the others follow one per cycle;
+    * throughput: one row every :attr:`row_cycles` ``= 2 * B + ROW_OVERHEAD`` cycles (``2 * B +
+      15``), the normaliser's work per row (the loader's, ``B + MULTIPLIER_LATENCY + 3``, is
+      always less);
+    * latency: :attr:`latency` ``= 2 * B + MULTIPLIER_LATENCY + 2 + ROW_OVERHEAD + PIPELINE``
+      cycles (``2 * B + 26``), from the edge that takes the first beat of a row that finds the
+      unit idle to the edge that delivers its first beat on ``o``; the others follow one per
+      cycle;
     * a parameter set takes ``B`` cycles, between rows.
 
     Parameters
@@ -199,24 +208,21 @@ class LayerNorm(wiring.Component):
         """Bits of ``S``: ``dim`` squares of ``SQUARE_BITS``-bit values plus the eps term."""
         return (self._dim * (1 << (SQUARE_BITS - 1)) ** 2 + self.eps_int).bit_length()
 
-    #: Cycles of a row beyond its three passes over the beats, when nothing stalls: waiting for
-    #: the mean's product, the spread, draining the squares, sending ``S`` to the rsqrt unit and
-    #: waiting for it, and waiting for ``c``'s product.
-    ROW_OVERHEAD = ((MULTIPLIER_LATENCY + 1) + 1 + (MULTIPLIER_LATENCY + 2) + 1 + Rsqrt.LATENCY
-                    + (MULTIPLIER_LATENCY + 1))
+    #: Cycles of the normaliser per row beyond its two passes over the beats, when nothing
+    #: stalls: taking the row, draining the squares, sending ``S`` to the rsqrt unit and waiting
+    #: for it, and waiting for ``c``'s product.
+    ROW_OVERHEAD = 1 + (MULTIPLIER_LATENCY + 2) + 1 + Rsqrt.LATENCY + (MULTIPLIER_LATENCY + 1)
 
     @property
     def row_cycles(self):
-        """Cycles per row at full rate: ``3 * beats + ROW_OVERHEAD``, when ``beats >=
-        PIPELINE + 1 - MULTIPLIER_LATENCY`` (shorter rows also wait for the previous row to
-        leave the pipeline)."""
-        return 3 * self.beats + self.ROW_OVERHEAD
+        """Cycles per row at full rate: ``2 * beats + ROW_OVERHEAD``."""
+        return 2 * self.beats + self.ROW_OVERHEAD
 
     @property
     def latency(self):
-        """Cycles from taking a row's first beat to delivering its first result, at full rate:
-        ``2 * beats + ROW_OVERHEAD + PIPELINE``."""
-        return 2 * self.beats + self.ROW_OVERHEAD + self.PIPELINE
+        """Cycles from taking the first beat of a row that finds the unit idle to delivering its
+        first result: ``2 * beats + MULTIPLIER_LATENCY + 2 + ROW_OVERHEAD + PIPELINE``."""
+        return 2 * self.beats + self.MULTIPLIER_LATENCY + 2 + self.ROW_OVERHEAD + self.PIPELINE
 
     def elaborate(self, platform):
         m = Module()
@@ -227,19 +233,22 @@ class LayerNorm(wiring.Component):
         a_width = max(d_width, SQUARE_BITS)
         lat = self.MULTIPLIER_LATENCY
 
-        # --- Storage: the row and the parameters, one beat per word ---------------------------
+        # --- Storage: two rows (one loading, one normalising) and the parameters --------------
         row_layout = data.ArrayLayout(signed(fmt.width), L)
         par_layout = data.ArrayLayout(self.parameter_layout, L)
-        m.submodules.row = row = Memory(shape=row_layout, depth=B, init=[])
+        m.submodules.rows = rows = Memory(shape=row_layout, depth=2 * B, init=[])
         m.submodules.parameters = parameters = Memory(shape=par_layout, depth=B, init=[])
-        row_wr, row_rd = row.write_port(), row.read_port()
+        row_wr, row_rd = rows.write_port(), rows.read_port()
         par_wr, par_rd = parameters.write_port(), parameters.read_port()
 
         # --- Arithmetic units -----------------------------------------------------------------
         m.submodules.rsqrt = rsqrt = Rsqrt(width=self.s_width)
-        m.submodules.scalar = scalar = Multiplier(a_width=d_width, b_width=DSP_B_WIDTH,
-                                                  latency=lat)
-        m.d.comb += scalar.en.eq(1)
+        # One per-row product for each FSM, which work on different rows at the same time.
+        m.submodules.mean_multiplier = mean_multiplier = Multiplier(
+            a_width=d_width, b_width=DSP_B_WIDTH, latency=lat)
+        m.submodules.scale_multiplier = scale_multiplier = Multiplier(
+            a_width=d_width, b_width=DSP_B_WIDTH, latency=lat)
+        m.d.comb += [mean_multiplier.en.eq(1), scale_multiplier.en.eq(1)]
         first = [Multiplier(a_width=a_width, b_width=SQUARE_BITS, latency=lat)
                  for _ in range(L)]
         second = [Multiplier(a_width=XHAT_FORMAT.width, b_width=self._gamma_fmt.width,
@@ -248,13 +257,22 @@ class LayerNorm(wiring.Component):
             m.submodules[f"first_{lane}"] = first[lane]
             m.submodules[f"second_{lane}"] = second[lane]
 
-        # --- Per-row registers ----------------------------------------------------------------
-        count = Signal(range(B + 1))
-        timer = Signal(range(lat + 2))
+        # --- Registers of the loader (pass 1 and the row's statistics) -------------------------
+        load_count = Signal(range(B + 1))
+        load_timer = Signal(range(lat + 2))
+        load_bank = Signal()
         total = Signal(signed(fmt.width + Db))
         low, high = Signal(signed(fmt.width)), Signal(signed(fmt.width))
-        mean = Signal(signed(d_width))
         sh_max = max(0, d_width - SQUARE_BITS)
+        load_mean = Signal(signed(d_width))
+        load_sh = Signal(range(sh_max + 1))
+        load_eps = Signal(unsigned(self.s_width))
+
+        # --- Registers of the normaliser (passes 2 and 3) ------------------------------------
+        count = Signal(range(B + 1))
+        timer = Signal(range(lat + 2))
+        bank = Signal()
+        mean = Signal(signed(d_width))
         sh = Signal(range(sh_max + 1))
         S = Signal(unsigned(self.s_width))
         r = Signal(unsigned(MANT_FRAC))
@@ -267,20 +285,21 @@ class LayerNorm(wiring.Component):
         xhat_shift = Signal(range(sh_max + (1 << rsqrt.e_width) + shift_base + left + 1))
 
         # --- The buffer pipeline of passes 2 and 3 --------------------------------------------
+        # Each beat carries its pass along (tag): pass-2 beats of a row follow the previous
+        # row's pass-3 beats without a gap. mean and sh are read in stage 1 and change only
+        # when that stage is about to be free; c and the shift are read in stage 1 + lat and
+        # change only after the row's pass 2, when every older beat has moved past it.
         advance = ~self.o.valid | self.o.ready
-        pass3 = Signal()      # which pass the pipeline runs, constant while it holds data
-        issue = Signal()
-        valid = [Signal(name=f"valid_{stage}") for stage in range(self.PIPELINE)]
-        valid[0] = issue
-        m.d.comb += [row_rd.addr.eq(count), par_rd.addr.eq(count),
+        issue, issue_pass3 = Signal(), Signal()
+        valid = [issue] + [Signal(name=f"valid_{stage}") for stage in range(1, self.PIPELINE)]
+        tag = [issue_pass3] + [Signal(name=f"tag_{stage}") for stage in range(1, self.PIPELINE)]
+        m.d.comb += [row_rd.addr.eq(Mux(bank, B, 0) + count), par_rd.addr.eq(count),
                      row_rd.en.eq(advance), par_rd.en.eq(advance)]
         for stage in range(1, self.PIPELINE):
             with m.If(advance):
-                m.d.sync += valid[stage].eq(valid[stage - 1])
+                m.d.sync += [valid[stage].eq(valid[stage - 1]), tag[stage].eq(tag[stage - 1])]
         with m.If(advance):
-            m.d.sync += self.o.valid.eq(valid[-1] & pass3)
-        # The pipeline holds beats of a row (of pass 3, while the next row loads).
-        busy = Cat(*valid[1:], self.o.valid).any()
+            m.d.sync += self.o.valid.eq(valid[-1] & tag[-1])
 
         def delayed(value, stages, name):
             for stage in range(stages):
@@ -301,7 +320,7 @@ class LayerNorm(wiring.Component):
             m.d.comb += [d.eq(row_rd.data[lane] - mean), d18.eq(d >> sh)]
             mul = first[lane]
             m.d.comb += mul.en.eq(advance)
-            m.d.comb += [mul.a.eq(Mux(pass3, d, d18)), mul.b.eq(Mux(pass3, c[:MANT_FRAC], d18))]
+            m.d.comb += [mul.a.eq(Mux(tag[1], d, d18)), mul.b.eq(Mux(tag[1], c[:MANT_FRAC], d18))]
             squares.append(mul.p)
 
             # Stage 1 + lat: d * c, the top bit of c added beside the DSP's product.
@@ -356,33 +375,42 @@ class LayerNorm(wiring.Component):
                          high_k.eq(Mux(beat[lane] > beat_high, beat[lane], beat_high))]
             beat_low, beat_high = low_k, high_k
 
+        normaliser_idle = Signal()
+
         # mean's first rounding, then its product, then dmax and sh.
         mean_sum = Signal(signed(d_width))
         m.d.comb += mean_sum.eq((total + (1 << (Db - 1) if Db else 0)) >> Db)
         above, below = Signal(signed(d_width + 1)), Signal(signed(d_width + 1))
-        m.d.comb += [above.eq(high - mean), below.eq(mean - low)]
+        m.d.comb += [above.eq(high - load_mean), below.eq(load_mean - low)]
         spread = Signal(signed(d_width + 1))
         m.d.comb += spread.eq(Mux(below > above, below, above))
         spread_bits = 0
         for bit in range(len(spread)):
             spread_bits = Mux(spread[bit], bit + 1, spread_bits)
-        sh_next = Signal.like(sh)
+        sh_next = Signal.like(load_sh)
         m.d.comb += sh_next.eq(Mux(spread_bits > SQUARE_BITS - 1,
                                    spread_bits - (SQUARE_BITS - 1), 0))
         eps_term = 0
         for shift in range(sh_max + 1):
             eps_term = Mux(sh_next == shift, int(shift_round(self.eps_int, 2 * shift)), eps_term)
 
-        with m.FSM() as fsm:
+        # Hand-over of a loaded row to the normaliser: when it is idle and the last beat of its
+        # previous row leaves stage 1 (which reads mean and sh) at this edge.
+        take = Signal()
+
+        with m.FSM(name="loader") as loader:
             with m.State("LOAD"):
-                # A parameter set waiting at a row boundary goes first.
-                with m.If((count == 0) & self.p.valid):
-                    m.next = "PARAMETERS"
+                # A parameter set waiting at a row boundary goes first, once every row loaded
+                # before it has read its parameters.
+                with m.If((load_count == 0) & self.p.valid):
+                    with m.If(normaliser_idle):
+                        m.next = "PARAMETERS"
                 with m.Else():
-                    m.d.comb += [self.i.ready.eq(1), row_wr.addr.eq(count),
+                    m.d.comb += [self.i.ready.eq(1),
+                                 row_wr.addr.eq(Mux(load_bank, B, 0) + load_count),
                                  row_wr.data.eq(beat), row_wr.en.eq(self.i.valid)]
                     with m.If(self.i.valid):
-                        with m.If(count == 0):
+                        with m.If(load_count == 0):
                             m.d.sync += [total.eq(beat_sum), low.eq(beat_low),
                                          high.eq(beat_high)]
                         with m.Else():
@@ -391,39 +419,55 @@ class LayerNorm(wiring.Component):
                                 m.d.sync += low.eq(beat_low)
                             with m.If(beat_high > high):
                                 m.d.sync += high.eq(beat_high)
-                        m.d.sync += count.eq(count + 1)
-                        with m.If(count == B - 1):
-                            m.d.sync += [count.eq(0), timer.eq(0)]
+                        m.d.sync += load_count.eq(load_count + 1)
+                        with m.If(load_count == B - 1):
+                            m.d.sync += [load_count.eq(0), load_timer.eq(0)]
                             m.next = "MEAN"
 
             with m.State("PARAMETERS"):
-                m.d.comb += [self.p.ready.eq(1), par_wr.addr.eq(count),
+                m.d.comb += [self.p.ready.eq(1), par_wr.addr.eq(load_count),
                              par_wr.data.eq(self.p.payload), par_wr.en.eq(self.p.valid)]
                 with m.If(self.p.valid):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == B - 1):
-                        m.d.sync += count.eq(0)
+                    m.d.sync += load_count.eq(load_count + 1)
+                    with m.If(load_count == B - 1):
+                        m.d.sync += load_count.eq(0)
                         m.next = "LOAD"
 
             with m.State("MEAN"):
-                m.d.comb += [scalar.a.eq(mean_sum), scalar.b.eq(mean_mult)]
-                with m.If(timer != lat):
-                    m.d.sync += timer.eq(timer + 1)
-                # The previous row's pass 3 may still hold beats that read mean, sh and c.
-                with m.Elif(~busy):
-                    m.d.sync += mean.eq((scalar.p + (1 << (CONST_FRAC - 1))) >> CONST_FRAC)
+                m.d.comb += [mean_multiplier.a.eq(mean_sum), mean_multiplier.b.eq(mean_mult)]
+                with m.If(load_timer != lat):
+                    m.d.sync += load_timer.eq(load_timer + 1)
+                with m.Else():
+                    m.d.sync += load_mean.eq(
+                        (mean_multiplier.p + (1 << (CONST_FRAC - 1))) >> CONST_FRAC)
                     m.next = "SPREAD"
 
             with m.State("SPREAD"):
-                m.d.sync += [sh.eq(sh_next), S.eq(eps_term), pass3.eq(0)]
-                m.next = "SQUARES"
+                m.d.sync += [load_sh.eq(sh_next), load_eps.eq(eps_term)]
+                m.next = "FULL"
+
+            with m.State("FULL"):
+                with m.If(take):
+                    # The normaliser has read every beat of the other bank.
+                    m.d.sync += load_bank.eq(~load_bank)
+                    m.next = "LOAD"
+
+        with m.FSM(name="normaliser") as normaliser:
+            with m.State("IDLE"):
+                m.d.comb += take.eq(loader.ongoing("FULL") & (~valid[1] | advance))
+                with m.If(take):
+                    m.d.sync += [mean.eq(load_mean), sh.eq(load_sh), S.eq(load_eps),
+                                 bank.eq(load_bank), count.eq(0)]
+                    m.next = "SQUARES"
 
             with m.State("SQUARES"):
                 m.d.comb += issue.eq((count != B) & advance)
                 with m.If(issue):
                     m.d.sync += count.eq(count + 1)
-                with m.If(valid[1 + lat]):
+                # A beat held in a stalled stage counts once, when it moves on.
+                with m.If(valid[1 + lat] & ~tag[1 + lat] & advance):
                     m.d.sync += S.eq(S + square_sum)
+                # Older beats are ahead of this row's: none is left before stage 2 + lat.
                 with m.If((count == B) & ~Cat(valid[1:2 + lat]).any()):
                     m.d.sync += count.eq(0)
                     m.next = "RSQRT_SEND"
@@ -438,28 +482,27 @@ class LayerNorm(wiring.Component):
                     m.next = "SCALE"
 
             with m.State("SCALE"):
-                m.d.comb += [scalar.a.eq(r), scalar.b.eq(sqrt_mant)]
+                m.d.comb += [scale_multiplier.a.eq(r), scale_multiplier.b.eq(sqrt_mant)]
                 with m.If(timer != lat):
                     m.d.sync += timer.eq(timer + 1)
                 with m.Else():
                     m.d.sync += [
-                        c.eq((scalar.p + (1 << (MANT_FRAC - 1))) >> MANT_FRAC),
+                        c.eq((scale_multiplier.p + (1 << (MANT_FRAC - 1))) >> MANT_FRAC),
                         xhat_shift.eq(sh + e + shift_base + left),
-                        pass3.eq(1),
                     ]
                     m.next = "NORMALISE"
 
             with m.State("NORMALISE"):
-                m.d.comb += issue.eq(advance)
+                m.d.comb += [issue.eq(advance), issue_pass3.eq(1)]
                 with m.If(advance):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == B - 1):
-                        # The row is in the pipeline: the buffer may take the next one.
-                        m.d.sync += count.eq(0)
-                        m.next = "LOAD"
-        # Outside the FSM's case statement, so that Icarus sees defined values from time zero:
-        # it would not run that statement before the state first changes, and an unknown
+                        m.next = "IDLE"
+
+        # Outside the FSMs' case statements, so that Icarus sees defined values from time zero:
+        # it would not run those statements before the state first changes, and an unknown
         # o.ready would keep the rsqrt unit's valid bits unknown for good.
-        m.d.comb += [rsqrt.i.valid.eq(fsm.ongoing("RSQRT_SEND")), rsqrt.i.payload.eq(S),
-                     rsqrt.o.ready.eq(fsm.ongoing("RSQRT_WAIT"))]
+        m.d.comb += [rsqrt.i.valid.eq(normaliser.ongoing("RSQRT_SEND")), rsqrt.i.payload.eq(S),
+                     rsqrt.o.ready.eq(normaliser.ongoing("RSQRT_WAIT")),
+                     normaliser_idle.eq(normaliser.ongoing("IDLE") & ~loader.ongoing("FULL"))]
         return m

@@ -70,7 +70,7 @@ def simulate(unit, gamma, beta, rows, *, idle=0.0, backpressure=0.0, seed=0):
 
 @pytest.mark.parametrize("dim,lanes,gamma_frac,eps,backpressure", [
     # Not a power of two: the mean's multiplier is rounded. Two beats: shorter than the
-    # pipeline, so rows wait for each other.
+    # pipeline.
     (12, 6, 15, 1e-5, 0.0),
     # One lane; gamma with few fraction bits; back-pressure.
     (6, 1, 12, 1e-6, 0.4),
@@ -95,8 +95,9 @@ def test_ports_and_properties():
     assert (unit.dim, unit.lanes, unit.beats, unit.eps) == (32, 4, 8, 1e-6)
     assert (unit.fmt, unit.beta_fmt, unit.out_fmt) == (act, act, act)
     assert unit.gamma_fmt == Fixed(DEFAULT.small_width, 16)
-    assert unit.row_cycles == 3 * 8 + LayerNorm.ROW_OVERHEAD
-    assert unit.latency == 2 * 8 + LayerNorm.ROW_OVERHEAD + LayerNorm.PIPELINE
+    assert unit.row_cycles == 2 * 8 + LayerNorm.ROW_OVERHEAD
+    assert unit.latency == (2 * 8 + LayerNorm.MULTIPLIER_LATENCY + 2 + LayerNorm.ROW_OVERHEAD
+                            + LayerNorm.PIPELINE)
     # eps * D in units of the squares, and S for 1024-value rows within the rsqrt default.
     assert unit.eps_int == round(1e-6 * 32 * 2.0 ** 32)
     assert LayerNorm(dim=MAX_DIM, lanes=16, gamma_fmt=Fixed(18, 16), eps=1e-6).s_width <= 46
