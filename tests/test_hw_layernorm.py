@@ -23,49 +23,66 @@ test_layernorm = cocotb_tests("sim.benches.layernorm", layernorm_design,
                               configs=[dict(dim=32, lanes=4, gamma_frac=16, eps=1e-6)])
 
 
-def simulate(unit, gamma, beta, rows, *, idle=0.0, backpressure=0.0, seed=0):
-    """Load one parameter set and stream ``rows`` through ``unit`` in Amaranth's simulator;
-    return the results as a [rows][dim] array."""
+def simulate(unit, sets, rows, *, idle=0.0, backpressure=0.0, seed=0):
+    """Stream parameter sets and ``rows`` through ``unit`` in Amaranth's simulator.
+
+    ``sets`` is a list of ``(gamma, beta, cycle)``: each set is offered on ``p`` from ``cycle``
+    on (and after the sets before it); rows are offered once the first set is in. Returns the
+    results as a [rows][dim] array and, per set, the number of rows taken on ``i`` before it.
+    """
     rng = random.Random(seed)
     L, B = unit.lanes, unit.beats
-    parameters = [[{"gamma": int(g), "beta": int(b)} for g, b in
-                   zip(gamma.ints[k * L:(k + 1) * L], beta.ints[k * L:(k + 1) * L])]
-                  for k in range(B)]
+    parameters = [(cycle, [[{"gamma": int(g), "beta": int(b)} for g, b in
+                            zip(gamma.ints[k * L:(k + 1) * L], beta.ints[k * L:(k + 1) * L])]
+                           for k in range(B)])
+                  for gamma, beta, cycle in sets]
     beats = [[int(v) for v in row[k * L:(k + 1) * L]] for row in rows for k in range(B)]
-    received = []
+    received, rows_before = [], []
 
     async def bench(ctx):
-        cycle, p_offer, i_offer = 0, False, False
+        cycle, p_offer, i_offer, taken, p_taken = 0, False, False, 0, 0
         while len(received) < len(beats):
-            p_offer = p_offer or bool(parameters) and rng.random() >= idle
-            # Rows only after the whole set, which the unit would otherwise take between rows.
-            i_offer = i_offer or not parameters and bool(beats_left) and rng.random() >= idle
+            p_offer = p_offer or (bool(parameters) and cycle >= parameters[0][0]
+                                  and rng.random() >= idle)
+            i_offer = i_offer or (len(rows_before) > 0 and p_taken == 0 and taken < len(beats)
+                                  and rng.random() >= idle)
             ctx.set(unit.p.valid, p_offer)
             if p_offer:
-                ctx.set(unit.p.payload, parameters[0])
+                ctx.set(unit.p.payload, parameters[0][1][p_taken])
             ctx.set(unit.i.valid, i_offer)
             if i_offer:
-                ctx.set(unit.i.payload, beats_left[0])
+                ctx.set(unit.i.payload, beats[taken])
             ctx.set(unit.o.ready, rng.random() >= backpressure)
             _, _, p_ready, i_ready, o_valid, o_ready, o_payload = await ctx.tick().sample(
                 unit.p.ready, unit.i.ready, unit.o.valid, unit.o.ready, unit.o.payload)
             cycle += 1
             if p_offer and p_ready:
-                parameters.pop(0)
-                p_offer = False
+                if p_taken == 0:
+                    assert taken % B == 0, "a parameter set went in in the middle of a row"
+                    rows_before.append(taken // B)
+                p_taken, p_offer = p_taken + 1, False
+                if p_taken == B:
+                    parameters.pop(0)
+                    p_taken = 0
             if i_offer and i_ready:
-                beats_left.pop(0)
-                i_offer = False
+                taken, i_offer = taken + 1, False
             if o_valid and o_ready:
                 received.append(list(o_payload))
             assert cycle < 10 * unit.row_cycles * len(rows) + 200, "the unit is stuck"
 
-    beats_left = list(beats)
     simulator = Simulator(unit)
     simulator.add_clock(1e-8)
     simulator.add_testbench(bench)
     simulator.run()
-    return np.array(received).reshape(len(rows), unit.dim)
+    return np.array(received).reshape(len(rows), unit.dim), rows_before
+
+
+def twin(unit, sets, rows, rows_before):
+    """The twin's results when set ``k`` applies from row ``rows_before[k]`` on."""
+    bounds = list(rows_before[1:]) + [len(rows)]
+    parts = [layer_norm(rows[start:end], unit.fmt, gamma, beta, unit.eps, DEFAULT)
+             for (gamma, beta, _), start, end in zip(sets, rows_before, bounds) if end > start]
+    return np.concatenate(parts)
 
 
 @pytest.mark.parametrize("dim,lanes,gamma_frac,eps,backpressure", [
@@ -80,8 +97,23 @@ def test_other_shapes(dim, lanes, gamma_frac, eps, backpressure):
                      eps=eps)
     gamma, beta = random_parameters(dim, unit.gamma_fmt, unit.fmt, seed=1)
     rows = np.concatenate([random_rows(dim, unit.fmt, 12, seed=2), corner_rows(dim, unit.fmt)])
-    got = simulate(unit, gamma, beta, rows, idle=0.2, backpressure=backpressure, seed=3)
-    want = layer_norm(rows, unit.fmt, gamma, beta, eps, DEFAULT)
+    sets = [(gamma, beta, 0)]
+    got, rows_before = simulate(unit, sets, rows, idle=0.2, backpressure=backpressure, seed=3)
+    want = twin(unit, sets, rows, rows_before)
+    assert (got == want).all(), np.argwhere(got != want)[:8].tolist()
+
+
+@pytest.mark.parametrize("offered", [60, 75, 200])
+def test_parameters_change_between_rows(offered):
+    # A second set offered while rows stream in goes in at the next row boundary, once the
+    # rows before it have read the first set; the rows after it wait.
+    unit = layernorm_design(dim=16, lanes=4, gamma_frac=16, eps=1e-6)
+    sets = [(*random_parameters(16, unit.gamma_fmt, unit.fmt, seed=seed), cycle)
+            for seed, cycle in ((1, 0), (2, offered))]
+    rows = random_rows(16, unit.fmt, 12, seed=3)
+    got, rows_before = simulate(unit, sets, rows, idle=0.1, backpressure=0.3, seed=4)
+    assert rows_before[0] == 0 and 0 < rows_before[1] < len(rows)
+    want = twin(unit, sets, rows, rows_before)
     assert (got == want).all(), np.argwhere(got != want)[:8].tolist()
 
 
