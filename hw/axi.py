@@ -1,0 +1,25 @@
+"""AXI4 signatures, defined once for every master of the design (names as in the AXI spec, so
+that Amaranth's flattened ports ``<port>__araddr`` bind to cocotbext-axi and to Vivado's
+interface inference alike)."""
+
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["axi4_read", "RESP_OKAY", "BURST_INCR", "MAX_BURST", "BOUNDARY"]
+
+RESP_OKAY = 0
+BURST_INCR = 1
+#: Longest INCR burst, in beats.
+MAX_BURST = 256
+#: A burst may not cross this many bytes.
+BOUNDARY = 4096
+
+
+def axi4_read(*, addr_width, data_width, id_width=1):
+    """The read half of an AXI4 master port (AR and R channels), as seen by the master."""
+    return wiring.Signature({
+        "arid": Out(id_width), "araddr": Out(addr_width), "arlen": Out(8), "arsize": Out(3),
+        "arburst": Out(2), "arvalid": Out(1), "arready": In(1),
+        "rid": In(id_width), "rdata": In(data_width), "rresp": In(2), "rlast": In(1),
+        "rvalid": In(1), "rready": Out(1),
+    })
