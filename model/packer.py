@@ -12,7 +12,8 @@ of the sum then rounds half up, as ``numerics.shift_round`` does.
 
 import numpy as np
 
-__all__ = ["tiles", "linear_weight_tiles", "weight_beats", "bias_words"]
+__all__ = ["tiles", "linear_weight_tiles", "weight_beats", "bias_words", "linear_record",
+           "BIAS_WORD_BYTES"]
 
 
 def tiles(n, size):
@@ -51,3 +52,24 @@ def bias_words(b, out, cols, acc_frac, shift):
                              f"{acc_frac}")
         words[:out] = np.asarray(b.ints, dtype=np.int64) << (acc_frac - b.fmt.frac)
     return (words + (1 << (shift - 1))).reshape(-1, cols)
+
+
+#: Bytes of one bias word in memory (the accumulator is at most 64 bits wide).
+BIAS_WORD_BYTES = 8
+
+
+def linear_record(w, b, x_frac, out_frac, rows, cols, beat_bytes=16):
+    """One linear layer as the hardware fetches it from memory: its weight tiles (16-bit
+    little-endian, tile element ``c * rows + r`` in order), then its bias words (64-bit
+    little-endian, ``cols`` per output tile), each region padded to whole beats.
+
+    Returns ``(data, weight_beats, bias_beats, shift)``: the bytes, the beats of each region and
+    the call's output shift.
+    """
+    shift = x_frac + w.fmt.frac - out_frac
+    weights = linear_weight_tiles(w.ints, rows, cols).reshape(-1).astype("<i2").tobytes()
+    words = bias_words(b, w.ints.shape[0], cols, x_frac + w.fmt.frac, shift)
+    biases = words.reshape(-1).astype("<i8").tobytes()
+    weights += bytes(-len(weights) % beat_bytes)
+    biases += bytes(-len(biases) % beat_bytes)
+    return weights + biases, len(weights) // beat_bytes, len(biases) // beat_bytes, shift

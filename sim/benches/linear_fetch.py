@@ -1,0 +1,70 @@
+"""cocotb bench of :class:`hw.linear_fetch.LinearFetch` on cocotbext-axi's AxiRam: the ``w`` and
+``b`` beats must be those :mod:`model.packer` makes for the compute unit."""
+
+import random
+
+import numpy as np
+
+import cocotb
+from cocotbext.axi import AxiRamRead, AxiReadBus
+
+from hw.linear_fetch import LinearFetch
+from model.numerics import DEFAULT
+from model.packer import bias_words, linear_record, linear_weight_tiles, weight_beats
+from sim.runner import bench_config
+from sim.stream import StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct
+
+ACT = DEFAULT.act
+
+
+def make_design(config):
+    return LinearFetch(**config)
+
+
+def _pauses(seed, p):
+    rng = random.Random(seed)
+    while True:
+        yield rng.random() < p
+
+
+async def run(dut, *, pause=0.0, backpressure=0.0):
+    c = bench_config()
+    design = make_design(c)
+    C, lanes = c["cols"], c["data_width"] // 16
+    rows = C
+    rng = np.random.default_rng(1)
+    await clock_and_reset(dut)
+    ram = AxiRamRead(AxiReadBus.from_prefix(dut, "bus_"), dut.clk, dut.rst, size=1 << 20)
+    if pause:
+        ram.r_channel.set_pause_generator(_pauses(2, pause))
+    cmd = StreamSource(dut, "cmd")
+    w_sink = StreamSink(dut, "w", backpressure=backpressure, seed=3)
+    b_sink = StreamSink(dut, "b", backpressure=backpressure, seed=4)
+    addr, want_w, want_b = 0x100, [], []
+    for out_dim, in_dim, bias in ((24, 40, True), (8, 8, False), (C * 3, 20, True)):
+        w, _ = DEFAULT.quantize("weight", rng.normal(0, 0.3, (out_dim, in_dim)))
+        b = DEFAULT.quantize("bias", rng.normal(0, 1, out_dim))[0] if bias else None
+        record, wb, bb, shift = linear_record(w, b, ACT.frac, ACT.frac, rows, C)
+        ram.write(addr, record)
+        cmd.send([pack_struct(design.cmd.payload.shape(), addr=addr, weight_beats=wb,
+                              bias_beats=bb)])
+        want_w += [pack_lanes(beat, 16) for beat in
+                   weight_beats(linear_weight_tiles(w.ints, rows, C), lanes)]
+        want_b += [pack_lanes(word, c["acc_width"]) for word in
+                   bias_words(b, out_dim, C, ACT.frac + w.fmt.frac, shift)]
+        addr += len(record) + 0x40
+    got_w = await w_sink.wait_for(len(want_w), timeout_cycles=2000)
+    got_b = await b_sink.wait_for(len(want_b), timeout_cycles=2000)
+    assert got_w == want_w, "weight beats differ from the packer's"
+    assert got_b == want_b, "bias beats differ from the packer's"
+    assert int(dut.error.value) == 0
+
+
+@cocotb.test()
+async def test_full_rate(dut):
+    await run(dut)
+
+
+@cocotb.test()
+async def test_pauses_and_backpressure(dut):
+    await run(dut, pause=0.3, backpressure=0.5)
