@@ -20,13 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .attention import attention
-from .compute_unit import linear, scale_accumulate
+from .compute_unit import linear
 from .config import HardwareConfig
-from .expert_queues import expert_queues
-from .gate import gate
 from .layernorm import layer_norm
 from .mlp_half import mlp_half
-from .numerics import DEFAULT, Quantized
+from .moe_half import moe_half
+from .numerics import DEFAULT
 from .patch_embed import patch_embed
 from .quantize import QuantizedModel, quantize
 from .reference import Trace
@@ -56,29 +55,6 @@ def attention_half(qm, b, x, hardware):
     a = attention(q, num.query, k, v, act, cfg.heads, hardware.attention_slots, num)
     return residual_add(x, linear(a, act.frac, p("proj_weight"), p("proj_bias"), act, num),
                         act, num)
-
-
-def moe_half(qm, b, x, task, routes=None):
-    """MoE block ``b``'s second half. Returns ``(x, chosen, probs)``."""
-    cfg, num, act = qm.config, qm.numerics, qm.numerics.act
-    p = lambda n: qm.block(b, n)  # noqa: E731
-    h = layer_norm(x, act, p("norm2_weight"), p("norm2_bias"), cfg.ln_eps, num)
-    chosen, probs = gate(h, act, p(f"gate{task}_weight"), cfg.top_k, num)
-    if routes is not None:
-        chosen = np.asarray(routes)
-    out = np.array(x, dtype=np.int64)
-    fc1_w, fc1_b = p("expert_fc1_weight"), p("expert_fc1_bias")
-    fc2_w, fc2_b = p("expert_fc2_weight"), p("expert_fc2_bias")
-    for e, tokens, scores in expert_queues(chosen, probs, cfg.experts):
-        hid = linear(h[tokens], act.frac, _expert(fc1_w, e), _expert(fc1_b, e), act, num,
-                     apply_gelu=True)
-        y = linear(hid, act.frac, _expert(fc2_w, e), _expert(fc2_b, e), act, num)
-        out[tokens] = scale_accumulate(out[tokens], y, scores[:, None], num, act)
-    return out, chosen, probs
-
-
-def _expert(q, e):
-    return Quantized(q.ints[e], q.fmt)
 
 
 def run(weights, image, task, *, numerics=DEFAULT, hardware=HardwareConfig(), routes=None):
