@@ -1,0 +1,157 @@
+"""cocotb bench of :class:`hw.expert_engine.ExpertEngine` against
+:func:`model.moe_half.experts_combine`: micro's MoE block with synthetic weights, the expert
+records in cocotbext-axi's AxiRam, ``h`` and ``x`` in on-chip buffers of a harness."""
+
+import numpy as np
+
+import cocotb
+from amaranth import Module
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotbext.axi import AxiRamRead, AxiReadBus
+
+from hw.expert_engine import ExpertEngine
+from model.config import HardwareConfig, config_by_name
+from model.expert_queues import expert_queues
+from model.gate import gate
+from model.golden import attention_half
+from model.layernorm import layer_norm
+from model.mlp_half import mlp_half
+from model.moe_half import expert_params, experts_combine
+from model.numerics import DEFAULT
+from model.packer import linear_record
+from model.patch_embed import patch_embed
+from model.quantize import quantize
+from model.weights import synthetic, synthetic_image
+from sim.runner import bench_config
+from sim.stream import StreamSource, clock_and_reset, pack_struct, unpack_lanes
+
+ACT = DEFAULT.act
+BASE = 0x10000
+
+
+def layer_data(config):
+    """Golden ``h``, ``x``, queues and the expected result of micro's MoE block."""
+    model = config_by_name(config["model"])
+    qm = quantize(synthetic(model, seed=config.get("seed", 3)), DEFAULT)
+    image = synthetic_image(model, seed=config.get("seed", 3))
+    x = patch_embed(image, model.patch, qm["patch_weight"], qm["patch_bias"],
+                    qm["pos_embed"].ints, ACT, DEFAULT)
+    x = mlp_half(qm, 0, attention_half(qm, 0, x, HardwareConfig()))
+    b = model.moe_blocks[0]
+    x = attention_half(qm, b, x, HardwareConfig())
+    h = layer_norm(x, ACT, qm.block(b, "norm2_weight"), qm.block(b, "norm2_bias"),
+                   model.ln_eps, DEFAULT)
+    chosen, probs = gate(h, ACT, qm.block(b, "gate0_weight"), model.top_k, DEFAULT)
+    if config.get("routing") == "one_expert_takes_all":
+        chosen[:, 0] = 1
+        chosen[:, 1] = np.where(chosen[:, 1] == 1, 2, chosen[:, 1])
+        chosen[chosen[:, 1] == 1, 1] = 2
+    queues = expert_queues(chosen, probs, model.experts)
+    return qm, b, h, x, queues, experts_combine(qm, b, h, x, queues)
+
+
+class ExpertHarness(wiring.Component):
+    """The engine with its ``h`` and ``x`` buffers (initialised with golden values)."""
+
+    def __init__(self, **config):
+        model = config_by_name(config["model"])
+        self.L = config["lanes"]
+        self.engine = ExpertEngine(dim=model.dim, expert_hidden=model.expert_hidden,
+                                   experts=model.experts, max_tokens=model.tokens, lanes=self.L,
+                                   addr_width=32)
+        _, _, self._h, self._x, _, _ = layer_data(config)
+        e = self.engine
+        super().__init__({
+            "cmd": In(e.cmd.signature.flip()), "q": In(e.q.signature.flip()),
+            "bus": Out(e.bus.signature),
+            "peek_addr": In(range(len(self._x.reshape(-1, self.L)))),
+            "peek_data": Out(data.ArrayLayout(ACT.width, self.L)),
+            "experts_done": Out(16), "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = e = self.engine
+        mask = (1 << ACT.width) - 1
+        words = lambda a: [[int(v) & mask for v in w] for w in a.reshape(-1, self.L)]  # noqa
+        shape = data.ArrayLayout(ACT.width, self.L)
+        m.submodules.h = hmem = memory.Memory(shape=shape, depth=len(words(self._h)),
+                                              init=words(self._h))
+        m.submodules.x = xmem = memory.Memory(shape=shape, depth=len(words(self._x)),
+                                              init=words(self._x))
+        h_rd, x_rd, peek, x_wr = hmem.read_port(), xmem.read_port(), xmem.read_port(), \
+            xmem.write_port()
+        wiring.connect(m, wiring.flipped(self.cmd), e.cmd)
+        wiring.connect(m, wiring.flipped(self.q), e.q)
+        wiring.connect(m, e.bus, wiring.flipped(self.bus))
+        m.d.comb += [h_rd.addr.eq(e.h_rd_addr), e.h_rd_data.eq(h_rd.data),
+                     x_rd.addr.eq(e.x_rd_addr), e.x_rd_data.eq(x_rd.data),
+                     x_wr.addr.eq(e.x_wr_addr), x_wr.data.eq(e.x_wr_data),
+                     x_wr.en.eq(e.x_wr_en), peek.addr.eq(self.peek_addr),
+                     self.peek_data.eq(peek.data), self.experts_done.eq(e.experts_done),
+                     self.error.eq(e.error)]
+        return m
+
+
+def memory_image(qm, b, experts, lanes):
+    """Expert records at BASE + (e << stride_log2); returns (bytes, layer command fields)."""
+    records = []
+    for e in range(experts):
+        w1, b1, w2, b2 = expert_params(qm, b, e)
+        records.append((linear_record(w1, b1, ACT.frac, ACT.frac, lanes, lanes),
+                        linear_record(w2, b2, ACT.frac, ACT.frac, lanes, lanes)))
+    (r1, wb1, bb1, s1), (r2, wb2, bb2, s2) = records[0]
+    size = len(r1) + len(r2)
+    stride_log2 = (size - 1).bit_length()
+    image = bytearray(BASE + (experts << stride_log2))
+    for e, ((r1, *_), (r2, *_)) in enumerate(records):
+        at = BASE + (e << stride_log2)
+        image[at:at + len(r1)] = r1
+        image[at + len(r1):at + len(r1) + len(r2)] = r2
+    fields = dict(base=BASE, stride_log2=stride_log2, fc2_offset=len(r1),
+                  fc1_weight_beats=wb1, fc1_bias_beats=bb1, fc2_weight_beats=wb2,
+                  fc2_bias_beats=bb2, fc1_shift=s1, fc2_shift=s2)
+    return bytes(image), fields
+
+
+@cocotb.test()
+async def test_experts_combine(dut):
+    config = bench_config()
+    harness = ExpertHarness(**config)
+    engine = harness.engine
+    model = config_by_name(config["model"])
+    qm, b, h, x, queues, expected = layer_data(config)
+    image, fields = memory_image(qm, b, model.experts, harness.L)
+    await clock_and_reset(dut)
+    ram = AxiRamRead(AxiReadBus.from_prefix(dut, "bus_"), dut.clk, dut.rst, size=len(image))
+    ram.write(0, image)
+    cmd = StreamSource(dut, "cmd")
+    q = StreamSource(dut, "q", idle=config.get("idle", 0.0), seed=1)
+    cmd.send([pack_struct(engine.command_layout, **fields)])
+    for e, tokens, scores in queues:
+        q.send(pack_struct(engine.entry_layout, expert=e, token=t, score=s,
+                           last=int(n == len(tokens) - 1))
+               for n, (t, s) in enumerate(zip(tokens, scores)))
+    for _ in range(200000):
+        await RisingEdge(dut.clk)
+        if int(dut.experts_done.value) == len(queues):
+            break
+    else:
+        raise AssertionError(f"only {int(dut.experts_done.value)} of {len(queues)} experts done")
+    await ClockCycles(dut.clk, 4)
+    got = []
+    for addr in range(len(x.reshape(-1, harness.L))):
+        dut.peek_addr.value = addr
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        got.append(unpack_lanes(int(dut.peek_data.value), ACT.width, harness.L))
+        await RisingEdge(dut.clk)
+    got = np.array(got).reshape(x.shape)
+    bad = np.argwhere(got != expected)
+    assert bad.size == 0, (f"{len(bad)} values of x differ from the golden model, first at "
+                           f"token {bad[0][0]} channel {bad[0][1]}: RTL {got[tuple(bad[0])]}, "
+                           f"golden {expected[tuple(bad[0])]}")
+    assert int(dut.error.value) == 0
+    dut._log.info(f"{len(queues)} active experts")
