@@ -87,6 +87,8 @@ class ComputeUnit(wiring.Component):
     o : ``Out(stream.Signature(ArrayLayout(signed(act.width), cols)))``
     error : ``Out(1)``
         Sticky: a command was dropped because the unit cannot run it.
+    busy : ``Out(1)``
+        High in each cycle in which the array takes a step (for utilisation counts).
     """
 
     def __init__(self, *, rows=16, cols=16, max_in=768, max_out=768, max_weights=768 * 192,
@@ -126,6 +128,7 @@ class ComputeUnit(wiring.Component):
             "x": In(stream.Signature(data.ArrayLayout(signed(act.width), rows))),
             "o": Out(stream.Signature(data.ArrayLayout(signed(act.width), cols))),
             "error": Out(1),
+            "busy": Out(1),
         })
 
     rows = property(lambda self: self._rows)
@@ -271,7 +274,7 @@ class ComputeUnit(wiring.Component):
         last_chunk = ic == run_it - 1
         can_issue = running & (rows_in > tok) & (~last_chunk | (outstanding < depth))
         issue = Signal()
-        m.d.comb += issue.eq(can_issue)
+        m.d.comb += [issue.eq(can_issue), self.busy.eq(issue)]
 
         with m.If(~running & bank_full.bit_select(run_bank, 1)):
             for k in range(2):

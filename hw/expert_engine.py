@@ -58,6 +58,8 @@ class ExpertEngine(wiring.Component):
     x_rd_addr, x_rd_data, x_wr_addr, x_wr_data, x_wr_en : ports of the ``x`` buffer
     bus : AXI4 read master
     experts_done : ``Out(16)``
+    array_busy : ``Out(1)``
+        The compute unit's ``busy``: the array takes a step this cycle.
     error : ``Out(1)``
     """
 
@@ -99,6 +101,7 @@ class ExpertEngine(wiring.Component):
             "x_wr_addr": Out(range(rows)), "x_wr_data": Out(beat), "x_wr_en": Out(1),
             "bus": Out(axi4_read(addr_width=addr_width, data_width=data_width)),
             "experts_done": Out(16),
+            "array_busy": Out(1),
             "error": Out(1),
         })
 
@@ -130,6 +133,7 @@ class ExpertEngine(wiring.Component):
             self.x_rd_addr.eq(s_x.rd_addr), s_x.rd_data.eq(self.x_rd_data),
             self.x_wr_addr.eq(s_x.wr_addr), self.x_wr_data.eq(s_x.wr_data),
             self.x_wr_en.eq(s_x.wr_en),
+            self.array_busy.eq(cu.busy),
             self.error.eq(cu.error | fetch.error | g_h.error | g_hid.error | s_hid.error |
                           s_x.error),
         ]

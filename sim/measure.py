@@ -1,6 +1,6 @@
 """Measured cycle counts of hardware units, from cycle-accurate simulation.
 
-    python -m sim.measure [compute_unit] [mlp_half] [--json]
+    python -m sim.measure [compute_unit] [mlp_half] [moe_experts] [moe_experts_256] [--json]
 
 Each measurement is a cocotb bench (``sim/benches/*_cycles.py``) on the unit's default
 configuration that also checks its results bit for bit against the golden model; the cycle
@@ -34,7 +34,19 @@ def _mlp_half():
     return (lambda: make_design(config)), config, "sim.benches.mlp_half"
 
 
-MEASUREMENTS = {"compute_unit": _compute_unit, "mlp_half": _mlp_half}
+def _moe_experts(data_width):
+    def make():
+        from model.weights import shared_weights_dir
+        from sim.benches.expert_engine import ExpertHarness
+        config = dict(model="m3vit-tiny", lanes=16, data_width=data_width)
+        if shared_weights_dir() is not None:
+            config["weights"] = "edge-moe"
+        return (lambda: ExpertHarness(**config)), config, "sim.benches.expert_engine"
+    return make
+
+
+MEASUREMENTS = {"compute_unit": _compute_unit, "mlp_half": _mlp_half,
+                "moe_experts": _moe_experts(128), "moe_experts_256": _moe_experts(256)}
 
 
 def measure(name):
@@ -69,7 +81,17 @@ def _print_mlp_half(r):
           f"including any build)")
 
 
-_PRINTERS = {"compute_unit": _print_compute_unit, "mlp_half": _print_mlp_half}
+def _print_moe_experts(r):
+    waits = r["cycles"] - r["array_busy_cycles"]
+    print(f"moe_experts: {r['model']} block {r['block']}, one {r['data_width']}-bit AXI port: "
+          f"{r['active_experts']} active experts, {r['routed_tokens']} routed tokens; "
+          f"{r['cycles']} cycles, array busy {r['array_busy_cycles']} (ideal {r['ideal_cycles']}), "
+          f"waiting {waits}; {r['bytes_read']} bytes read = {r['active_experts']} x "
+          f"{r['bytes_per_expert']} (simulated in {r['wall_seconds']} s including any build)")
+
+
+_PRINTERS = {"compute_unit": _print_compute_unit, "mlp_half": _print_mlp_half,
+             "moe_experts": _print_moe_experts, "moe_experts_256": _print_moe_experts}
 
 
 def main(argv=None):

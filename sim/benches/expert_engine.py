@@ -2,6 +2,10 @@
 :func:`model.moe_half.experts_combine`: micro's MoE block with synthetic weights, the expert
 records in cocotbext-axi's AxiRam, ``h`` and ``x`` in on-chip buffers of a harness."""
 
+import json
+import os
+import warnings
+
 import numpy as np
 
 import cocotb
@@ -23,7 +27,8 @@ from model.numerics import DEFAULT
 from model.packer import linear_record
 from model.patch_embed import patch_embed
 from model.quantize import quantize
-from model.weights import synthetic, synthetic_image
+from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
+                           synthetic_image)
 from sim.runner import bench_config
 from sim.stream import StreamSource, clock_and_reset, pack_struct, unpack_lanes
 
@@ -32,10 +37,18 @@ BASE = 0x10000
 
 
 def layer_data(config):
-    """Golden ``h``, ``x``, queues and the expected result of micro's MoE block."""
+    """Golden ``h``, ``x``, queues and the expected result of the model's first MoE block."""
     model = config_by_name(config["model"])
-    qm = quantize(synthetic(model, seed=config.get("seed", 3)), DEFAULT)
-    image = synthetic_image(model, seed=config.get("seed", 3))
+    if config.get("weights") == "edge-moe":
+        directory = shared_weights_dir()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            weights = load_edge_moe(directory, model)
+        image = load_image(directory, model)
+    else:
+        weights = synthetic(model, seed=config.get("seed", 3))
+        image = synthetic_image(model, seed=config.get("seed", 3))
+    qm = quantize(weights, DEFAULT)
     x = patch_embed(image, model.patch, qm["patch_weight"], qm["patch_bias"],
                     qm["pos_embed"].ints, ACT, DEFAULT)
     x = mlp_half(qm, 0, attention_half(qm, 0, x, HardwareConfig()))
@@ -60,7 +73,7 @@ class ExpertHarness(wiring.Component):
         self.L = config["lanes"]
         self.engine = ExpertEngine(dim=model.dim, expert_hidden=model.expert_hidden,
                                    experts=model.experts, max_tokens=model.tokens, lanes=self.L,
-                                   addr_width=32)
+                                   data_width=config.get("data_width", 128), addr_width=32)
         _, _, self._h, self._x, _, _ = layer_data(config)
         e = self.engine
         super().__init__({
@@ -68,7 +81,7 @@ class ExpertHarness(wiring.Component):
             "bus": Out(e.bus.signature),
             "peek_addr": In(range(len(self._x.reshape(-1, self.L)))),
             "peek_data": Out(data.ArrayLayout(ACT.width, self.L)),
-            "experts_done": Out(16), "error": Out(1),
+            "experts_done": Out(16), "array_busy": Out(1), "error": Out(1),
         })
 
     def elaborate(self, platform):
@@ -91,6 +104,7 @@ class ExpertHarness(wiring.Component):
                      x_wr.addr.eq(e.x_wr_addr), x_wr.data.eq(e.x_wr_data),
                      x_wr.en.eq(e.x_wr_en), peek.addr.eq(self.peek_addr),
                      self.peek_data.eq(peek.data), self.experts_done.eq(e.experts_done),
+                     self.array_busy.eq(e.array_busy),
                      self.error.eq(e.error)]
         return m
 
@@ -134,12 +148,17 @@ async def test_experts_combine(dut):
         q.send(pack_struct(engine.entry_layout, expert=e, token=t, score=s,
                            last=int(n == len(tokens) - 1))
                for n, (t, s) in enumerate(zip(tokens, scores)))
-    for _ in range(200000):
+    cycles = busy = beats = 0
+    for cycles in range(1, 2000000):
         await RisingEdge(dut.clk)
+        await ReadOnly()
+        busy += int(dut.array_busy.value)
+        beats += int(dut.bus__rvalid.value) & int(dut.bus__rready.value)
         if int(dut.experts_done.value) == len(queues):
             break
     else:
         raise AssertionError(f"only {int(dut.experts_done.value)} of {len(queues)} experts done")
+    await RisingEdge(dut.clk)
     await ClockCycles(dut.clk, 4)
     got = []
     for addr in range(len(x.reshape(-1, harness.L))):
@@ -154,4 +173,18 @@ async def test_experts_combine(dut):
                            f"token {bad[0][0]} channel {bad[0][1]}: RTL {got[tuple(bad[0])]}, "
                            f"golden {expected[tuple(bad[0])]}")
     assert int(dut.error.value) == 0
-    dut._log.info(f"{len(queues)} active experts")
+    dut._log.info(f"{len(queues)} active experts, {cycles} cycles, array busy {busy}")
+    if os.environ.get("EDGEMOE_MEASURE_OUT"):
+        C = harness.L
+        ideal = sum(len(t) * 2 * (model.expert_hidden // C) * (model.dim // C)
+                    for _, t, _ in queues)
+        per_expert = fields["fc2_offset"] + (fields["fc2_weight_beats"] +
+                                             fields["fc2_bias_beats"]) * engine.bus.rdata.shape().width // 8
+        with open(os.environ["EDGEMOE_MEASURE_OUT"], "w") as f:
+            json.dump({"model": config["model"], "block": int(b),
+                       "data_width": config.get("data_width", 128),
+                       "active_experts": len(queues), "routed_tokens":
+                       int(sum(len(t) for _, t, _ in queues)), "cycles": cycles,
+                       "array_busy_cycles": busy, "ideal_cycles": ideal,
+                       "bytes_read": beats * config.get("data_width", 128) // 8,
+                       "bytes_per_expert": per_expert}, f)
