@@ -3,6 +3,7 @@
 records in cocotbext-axi's AxiRam, ``h`` and ``x`` in on-chip buffers of a harness."""
 
 import json
+import logging
 import os
 import warnings
 
@@ -140,6 +141,7 @@ async def test_experts_combine(dut):
     image, fields = memory_image(qm, b, model.experts, harness.L)
     await clock_and_reset(dut)
     ram = AxiRamRead(AxiReadBus.from_prefix(dut, "bus_"), dut.clk, dut.rst, size=len(image))
+    ram.log.setLevel(logging.WARNING)     # a line per burst slows long runs down
     ram.write(0, image)
     cmd = StreamSource(dut, "cmd")
     q = StreamSource(dut, "q", idle=config.get("idle", 0.0), seed=1)
