@@ -1,8 +1,10 @@
 """The expert engine: expert-aware patch reordering for one MoE layer; twin of
 :func:`model.moe_half.experts_combine`.
 
-Queue entries arrive from :class:`hw.expert_queues.ExpertQueues`, expert by expert. For each
-active expert the engine
+A layer starts with a command. Its first job is the gate's logits: the gate record is fetched,
+every token's row of ``h`` goes through the compute unit, and the logits leave on ``logits`` (one
+beat per token) for :class:`hw.gate.Gate`. Queue entries then arrive from
+:class:`hw.expert_queues.ExpertQueues`, expert by expert. For each active expert the engine
 
 1. fetches its fc1 and fc2 records from memory **once** (:class:`hw.linear_fetch.LinearFetch`,
    at ``base + (expert << stride_log2)``, fc2 at ``fc2_offset`` bytes further), straight into the
@@ -85,7 +87,9 @@ class ExpertEngine(wiring.Component):
             "fc2_offset": unsigned(addr_width),
             "fc1_weight_beats": beats, "fc1_bias_beats": beats,
             "fc2_weight_beats": beats, "fc2_bias_beats": beats,
-            "fc1_shift": shift, "fc2_shift": shift})
+            "fc1_shift": shift, "fc2_shift": shift,
+            "tokens": unsigned(ceil_log2(max_tokens + 1)), "gate_addr": unsigned(addr_width),
+            "gate_weight_beats": beats, "gate_bias_beats": beats, "gate_shift": shift})
         self.entry_layout = data.StructLayout({
             "expert": unsigned(max(1, ceil_log2(experts))),
             "token": unsigned(max(1, ceil_log2(max_tokens))),
@@ -100,6 +104,7 @@ class ExpertEngine(wiring.Component):
             "x_rd_addr": Out(range(rows)), "x_rd_data": In(beat),
             "x_wr_addr": Out(range(rows)), "x_wr_data": Out(beat), "x_wr_en": Out(1),
             "bus": Out(axi4_read(addr_width=addr_width, data_width=data_width)),
+            "logits": Out(stream.Signature(beat)),
             "experts_done": Out(16),
             "array_busy": Out(1),
             "error": Out(1),
@@ -139,9 +144,6 @@ class ExpertEngine(wiring.Component):
         ]
 
         layer = Signal(self.command_layout)
-        m.d.comb += self.cmd.ready.eq(1)
-        with m.If(self.cmd.valid):
-            m.d.sync += layer.eq(self.cmd.payload)
 
         # --- Intake: queue entries into two banks; a descriptor per expert -----------------
         m.submodules.queues = qmem = memory.Memory(
@@ -155,7 +157,7 @@ class ExpertEngine(wiring.Component):
 
         desc_layout = data.StructLayout({"expert": self.entry_layout["expert"].shape,
                                          "n": unsigned(ceil_log2(T + 1)), "bank": 1,
-                                         "seq": 2})
+                                         "seq": 2, "gate": 1})
         names = ("fetch", "command", "index", "input", "output")
         fifos = {}
         for name in names:
@@ -179,8 +181,18 @@ class ExpertEngine(wiring.Component):
         m.d.comb += [new_desc.expert.eq(self.q.payload.expert), new_desc.n.eq(in_count + 1),
                      new_desc.bank.eq(in_bank), new_desc.seq.eq(seq)]
         push = self.q.valid & self.q.ready & self.q.payload.last
+        # A layer command goes first as the gate job: its logits, over every token.
+        all_room = 1
         for f in fifos.values():
-            m.d.comb += [f.w_data.eq(new_desc), f.w_en.eq(push)]
+            all_room = all_room & f.w_rdy
+        m.d.comb += self.cmd.ready.eq(all_room & (in_count == 0) & ~self.q.valid)
+        start = self.cmd.valid & self.cmd.ready
+        with m.If(start):
+            m.d.sync += layer.eq(self.cmd.payload)
+        gate_desc = Signal(desc_layout)
+        m.d.comb += [gate_desc.gate.eq(1), gate_desc.n.eq(self.cmd.payload.tokens)]
+        for f in fifos.values():
+            m.d.comb += [f.w_data.eq(Mux(start, gate_desc, new_desc)), f.w_en.eq(push | start)]
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += in_count.eq(in_count + 1)
             with m.If(self.q.payload.last):
@@ -192,28 +204,38 @@ class ExpertEngine(wiring.Component):
         d = descs["fetch"]
         second = Signal()
         addr = layer.base + (d.expert << layer.stride_log2)
-        m.d.comb += [fetch.cmd.valid.eq(fifos["fetch"].r_rdy),
-                     fetch.cmd.payload.addr.eq(Mux(second, addr + layer.fc2_offset, addr)),
-                     fetch.cmd.payload.weight_beats.eq(
-                         Mux(second, layer.fc2_weight_beats, layer.fc1_weight_beats)),
-                     fetch.cmd.payload.bias_beats.eq(
-                         Mux(second, layer.fc2_bias_beats, layer.fc1_bias_beats))]
-        with m.If(fetch.cmd.valid & fetch.cmd.ready):
-            m.d.sync += second.eq(~second)
-            m.d.comb += fifos["fetch"].r_en.eq(second)
+        m.d.comb += fetch.cmd.valid.eq(fifos["fetch"].r_rdy)
+        with m.If(d.gate):
+            m.d.comb += [fetch.cmd.payload.addr.eq(layer.gate_addr),
+                         fetch.cmd.payload.weight_beats.eq(layer.gate_weight_beats),
+                         fetch.cmd.payload.bias_beats.eq(layer.gate_bias_beats)]
+            m.d.comb += fifos["fetch"].r_en.eq(fetch.cmd.ready)
+        with m.Else():
+            m.d.comb += [fetch.cmd.payload.addr.eq(Mux(second, addr + layer.fc2_offset, addr)),
+                         fetch.cmd.payload.weight_beats.eq(
+                             Mux(second, layer.fc2_weight_beats, layer.fc1_weight_beats)),
+                         fetch.cmd.payload.bias_beats.eq(
+                             Mux(second, layer.fc2_bias_beats, layer.fc1_bias_beats))]
+            with m.If(fetch.cmd.valid & fetch.cmd.ready):
+                m.d.sync += second.eq(~second)
+                m.d.comb += fifos["fetch"].r_en.eq(second)
 
         # --- Compute-unit commands ----------------------------------------------------------
         d = descs["command"]
         second_cmd = Signal()
         c = cu.cmd.payload
         m.d.comb += cu.cmd.valid.eq(fifos["command"].r_rdy)
-        with m.If(second_cmd):
+        with m.If(d.gate):
+            m.d.comb += [c.in_dim.eq(self._dim), c.out_dim.eq(self._experts), c.tokens.eq(d.n),
+                         c.shift.eq(layer.gate_shift), c.out_width.eq(act.width), c.gelu.eq(0)]
+            m.d.comb += fifos["command"].r_en.eq(cu.cmd.ready)
+        with m.Elif(second_cmd):
             m.d.comb += [c.in_dim.eq(self._hidden), c.out_dim.eq(self._dim), c.tokens.eq(d.n),
                          c.shift.eq(layer.fc2_shift), c.out_width.eq(act.width), c.gelu.eq(0)]
         with m.Else():
             m.d.comb += [c.in_dim.eq(self._dim), c.out_dim.eq(self._hidden), c.tokens.eq(d.n),
                          c.shift.eq(layer.fc1_shift), c.out_width.eq(act.width), c.gelu.eq(1)]
-        with m.If(cu.cmd.valid & cu.cmd.ready):
+        with m.If(cu.cmd.valid & cu.cmd.ready & ~d.gate):
             m.d.sync += second_cmd.eq(~second_cmd)
             m.d.comb += fifos["command"].r_en.eq(second_cmd)
 
@@ -226,7 +248,17 @@ class ExpertEngine(wiring.Component):
         hid_written_seq = Signal(2)
         active = fifos["index"].r_rdy
         m.d.comb += q_rd_idx.addr.eq(queue_addr(d.bank, idx_i))
-        with m.If(active & ~idx_phase):
+        with m.If(active & d.gate):
+            # The gate reads every token's h row in order.
+            with m.If(idx_i == d.n):
+                m.d.sync += idx_i.eq(0)
+                m.d.comb += fifos["index"].r_en.eq(1)
+            with m.Else():
+                m.d.comb += [g_h.idx.valid.eq(1), g_h.idx.payload.row.eq(idx_i),
+                             g_h.idx.payload.beats.eq(Bd)]
+                with m.If(g_h.idx.ready):
+                    m.d.sync += idx_i.eq(idx_i + 1)
+        with m.If(active & ~d.gate & ~idx_phase):
             with m.If(idx_i == d.n):
                 m.d.sync += [idx_phase.eq(1), idx_i.eq(0), idx_loaded.eq(0)]
             with m.Elif(~idx_loaded):
@@ -236,7 +268,7 @@ class ExpertEngine(wiring.Component):
                              g_h.idx.payload.beats.eq(Bd)]
                 with m.If(g_h.idx.ready):
                     m.d.sync += [idx_i.eq(idx_i + 1), idx_loaded.eq(0)]
-        with m.If(active & idx_phase):
+        with m.If(active & ~d.gate & idx_phase):
             with m.If(idx_i == d.n):
                 m.d.sync += [idx_phase.eq(0), idx_i.eq(0)]
                 m.d.comb += fifos["index"].r_en.eq(1)
@@ -251,7 +283,15 @@ class ExpertEngine(wiring.Component):
         d = descs["input"]
         in_phase = Signal()
         in_beats = Signal(range(T * max(Bd, Bh) + 1))
-        with m.If(fifos["input"].r_rdy):
+        with m.If(fifos["input"].r_rdy & d.gate):
+            m.d.comb += [cu.x.valid.eq(g_h.o.valid), cu.x.payload.eq(g_h.o.payload),
+                         g_h.o.ready.eq(cu.x.ready)]
+            with m.If(cu.x.valid & cu.x.ready):
+                m.d.sync += in_beats.eq(in_beats + 1)
+                with m.If(in_beats == d.n * Bd - 1):
+                    m.d.sync += in_beats.eq(0)
+                    m.d.comb += fifos["input"].r_en.eq(1)
+        with m.If(fifos["input"].r_rdy & ~d.gate):
             with m.If(~in_phase):
                 m.d.comb += [cu.x.valid.eq(g_h.o.valid), cu.x.payload.eq(g_h.o.payload),
                              g_h.o.ready.eq(cu.x.ready)]
@@ -277,7 +317,16 @@ class ExpertEngine(wiring.Component):
         hid_idx = Signal(range(T + 1))
         x_idx = Signal(range(T + 1))
         x_loaded = Signal()
-        busy_out = fifos["output"].r_rdy
+        busy_out = fifos["output"].r_rdy & ~d.gate
+        gate_tiles = -(-self._experts // L)
+        with m.If(fifos["output"].r_rdy & d.gate):
+            m.d.comb += [self.logits.valid.eq(cu.o.valid), self.logits.payload.eq(cu.o.payload),
+                         cu.o.ready.eq(self.logits.ready)]
+            with m.If(cu.o.valid & cu.o.ready):
+                m.d.sync += out_beats.eq(out_beats + 1)
+                with m.If(out_beats == d.n * gate_tiles - 1):
+                    m.d.sync += out_beats.eq(0)
+                    m.d.comb += fifos["output"].r_en.eq(1)
         # Indices of the hidden scatter: rows 0..n-1.
         m.d.comb += [s_hid.idx.valid.eq(busy_out & ~out_phase & (hid_idx < d.n)),
                      s_hid.idx.payload.row.eq(hid_idx), s_hid.idx.payload.beats.eq(Bh),
@@ -326,7 +375,7 @@ class ExpertEngine(wiring.Component):
 
         # An expert is done once its last x row has been written.
         finished = Signal(Scatter.LATENCY + 1)
-        m.d.sync += finished.eq(Cat(fifos["output"].r_en, finished[:-1]))
+        m.d.sync += finished.eq(Cat(fifos["output"].r_en & ~d.gate, finished[:-1]))
         with m.If(finished[-1]):
             m.d.sync += self.experts_done.eq(self.experts_done + 1)
         return m

@@ -19,6 +19,7 @@ from cocotbext.axi import AxiRamRead, AxiReadBus
 from hw.expert_engine import ExpertEngine
 from model.config import HardwareConfig, config_by_name
 from model.expert_queues import expert_queues
+from model.compute_unit import linear
 from model.gate import gate
 from model.golden import attention_half
 from model.layernorm import layer_norm
@@ -31,10 +32,11 @@ from model.quantize import quantize
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
                            synthetic_image)
 from sim.runner import bench_config
-from sim.stream import StreamSource, clock_and_reset, pack_struct, unpack_lanes
+from sim.stream import StreamSink, StreamSource, clock_and_reset, pack_struct, unpack_lanes
 
 ACT = DEFAULT.act
 BASE = 0x10000
+GATE = 0x1000
 
 
 def layer_data(config):
@@ -82,6 +84,7 @@ class ExpertHarness(wiring.Component):
             "bus": Out(e.bus.signature),
             "peek_addr": In(range(len(self._x.reshape(-1, self.L)))),
             "peek_data": Out(data.ArrayLayout(ACT.width, self.L)),
+            "logits": Out(e.logits.signature),
             "experts_done": Out(16), "array_busy": Out(1), "error": Out(1),
         })
 
@@ -100,6 +103,7 @@ class ExpertHarness(wiring.Component):
         wiring.connect(m, wiring.flipped(self.cmd), e.cmd)
         wiring.connect(m, wiring.flipped(self.q), e.q)
         wiring.connect(m, e.bus, wiring.flipped(self.bus))
+        wiring.connect(m, e.logits, wiring.flipped(self.logits))
         m.d.comb += [h_rd.addr.eq(e.h_rd_addr), e.h_rd_data.eq(h_rd.data),
                      x_rd.addr.eq(e.x_rd_addr), e.x_rd_data.eq(x_rd.data),
                      x_wr.addr.eq(e.x_wr_addr), x_wr.data.eq(e.x_wr_data),
@@ -110,8 +114,11 @@ class ExpertHarness(wiring.Component):
         return m
 
 
-def memory_image(qm, b, experts, lanes):
-    """Expert records at BASE + (e << stride_log2); returns (bytes, layer command fields)."""
+def memory_image(qm, b, experts, lanes, tokens, task=0):
+    """The gate record at GATE, expert records at BASE + (e << stride_log2); returns the bytes
+    and the layer command's fields."""
+    gate = linear_record(qm.block(b, f"gate{task}_weight"), None, ACT.frac, ACT.frac, lanes,
+                         lanes)
     records = []
     for e in range(experts):
         w1, b1, w2, b2 = expert_params(qm, b, e)
@@ -121,13 +128,16 @@ def memory_image(qm, b, experts, lanes):
     size = len(r1) + len(r2)
     stride_log2 = (size - 1).bit_length()
     image = bytearray(BASE + (experts << stride_log2))
+    image[GATE:GATE + len(gate[0])] = gate[0]
     for e, ((r1, *_), (r2, *_)) in enumerate(records):
         at = BASE + (e << stride_log2)
         image[at:at + len(r1)] = r1
         image[at + len(r1):at + len(r1) + len(r2)] = r2
     fields = dict(base=BASE, stride_log2=stride_log2, fc2_offset=len(r1),
                   fc1_weight_beats=wb1, fc1_bias_beats=bb1, fc2_weight_beats=wb2,
-                  fc2_bias_beats=bb2, fc1_shift=s1, fc2_shift=s2)
+                  fc2_bias_beats=bb2, fc1_shift=s1, fc2_shift=s2, tokens=tokens,
+                  gate_addr=GATE, gate_weight_beats=gate[1], gate_bias_beats=gate[2],
+                  gate_shift=gate[3])
     return bytes(image), fields
 
 
@@ -138,14 +148,20 @@ async def test_experts_combine(dut):
     engine = harness.engine
     model = config_by_name(config["model"])
     qm, b, h, x, queues, expected = layer_data(config)
-    image, fields = memory_image(qm, b, model.experts, harness.L)
+    image, fields = memory_image(qm, b, model.experts, harness.L, len(x))
     await clock_and_reset(dut)
     ram = AxiRamRead(AxiReadBus.from_prefix(dut, "bus_"), dut.clk, dut.rst, size=len(image))
     ram.log.setLevel(logging.WARNING)     # a line per burst slows long runs down
     ram.write(0, image)
     cmd = StreamSource(dut, "cmd")
     q = StreamSource(dut, "q", idle=config.get("idle", 0.0), seed=1)
+    logits_sink = StreamSink(dut, "logits", backpressure=config.get("idle", 0.0), seed=2)
     cmd.send([pack_struct(engine.command_layout, **fields)])
+    # The gate job first: every token's logits, as the golden model computes them.
+    want = linear(h, ACT.frac, qm.block(b, "gate0_weight"), None, ACT, DEFAULT)
+    got = await logits_sink.wait_for(len(x), timeout_cycles=20000)
+    got = np.array([unpack_lanes(w, ACT.width, harness.L)[:model.experts] for w in got])
+    assert (got == want).all(), "gate logits differ from the golden model"
     for e, tokens, scores in queues:
         q.send(pack_struct(engine.entry_layout, expert=e, token=t, score=s,
                            last=int(n == len(tokens) - 1))
