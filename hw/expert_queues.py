@@ -40,6 +40,8 @@ class ExpertQueues(wiring.Component):
     i : ``In(stream.Signature(StructLayout({"experts": ArrayLayout(unsigned, top_k),
         "scores": ArrayLayout(signed(PROB_FRAC + 1), top_k)})))``
     o : ``Out(stream.Signature(StructLayout({"expert", "token", "score", "last"})))``
+    idle : ``Out(1)``
+        No build in progress: every entry of the last build has been emitted.
     error : ``Out(1)``
     """
 
@@ -63,6 +65,7 @@ class ExpertQueues(wiring.Component):
             "o": Out(stream.Signature(data.StructLayout({
                 "expert": unsigned(ceil_log2(experts)), "token": token, "score": score,
                 "last": 1}))),
+            "idle": Out(1),
             "error": Out(1),
         })
 
@@ -92,7 +95,7 @@ class ExpertQueues(wiring.Component):
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
+                m.d.comb += [self.cmd.ready.eq(1), self.idle.eq(1)]
                 with m.If(self.cmd.valid):
                     m.d.sync += [tokens.eq(self.cmd.payload.tokens), token.eq(0), choice.eq(0)]
                     m.d.sync += [c.eq(0) for c in counts]

@@ -10,7 +10,7 @@ import numpy as np
 from .compute_unit import linear
 from .softmax import softmax
 
-__all__ = ["gate", "top_k"]
+__all__ = ["gate", "route", "top_k"]
 
 
 def top_k(logits, k):
@@ -20,11 +20,17 @@ def top_k(logits, k):
     return np.argsort(-np.asarray(logits), axis=-1, kind="stable")[..., :k]
 
 
-def gate(h, fmt, w_gate, k, numerics):
-    """Route tokens ``h`` (``fmt``) with gate weights ``w_gate`` (Quantized [experts][dim]).
+def route(logits, fmt, k):
+    """Routing from gate logits (``fmt``): the twin of ``hw/gate.py``.
 
     Returns ``(chosen, probs)``: chosen experts ``[tokens][k]`` and all probabilities
-    ``[tokens][experts]`` (PROB_FRAC fraction bits).
+    ``[tokens][experts]`` (PROB_FRAC fraction bits; the softmax streams each row in expert
+    order).
     """
-    logits = linear(h, fmt.frac, w_gate, None, fmt, numerics)
     return top_k(logits, k), softmax(logits, fmt.frac)
+
+
+def gate(h, fmt, w_gate, k, numerics):
+    """Route tokens ``h`` (``fmt``) with gate weights ``w_gate`` (Quantized [experts][dim]):
+    the logits on the shared compute unit, then :func:`route`."""
+    return route(linear(h, fmt.frac, w_gate, None, fmt, numerics), fmt, k)
