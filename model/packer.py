@@ -13,7 +13,7 @@ of the sum then rounds half up, as ``numerics.shift_round`` does.
 import numpy as np
 
 __all__ = ["tiles", "linear_weight_tiles", "weight_beats", "bias_words", "linear_record",
-           "BIAS_WORD_BYTES"]
+           "BIAS_WORD_BYTES", "moe_layer_image"]
 
 
 def tiles(n, size):
@@ -73,3 +73,38 @@ def linear_record(w, b, x_frac, out_frac, rows, cols, beat_bytes=16):
     weights += bytes(-len(weights) % beat_bytes)
     biases += bytes(-len(biases) % beat_bytes)
     return weights + biases, len(weights) // beat_bytes, len(biases) // beat_bytes, shift
+
+
+def moe_layer_image(qm, block, task, rows, cols, *, gate_at=0x1000, experts_at=0x10000):
+    """Memory image of one MoE layer for the expert engine (``hw/expert_engine.py``): the task's
+    gate record at ``gate_at``, expert ``e``'s fc1 record at ``experts_at + (e << stride_log2)``
+    with its fc2 record right after.
+
+    Returns ``(records, fields)``: ``{address: bytes}`` and the engine's layer command fields
+    (without ``tokens``).
+    """
+    cfg = qm.config
+    if not cfg.is_moe(block):
+        raise ValueError(f"block {block} is not a MoE block (MoE blocks: {cfg.moe_blocks})")
+    if not (isinstance(task, int) and 0 <= task < cfg.tasks):
+        raise ValueError(f"task must be an integer in 0..{cfg.tasks - 1}, not {task!r}")
+    from .moe_half import expert_params
+    act = qm.numerics.act.frac
+    gate, gate_wb, gate_bb, gate_shift = linear_record(qm.block(block, f"gate{task}_weight"),
+                                                       None, act, act, rows, cols)
+    records = {gate_at: gate}
+    for e in range(cfg.experts):
+        w1, b1, w2, b2 = expert_params(qm, block, e)
+        fc1 = linear_record(w1, b1, act, act, rows, cols)
+        fc2 = linear_record(w2, b2, act, act, rows, cols)
+        if e == 0:
+            stride_log2 = (len(fc1[0]) + len(fc2[0]) - 1).bit_length()
+            fields = dict(base=experts_at, stride_log2=stride_log2, fc2_offset=len(fc1[0]),
+                          fc1_weight_beats=fc1[1], fc1_bias_beats=fc1[2], fc1_shift=fc1[3],
+                          fc2_weight_beats=fc2[1], fc2_bias_beats=fc2[2], fc2_shift=fc2[3],
+                          gate_addr=gate_at, gate_weight_beats=gate_wb,
+                          gate_bias_beats=gate_bb, gate_shift=gate_shift)
+        records[experts_at + (e << stride_log2)] = fc1[0] + fc2[0]
+    if gate_at + len(gate) > experts_at:
+        raise ValueError("the gate record overlaps the expert records")
+    return records, fields

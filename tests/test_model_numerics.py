@@ -88,3 +88,4 @@ def test_preset_lookup_and_validation():
         numerics_by_name("float")
     with pytest.raises(ValueError, match="overflow"):
         Numerics(**{**DEFAULT.__dict__, "overflow": "clip"})
+

@@ -24,9 +24,9 @@ from model.gate import gate
 from model.golden import attention_half
 from model.layernorm import layer_norm
 from model.mlp_half import mlp_half
-from model.moe_half import expert_params, experts_combine
+from model.moe_half import experts_combine
 from model.numerics import DEFAULT
-from model.packer import linear_record
+from model.packer import moe_layer_image
 from model.patch_embed import patch_embed
 from model.quantize import quantize
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
@@ -35,8 +35,6 @@ from sim.runner import bench_config
 from sim.stream import StreamSink, StreamSource, clock_and_reset, pack_struct, unpack_lanes
 
 ACT = DEFAULT.act
-BASE = 0x10000
-GATE = 0x1000
 
 
 def layer_data(config):
@@ -115,30 +113,12 @@ class ExpertHarness(wiring.Component):
 
 
 def memory_image(qm, b, experts, lanes, tokens, task=0):
-    """The gate record at GATE, expert records at BASE + (e << stride_log2); returns the bytes
-    and the layer command's fields."""
-    gate = linear_record(qm.block(b, f"gate{task}_weight"), None, ACT.frac, ACT.frac, lanes,
-                         lanes)
-    records = []
-    for e in range(experts):
-        w1, b1, w2, b2 = expert_params(qm, b, e)
-        records.append((linear_record(w1, b1, ACT.frac, ACT.frac, lanes, lanes),
-                        linear_record(w2, b2, ACT.frac, ACT.frac, lanes, lanes)))
-    (r1, wb1, bb1, s1), (r2, wb2, bb2, s2) = records[0]
-    size = len(r1) + len(r2)
-    stride_log2 = (size - 1).bit_length()
-    image = bytearray(BASE + (experts << stride_log2))
-    image[GATE:GATE + len(gate[0])] = gate[0]
-    for e, ((r1, *_), (r2, *_)) in enumerate(records):
-        at = BASE + (e << stride_log2)
-        image[at:at + len(r1)] = r1
-        image[at + len(r1):at + len(r1) + len(r2)] = r2
-    fields = dict(base=BASE, stride_log2=stride_log2, fc2_offset=len(r1),
-                  fc1_weight_beats=wb1, fc1_bias_beats=bb1, fc2_weight_beats=wb2,
-                  fc2_bias_beats=bb2, fc1_shift=s1, fc2_shift=s2, tokens=tokens,
-                  gate_addr=GATE, gate_weight_beats=gate[1], gate_bias_beats=gate[2],
-                  gate_shift=gate[3])
-    return bytes(image), fields
+    """The layer's records as one byte image, and the engine's layer command fields."""
+    records, fields = moe_layer_image(qm, b, task, lanes, lanes)
+    image = bytearray(max(a + len(r) for a, r in records.items()))
+    for address, record in records.items():
+        image[address:address + len(record)] = record
+    return bytes(image), dict(fields, tokens=tokens)
 
 
 @cocotb.test()
