@@ -75,13 +75,14 @@ def linear_record(w, b, x_frac, out_frac, rows, cols, beat_bytes=16):
     return weights + biases, len(weights) // beat_bytes, len(biases) // beat_bytes, shift
 
 
-def moe_layer_image(qm, block, task, rows, cols, *, gate_at=0x1000, experts_at=0x10000):
+def moe_layer_image(qm, block, task, rows, cols, *, beat_bytes=16, gate_at=0x1000,
+                    experts_at=0x10000):
     """Memory image of one MoE layer for the expert engine (``hw/expert_engine.py``): the task's
     gate record at ``gate_at``, expert ``e``'s fc1 record at ``experts_at + (e << stride_log2)``
     with its fc2 record right after.
 
-    Returns ``(records, fields)``: ``{address: bytes}`` and the engine's layer command fields
-    (without ``tokens``).
+    Records are counted in beats of ``beat_bytes`` (the AXI port's width). Returns ``(records,
+    fields)``: ``{address: bytes}`` and the engine's layer command fields (without ``tokens``).
     """
     cfg = qm.config
     if not cfg.is_moe(block):
@@ -91,12 +92,12 @@ def moe_layer_image(qm, block, task, rows, cols, *, gate_at=0x1000, experts_at=0
     from .moe_half import expert_params
     act = qm.numerics.act.frac
     gate, gate_wb, gate_bb, gate_shift = linear_record(qm.block(block, f"gate{task}_weight"),
-                                                       None, act, act, rows, cols)
+                                                       None, act, act, rows, cols, beat_bytes)
     records = {gate_at: gate}
     for e in range(cfg.experts):
         w1, b1, w2, b2 = expert_params(qm, block, e)
-        fc1 = linear_record(w1, b1, act, act, rows, cols)
-        fc2 = linear_record(w2, b2, act, act, rows, cols)
+        fc1 = linear_record(w1, b1, act, act, rows, cols, beat_bytes)
+        fc2 = linear_record(w2, b2, act, act, rows, cols, beat_bytes)
         if e == 0:
             stride_log2 = (len(fc1[0]) + len(fc2[0]) - 1).bit_length()
             fields = dict(base=experts_at, stride_log2=stride_log2, fc2_offset=len(fc1[0]),

@@ -112,9 +112,9 @@ class ExpertHarness(wiring.Component):
         return m
 
 
-def memory_image(qm, b, experts, lanes, tokens, task=0):
+def memory_image(qm, b, lanes, tokens, task=0, data_width=128):
     """The layer's records as one byte image, and the engine's layer command fields."""
-    records, fields = moe_layer_image(qm, b, task, lanes, lanes)
+    records, fields = moe_layer_image(qm, b, task, lanes, lanes, beat_bytes=data_width // 8)
     image = bytearray(max(a + len(r) for a, r in records.items()))
     for address, record in records.items():
         image[address:address + len(record)] = record
@@ -128,7 +128,8 @@ async def test_experts_combine(dut):
     engine = harness.engine
     model = config_by_name(config["model"])
     qm, b, h, x, queues, expected = layer_data(config)
-    image, fields = memory_image(qm, b, model.experts, harness.L, len(x))
+    image, fields = memory_image(qm, b, harness.L, len(x),
+                                 data_width=config.get("data_width", 128))
     await clock_and_reset(dut)
     ram = AxiRamRead(AxiReadBus.from_prefix(dut, "bus_"), dut.clk, dut.rst, size=len(image))
     ram.log.setLevel(logging.WARNING)     # a line per burst slows long runs down
