@@ -1,6 +1,6 @@
 """Measured cycle counts of hardware units, from cycle-accurate simulation.
 
-    python -m sim.measure [compute_unit] [mlp_half] [moe_experts] [moe_experts_256] [--json]
+    python -m sim.measure [compute_unit] [mlp_half] [moe_experts[_256]] [moe_half[_256]] [--json]
 
 Each measurement is a cocotb bench (``sim/benches/*_cycles.py``) on the unit's default
 configuration that also checks its results bit for bit against the golden model; the cycle
@@ -45,7 +45,19 @@ def _moe_experts(data_width):
     return make
 
 
+def _moe_half(data_width):
+    def make():
+        from model.weights import shared_weights_dir
+        from sim.benches.moe_half import make_design
+        config = dict(model="m3vit-tiny", lanes=16, data_width=data_width)
+        if shared_weights_dir() is not None:
+            config["weights"] = "edge-moe"
+        return (lambda: make_design(config)), config, "sim.benches.moe_half"
+    return make
+
+
 MEASUREMENTS = {"compute_unit": _compute_unit, "mlp_half": _mlp_half,
+                "moe_half": _moe_half(128), "moe_half_256": _moe_half(256),
                 "moe_experts": _moe_experts(128), "moe_experts_256": _moe_experts(256)}
 
 
@@ -90,7 +102,15 @@ def _print_moe_experts(r):
           f"{r['bytes_per_expert']} (simulated in {r['wall_seconds']} s including any build)")
 
 
+def _print_moe_half(r):
+    print(f"moe_half: {r['model']} block {r['block']} task {r['task']}, one {r['data_width']}-bit "
+          f"AXI port: {r['cycles']} cycles (LN2, gate, queues, {r['active_experts']} active "
+          f"experts; their matmuls alone {r['ideal_expert_cycles']} at 100%) (simulated in "
+          f"{r['wall_seconds']} s including any build)")
+
+
 _PRINTERS = {"compute_unit": _print_compute_unit, "mlp_half": _print_mlp_half,
+             "moe_half": _print_moe_half, "moe_half_256": _print_moe_half,
              "moe_experts": _print_moe_experts, "moe_experts_256": _print_moe_experts}
 
 

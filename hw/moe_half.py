@@ -1,0 +1,182 @@
+"""The MoE half of a transformer block in hardware: twin of :func:`model.moe_half.moe_half`.
+
+::
+
+    x buffer --gather--> LayerNorm --scatter--> h buffer
+    h buffer --> expert engine: gate logits (compute unit) --> gate (softmax, top-k)
+             --> expert queues --> expert engine: per active expert, weights fetched once,
+                 fc1 + GELU, fc2, x[token] += score * y  --> x buffer
+
+A run: a command (the expert engine's layer command: token count, gate and expert record
+addresses and shapes, output shifts), ``tokens * dim / lanes`` beats of rows on ``x``, one
+LayerNorm parameter set on ``p``; the records are read over ``bus``. When every active expert has
+been added, the updated rows leave on ``o``. ``cycles`` counts from the end of loading ``x`` to
+the last expert written (before ``o``): the half-block's cost with its input on chip.
+"""
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from model.numerics import DEFAULT
+
+from .expert_engine import ExpertEngine
+from .expert_queues import ExpertQueues
+from .gate import Gate
+from .gather import Gather
+from .layernorm import LayerNorm
+from .scatter import Scatter
+
+__all__ = ["MoeHalf"]
+
+
+class MoeHalf(wiring.Component):
+    """LN2, gate, expert queues and the expert engine over up to ``max_tokens`` tokens.
+
+    Parameters
+    ----------
+    dim, expert_hidden, experts, top_k, max_tokens : int
+    lanes : int
+    data_width, addr_width : int
+        The AXI read port of the weight fetch.
+    eps : float
+
+    Members
+    -------
+    cmd : ``In(stream.Signature(ExpertEngine.command_layout))``
+    x, o : token rows in and out
+    p : LayerNorm parameters
+    bus : AXI4 read master
+    cycles : ``Out(32)``
+    error : ``Out(1)``
+    """
+
+    def __init__(self, *, dim, expert_hidden, experts, top_k, max_tokens, lanes=16,
+                 data_width=128, addr_width=40, eps=1e-6):
+        self._dim, self._experts, self._max_tokens, self._lanes = dim, experts, max_tokens, lanes
+        act = DEFAULT.act
+        self.engine = ExpertEngine(dim=dim, expert_hidden=expert_hidden, experts=experts,
+                                   max_tokens=max_tokens, lanes=lanes, data_width=data_width,
+                                   addr_width=addr_width)
+        self.layernorm = LayerNorm(dim=dim, lanes=lanes, gamma_fmt=DEFAULT.small_format,
+                                   eps=eps, fmt=act)
+        self.gate = Gate(experts=experts, k=top_k, lanes=lanes, max_tokens=max_tokens, fmt=act)
+        self.queues = ExpertQueues(experts=experts, top_k=top_k, max_tokens=max_tokens)
+        beat = data.ArrayLayout(act.width, lanes)
+        super().__init__({
+            "cmd": In(stream.Signature(self.engine.command_layout)),
+            "x": In(stream.Signature(beat)),
+            "p": In(self.layernorm.p.signature.flip()),
+            "o": Out(stream.Signature(beat)),
+            "bus": Out(self.engine.bus.signature),
+            "cycles": Out(32),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        L, T = self._lanes, self._max_tokens
+        Bd = self._dim // L
+        act = DEFAULT.act
+        beat = data.ArrayLayout(act.width, L)
+        eng, ln, gate, queues = self.engine, self.layernorm, self.gate, self.queues
+        m.submodules.engine, m.submodules.layernorm = eng, ln
+        m.submodules.gate, m.submodules.queues = gate, queues
+        m.submodules.x_buffer = xbuf = memory.Memory(shape=beat, depth=T * Bd, init=[])
+        m.submodules.h_buffer = hbuf = memory.Memory(shape=beat, depth=T * Bd, init=[])
+        m.submodules.gather_ln = g_ln = Gather(lanes=L, width=act.width, rows=T, row_beats=Bd)
+        m.submodules.gather_out = g_out = Gather(lanes=L, width=act.width, rows=T,
+                                                 row_beats=Bd)
+        m.submodules.scatter_h = s_h = Scatter(lanes=L, rows=T, row_beats=Bd, fmt=act)
+
+        # x buffer: loaded from x, read by LayerNorm and the output, updated by the engine.
+        x_load, x_eng_wr = xbuf.write_port(), xbuf.write_port()
+        x_ln_rd, x_out_rd, x_eng_rd = xbuf.read_port(), xbuf.read_port(), xbuf.read_port()
+        h_eng_rd, h_acc_rd, h_wr = hbuf.read_port(), hbuf.read_port(), hbuf.write_port()
+        m.d.comb += [
+            x_ln_rd.addr.eq(g_ln.rd_addr), g_ln.rd_data.eq(x_ln_rd.data),
+            x_out_rd.addr.eq(g_out.rd_addr), g_out.rd_data.eq(x_out_rd.data),
+            x_eng_rd.addr.eq(eng.x_rd_addr), eng.x_rd_data.eq(x_eng_rd.data),
+            x_eng_wr.addr.eq(eng.x_wr_addr), x_eng_wr.data.eq(eng.x_wr_data),
+            x_eng_wr.en.eq(eng.x_wr_en),
+            h_eng_rd.addr.eq(eng.h_rd_addr), eng.h_rd_data.eq(h_eng_rd.data),
+            h_acc_rd.addr.eq(s_h.rd_addr), s_h.rd_data.eq(h_acc_rd.data),
+            h_wr.addr.eq(s_h.wr_addr), h_wr.data.eq(s_h.wr_data), h_wr.en.eq(s_h.wr_en),
+            self.error.eq(eng.error | queues.error | g_ln.error | g_out.error | s_h.error),
+        ]
+        wiring.connect(m, wiring.flipped(self.p), ln.p)
+        wiring.connect(m, g_ln.o, ln.i)
+        wiring.connect(m, ln.o, s_h.i)
+        wiring.connect(m, eng.logits, gate.i)
+        wiring.connect(m, gate.o, queues.i)
+        wiring.connect(m, queues.o, eng.q)
+        wiring.connect(m, g_out.o, wiring.flipped(self.o))
+        wiring.connect(m, eng.bus, wiring.flipped(self.bus))
+
+        layer = Signal(self.cmd.payload.shape())
+        tokens = layer.tokens
+        loaded = Signal(range(T * Bd + 1))
+        rows = {n: Signal(range(T + 1), name=f"{n}_rows") for n in ("ln", "h", "out")}
+        h_beats = Signal(range(T * Bd + 1))
+        experts = Signal(16)                          # experts queued for the engine
+        started = Signal(3)                           # engine, gate, queues commands given
+
+        def index_rows(port, counter, enable, **fields):
+            m.d.comb += [port.valid.eq(enable & (counter < tokens)),
+                         port.payload.row.eq(counter), port.payload.beats.eq(Bd)]
+            for name, value in fields.items():
+                m.d.comb += getattr(port.payload, name).eq(value)
+            with m.If(port.valid & port.ready):
+                m.d.sync += counter.eq(counter + 1)
+
+        with m.If(queues.o.valid & queues.o.ready & queues.o.payload.last):
+            m.d.sync += experts.eq(experts + 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0)]
+                    m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += [self.x.ready.eq(1), x_load.addr.eq(loaded),
+                             x_load.data.eq(self.x.payload), x_load.en.eq(self.x.valid)]
+                with m.If(self.x.valid):
+                    m.d.sync += loaded.eq(loaded + 1)
+                    with m.If(loaded == tokens * Bd - 1):
+                        m.d.sync += [self.cycles.eq(0), h_beats.eq(0), experts.eq(0),
+                                     started.eq(0)]
+                        m.d.sync += [r.eq(0) for r in rows.values()]
+                        m.next = "NORM"
+            with m.State("NORM"):
+                # LayerNorm over every row into h; the engine starts once h is complete.
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                index_rows(g_ln.idx, rows["ln"], 1)
+                index_rows(s_h.idx, rows["h"], 1, score=0, accumulate=0)
+                with m.If(s_h.i.valid & s_h.i.ready):
+                    m.d.sync += h_beats.eq(h_beats + 1)
+                with m.If(h_beats == tokens * Bd):
+                    m.next = "SETTLE"
+            with m.State("SETTLE"):
+                # The last h row is written Scatter.LATENCY cycles after its last beat.
+                m.d.sync += [self.cycles.eq(self.cycles + 1), h_beats.eq(h_beats + 1)]
+                with m.If(h_beats == tokens * Bd + Scatter.LATENCY):
+                    m.next = "EXPERTS"
+            with m.State("EXPERTS"):
+                m.d.sync += self.cycles.eq(self.cycles + 1)
+                m.d.comb += [eng.cmd.valid.eq(~started[0]), eng.cmd.payload.eq(layer),
+                             gate.cmd.valid.eq(~started[1]), gate.cmd.payload.tokens.eq(tokens),
+                             queues.cmd.valid.eq(~started[2]),
+                             queues.cmd.payload.tokens.eq(tokens)]
+                m.d.sync += started.eq(started | Cat(eng.cmd.valid & eng.cmd.ready,
+                                                     gate.cmd.valid & gate.cmd.ready,
+                                                     queues.cmd.valid & queues.cmd.ready))
+                with m.If((started == 0b111) & queues.idle & (experts == eng.experts_done) &
+                          (experts != 0)):
+                    m.next = "OUT"
+            with m.State("OUT"):
+                # The gather goes on delivering the rows after the last index.
+                index_rows(g_out.idx, rows["out"], 1)
+                with m.If(rows["out"] == tokens):
+                    m.next = "IDLE"
+        return m
