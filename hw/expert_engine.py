@@ -57,6 +57,8 @@ class ExpertEngine(wiring.Component):
     cmd : the layer's parameters (``ExpertEngine.command_layout``), taken once per layer
     q : queue entries (``ExpertQueues.o``)
     h_rd_addr, h_rd_data : read port of the ``h`` buffer (LN2 output, row ``t`` at ``t * dim/lanes``)
+    h_rows : rows of ``h`` written so far; the gate job reads a row only once it is there, so it
+        can run while LayerNorm is still producing ``h``
     x_rd_addr, x_rd_data, x_wr_addr, x_wr_data, x_wr_en : ports of the ``x`` buffer
     bus : AXI4 read master
     experts_done : ``Out(16)``
@@ -101,6 +103,7 @@ class ExpertEngine(wiring.Component):
             "cmd": In(stream.Signature(self.command_layout)),
             "q": In(stream.Signature(self.entry_layout)),
             "h_rd_addr": Out(range(rows)), "h_rd_data": In(beat),
+            "h_rows": In(range(max_tokens + 1)),
             "x_rd_addr": Out(range(rows)), "x_rd_data": In(beat),
             "x_wr_addr": Out(range(rows)), "x_wr_data": Out(beat), "x_wr_en": Out(1),
             "bus": Out(axi4_read(addr_width=addr_width, data_width=data_width)),
@@ -253,7 +256,7 @@ class ExpertEngine(wiring.Component):
             with m.If(idx_i == d.n):
                 m.d.sync += idx_i.eq(0)
                 m.d.comb += fifos["index"].r_en.eq(1)
-            with m.Else():
+            with m.Elif(idx_i < self.h_rows):
                 m.d.comb += [g_h.idx.valid.eq(1), g_h.idx.payload.row.eq(idx_i),
                              g_h.idx.payload.beats.eq(Bd)]
                 with m.If(g_h.idx.ready):

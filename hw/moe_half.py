@@ -2,7 +2,7 @@
 
 ::
 
-    x buffer --gather--> LayerNorm --scatter--> h buffer
+    x buffer --gather--> LayerNorm --scatter--> h buffer   (row by row, while:)
     h buffer --> expert engine: gate logits (compute unit) --> gate (softmax, top-k)
              --> expert queues --> expert engine: per active expert, weights fetched once,
                  fc1 + GELU, fc2, x[token] += score * y  --> x buffer
@@ -14,7 +14,7 @@ been added, the updated rows leave on ``o``. ``cycles`` counts from the end of l
 the last expert written (before ``o``): the half-block's cost with its input on chip.
 """
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -117,7 +117,20 @@ class MoeHalf(wiring.Component):
         tokens = layer.tokens
         loaded = Signal(range(T * Bd + 1))
         rows = {n: Signal(range(T + 1), name=f"{n}_rows") for n in ("ln", "h", "out")}
-        h_beats = Signal(range(T * Bd + 1))
+        # Rows of h written: counted at each row's last beat into the scatter, visible
+        # Scatter.LATENCY cycles later when the write has happened.
+        h_taken = Signal(range(T + 1))
+        h_beat = Signal(range(Bd))
+        with m.If(s_h.i.valid & s_h.i.ready):
+            m.d.sync += h_beat.eq(Mux(h_beat == Bd - 1, 0, h_beat + 1))
+            with m.If(h_beat == Bd - 1):
+                m.d.sync += h_taken.eq(h_taken + 1)
+        h_written = h_taken
+        for i in range(Scatter.LATENCY + 1):
+            reg = Signal.like(h_taken, name=f"h_written_{i}")
+            m.d.sync += reg.eq(h_written)
+            h_written = reg
+        m.d.comb += eng.h_rows.eq(h_written)
         experts = Signal(16)                          # experts queued for the engine
         started = Signal(3)                           # engine, gate, queues commands given
 
@@ -144,26 +157,16 @@ class MoeHalf(wiring.Component):
                 with m.If(self.x.valid):
                     m.d.sync += loaded.eq(loaded + 1)
                     with m.If(loaded == tokens * Bd - 1):
-                        m.d.sync += [self.cycles.eq(0), h_beats.eq(0), experts.eq(0),
-                                     started.eq(0)]
+                        m.d.sync += [self.cycles.eq(0), h_taken.eq(0), h_beat.eq(0),
+                                     experts.eq(0), started.eq(0)]
                         m.d.sync += [r.eq(0) for r in rows.values()]
-                        m.next = "NORM"
-            with m.State("NORM"):
-                # LayerNorm over every row into h; the engine starts once h is complete.
+                        m.next = "RUN"
+            with m.State("RUN"):
+                # LayerNorm writes h row by row while the engine's gate job follows it (h_rows),
+                # so the gate costs little more than LayerNorm's last row.
                 m.d.sync += self.cycles.eq(self.cycles + 1)
                 index_rows(g_ln.idx, rows["ln"], 1)
                 index_rows(s_h.idx, rows["h"], 1, score=0, accumulate=0)
-                with m.If(s_h.i.valid & s_h.i.ready):
-                    m.d.sync += h_beats.eq(h_beats + 1)
-                with m.If(h_beats == tokens * Bd):
-                    m.next = "SETTLE"
-            with m.State("SETTLE"):
-                # The last h row is written Scatter.LATENCY cycles after its last beat.
-                m.d.sync += [self.cycles.eq(self.cycles + 1), h_beats.eq(h_beats + 1)]
-                with m.If(h_beats == tokens * Bd + Scatter.LATENCY):
-                    m.next = "EXPERTS"
-            with m.State("EXPERTS"):
-                m.d.sync += self.cycles.eq(self.cycles + 1)
                 m.d.comb += [eng.cmd.valid.eq(~started[0]), eng.cmd.payload.eq(layer),
                              gate.cmd.valid.eq(~started[1]), gate.cmd.payload.tokens.eq(tokens),
                              queues.cmd.valid.eq(~started[2]),

@@ -103,6 +103,7 @@ class ExpertHarness(wiring.Component):
         wiring.connect(m, e.bus, wiring.flipped(self.bus))
         wiring.connect(m, e.logits, wiring.flipped(self.logits))
         m.d.comb += [h_rd.addr.eq(e.h_rd_addr), e.h_rd_data.eq(h_rd.data),
+                     e.h_rows.eq(len(self._h)),
                      x_rd.addr.eq(e.x_rd_addr), e.x_rd_data.eq(x_rd.data),
                      x_wr.addr.eq(e.x_wr_addr), x_wr.data.eq(e.x_wr_data),
                      x_wr.en.eq(e.x_wr_en), peek.addr.eq(self.peek_addr),
