@@ -24,8 +24,8 @@ rather than guess DDR timings. None of this Tcl has run in Vivado on this projec
 
 from amaranth import (C, Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal,
                       Value)
-from amaranth.build import Attrs, Resource
-from amaranth.lib import io, wiring
+from amaranth.build import Attrs
+from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.vendor import XilinxPlatform
 from amaranth_boards.resources import LEDResources

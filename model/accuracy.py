@@ -27,7 +27,6 @@ import numpy as np
 from . import reference
 from .config import M3VIT_TINY, HardwareConfig
 from .exp import exp2
-from .gate import top_k
 from .gelu import gelu
 from .golden import run as golden_run
 from .layernorm import layer_norm

@@ -9,8 +9,6 @@ packer, RTL) reads these integers, so a layout or format bug cannot hide.
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
 __all__ = ["QuantizedModel", "quantize", "LOG2E"]
 
 LOG2E = 1.0 / math.log(2.0)

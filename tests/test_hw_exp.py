@@ -9,7 +9,6 @@ import re
 import pytest
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
-from amaranth.sim import Simulator
 
 from hw.exp import EXP_WIDTH, Exp2, Exp2Datapath
 from hw.interp import InterpDatapath
@@ -17,44 +16,15 @@ from model.exp import FLOOR
 from model.numerics import DEFAULT, EXP_FRAC
 from sim.benches.exp import corner_inputs, exp_design, twin
 from sim.runner import cocotb_tests
+from sim.pysim import stream_through
 
 
 test_exp = cocotb_tests("sim.benches.exp", exp_design,
                         configs=[dict(lanes=2, width=DEFAULT.act.width, frac=DEFAULT.act.frac)])
 
 
-def simulate(unit, payloads, *, idle=0.0, backpressure=0.0, seed=0):
-    """Stream ``payloads`` (lists of lane values) through ``unit`` in Amaranth's simulator;
-    return the results and the cycle of each transfer on ``i`` and on ``o``."""
-    rng = random.Random(seed)
-    received, times_in, times_out = [], [], []
-
-    async def bench(ctx):
-        queue, offering, cycle = list(payloads), False, 0
-        while len(received) < len(payloads):
-            if not offering and queue and rng.random() >= idle:
-                offering = True
-            ctx.set(unit.i.valid, offering)
-            if offering:
-                ctx.set(unit.i.payload, queue[0])
-            ctx.set(unit.o.ready, rng.random() >= backpressure)
-            _, _, i_ready, o_valid, o_ready, o_payload = await ctx.tick().sample(
-                unit.i.ready, unit.o.valid, unit.o.ready, unit.o.payload)
-            cycle += 1
-            if offering and i_ready:
-                queue.pop(0)
-                offering = False
-                times_in.append(cycle)
-            if o_valid and o_ready:
-                received.append(list(o_payload))
-                times_out.append(cycle)
-            assert cycle < 10 * len(payloads) + 100, "the unit is stuck"
-
-    simulator = Simulator(unit)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(bench)
-    simulator.run()
-    return received, times_in, times_out
+def simulate(unit, payloads, **kwargs):
+    return stream_through(unit, payloads, list, **kwargs)
 
 
 @pytest.mark.parametrize("width,frac", [

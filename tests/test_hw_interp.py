@@ -7,7 +7,6 @@ import re
 
 import pytest
 from amaranth.hdl import signed, unsigned
-from amaranth.sim import Simulator
 
 from hw.interp import Interp, InterpDatapath
 from model.exp import EXP2_TABLE
@@ -15,6 +14,7 @@ from model.gelu import D_TABLE
 from model.reciprocal import RECIP_TABLE
 from sim.benches.interp import interp_design
 from sim.runner import cocotb_tests
+from sim.pysim import stream_through
 
 
 # GELU's bump rises then falls (steps of both signs, 18-bit entries); exp2's table has 28-bit
@@ -25,39 +25,8 @@ CONFIGS = [dict(table="model.gelu.D_TABLE", t_frac=16),
 test_interp = cocotb_tests("sim.benches.interp", interp_design, configs=CONFIGS)
 
 
-def simulate(unit, payloads, *, idle=0.0, backpressure=0.0, seed=0):
-    """Stream ``payloads`` through ``unit`` in Amaranth's own simulator (no build: for the small
-    configurations the Verilator bench does not cover); return the results and the cycle of each
-    transfer on ``i`` and on ``o``."""
-    rng = random.Random(seed)
-    received, times_in, times_out = [], [], []
-
-    async def bench(ctx):
-        queue, offering, cycle = list(payloads), False, 0
-        while len(received) < len(payloads):
-            if not offering and queue and rng.random() >= idle:
-                offering = True
-            ctx.set(unit.i.valid, offering)
-            if offering:
-                ctx.set(unit.i.payload, queue[0])
-            ctx.set(unit.o.ready, rng.random() >= backpressure)
-            _, _, i_ready, o_valid, o_ready, o_payload = await ctx.tick().sample(
-                unit.i.ready, unit.o.valid, unit.o.ready, unit.o.payload)
-            cycle += 1
-            if offering and i_ready:
-                queue.pop(0)
-                offering = False
-                times_in.append(cycle)
-            if o_valid and o_ready:
-                received.append(o_payload)
-                times_out.append(cycle)
-            assert cycle < 10 * len(payloads) + 100, "the unit is stuck"
-
-    simulator = Simulator(unit)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(bench)
-    simulator.run()
-    return received, times_in, times_out
+def simulate(unit, payloads, **kwargs):
+    return stream_through(unit, payloads, **kwargs)
 
 
 @pytest.mark.parametrize("table,t_frac", [

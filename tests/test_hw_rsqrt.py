@@ -7,7 +7,6 @@ import random
 
 import pytest
 from amaranth.hdl import unsigned
-from amaranth.sim import Simulator
 
 from hw.interp import InterpDatapath
 from hw.rsqrt import DEFAULT_WIDTH, Rsqrt
@@ -16,43 +15,14 @@ from model.numerics import MANT_FRAC
 from model.rsqrt import rsqrt
 from sim.benches.rsqrt import corner_inputs, rsqrt_design
 from sim.runner import cocotb_tests
+from sim.pysim import stream_through
 
 
 test_rsqrt = cocotb_tests("sim.benches.rsqrt", rsqrt_design, configs=[dict(width=DEFAULT_WIDTH)])
 
 
-def simulate(unit, inputs, *, idle=0.0, backpressure=0.0, seed=0):
-    """Stream ``inputs`` through ``unit`` in Amaranth's simulator; return the ``(r, e)`` results
-    and the cycle of each transfer on ``i`` and on ``o``."""
-    rng = random.Random(seed)
-    received, times_in, times_out = [], [], []
-
-    async def bench(ctx):
-        queue, offering, cycle = list(inputs), False, 0
-        while len(received) < len(inputs):
-            if not offering and queue and rng.random() >= idle:
-                offering = True
-            ctx.set(unit.i.valid, offering)
-            if offering:
-                ctx.set(unit.i.payload, queue[0])
-            ctx.set(unit.o.ready, rng.random() >= backpressure)
-            _, _, i_ready, o_valid, o_ready, o_payload = await ctx.tick().sample(
-                unit.i.ready, unit.o.valid, unit.o.ready, unit.o.payload)
-            cycle += 1
-            if offering and i_ready:
-                queue.pop(0)
-                offering = False
-                times_in.append(cycle)
-            if o_valid and o_ready:
-                received.append((o_payload.r, o_payload.e))
-                times_out.append(cycle)
-            assert cycle < 10 * len(inputs) + 100, "the unit is stuck"
-
-    simulator = Simulator(unit)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(bench)
-    simulator.run()
-    return received, times_in, times_out
+def simulate(unit, payloads, **kwargs):
+    return stream_through(unit, payloads, lambda p: (p.r, p.e), **kwargs)
 
 
 def twin(inputs):

@@ -4,14 +4,12 @@ benches ``sim.benches.softmax`` (the statistics) and ``sim.benches.softmax_prob`
 probabilities) under Verilator, more rows and formats in Amaranth's simulator, and the argument
 checks."""
 
-import random
 import re
 
 import numpy as np
 import pytest
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
-from amaranth.sim import Simulator
 
 import model.softmax
 from hw.exp import Exp2Datapath
@@ -23,6 +21,7 @@ from model.softmax import SUM_FORMAT, probabilities, running_stats
 from sim.benches.softmax import expected, interleave, softmax_stats_design
 from sim.benches.softmax_prob import softmax_prob_design, twin as prob_twin
 from sim.runner import cocotb_tests
+from sim.pysim import stream_through
 
 
 test_softmax_stats = cocotb_tests("sim.benches.softmax", softmax_stats_design,
@@ -31,43 +30,7 @@ test_softmax_prob = cocotb_tests("sim.benches.softmax_prob", softmax_prob_design
                                  configs=[dict(lanes=2, numerics="default")])
 
 
-def simulate(unit, payloads, result, *, idle=0.0, backpressure=0.0, seed=0, expect=None):
-    """Stream ``payloads`` through ``unit`` in Amaranth's simulator until ``expect`` results
-    (default: one per payload) have come out, each turned into a value by ``result``; return
-    them and the cycle of each transfer on ``i`` and on ``o``."""
-    expect = len(payloads) if expect is None else expect
-    rng = random.Random(seed)
-    received, times_in, times_out = [], [], []
-
-    async def bench(ctx):
-        queue, offering, cycle = list(payloads), False, 0
-        while len(received) < expect:
-            if not offering and queue and rng.random() >= idle:
-                offering = True
-            ctx.set(unit.i.valid, offering)
-            if offering:
-                ctx.set(unit.i.payload, queue[0])
-            ctx.set(unit.o.ready, rng.random() >= backpressure)
-            _, _, i_ready, o_valid, o_ready, o_payload = await ctx.tick().sample(
-                unit.i.ready, unit.o.valid, unit.o.ready, unit.o.payload)
-            cycle += 1
-            if offering and i_ready:
-                queue.pop(0)
-                offering = False
-                times_in.append(cycle)
-            if o_valid and o_ready:
-                received.append(result(o_payload))
-                times_out.append(cycle)
-            assert cycle < 10 * len(payloads) + 100, "the unit is stuck"
-        for _ in range(2 * unit.LATENCY):
-            _, _, o_valid = await ctx.tick().sample(unit.o.valid)
-            assert not o_valid, "more results than expected"
-
-    simulator = Simulator(unit)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(bench)
-    simulator.run()
-    return received, times_in, times_out
+simulate = stream_through
 
 
 def run_stats(unit, slots, **kwargs):

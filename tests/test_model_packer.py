@@ -35,10 +35,6 @@ def test_linear_record_is_whole_beats():
 
 
 def test_moe_layer_image_checks_block_and_task():
-    from model.config import MICRO
-    from model.packer import moe_layer_image
-    from model.quantize import quantize
-    from model.weights import synthetic
     qm = quantize(synthetic(MICRO), DEFAULT)
     records, fields = moe_layer_image(qm, 1, 1, 4, 4)
     assert len(records) == 1 + MICRO.experts and fields["fc2_offset"] > 0

@@ -12,7 +12,7 @@ from cocotb.triggers import ClockCycles
 
 from hw.compute_unit import ComputeUnit
 from model.compute_unit import linear
-from model.numerics import DEFAULT, Fixed
+from model.numerics import DEFAULT
 from model.packer import bias_words, linear_weight_tiles, tiles, weight_beats
 from sim.runner import bench_config
 from sim.stream import (PERIOD_NS, StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct,

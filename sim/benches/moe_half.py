@@ -9,7 +9,6 @@ import os
 import numpy as np
 
 import cocotb
-from cocotb.triggers import RisingEdge, ReadOnly
 from cocotbext.axi import AxiRamRead, AxiReadBus
 
 from hw.moe_half import MoeHalf
