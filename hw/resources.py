@@ -52,6 +52,17 @@ UNITS = {
     "gather": _unit("gather", "Gather", lanes=16, width=DEFAULT.act.width, rows=256,
                     row_beats=48),
     "scatter": _unit("scatter", "Scatter", lanes=16, rows=256, row_beats=48),
+    "exp": _unit("exp", "Exp2", lanes=1),
+    "reciprocal": _unit("reciprocal", "Reciprocal"),
+    "softmax_stats": _unit("softmax", "SoftmaxStats", rows=12),
+    "softmax_prob": _unit("softmax", "SoftmaxProb", lanes=4),
+    "top_k": _unit("top_k", "TopK", experts=16, k=2),
+    "gate": _unit("gate", "Gate", experts=16, k=2, lanes=16, max_tokens=129),
+    "expert_queues": _unit("expert_queues", "ExpertQueues", experts=16, top_k=2,
+                           max_tokens=129),
+    "axi_reader": _unit("axi_reader", "AxiReader"),
+    "expert_engine": _unit("expert_engine", "ExpertEngine", dim=192, expert_hidden=384,
+                           experts=16, max_tokens=129, data_width=256),
 }
 
 _GROUPS = {
