@@ -5,9 +5,10 @@ interface inference alike)."""
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["axi4_read", "RESP_OKAY", "BURST_INCR", "MAX_BURST", "BOUNDARY"]
+__all__ = ["axi4_read", "axi4_lite", "RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "MAX_BURST", "BOUNDARY"]
 
 RESP_OKAY = 0
+RESP_SLVERR = 2
 BURST_INCR = 1
 #: Longest INCR burst, in beats.
 MAX_BURST = 256
@@ -22,4 +23,17 @@ def axi4_read(*, addr_width, data_width, id_width=1):
         "arburst": Out(2), "arvalid": Out(1), "arready": In(1),
         "rid": In(id_width), "rdata": In(data_width), "rresp": In(2), "rlast": In(1),
         "rvalid": In(1), "rready": Out(1),
+    })
+
+
+def axi4_lite(*, addr_width, data_width=32):
+    """An AXI4-Lite port (AW, W, B, AR, R), as seen by the master; a slave takes
+    ``In(axi4_lite(...))``."""
+    return wiring.Signature({
+        "awaddr": Out(addr_width), "awprot": Out(3), "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wvalid": Out(1),
+        "wready": In(1),
+        "bresp": In(2), "bvalid": In(1), "bready": Out(1),
+        "araddr": Out(addr_width), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+        "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
     })
