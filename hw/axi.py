@@ -5,7 +5,8 @@ interface inference alike)."""
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["axi4_read", "axi4_lite", "RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "MAX_BURST", "BOUNDARY"]
+__all__ = ["axi4_read", "axi4_lite", "RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "MAX_BURST",
+           "BOUNDARY"]
 
 RESP_OKAY = 0
 RESP_SLVERR = 2
