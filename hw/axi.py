@@ -1,12 +1,14 @@
-"""AXI4 signatures, defined once for every master of the design (names as in the AXI spec, so
-that Amaranth's flattened ports ``<port>__araddr`` bind to cocotbext-axi and to Vivado's
-interface inference alike)."""
+"""AXI4 signatures, defined once for every master of the design: :func:`axi4_read` (AR and R
+channels), :func:`axi4_write` (AW, W and B channels) and :func:`axi4_lite`. Names are as in the
+AXI spec, so that Amaranth's flattened ports ``<port>__araddr`` and ``<port>__awaddr`` bind to
+cocotbext-axi (``AxiReadBus.from_prefix(dut, "<port>_")``, ``AxiWriteBus.from_prefix(dut,
+"<port>_")``) and to Vivado's interface inference alike."""
 
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["axi4_read", "axi4_lite", "RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "MAX_BURST",
-           "BOUNDARY"]
+__all__ = ["axi4_read", "axi4_write", "axi4_lite", "RESP_OKAY", "RESP_SLVERR", "BURST_INCR",
+           "MAX_BURST", "BOUNDARY"]
 
 RESP_OKAY = 0
 RESP_SLVERR = 2
@@ -24,6 +26,20 @@ def axi4_read(*, addr_width, data_width, id_width=1):
         "arburst": Out(2), "arvalid": Out(1), "arready": In(1),
         "rid": In(id_width), "rdata": In(data_width), "rresp": In(2), "rlast": In(1),
         "rvalid": In(1), "rready": Out(1),
+    })
+
+
+def axi4_write(*, addr_width, data_width, id_width=1):
+    """The write half of an AXI4 master port (AW, W and B channels), as seen by the master.
+
+    ``wstrb`` has one bit per byte of ``wdata``.
+    """
+    return wiring.Signature({
+        "awid": Out(id_width), "awaddr": Out(addr_width), "awlen": Out(8), "awsize": Out(3),
+        "awburst": Out(2), "awvalid": Out(1), "awready": In(1),
+        "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
+        "wvalid": Out(1), "wready": In(1),
+        "bid": In(id_width), "bresp": In(2), "bvalid": In(1), "bready": Out(1),
     })
 
 
