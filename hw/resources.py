@@ -61,6 +61,7 @@ UNITS = {
     "expert_queues": _unit("expert_queues", "ExpertQueues", experts=16, top_k=2,
                            max_tokens=129),
     "axi_reader": _unit("axi_reader", "AxiReader"),
+    "axi_writer": _unit("axi_writer", "AxiWriter"),
     "expert_engine": _unit("expert_engine", "ExpertEngine", dim=192, expert_hidden=384,
                            experts=16, max_tokens=129, data_width=256),
 }

@@ -1,0 +1,166 @@
+"""AXI4 write DMA: a command names an address and a number of beats, and that many beats of the
+data stream go to memory there. Twin of :func:`model.axi_writer.write_beats`.
+
+Each command is split into INCR bursts of at most 256 beats that never cross a 4 KB boundary,
+written with full strobes. Up to ``max_outstanding`` bursts may await their write response, so a
+slow memory's response latency is hidden. Nothing is buffered: ``wvalid`` follows the data
+stream's ``valid`` and its ``ready`` follows ``wready``, so back-pressure reaches the producer.
+The address of a burst goes out before or with its first beat, never after it, and ``wvalid``
+never waits for ``awready`` (the AXI rule that lets a slave take data before the address).
+
+Latency: a command taken at a clock edge offers its first address in the next cycle, and its
+first beat may be taken in that same cycle. ``idle`` rises in the cycle after the last write
+response.
+
+Throughput: one beat per cycle when the memory keeps pace (takes addresses and beats as they
+come, and answers each burst before ``max_outstanding`` more have been issued). The address side
+spends one cycle per command plus one per burst, ahead of the data, so back-to-back commands
+of two beats or more stream without a gap; commands of one beat go at one every two cycles.
+
+A command whose address is not aligned to the data width or whose beat count is zero is dropped
+with ``error`` set, and **its data beats are not expected**: the producer must not send them,
+as the next beats on ``i`` belong to the next valid command. An error response (SLVERR/DECERR)
+sets ``error`` too, and counts as a response, so ``idle`` still comes back. ``error`` is sticky
+until reset.
+"""
+
+from amaranth import Module, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from .axi import BOUNDARY, BURST_INCR, MAX_BURST, RESP_OKAY, axi4_write
+
+__all__ = ["AxiWriter"]
+
+
+class AxiWriter(wiring.Component):
+    """Write ``beats`` beats of ``data_width`` bits from ``i`` to memory at ``addr``.
+
+    Parameters
+    ----------
+    addr_width : int
+    data_width : int
+        A power of two, 8 to 1024.
+    max_beats : int
+        Largest beat count of one command.
+    max_outstanding : int
+        Bursts issued ahead of their write response.
+
+    Members
+    -------
+    cmd : ``In(stream.Signature(StructLayout({"addr", "beats"})))``
+    i : ``In(stream.Signature(unsigned(data_width)))``
+        The beats of the accepted commands, in order, and nothing else.
+    bus : ``Out(axi4_write(...))``
+    idle : ``Out(1)``
+        No command offered on ``cmd`` or in progress, and every burst answered: what was
+        written is in memory. Low from the cycle a command is offered.
+    error : ``Out(1)``
+        Sticky: a command was dropped or a response was not OKAY.
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range; the message names it.
+    """
+
+    def __init__(self, *, addr_width=40, data_width=128, max_beats=1 << 20, max_outstanding=4):
+        if data_width < 8 or data_width > 1024 or data_width & (data_width - 1):
+            raise ValueError(f"AxiWriter data_width must be a power of two in 8..1024, "
+                             f"not {data_width!r}")
+        for name, value in (("addr_width", addr_width), ("max_beats", max_beats),
+                            ("max_outstanding", max_outstanding)):
+            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                raise ValueError(f"AxiWriter {name} must be a positive integer, not {value!r}")
+        self._data_width, self._max_outstanding = data_width, max_outstanding
+        super().__init__({
+            "cmd": In(stream.Signature(data.StructLayout({
+                "addr": unsigned(addr_width), "beats": unsigned(ceil_log2(max_beats + 1))}))),
+            "i": In(stream.Signature(unsigned(data_width))),
+            "bus": Out(axi4_write(addr_width=addr_width, data_width=data_width)),
+            "idle": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        size = exact_log2(self._data_width // 8)
+        addr = Signal.like(self.cmd.payload.addr)
+        left = Signal.like(self.cmd.payload.beats)
+        active = Signal()
+        outstanding = Signal(range(self._max_outstanding + 1))
+
+        # Address side, as AxiReader's: beats to the next 4 KB boundary, and the burst length.
+        to_boundary = Signal(range(BOUNDARY // (1 << size) + 1))
+        m.d.comb += to_boundary.eq((BOUNDARY - addr[:ceil_log2(BOUNDARY)]) >> size)
+        burst = Signal(range(MAX_BURST + 1))
+        with m.If((left <= to_boundary) & (left <= MAX_BURST)):
+            m.d.comb += burst.eq(left)
+        with m.Elif(to_boundary <= MAX_BURST):
+            m.d.comb += burst.eq(to_boundary)
+        with m.Else():
+            m.d.comb += burst.eq(MAX_BURST)
+
+        bad = self.cmd.payload.beats == 0
+        if size:
+            bad = bad | (self.cmd.payload.addr[:size] != 0)
+        m.d.comb += self.cmd.ready.eq(~active)
+        with m.If(self.cmd.valid & ~active):
+            with m.If(bad):
+                m.d.sync += self.error.eq(1)
+            with m.Else():
+                m.d.sync += [addr.eq(self.cmd.payload.addr), left.eq(self.cmd.payload.beats),
+                             active.eq(1)]
+
+        m.d.comb += [bus.awvalid.eq(active & (outstanding < self._max_outstanding)),
+                     bus.awaddr.eq(addr), bus.awlen.eq(burst - 1), bus.awsize.eq(size),
+                     bus.awburst.eq(BURST_INCR), bus.awid.eq(0)]
+        issued = bus.awvalid & bus.awready
+        with m.If(issued):
+            m.d.sync += [addr.eq(addr + (burst << size)), left.eq(left - burst)]
+            with m.If(left == burst):
+                m.d.sync += active.eq(0)
+
+        # Data side. The lengths of issued bursts whose data has not started wait in `lengths`;
+        # never more than max_outstanding, as a burst's data starts before its response. A burst
+        # may also start from the address on offer, before it is taken; `early` then remembers
+        # that its length must not be queued when it is.
+        m.submodules.lengths = lengths = fifo.SyncFIFO(width=8, depth=self._max_outstanding)
+        beats_left = Signal(range(MAX_BURST))  # in the burst under way, after the one on offer
+        early = Signal()
+        under_way = beats_left != 0
+        from_queue = ~under_way & lengths.r_rdy
+        from_bus = ~under_way & ~lengths.r_rdy & bus.awvalid & ~early
+        # The beats after this one in its burst.
+        after = Signal(range(MAX_BURST))
+        with m.If(under_way):
+            m.d.comb += after.eq(beats_left - 1)
+        with m.Elif(from_queue):
+            m.d.comb += after.eq(lengths.r_data)
+        with m.Else():
+            m.d.comb += after.eq(bus.awlen)
+        has_burst = under_way | from_queue | from_bus
+        m.d.comb += [bus.wvalid.eq(self.i.valid & has_burst), bus.wdata.eq(self.i.payload),
+                     bus.wstrb.eq((1 << len(bus.wstrb)) - 1), bus.wlast.eq(after == 0),
+                     self.i.ready.eq(bus.wready & has_burst)]
+        sent = bus.wvalid & bus.wready
+        with m.If(sent):
+            m.d.sync += beats_left.eq(after)
+        m.d.comb += lengths.r_en.eq(sent & from_queue)
+        started_early = sent & from_bus & ~issued
+        m.d.comb += [lengths.w_data.eq(bus.awlen),
+                     lengths.w_en.eq(issued & ~early & ~(sent & from_bus))]
+        with m.If(started_early):
+            m.d.sync += early.eq(1)
+        with m.Elif(issued):
+            m.d.sync += early.eq(0)
+
+        m.d.comb += bus.bready.eq(1)
+        answered = bus.bvalid & bus.bready
+        with m.If(answered & (bus.bresp != RESP_OKAY)):
+            m.d.sync += self.error.eq(1)
+        m.d.sync += outstanding.eq(outstanding + issued - answered)
+        m.d.comb += self.idle.eq(~self.cmd.valid & ~active & (outstanding == 0))
+        return m
