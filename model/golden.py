@@ -19,17 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .attention import attention
-from .compute_unit import linear
+from .attention_half import attention_half
 from .config import HardwareConfig
-from .layernorm import layer_norm
 from .mlp_half import mlp_half
 from .moe_half import moe_half
 from .numerics import DEFAULT
 from .patch_embed import patch_embed
 from .quantize import QuantizedModel, quantize
 from .reference import Trace
-from .residual import residual_add
 
 __all__ = ["forward", "run", "GoldenTrace", "attention_half", "mlp_half", "moe_half"]
 
@@ -42,19 +39,6 @@ class GoldenTrace(Trace):
 
     def to_float(self, ints):
         return self.fmt.to_float(ints)
-
-
-def attention_half(qm, b, x, hardware):
-    """``x + proj(attention(LN1(x)))`` for block ``b``."""
-    cfg, num, act = qm.config, qm.numerics, qm.numerics.act
-    p = lambda n: qm.block(b, n)  # noqa: E731
-    h = layer_norm(x, act, p("norm1_weight"), p("norm1_bias"), cfg.ln_eps, num)
-    q = linear(h, act.frac, p("q_weight"), p("q_bias"), num.query, num)
-    k = linear(h, act.frac, p("k_weight"), p("k_bias"), act, num)
-    v = linear(h, act.frac, p("v_weight"), p("v_bias"), act, num)
-    a = attention(q, num.query, k, v, act, cfg.heads, hardware.attention_slots, num)
-    return residual_add(x, linear(a, act.frac, p("proj_weight"), p("proj_bias"), act, num),
-                        act, num)
 
 
 def run(weights, image, task, *, numerics=DEFAULT, hardware=HardwareConfig(), routes=None):

@@ -644,7 +644,7 @@ def _config_id(config):
 
 
 def cocotb_tests(test_module, design, *, configs=None, simulators=None, toplevel=None,
-                 parameters=None, extra_env=None, waves=None, seed=None):
+                 parameters=None, extra_env=None, waves=None, seed=None, tests=None):
     """Make a pytest test function running each cocotb test of a bench as its own pytest test.
 
     Assign the result to a ``test_*`` name in a pytest module. It is parametrized over
@@ -663,13 +663,23 @@ def cocotb_tests(test_module, design, *, configs=None, simulators=None, toplevel
         Design configurations, each handed to the bench as :func:`bench_config`.
     simulators : sequence of str, optional
         Default: just :func:`default_simulator`.
+    tests : sequence of str, optional
+        Names of the bench's cocotb tests to run; default all.
     toplevel, parameters, extra_env, waves, seed
         As for :func:`run`.
     """
     import pytest
 
-    tests = _cocotb_tests(test_module)
-    names = [test.name for test in tests]
+    found = _cocotb_tests(test_module)
+    names = [test.name for test in found]
+    if tests is not None:
+        unknown = sorted(set(tests) - set(names))
+        if unknown:
+            raise ValueError(f"{test_module} has no cocotb test {', '.join(unknown)} "
+                             f"(it has {', '.join(names)})")
+        found = [test for test in found if test.name in tests]
+        names = [test.name for test in found]
+    tests = found
     # cocotb runs a test marked skip=True anyway when it is selected by name, as here.
     marked_skip = {test.name for test in tests if test.skip}
     simulators = [default_simulator()] if simulators is None else list(simulators)

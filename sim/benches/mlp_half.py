@@ -38,8 +38,9 @@ def make_design(config):
                    lanes=config["lanes"], weight_lanes=config["weight_lanes"], eps=model.ln_eps)
 
 
-def block_input(config):
-    """Quantized model and the golden model's input to the block's MLP half."""
+def embedded_image(config):
+    """Quantized model and the golden model's patch embedding of the configuration's image
+    (published weights and image with ``weights="edge-moe"``, else synthetic ones)."""
     model = config_by_name(config["model"])
     if config.get("weights") == "edge-moe":
         directory = shared_weights_dir()
@@ -52,6 +53,12 @@ def block_input(config):
     qm = quantize(weights, DEFAULT)
     x = patch_embed(image, model.patch, qm["patch_weight"], qm["patch_bias"],
                     qm["pos_embed"].ints, ACT, DEFAULT)
+    return qm, x
+
+
+def block_input(config):
+    """Quantized model and the golden model's input to the block's MLP half."""
+    qm, x = embedded_image(config)
     # Block 0 is dense in every configuration; its input comes from the patch embedding.
     x = attention_half(qm, 0, x, HardwareConfig())
     return qm, 0, x
