@@ -64,6 +64,8 @@ UNITS = {
     "axi_writer": _unit("axi_writer", "AxiWriter"),
     "expert_engine": _unit("expert_engine", "ExpertEngine", dim=192, expert_hidden=384,
                            experts=16, max_tokens=129, data_width=256),
+    "attention": _unit("attention", "AttentionEngine", dim=192, heads=3, max_tokens=129,
+                       slots=4, lanes=16),
 }
 
 _GROUPS = {

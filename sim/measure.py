@@ -1,6 +1,7 @@
 """Measured cycle counts of hardware units, from cycle-accurate simulation.
 
-    python -m sim.measure [compute_unit] [mlp_half] [moe_experts[_256]] [moe_half[_256]] [--json]
+    python -m sim.measure [compute_unit] [mlp_half] [moe_experts[_256]] [moe_half[_256]]
+                          [attention_p1|p2|p4|p8] [attention_half] [--json]
 
 Each measurement is a cocotb bench (``sim/benches/*_cycles.py``) on the unit's default
 configuration that also checks its results bit for bit against the golden model; the cycle
@@ -56,17 +57,42 @@ def _moe_half(data_width):
     return make
 
 
+def _m3vit_config(**config):
+    from model.weights import shared_weights_dir
+    config = dict(model="m3vit-tiny", **config)
+    if shared_weights_dir() is not None:
+        config["weights"] = "edge-moe"
+    return config
+
+
+def _attention(slots):
+    def make():
+        from sim.benches.attention import make_design
+        config = _m3vit_config(lanes=16, slots=slots)
+        return (lambda: make_design(config)), config, "sim.benches.attention", "test_block0"
+    return make
+
+
+def _attention_half():
+    from sim.benches.attention_half import make_design
+    config = _m3vit_config(lanes=16, weight_lanes=8, slots=4)
+    return (lambda: make_design(config)), config, "sim.benches.attention_half"
+
+
 MEASUREMENTS = {"compute_unit": _compute_unit, "mlp_half": _mlp_half,
                 "moe_half": _moe_half(128), "moe_half_256": _moe_half(256),
-                "moe_experts": _moe_experts(128), "moe_experts_256": _moe_experts(256)}
+                "moe_experts": _moe_experts(128), "moe_experts_256": _moe_experts(256),
+                **{f"attention_p{p}": _attention(p) for p in (1, 2, 4, 8)},
+                "attention_half": _attention_half}
 
 
 def measure(name):
-    factory, config, bench = MEASUREMENTS[name]()
+    factory, config, bench, *testcase = MEASUREMENTS[name]()
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "measure.json")
         start = time.perf_counter()
-        run(factory(), bench, config=config, extra_env={"EDGEMOE_MEASURE_OUT": out})
+        run(factory(), bench, config=config, extra_env={"EDGEMOE_MEASURE_OUT": out},
+            **({"testcase": testcase[0]} if testcase else {}))
         with open(out) as f:
             report = json.load(f)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -109,7 +135,28 @@ def _print_moe_half(r):
           f"{r['wall_seconds']} s including any build)")
 
 
-_PRINTERS = {"compute_unit": _print_compute_unit, "mlp_half": _print_mlp_half,
+def _print_attention(r):
+    steps = r["sweep_steps"]
+    words = (r["q_blocks"] + r["k_blocks"]) * r["head_dim"]
+    print(f"attention: {r['model']} {r['tokens']} tokens, {r['heads']} x {r['head_dim']}, "
+          f"P = {r['slots']} slots: {r['passes']} passes, {steps} steps per sweep; "
+          f"Q K^T {r['qk_cycles']} cycles, A V {r['av_cycles']} cycles; reads Q {r['q_blocks']} "
+          f"+ K {r['k_blocks']} blocks = {words / steps:.2f} words per step "
+          f"({words / r['qk_cycles']:.2f} per cycle of Q K^T) (simulated in "
+          f"{r['wall_seconds']} s including any build)")
+
+
+def _print_attention_half(r):
+    print(f"attention_half: {r['model']} block 0, {r['tokens']} tokens, {r['lanes']}x{r['lanes']} "
+          f"array, P = {r['slots']}: {r['cycles']} cycles (LN1, K, Q, V, attention, proj, "
+          f"residual; the four linear layers alone {r['linear_cycles_at_100%']} at 100%, one "
+          f"attention sweep {r['attention_sweep_steps']}) (simulated in {r['wall_seconds']} s "
+          f"including any build)")
+
+
+_PRINTERS = {**{f"attention_p{p}": _print_attention for p in (1, 2, 4, 8)},
+             "attention_half": _print_attention_half,
+             "compute_unit": _print_compute_unit, "mlp_half": _print_mlp_half,
              "moe_half": _print_moe_half, "moe_half_256": _print_moe_half,
              "moe_experts": _print_moe_experts, "moe_experts_256": _print_moe_experts}
 
