@@ -49,7 +49,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from model.attention import passes
-from model.numerics import DEFAULT, PROB_FRAC
+from model.numerics import DEFAULT, MANT_FRAC, PROB_FRAC
 from model.softmax import MAX_ROW
 
 from .multiplier import Multiplier
@@ -112,8 +112,7 @@ class AttentionEngine(wiring.Component):
         Blocks of ``head_dim`` words read from the Q, K and V buffers in the last run.
     """
 
-    #: Cycles from a ``Q K^T`` step's issue to its score: buffer read (1), multiplier (2), adder
-    #: tree (``ceil_log2(head_dim)``), rounding (1). See :attr:`qk_latency`.
+    #: Pipeline stages of a buffer read and of a multiplier.
     _READ, _MULTIPLY = 1, 2
 
     def __init__(self, *, dim, heads, max_tokens, slots=4, lanes=16, fmt=DEFAULT.act,
@@ -165,7 +164,8 @@ class AttentionEngine(wiring.Component):
 
     @property
     def qk_latency(self):
-        """Cycles from a ``Q K^T`` step's issue to its score entering the softmax."""
+        """Cycles from a ``Q K^T`` step's issue to its score entering the softmax: buffer read,
+        multiplier, adder tree (one level per cycle), rounding."""
         return self._READ + self._MULTIPLY + ceil_log2(self._head_dim) + 1
 
     @property
@@ -371,7 +371,7 @@ class AttentionEngine(wiring.Component):
         # Each row's (m, 1/s) goes to the slot's statistics table; SoftmaxStats never stalls
         # (its output is always taken), so a row's table address is its last score's,
         # SoftmaxStats.LATENCY cycles later.
-        stats_layout = data.StructLayout({"m": signed(fmt.width), "r": stats_units[0].result_layout["r"].shape,
+        stats_layout = data.StructLayout({"m": signed(fmt.width), "r": unsigned(MANT_FRAC),
                                           "k": unsigned(K_WIDTH)})
         stats_mems = []
         for s, unit in enumerate(stats_units):

@@ -151,6 +151,22 @@ class ComputeUnit(wiring.Component):
         gelu = self._gelu_latency if self._gelu is not None else 0
         return 1 + self._MULTIPLY_LATENCY + 1 + 1 + 1 + gelu
 
+    def beats(self, command):
+        """Beats of each stream that one call takes or gives: ``{"w", "b", "x", "o": count}``.
+
+        ``command`` is a command payload, either a view of :attr:`command_layout` (the counts
+        are then Amaranth expressions, as :class:`hw.compute_mux.ComputeMux` uses them) or a
+        dict of ints (:meth:`command`'s result).
+        """
+        field = (command.__getitem__ if isinstance(command, dict)
+                 else lambda name: getattr(command, name))
+        log_r, log_c = exact_log2(self._rows), exact_log2(self._cols)
+        in_chunks = (field("in_dim") + self._rows - 1) >> log_r
+        out_tiles = (field("out_dim") + self._cols - 1) >> log_c
+        groups = self._rows * self._cols // self._weight_lanes
+        return {"w": in_chunks * out_tiles * groups, "b": out_tiles,
+                "x": field("tokens") * in_chunks, "o": field("tokens") * out_tiles}
+
     def command(self, *, in_dim, out_dim, tokens, shift, out_width=None, gelu=False):
         """A checked command payload (dict) for one call; ValueError names what is wrong."""
         out_width = self._act.width if out_width is None else out_width

@@ -71,7 +71,6 @@ async def test_attention_half_block(dut):
     cu = design.compute
     for n, call in enumerate(CALLS):
         w, b = qm.block(block, f"{call}_weight"), qm.block(block, f"{call}_bias")
-        out = DEFAULT.query if call == "q" else ACT
         srcs["w"].send(pack_lanes(beat, cu.weight_width)
                        for beat in weight_beats(linear_weight_tiles(w.ints, L, L),
                                                 cu.weight_lanes))
