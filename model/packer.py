@@ -13,7 +13,8 @@ of the sum then rounds half up, as ``numerics.shift_round`` does.
 import numpy as np
 
 __all__ = ["tiles", "linear_weight_tiles", "weight_beats", "bias_words", "linear_record",
-           "BIAS_WORD_BYTES", "moe_layer_image"]
+           "BIAS_WORD_BYTES", "WEIGHT_BYTES", "linear_record_beats", "expert_record_layout",
+           "moe_layer_records", "moe_layer_image"]
 
 
 def tiles(n, size):
@@ -56,6 +57,29 @@ def bias_words(b, out, cols, acc_frac, shift):
 
 #: Bytes of one bias word in memory (the accumulator is at most 64 bits wide).
 BIAS_WORD_BYTES = 8
+#: Bytes of one weight in memory.
+WEIGHT_BYTES = 2
+
+
+def linear_record_beats(out, inp, rows, cols, beat_bytes=16):
+    """``(weight_beats, bias_beats)`` of :func:`linear_record` for an ``out x inp`` matrix, from
+    its dimensions alone."""
+    weight_bytes = tiles(out, cols) * tiles(inp, rows) * rows * cols * WEIGHT_BYTES
+    bias_bytes = tiles(out, cols) * cols * BIAS_WORD_BYTES
+    return tiles(weight_bytes, beat_bytes), tiles(bias_bytes, beat_bytes)
+
+
+def expert_record_layout(dim, hidden, rows, cols, beat_bytes=16):
+    """Where an expert's records lie relative to its slot, from dimensions alone: the expert
+    engine's fields ``stride_log2`` (slot ``e`` at ``base + (e << stride_log2)``, the smallest
+    power of two holding fc1 and fc2), ``fc2_offset`` (fc2 right after fc1) and the beats of
+    each region."""
+    fc1 = linear_record_beats(hidden, dim, rows, cols, beat_bytes)
+    fc2 = linear_record_beats(dim, hidden, rows, cols, beat_bytes)
+    fc1_bytes, fc2_bytes = sum(fc1) * beat_bytes, sum(fc2) * beat_bytes
+    return dict(stride_log2=(fc1_bytes + fc2_bytes - 1).bit_length(), fc2_offset=fc1_bytes,
+                fc1_weight_beats=fc1[0], fc1_bias_beats=fc1[1],
+                fc2_weight_beats=fc2[0], fc2_bias_beats=fc2[1])
 
 
 def linear_record(w, b, x_frac, out_frac, rows, cols, beat_bytes=16):
@@ -75,6 +99,41 @@ def linear_record(w, b, x_frac, out_frac, rows, cols, beat_bytes=16):
     return weights + biases, len(weights) // beat_bytes, len(biases) // beat_bytes, shift
 
 
+def moe_layer_records(qm, block, rows, cols, *, beat_bytes=16, gate_addrs, experts_at):
+    """Records of one MoE layer with one gate record per task: task ``t``'s gate at
+    ``gate_addrs[t]``, expert ``e``'s fc1 record at ``experts_at + (e << stride_log2)`` with
+    its fc2 record right after (:func:`expert_record_layout`).
+
+    Returns ``(records, fields, gates)``: ``{address: bytes}``; the expert engine's fields
+    shared by every task (``base``, ``stride_log2``, ``fc2_offset``, beats and shifts of fc1
+    and fc2); and per task the gate's fields ``{task: dict(gate_addr, gate_weight_beats,
+    gate_bias_beats, gate_shift)}``.
+    """
+    cfg = qm.config
+    if not cfg.is_moe(block):
+        raise ValueError(f"block {block} is not a MoE block (MoE blocks: {cfg.moe_blocks})")
+    from .moe_half import expert_params
+    act = qm.numerics.act.frac
+    records, gates = {}, {}
+    for task, addr in gate_addrs.items():
+        if not (isinstance(task, int) and 0 <= task < cfg.tasks):
+            raise ValueError(f"task must be an integer in 0..{cfg.tasks - 1}, not {task!r}")
+        gate, wb, bb, shift = linear_record(qm.block(block, f"gate{task}_weight"), None, act,
+                                            act, rows, cols, beat_bytes)
+        records[addr] = gate
+        gates[task] = dict(gate_addr=addr, gate_weight_beats=wb, gate_bias_beats=bb,
+                           gate_shift=shift)
+    shape = expert_record_layout(cfg.dim, cfg.expert_hidden, rows, cols, beat_bytes)
+    for e in range(cfg.experts):
+        w1, b1, w2, b2 = expert_params(qm, block, e)
+        fc1 = linear_record(w1, b1, act, act, rows, cols, beat_bytes)
+        fc2 = linear_record(w2, b2, act, act, rows, cols, beat_bytes)
+        if e == 0:
+            fields = dict(base=experts_at, **shape, fc1_shift=fc1[3], fc2_shift=fc2[3])
+        records[experts_at + (e << shape["stride_log2"])] = fc1[0] + fc2[0]
+    return records, fields, gates
+
+
 def moe_layer_image(qm, block, task, rows, cols, *, beat_bytes=16, gate_at=0x1000,
                     experts_at=0x10000):
     """Memory image of one MoE layer for the expert engine (``hw/expert_engine.py``): the task's
@@ -83,29 +142,16 @@ def moe_layer_image(qm, block, task, rows, cols, *, beat_bytes=16, gate_at=0x100
 
     Records are counted in beats of ``beat_bytes`` (the AXI port's width). Returns ``(records,
     fields)``: ``{address: bytes}`` and the engine's layer command fields (without ``tokens``).
+    :func:`moe_layer_records` lays out the gates of several tasks.
     """
     cfg = qm.config
     if not cfg.is_moe(block):
         raise ValueError(f"block {block} is not a MoE block (MoE blocks: {cfg.moe_blocks})")
     if not (isinstance(task, int) and 0 <= task < cfg.tasks):
         raise ValueError(f"task must be an integer in 0..{cfg.tasks - 1}, not {task!r}")
-    from .moe_half import expert_params
-    act = qm.numerics.act.frac
-    gate, gate_wb, gate_bb, gate_shift = linear_record(qm.block(block, f"gate{task}_weight"),
-                                                       None, act, act, rows, cols, beat_bytes)
-    records = {gate_at: gate}
-    for e in range(cfg.experts):
-        w1, b1, w2, b2 = expert_params(qm, block, e)
-        fc1 = linear_record(w1, b1, act, act, rows, cols, beat_bytes)
-        fc2 = linear_record(w2, b2, act, act, rows, cols, beat_bytes)
-        if e == 0:
-            stride_log2 = (len(fc1[0]) + len(fc2[0]) - 1).bit_length()
-            fields = dict(base=experts_at, stride_log2=stride_log2, fc2_offset=len(fc1[0]),
-                          fc1_weight_beats=fc1[1], fc1_bias_beats=fc1[2], fc1_shift=fc1[3],
-                          fc2_weight_beats=fc2[1], fc2_bias_beats=fc2[2], fc2_shift=fc2[3],
-                          gate_addr=gate_at, gate_weight_beats=gate_wb,
-                          gate_bias_beats=gate_bb, gate_shift=gate_shift)
-        records[experts_at + (e << stride_log2)] = fc1[0] + fc2[0]
-    if gate_at + len(gate) > experts_at:
+    records, fields, gates = moe_layer_records(qm, block, rows, cols, beat_bytes=beat_bytes,
+                                               gate_addrs={task: gate_at},
+                                               experts_at=experts_at)
+    if gate_at + len(records[gate_at]) > experts_at:
         raise ValueError("the gate record overlaps the expert records")
-    return records, fields
+    return records, {**fields, **gates[task]}

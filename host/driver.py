@@ -1,0 +1,356 @@
+"""The host driver: load the weights, run an image for a task, wait, read the output and the
+cycle counters.
+
+Every register offset and field comes from :mod:`model.registers`, every buffer layout from
+:mod:`model.weight_image`; the driver reaches the hardware only through a
+:class:`host.memory.Memory` backend, so the same code drives a board (:class:`~host.memory.DevMem`),
+a cocotb simulation of the RTL (:class:`~host.memory.CocotbBus`) or the register block's twin
+(:class:`~host.memory.TwinMemory`). Its methods are coroutines; :class:`SyncDriver` wraps them
+for scripts on a board::
+
+    from host.driver import SyncDriver
+    from model.config import M3VIT_TINY
+    drv = SyncDriver.devmem(M3VIT_TINY, regs_base=0xA000_0000, dram_base=0x6000_0000,
+                            dram_size=0x1000_0000)
+    drv.check_bitstream()
+    drv.load_weights(open("tiny.img", "rb").read())
+    out = drv.infer(image, task=0)        # ints [tokens][dim] in DEFAULT.act
+    print(drv.counters())
+"""
+
+import asyncio
+import inspect
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.registers import (BUFFERS, BY_NAME, ERROR_DESCRIPTIONS, MAGIC, STAGE_NAMES,
+                             VERSION_MAJOR, VERSION_MINOR, ErrorCode)
+from model.weight_image import (SECTION_ALIGN, check, config_variant, input_bytes,
+                                input_layout, layout, output_layout, unpack_output)
+
+__all__ = ["Buffers", "Counters", "Driver", "SyncDriver", "AcceleratorError", "BitstreamError",
+           "WaitTimeout"]
+
+_HINTS = {
+    ErrorCode.START_WHILE_BUSY: "wait() for the run in progress, or reset() to abort it",
+    ErrorCode.UNALIGNED_ADDRESS: "place the buffers with Buffers.plan, which aligns them",
+    ErrorCode.ZERO_ADDRESS: "every buffer needs a nonzero address (Buffers.plan refuses 0)",
+    ErrorCode.BAD_TASK: "the task must be below CONFIG.TASKS (check_bitstream() reads it)",
+    ErrorCode.AXI_READ_ERROR: "the buffers must lie in DRAM that the accelerator's memory "
+                              "ports can reach; reset() before the next run",
+    ErrorCode.AXI_WRITE_ERROR: "the output buffer must lie in DRAM that the accelerator's "
+                               "memory ports can reach; reset() before the next run",
+    ErrorCode.TIMEOUT: "the run took longer than WATCHDOG cycles; reset() aborts it",
+}
+
+
+class AcceleratorError(RuntimeError):
+    """The accelerator reported an error: ``code`` is the :class:`model.registers.ErrorCode`."""
+
+    def __init__(self, code, detail=""):
+        self.code = ErrorCode(code)
+        text = (f"accelerator error {self.code.name} ({int(self.code)}): "
+                f"{ERROR_DESCRIPTIONS[self.code]}")
+        if detail:
+            text += f" ({detail})"
+        if self.code in _HINTS:
+            text += f"; {_HINTS[self.code]}"
+        super().__init__(text)
+
+
+class BitstreamError(RuntimeError):
+    """The register block is not this accelerator, or was built for another configuration."""
+
+
+class WaitTimeout(TimeoutError):
+    """:meth:`Driver.wait` gave up: the run neither finished nor reported an error."""
+
+
+def _align(n, to):
+    return -(-n // to) * to
+
+
+@dataclass(frozen=True)
+class Buffers:
+    """Physical addresses of the three buffers (:data:`model.registers.BUFFERS`)."""
+
+    weights: int
+    image: int
+    output: int
+    end: int
+
+    @classmethod
+    def plan(cls, base, config, *, rows=16, cols=16, beat_bytes=16, alignment=SECTION_ALIGN):
+        """Weights, then image, then output from ``base`` on, each at a multiple of
+        ``alignment`` (4 KB: at least any CONFIG.ALIGN_LOG2 of a 128-bit port)."""
+        if not (isinstance(base, int) and base > 0):
+            raise ValueError(f"the buffers need a nonzero base address (the machine refuses "
+                             f"address 0), not {base!r}")
+        weights = _align(base, alignment)
+        image = _align(weights + layout(config, rows, cols, beat_bytes).total_bytes, alignment)
+        output = _align(image + input_layout(config, beat_bytes).length, alignment)
+        end = _align(output + output_layout(config, beat_bytes).length, alignment)
+        return cls(weights, image, output, end)
+
+    @property
+    def size(self):
+        return self.end - self.weights
+
+    def address(self, buffer):
+        return getattr(self, buffer.lower())
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Cycle counters of the last (or current) run: ``total`` and one per stage
+    (:data:`model.registers.STAGES`)."""
+
+    total: int
+    stages: dict
+
+
+def _reg(name):
+    return BY_NAME[name]
+
+
+class Driver:
+    """Drive the accelerator through a :class:`host.memory.Memory` backend.
+
+    Parameters
+    ----------
+    memory : host.memory.Memory
+    config : model.config.ModelConfig
+        The configuration the bitstream was built for.
+    buffers : Buffers
+        Where the buffers lie (:meth:`Buffers.plan`).
+    rows, cols, beat_bytes : int
+        The machine's array and memory-port width (the weights image's layout parameters).
+    """
+
+    def __init__(self, memory, config, buffers, *, rows=16, cols=16, beat_bytes=16):
+        self.memory, self.config, self.buffers = memory, config, buffers
+        self.rows, self.cols, self.beat_bytes = rows, cols, beat_bytes
+        self.layout = layout(config, rows, cols, beat_bytes)
+        spans = {"WEIGHTS": self.layout.total_bytes,
+                 "IMAGE": input_layout(config, beat_bytes).length,
+                 "OUTPUT": output_layout(config, beat_bytes).length}
+        placed = sorted((buffers.address(b), b) for b in BUFFERS)
+        for (addr, name), (next_addr, _) in zip(placed, placed[1:]):
+            if addr + spans[name] > next_addr:
+                raise ValueError(f"the {name.lower()} buffer ({spans[name]} bytes at "
+                                 f"{addr:#x}) overlaps the next one at {next_addr:#x}")
+
+    # Registers.
+
+    async def _read(self, name):
+        return await self.memory.read32(_reg(name).offset)
+
+    async def _write(self, name, value):
+        await self.memory.write32(_reg(name).offset, value)
+
+    async def _pulse(self, name, field):
+        reg = _reg(name)
+        await self.memory.write32(reg.offset, reg.field(field).mask)
+
+    async def status(self):
+        """STATUS as a dict: ``busy``, ``done``, ``error`` (bools), ``error_code``."""
+        word, reg = await self._read("STATUS"), _reg("STATUS")
+        return dict(busy=bool(reg.field("BUSY").get(word)),
+                    done=bool(reg.field("DONE").get(word)),
+                    error=bool(reg.field("ERROR").get(word)),
+                    error_code=ErrorCode(reg.field("ERROR_CODE").get(word)))
+
+    async def check_bitstream(self, *, variant=None):
+        """Check ID, VERSION and CONFIG against this driver's configuration; return what was
+        read. ``variant``: the expected CONFIG.VARIANT (default
+        :func:`model.weight_image.config_variant` of the configuration; ``False`` skips it).
+
+        Raises :class:`BitstreamError` saying what differs.
+        """
+        ident = await self._read("ID")
+        if ident != MAGIC:
+            raise BitstreamError(f"no accelerator at the register base: ID reads {ident:#010x}, "
+                                 f"not {MAGIC:#010x} (wrong regs_base, or the bitstream is not "
+                                 f"loaded)")
+        version = await self._read("VERSION")
+        major = _reg("VERSION").field("MAJOR").get(version)
+        minor = _reg("VERSION").field("MINOR").get(version)
+        if major != VERSION_MAJOR:
+            raise BitstreamError(f"register map version {major}.{minor}; this driver speaks "
+                                 f"{VERSION_MAJOR}.x: use the driver of the bitstream's release")
+        word, f = await self._read("CONFIG"), _reg("CONFIG").field
+        found = dict(version=(major, minor), tasks=f("TASKS").get(word),
+                     alignment=1 << f("ALIGN_LOG2").get(word), stages=f("STAGES").get(word),
+                     variant=f("VARIANT").get(word))
+        problems = []
+        if found["tasks"] != self.config.tasks:
+            problems.append(f"{found['tasks']} tasks, {self.config.name} has "
+                            f"{self.config.tasks}")
+        if found["alignment"] != self.beat_bytes:
+            problems.append(f"{found['alignment']}-byte memory ports, the weights image is laid "
+                            f"out for {self.beat_bytes}-byte beats")
+        if found["stages"] != len(STAGE_NAMES):
+            problems.append(f"{found['stages']} stage counters, the register map has "
+                            f"{len(STAGE_NAMES)}")
+        if variant is None:
+            variant = config_variant(self.config, self.rows, self.cols, self.beat_bytes)
+        if variant is not False and found["variant"] != variant:
+            problems.append(f"CONFIG.VARIANT {found['variant']:#06x}, a bitstream for "
+                            f"{self.config.name} carries {variant:#06x}")
+        if problems:
+            raise BitstreamError(f"the bitstream does not fit {self.config.name}: "
+                                 + "; ".join(problems))
+        if minor < VERSION_MINOR:
+            found["note"] = f"register map {major}.{minor} is older than {VERSION_MAJOR}." \
+                            f"{VERSION_MINOR}"
+        return found
+
+    # The buffers.
+
+    async def load_weights(self, image_bytes, *, verify=True):
+        """Check a weights image (:func:`model.weight_image.check`, raising ``ImageError``) and
+        write it to the weights buffer; with ``verify``, read it back."""
+        check(image_bytes, self.config, self.rows, self.cols, self.beat_bytes)
+        await self.memory.write(self.buffers.weights, bytes(image_bytes))
+        if verify:
+            back = await self.memory.read(self.buffers.weights, len(image_bytes))
+            if back != bytes(image_bytes):
+                first = next(i for i, (a, b) in enumerate(zip(back, image_bytes)) if a != b)
+                raise RuntimeError(f"the weights buffer reads back differently from byte "
+                                   f"{first} ({self.buffers.weights + first:#x}) on: is the "
+                                   f"DRAM window really memory?")
+
+    async def write_addresses(self):
+        for buffer in BUFFERS:
+            addr, low = self.buffers.address(buffer), _reg(f"{buffer}_ADDR_LO").field("VALUE")
+            await self._write(f"{buffer}_ADDR_LO", addr & low.mask)
+            await self._write(f"{buffer}_ADDR_HI", addr >> low.width)
+
+    async def run(self, image, task):
+        """Start a run: write the image (pixel codes ``[C][H][W]``, or the image buffer's bytes
+        from :func:`model.weight_image.input_bytes`), the buffer addresses and TASK, then
+        START; return once the machine took it.
+
+        Raises :class:`AcceleratorError` when a run is in progress (START_WHILE_BUSY, without
+        touching memory) or the machine refused the START (its error code).
+        """
+        if not (isinstance(task, (int, np.integer))
+                and 0 <= task < 1 << _reg("TASK").field("TASK").width):
+            raise ValueError(f"task must be a non-negative integer, not {task!r}")
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            data = bytes(image)
+            want = input_layout(self.config, self.beat_bytes).length
+            if len(data) != want:
+                raise ValueError(f"the image buffer of {self.config.name} is {want} bytes, "
+                                 f"not {len(data)}")
+        else:
+            data = input_bytes(image, self.config, self.beat_bytes)
+        if (await self.status())["busy"]:
+            raise AcceleratorError(ErrorCode.START_WHILE_BUSY, "seen by the driver before "
+                                   "writing the image")
+        await self.memory.write(self.buffers.image, data)
+        await self.write_addresses()
+        await self._write("TASK", int(task))
+        await self._write("IRQ_STATUS", _reg("IRQ_STATUS").mask)     # W1C: stale causes
+        await self._pulse("CONTROL", "START")
+        status = await self.status()
+        if status["error"]:
+            raise AcceleratorError(status["error_code"], f"task {task}" if
+                                   status["error_code"] is ErrorCode.BAD_TASK else "")
+
+    async def wait(self, timeout=10.0, *, interrupt=None, poll_interval=1e-3):
+        """Wait for the run to end; return its :class:`Counters`.
+
+        Polls STATUS (sleeping ``poll_interval`` between polls through the backend), or, with
+        ``interrupt`` (a coroutine function that returns when the interrupt line rises, e.g.
+        a read of ``/dev/uioN`` or cocotb's ``RisingEdge(dut.irq)``), enables the DONE and ERROR
+        interrupts and awaits it between reads of STATUS; IRQ_STATUS is cleared on return.
+        ``timeout`` is in wall-clock seconds (``None``: forever), checked between polls.
+
+        Raises :class:`AcceleratorError` if the machine reports an error, :class:`WaitTimeout`
+        if the run is still going at the deadline.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        irq = _reg("IRQ_ENABLE")
+        if interrupt is not None:
+            await self._write("IRQ_ENABLE", irq.field("DONE").mask | irq.field("ERROR").mask)
+        try:
+            while True:
+                status = await self.status()
+                if status["error"]:
+                    raise AcceleratorError(status["error_code"])
+                if status["done"] and not status["busy"]:
+                    return await self.counters()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise WaitTimeout(f"the run has not finished after {timeout} s (STATUS busy="
+                                      f"{int(status['busy'])}, done={int(status['done'])}); "
+                                      f"reset() aborts it, WATCHDOG makes the machine report "
+                                      f"a stuck run")
+                if interrupt is not None:
+                    await interrupt()
+                else:
+                    await self.memory.sleep(poll_interval)
+        finally:
+            if interrupt is not None:
+                await self._write("IRQ_STATUS", _reg("IRQ_STATUS").mask)
+
+    async def read_output(self):
+        """The output buffer as integers ``[tokens][dim]`` (``numpy`` int64, ``DEFAULT.act``)."""
+        out = output_layout(self.config, self.beat_bytes)
+        return unpack_output(await self.memory.read(self.buffers.output, out.length),
+                             self.config, self.beat_bytes)
+
+    async def infer(self, image, task, *, timeout=10.0, interrupt=None):
+        """:meth:`run`, :meth:`wait` and :meth:`read_output` in one."""
+        await self.run(image, task)
+        await self.wait(timeout, interrupt=interrupt)
+        return await self.read_output()
+
+    async def counters(self):
+        """The cycle counters: CYCLES_TOTAL_LO is read first, which latches _HI."""
+        lo = await self._read("CYCLES_TOTAL_LO")
+        hi = await self._read("CYCLES_TOTAL_HI")
+        stages = {name: await self._read(f"CYCLES_{name}") for name in STAGE_NAMES}
+        return Counters(hi << _reg("CYCLES_TOTAL_LO").field("VALUE").width | lo, stages)
+
+    async def set_watchdog(self, cycles):
+        """Make the machine report TIMEOUT after a run is busy for ``cycles`` (0: never)."""
+        await self._write("WATCHDOG", cycles)
+
+    async def reset(self):
+        """SOFT_RESET: abort the machine and clear STATUS and IRQ_STATUS."""
+        await self._pulse("CONTROL", "SOFT_RESET")
+
+
+class SyncDriver:
+    """:class:`Driver` with plain methods, for scripts on a board: each call runs the
+    coroutine with ``asyncio.run``."""
+
+    def __init__(self, driver):
+        self.driver = driver
+
+    @classmethod
+    def devmem(cls, config, *, regs_base, dram_base, dram_size, path="/dev/mem", rows=16,
+               cols=16, beat_bytes=16):
+        """A driver on ``/dev/mem`` whose buffers start at ``dram_base``."""
+        from .memory import DevMem
+        buffers = Buffers.plan(dram_base, config, rows=rows, cols=cols, beat_bytes=beat_bytes)
+        if buffers.end > dram_base + dram_size:
+            raise ValueError(f"the buffers of {config.name} need {buffers.end - dram_base} "
+                             f"bytes from {dram_base:#x}; the DRAM window has {dram_size}")
+        memory = DevMem(regs_base=regs_base, dram_base=dram_base, dram_size=dram_size,
+                        path=path)
+        return cls(Driver(memory, config, buffers, rows=rows, cols=cols,
+                          beat_bytes=beat_bytes))
+
+    def __getattr__(self, name):
+        attr = getattr(self.driver, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            return asyncio.run(attr(*args, **kwargs))
+        call.__doc__ = attr.__doc__
+        return call

@@ -1,0 +1,232 @@
+"""How the driver reaches the hardware: a small asynchronous memory-access interface and its
+implementations.
+
+The driver (:mod:`host.driver`) needs two address spaces: DRAM (physical addresses, where the
+image, weights and output buffers live) and the accelerator's AXI4-Lite registers (byte offsets
+from the register block's base). :class:`Memory` is that interface; every method is a coroutine,
+so the same driver runs under asyncio on a board and under cocotb in simulation.
+
+Implementations:
+
+* :class:`DevMem` -- ``mmap`` of ``/dev/mem`` (a board running Linux) or of any file (tests);
+* :class:`CocotbBus` -- cocotbext-axi: an ``AxiRam`` (or any object with ``read``/``write``) for
+  DRAM and an ``AxiLiteMaster`` for the registers, in a cocotb simulation;
+* :class:`TwinMemory` -- a bytearray for DRAM and :class:`model.registers.RegisterFile`, the
+  register block's bit-exact twin, for host code without hardware.
+"""
+
+import asyncio
+import inspect
+import mmap
+import os
+from typing import Protocol, runtime_checkable
+
+from model.registers import MAP_BYTES, WORD_BYTES
+
+__all__ = ["Memory", "DevMem", "CocotbBus", "TwinMemory"]
+
+
+@runtime_checkable
+class Memory(Protocol):
+    """What the driver needs of the hardware.
+
+    ``read``/``write`` reach DRAM at physical byte addresses; ``read32``/``write32`` reach the
+    32-bit register at a byte ``offset`` of the register map (:mod:`model.registers`), as one
+    aligned 32-bit access; ``sleep`` lets time pass between two polls of STATUS (wall-clock
+    seconds on a board, simulated cycles in a simulation).
+    """
+
+    async def read(self, addr: int, n: int) -> bytes: ...
+
+    async def write(self, addr: int, data: bytes) -> None: ...
+
+    async def read32(self, offset: int) -> int: ...
+
+    async def write32(self, offset: int, value: int) -> None: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+def _check_word(offset, value=0):
+    if not (isinstance(offset, int) and 0 <= offset < MAP_BYTES and offset % WORD_BYTES == 0):
+        raise ValueError(f"register offset must be a multiple of {WORD_BYTES} below "
+                         f"{MAP_BYTES:#x}, not {offset!r}")
+    if not (isinstance(value, int) and 0 <= value < 1 << 32):
+        raise ValueError(f"register value must be a 32-bit unsigned integer, not {value!r}")
+
+
+class _Window:
+    """``[base, base + size)`` of a physical address space, mapped from a file."""
+
+    def __init__(self, fd, base, size, name):
+        if base < 0 or size <= 0:
+            raise ValueError(f"{name} window {base:#x} + {size:#x} is empty or negative")
+        page = mmap.ALLOCATIONGRANULARITY
+        start = base - base % page
+        self.base, self.size, self.name = base, size, name
+        self._skip = base - start
+        self._map = mmap.mmap(fd, self._skip + size, mmap.MAP_SHARED,
+                              mmap.PROT_READ | mmap.PROT_WRITE, offset=start)
+
+    def offset(self, addr, n):
+        if not (self.base <= addr and addr + n <= self.base + self.size):
+            raise ValueError(f"{n} bytes at {addr:#x} are outside the {self.name} window "
+                             f"{self.base:#x}..{self.base + self.size:#x}")
+        return self._skip + addr - self.base
+
+    def close(self):
+        self._map.close()
+
+
+class DevMem:
+    """Physical memory through ``mmap`` of ``/dev/mem`` (or of a file standing in for it).
+
+    Parameters
+    ----------
+    regs_base : int
+        Physical address of the register block (the AXI4-Lite slave behind an HPM port, e.g.
+        ``0xA000_0000`` on the ZCU102's HPM0_FPD).
+    dram_base, dram_size : int
+        The physical DRAM window that holds the buffers (reserve it from Linux, e.g. with a
+        ``reserved-memory`` node, so nothing else uses it).
+    path : str
+        ``/dev/mem`` on a board (root, opened ``O_SYNC`` so the mapping is uncached: the PL
+        reads DRAM through the non-coherent HP ports); any file of sufficient size in tests.
+
+    Register accesses are single aligned 32-bit loads and stores (a ``memoryview`` of unsigned
+    words over the mapping), as a device register needs.
+    """
+
+    def __init__(self, *, regs_base, dram_base, dram_size, path="/dev/mem"):
+        flags = os.O_RDWR | getattr(os, "O_SYNC", 0)
+        try:
+            self._fd = os.open(path, flags)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path} does not exist") from None
+        except PermissionError:
+            raise PermissionError(f"cannot open {path} read-write: run as root (or give a "
+                                  f"file path for tests)") from None
+        try:
+            self._regs = _Window(self._fd, regs_base, MAP_BYTES, "register")
+            self._dram = _Window(self._fd, dram_base, dram_size, "DRAM")
+        except Exception:
+            os.close(self._fd)
+            raise
+        self._view = memoryview(self._regs._map)[self._regs._skip:
+                                                 self._regs._skip + MAP_BYTES]
+        self._words = self._view.cast("I")
+
+    async def read(self, addr, n):
+        start = self._dram.offset(addr, n)
+        return bytes(self._dram._map[start:start + n])
+
+    async def write(self, addr, data):
+        start = self._dram.offset(addr, len(data))
+        self._dram._map[start:start + len(data)] = bytes(data)
+
+    async def read32(self, offset):
+        _check_word(offset)
+        return int(self._words[offset // WORD_BYTES])
+
+    async def write32(self, offset, value):
+        _check_word(offset, value)
+        self._words[offset // WORD_BYTES] = value
+
+    async def sleep(self, seconds):
+        await asyncio.sleep(seconds)
+
+    def close(self):
+        self._words.release()
+        self._view.release()
+        self._regs.close()
+        self._dram.close()
+        os.close(self._fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class CocotbBus:
+    """A cocotb simulation: DRAM in ``ram`` (cocotbext-axi ``AxiRam``, or any object whose
+    ``read(address, length)`` and ``write(address, data)`` are plain or coroutine methods), the
+    registers through ``axil`` (an ``AxiLiteMaster``).
+
+    ``sleep`` waits ``poll_cycles`` rising edges of ``clock`` (simulated time: the seconds the
+    driver asks for are ignored), or 1 us of simulated time without a clock.
+    """
+
+    def __init__(self, ram, axil, *, clock=None, dram_base=0, regs_base=0, poll_cycles=16):
+        self.ram, self.axil, self.clock = ram, axil, clock
+        self.dram_base, self.regs_base, self.poll_cycles = dram_base, regs_base, poll_cycles
+
+    async def read(self, addr, n):
+        data = self.ram.read(addr - self.dram_base, n)
+        return bytes(await data if inspect.isawaitable(data) else data)
+
+    async def write(self, addr, data):
+        done = self.ram.write(addr - self.dram_base, bytes(data))
+        if inspect.isawaitable(done):
+            await done
+
+    async def read32(self, offset):
+        _check_word(offset)
+        return await self.axil.read_dword(self.regs_base + offset)
+
+    async def write32(self, offset, value):
+        _check_word(offset, value)
+        await self.axil.write_dword(self.regs_base + offset, value)
+
+    async def sleep(self, seconds):
+        from cocotb.triggers import ClockCycles, Timer
+        if self.clock is not None:
+            await ClockCycles(self.clock, self.poll_cycles)
+        else:
+            await Timer(1, "us")
+
+
+class TwinMemory:
+    """DRAM as a bytearray and the registers as :class:`model.registers.RegisterFile`.
+
+    ``on_sleep`` (optional, ``callable(self)``) plays the machine: it is called whenever the
+    driver waits between polls, and may set ``regs.busy``, write the output buffer and call
+    ``regs.pulse_done()``.
+    """
+
+    def __init__(self, regs, *, dram_base=0x1000_0000, dram_size=1 << 20, on_sleep=None):
+        self.regs = regs
+        self.dram_base = dram_base
+        self.dram = bytearray(dram_size)
+        self.on_sleep = on_sleep
+        self.register_log = []       # (op, offset, value) of every register access
+
+    def _offset(self, addr, n):
+        if not (self.dram_base <= addr and addr + n <= self.dram_base + len(self.dram)):
+            raise ValueError(f"{n} bytes at {addr:#x} are outside the DRAM window "
+                             f"{self.dram_base:#x}..{self.dram_base + len(self.dram):#x}")
+        return addr - self.dram_base
+
+    async def read(self, addr, n):
+        start = self._offset(addr, n)
+        return bytes(self.dram[start:start + n])
+
+    async def write(self, addr, data):
+        start = self._offset(addr, len(data))
+        self.dram[start:start + len(data)] = data
+
+    async def read32(self, offset):
+        _check_word(offset)
+        value = self.regs.read(offset)
+        self.register_log.append(("read", offset, value))
+        return value
+
+    async def write32(self, offset, value):
+        _check_word(offset, value)
+        self.register_log.append(("write", offset, value))
+        self.regs.write(offset, value)
+
+    async def sleep(self, seconds):
+        if self.on_sleep is not None:
+            self.on_sleep(self)
