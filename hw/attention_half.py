@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import DEFAULT
 
 from .attention import AttentionEngine
-from .compute_unit import ComputeUnit
+from .compute_unit import ComputeClient
 from .gather import Gather
 from .layernorm import LayerNorm
 from .residual import ResidualAdd
@@ -59,6 +59,9 @@ class AttentionHalf(wiring.Component):
         Weights per beat of ``w``.
     eps : float
         LayerNorm epsilon.
+    compute : ComputeUnit or None
+        A shared compute unit, reached through the port ``cu``
+        (:class:`hw.compute_unit.ComputeClient`); None builds the half's own.
 
     Members
     -------
@@ -74,7 +77,7 @@ class AttentionHalf(wiring.Component):
     """
 
     def __init__(self, *, dim, heads, max_tokens, slots=4, lanes=16, weight_lanes=8,
-                 eps=1e-6):
+                 eps=1e-6, compute=None):
         if not (isinstance(dim, int) and dim > 0 and dim % lanes == 0):
             raise ValueError(f"AttentionHalf dim must be a positive multiple of lanes "
                              f"({lanes}), not {dim!r}")
@@ -82,9 +85,12 @@ class AttentionHalf(wiring.Component):
         act = DEFAULT.act
         self.engine = AttentionEngine(dim=dim, heads=heads, max_tokens=max_tokens, slots=slots,
                                       lanes=lanes, fmt=act, q_fmt=DEFAULT.query)
-        self.compute = ComputeUnit(rows=lanes, cols=lanes, max_in=dim, max_out=dim,
-                                   max_weights=dim * dim, max_tokens=max_tokens,
-                                   weight_lanes=weight_lanes, act=act)
+        self._client = ComputeClient(
+            "AttentionHalf", compute,
+            own=dict(rows=lanes, cols=lanes, max_in=dim, max_out=dim, max_weights=dim * dim,
+                     max_tokens=max_tokens, weight_lanes=weight_lanes, act=act),
+            calls=[(dim, dim, False)], tokens=max_tokens)
+        self.compute = self._client.unit
         self.layernorm = LayerNorm(dim=dim, lanes=lanes, gamma_fmt=DEFAULT.small_format,
                                    eps=eps, fmt=act)
         beat = data.ArrayLayout(act.width, lanes)
@@ -101,6 +107,7 @@ class AttentionHalf(wiring.Component):
             "o": Out(stream.Signature(beat)),
             "cycles": Out(32),
             "error": Out(1),
+            **self._client.members(),
         })
 
     def elaborate(self, platform):
@@ -109,8 +116,8 @@ class AttentionHalf(wiring.Component):
         B = self._dim // L                              # beats per token row
         act = DEFAULT.act
         beat = data.ArrayLayout(act.width, L)
-        cu, ln, engine = self.compute, self.layernorm, self.engine
-        m.submodules.compute, m.submodules.layernorm = cu, ln
+        cu, ln, engine = self._client.ports(m, self), self.layernorm, self.engine
+        m.submodules.layernorm = ln
         m.submodules.engine = engine
         m.submodules.residual = res = ResidualAdd(lanes=L, fmt=act)
         m.submodules.x_buffer = xbuf = memory.Memory(shape=beat, depth=T * B, init=[])

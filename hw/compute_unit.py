@@ -45,7 +45,7 @@ from model.packer import tiles
 
 from .multiplier import Multiplier
 
-__all__ = ["ComputeUnit"]
+__all__ = ["ComputeUnit", "ComputeClient"]
 
 
 def _positive(name, value):
@@ -420,3 +420,48 @@ class ComputeUnit(wiring.Component):
     @property
     def _gelu_latency(self):
         return self._gelu.LATENCY if self._gelu is not None else 0
+
+
+class ComputeClient:
+    """How a unit that runs linear layers holds its compute unit: its own, or a shared one.
+
+    Standalone (``shared=None``) the unit builds ``ComputeUnit(**own)`` and adds it as a
+    submodule. In the machine it is handed the shared unit; it then checks that every call it
+    makes fits that unit (ValueError otherwise) and reaches it through a port ``cu``
+    (``members()``: the unit's own interface flipped), which the machine connects to a
+    :class:`hw.compute_mux.ComputeMux`.
+
+    Parameters
+    ----------
+    owner : str
+        The client's name, for messages.
+    shared : ComputeUnit or None
+    own : dict
+        ``ComputeUnit`` arguments of the standalone unit.
+    calls : iterable of ``(in_dim, out_dim, gelu)``
+        Every call the client makes.
+    tokens : int
+        Largest token count of those calls.
+    """
+
+    def __init__(self, owner, shared, *, own, calls, tokens):
+        self.shared = shared is not None
+        self.unit = shared if self.shared else ComputeUnit(**own)
+        for in_dim, out_dim, gelu in calls:
+            try:
+                self.unit.command(in_dim=in_dim, out_dim=out_dim, tokens=tokens, shift=1,
+                                  gelu=gelu)
+            except ValueError as error:
+                raise ValueError(f"{owner} cannot run a {in_dim} -> {out_dim} call on this "
+                                 f"compute unit: {error}") from None
+
+    def members(self):
+        """The client's extra members: ``{"cu": In(unit.signature)}`` when shared."""
+        return {"cu": In(self.unit.signature)} if self.shared else {}
+
+    def ports(self, m, component):
+        """The unit's interface as the client drives it (the unit itself when standalone)."""
+        if self.shared:
+            return wiring.flipped(component.cu)
+        m.submodules.compute = self.unit
+        return self.unit

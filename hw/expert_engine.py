@@ -30,7 +30,7 @@ from amaranth.utils import ceil_log2
 from model.numerics import DEFAULT, PROB_FRAC
 
 from .axi import axi4_read
-from .compute_unit import ComputeUnit
+from .compute_unit import ComputeClient
 from .gather import Gather
 from .gelu import Gelu
 from .linear_fetch import LinearFetch
@@ -51,6 +51,9 @@ class ExpertEngine(wiring.Component):
         The compute unit is ``lanes x lanes``; activation beats carry ``lanes`` values.
     data_width, addr_width : int
         The AXI read port; ``data_width / 16`` weights per beat.
+    compute : ComputeUnit or None
+        A shared compute unit, reached through the port ``cu``
+        (:class:`hw.compute_unit.ComputeClient`); None builds the engine's own.
 
     Members
     -------
@@ -68,7 +71,7 @@ class ExpertEngine(wiring.Component):
     """
 
     def __init__(self, *, dim, expert_hidden, experts, max_tokens, lanes=16, data_width=128,
-                 addr_width=40):
+                 addr_width=40, compute=None):
         for name, value in (("dim", dim), ("expert_hidden", expert_hidden)):
             if not (isinstance(value, int) and value > 0 and value % lanes == 0):
                 raise ValueError(f"ExpertEngine {name} must be a positive multiple of lanes "
@@ -76,10 +79,18 @@ class ExpertEngine(wiring.Component):
         self._dim, self._hidden, self._experts = dim, expert_hidden, experts
         self._max_tokens, self._lanes = max_tokens, lanes
         act = DEFAULT.act
-        self.compute = ComputeUnit(rows=lanes, cols=lanes, max_in=max(dim, expert_hidden),
-                                   max_out=max(dim, expert_hidden),
-                                   max_weights=dim * expert_hidden, max_tokens=max_tokens,
-                                   weight_lanes=data_width // 16, act=act, gelu=Gelu)
+        self._client = ComputeClient(
+            "ExpertEngine", compute,
+            own=dict(rows=lanes, cols=lanes, max_in=max(dim, expert_hidden),
+                     max_out=max(dim, expert_hidden), max_weights=dim * expert_hidden,
+                     max_tokens=max_tokens, weight_lanes=data_width // 16, act=act, gelu=Gelu),
+            calls=[(dim, experts, False), (dim, expert_hidden, True),
+                   (expert_hidden, dim, False)], tokens=max_tokens)
+        self.compute = self._client.unit
+        if self.compute.weight_lanes != data_width // 16:
+            raise ValueError(f"ExpertEngine needs a compute unit taking {data_width // 16} "
+                             f"weights per beat (one {data_width}-bit AXI beat of 16-bit "
+                             f"weights), not {self.compute.weight_lanes}")
         self.fetch = LinearFetch(cols=lanes, acc_width=self.compute.acc_width,
                                  data_width=data_width, addr_width=addr_width)
         beats = self.fetch.cmd.payload.shape()["weight_beats"].shape
@@ -111,6 +122,7 @@ class ExpertEngine(wiring.Component):
             "experts_done": Out(16),
             "array_busy": Out(1),
             "error": Out(1),
+            **self._client.members(),
         })
 
     def elaborate(self, platform):
@@ -118,8 +130,8 @@ class ExpertEngine(wiring.Component):
         L, T = self._lanes, self._max_tokens
         Bd, Bh = self._dim // L, self._hidden // L
         act = DEFAULT.act
-        cu, fetch = self.compute, self.fetch
-        m.submodules.compute, m.submodules.fetch = cu, fetch
+        cu, fetch = self._client.ports(m, self), self.fetch
+        m.submodules.fetch = fetch
         wiring.connect(m, fetch.w, cu.w)
         wiring.connect(m, fetch.b, cu.b)
         wiring.connect(m, fetch.bus, wiring.flipped(self.bus))

@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import DEFAULT
 
-from .compute_unit import ComputeUnit
+from .compute_unit import ComputeClient
 from .gather import Gather
 from .gelu import Gelu
 from .layernorm import LayerNorm
@@ -55,6 +55,9 @@ class MlpHalf(wiring.Component):
         Weights per beat of ``w``.
     eps : float
         LayerNorm epsilon.
+    compute : ComputeUnit or None
+        A shared compute unit, reached through the port ``cu``
+        (:class:`hw.compute_unit.ComputeClient`); None builds the half's own.
 
     Members
     -------
@@ -68,17 +71,21 @@ class MlpHalf(wiring.Component):
         Sticky: a unit rejected a command or an index.
     """
 
-    def __init__(self, *, dim, hidden, max_tokens, lanes=16, weight_lanes=8, eps=1e-6):
+    def __init__(self, *, dim, hidden, max_tokens, lanes=16, weight_lanes=8, eps=1e-6,
+                 compute=None):
         for name, value in (("dim", dim), ("hidden", hidden)):
             if not (isinstance(value, int) and value > 0 and value % lanes == 0):
                 raise ValueError(f"MlpHalf {name} must be a positive multiple of lanes "
                                  f"({lanes}), not {value!r}")
         self._dim, self._hidden, self._max_tokens, self._lanes = dim, hidden, max_tokens, lanes
         act = DEFAULT.act
-        self.compute = ComputeUnit(rows=lanes, cols=lanes, max_in=max(dim, hidden),
-                                   max_out=max(dim, hidden), max_weights=dim * hidden,
-                                   max_tokens=max_tokens,
-                                   weight_lanes=weight_lanes, act=act, gelu=Gelu)
+        self._client = ComputeClient(
+            "MlpHalf", compute,
+            own=dict(rows=lanes, cols=lanes, max_in=max(dim, hidden), max_out=max(dim, hidden),
+                     max_weights=dim * hidden, max_tokens=max_tokens,
+                     weight_lanes=weight_lanes, act=act, gelu=Gelu),
+            calls=[(dim, hidden, True), (hidden, dim, False)], tokens=max_tokens)
+        self.compute = self._client.unit
         self.layernorm = LayerNorm(dim=dim, lanes=lanes, gamma_fmt=GAMMA_FORMAT, eps=eps,
                                    fmt=act)
         beat = data.ArrayLayout(act.width, lanes)
@@ -95,6 +102,7 @@ class MlpHalf(wiring.Component):
             "o": Out(stream.Signature(beat)),
             "cycles": Out(32),
             "error": Out(1),
+            **self._client.members(),
         })
 
     def elaborate(self, platform):
@@ -103,8 +111,8 @@ class MlpHalf(wiring.Component):
         Bd, Bh = self._dim // L, self._hidden // L
         act = DEFAULT.act
         beat = data.ArrayLayout(act.width, L)
-        cu, ln = self.compute, self.layernorm
-        m.submodules.compute, m.submodules.layernorm = cu, ln
+        cu, ln = self._client.ports(m, self), self.layernorm
+        m.submodules.layernorm = ln
         m.submodules.residual = res = ResidualAdd(lanes=L, fmt=act)
         m.submodules.x_buffer = xbuf = memory.Memory(shape=beat, depth=T * Bd, init=[])
         m.submodules.hidden_buffer = hbuf = memory.Memory(shape=beat, depth=T * Bh, init=[])

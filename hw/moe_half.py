@@ -40,6 +40,9 @@ class MoeHalf(wiring.Component):
     data_width, addr_width : int
         The AXI read port of the weight fetch.
     eps : float
+    compute : ComputeUnit or None
+        A shared compute unit for the expert engine, reached through the port ``cu``
+        (:class:`hw.compute_unit.ComputeClient`); None builds the engine's own.
 
     Members
     -------
@@ -52,12 +55,12 @@ class MoeHalf(wiring.Component):
     """
 
     def __init__(self, *, dim, expert_hidden, experts, top_k, max_tokens, lanes=16,
-                 data_width=128, addr_width=40, eps=1e-6):
+                 data_width=128, addr_width=40, eps=1e-6, compute=None):
         self._dim, self._experts, self._max_tokens, self._lanes = dim, experts, max_tokens, lanes
         act = DEFAULT.act
         self.engine = ExpertEngine(dim=dim, expert_hidden=expert_hidden, experts=experts,
                                    max_tokens=max_tokens, lanes=lanes, data_width=data_width,
-                                   addr_width=addr_width)
+                                   addr_width=addr_width, compute=compute)
         self.layernorm = LayerNorm(dim=dim, lanes=lanes, gamma_fmt=DEFAULT.small_format,
                                    eps=eps, fmt=act)
         self.gate = Gate(experts=experts, k=top_k, lanes=lanes, max_tokens=max_tokens, fmt=act)
@@ -71,6 +74,7 @@ class MoeHalf(wiring.Component):
             "bus": Out(self.engine.bus.signature),
             "cycles": Out(32),
             "error": Out(1),
+            **self.engine._client.members(),
         })
 
     def elaborate(self, platform):
@@ -112,6 +116,8 @@ class MoeHalf(wiring.Component):
         wiring.connect(m, queues.o, eng.q)
         wiring.connect(m, g_out.o, wiring.flipped(self.o))
         wiring.connect(m, eng.bus, wiring.flipped(self.bus))
+        if self.engine._client.shared:
+            wiring.connect(m, eng.cu, wiring.flipped(self.cu))
 
         layer = Signal(self.cmd.payload.shape())
         tokens = layer.tokens
