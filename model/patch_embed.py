@@ -10,9 +10,44 @@ from .compute_unit import linear
 from .reference import patchify
 from .residual import residual_add
 
-__all__ = ["patch_embed", "PIXEL_FRAC"]
+__all__ = ["patch_embed", "image_bytes", "PIXEL_FRAC"]
 
 PIXEL_FRAC = 8
+
+
+def image_bytes(image, patch):
+    """The image as the hardware reads it: patch-major bytes, one pixel code per byte.
+
+    Patch 0's ``C * patch * patch`` pixels come first, in :func:`model.reference.patchify`
+    order (channel, then row, then column within the patch), then patch 1, ..., patches in
+    row-major order over the image. Each patch is thus one token row of the patch embedding's
+    matrix product, and a stream of ``n``-byte beats taken little-endian (byte ``i`` of a beat
+    in bits ``8i .. 8i+7``, as an AXI port delivers memory) carries pixels ``n*j .. n*j+n-1``
+    in beat ``j``. The host lays the image out this way once; ``hw.patch_embed.PatchEmbed``
+    streams it straight into the compute unit.
+
+    Parameters
+    ----------
+    image : int array [C][H][W]
+        Pixel codes 0..255.
+    patch : int
+        Patch edge; ``H`` and ``W`` must be multiples of it.
+
+    Returns
+    -------
+    bytes
+        ``C * H * W`` bytes.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3:
+        raise ValueError(f"image must be [C][H][W], not of shape {image.shape}")
+    if image.size and (image.min() < 0 or image.max() > 255):
+        raise ValueError("image pixels must be 8-bit codes 0..255")
+    _, H, W = image.shape
+    if H % patch or W % patch:
+        raise ValueError(f"image height and width ({H} x {W}) must be multiples of the patch "
+                         f"edge ({patch})")
+    return patchify(image, patch).astype(np.uint8).tobytes()
 
 
 def patch_embed(image, patch, w, b, pos, fmt, numerics):
