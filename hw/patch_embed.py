@@ -43,7 +43,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import DEFAULT
 
-from .compute_unit import ComputeUnit
+from .compute_unit import ComputeClient
 from .residual import ResidualAdd
 
 __all__ = ["PatchEmbed"]
@@ -73,6 +73,9 @@ class PatchEmbed(wiring.Component):
     data_width : int
         Bits of an ``image`` beat: ``data_width / 8`` pixels, a multiple of ``lanes`` that
         divides ``in_dim`` (so every patch is whole beats, and a beat splits into whole x beats).
+    compute : ComputeUnit or None
+        A shared compute unit, reached through the port ``cu``
+        (:class:`hw.compute_unit.ComputeClient`); None builds the unit's own.
 
     Members
     -------
@@ -99,7 +102,7 @@ class PatchEmbed(wiring.Component):
     """
 
     def __init__(self, *, channels=3, patch=16, dim=192, max_patches=128, lanes=16,
-                 weight_lanes=8, data_width=128):
+                 weight_lanes=8, data_width=128, compute=None):
         for name, value in (("channels", channels), ("patch", patch), ("dim", dim),
                             ("max_patches", max_patches), ("lanes", lanes),
                             ("weight_lanes", weight_lanes), ("data_width", data_width)):
@@ -118,9 +121,13 @@ class PatchEmbed(wiring.Component):
         self._in_dim, self._dim, self._max_patches = in_dim, dim, max_patches
         self._lanes, self._data_width = lanes, data_width
         act = DEFAULT.act
-        self.compute = ComputeUnit(rows=lanes, cols=lanes, max_in=in_dim, max_out=dim,
-                                   max_weights=in_dim * dim, max_tokens=max_patches,
-                                   weight_lanes=weight_lanes, act=act, gelu=None)
+        self._client = ComputeClient(
+            "PatchEmbed", compute,
+            own=dict(rows=lanes, cols=lanes, max_in=in_dim, max_out=dim,
+                     max_weights=in_dim * dim, max_tokens=max_patches,
+                     weight_lanes=weight_lanes, act=act, gelu=None),
+            calls=[(in_dim, dim, False)], tokens=max_patches)
+        self.compute = self._client.unit
         beat = data.ArrayLayout(act.width, lanes)
         self.command_layout = data.StructLayout({
             "patches": self.compute.command_layout["tokens"].shape,
@@ -134,6 +141,7 @@ class PatchEmbed(wiring.Component):
             "o": Out(stream.Signature(beat)),
             "cycles": Out(32),
             "error": Out(1),
+            **self._client.members(),
         })
 
     in_dim = property(lambda self: self._in_dim)
@@ -157,8 +165,7 @@ class PatchEmbed(wiring.Component):
         Bd = self._dim // L
         parts = self._data_width // 8 // L            # x beats per image beat
         act = DEFAULT.act
-        cu = self.compute
-        m.submodules.compute = cu
+        cu = self._client.ports(m, self)
         m.submodules.residual = res = ResidualAdd(lanes=L, fmt=act)
         wiring.connect(m, wiring.flipped(self.w), cu.w)
         wiring.connect(m, wiring.flipped(self.b), cu.b)
