@@ -40,6 +40,7 @@ def stream_through(unit, payloads, result=lambda payload: payload, *, idle=0.0, 
                 received.append(result(o_payload))
                 times_out.append(cycle)
             assert cycle < 10 * len(payloads) + 100, "the unit is stuck"
+        ctx.set(unit.i.valid, 0)
         ctx.set(unit.o.ready, 1)
         for _ in range(2 * getattr(unit, "LATENCY", 8)):
             _, _, o_valid = await ctx.tick().sample(unit.o.valid)
