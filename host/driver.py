@@ -43,6 +43,8 @@ _HINTS = {
     ErrorCode.AXI_WRITE_ERROR: "the output buffer must lie in DRAM that the accelerator's "
                                "memory ports can reach; reset() before the next run",
     ErrorCode.TIMEOUT: "the run took longer than WATCHDOG cycles; reset() aborts it",
+    ErrorCode.INTERNAL: "the weights image does not match the bitstream: check_bitstream() "
+                        "and model.weight_image.check() tell which",
 }
 
 

@@ -58,6 +58,7 @@ class ErrorCode(enum.IntEnum):
     AXI_READ_ERROR = 5
     AXI_WRITE_ERROR = 6
     TIMEOUT = 7
+    INTERNAL = 8
 
 
 ERROR_DESCRIPTIONS = {
@@ -70,6 +71,8 @@ ERROR_DESCRIPTIONS = {
     ErrorCode.AXI_READ_ERROR: "the machine got SLVERR/DECERR reading memory",
     ErrorCode.AXI_WRITE_ERROR: "the machine got SLVERR/DECERR writing memory",
     ErrorCode.TIMEOUT: "watchdog: the run stayed busy for more than WATCHDOG cycles",
+    ErrorCode.INTERNAL: "a unit of the machine rejected a command (a bitstream/weights "
+                        "mismatch the start checks cannot see); the run was ended",
 }
 
 #: Per-stage cycle counters, in register order: name and what the machine counts.

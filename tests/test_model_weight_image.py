@@ -14,18 +14,9 @@ from model.numerics import DEFAULT, EDGEMOE
 from model.packer import linear_record, moe_layer_image
 from model.patch_embed import PIXEL_FRAC
 from model.quantize import quantize
+from model.patch_embed import image_bytes
 from model.weights import synthetic, synthetic_image
 
-
-# Until model.patch_embed.image_bytes (being added concurrently) is committed: the same
-# patch-major layout, for these tests only.
-import model.patch_embed as _patch_embed  # noqa: E402
-if not hasattr(_patch_embed, "image_bytes"):
-    from model.reference import patchify as _patchify
-
-    def _image_bytes(image, patch):
-        return _patchify(np.asarray(image), patch).astype(np.uint8).tobytes()
-    _patch_embed.image_bytes = _image_bytes
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +265,7 @@ def test_output_round_trip_sign_extended():
 def test_input_is_the_patch_major_image():
     image = synthetic_image(MICRO, seed=2)
     data = wi.input_bytes(image, MICRO)
-    assert data == _patch_embed.image_bytes(image, MICRO.patch)
+    assert data == image_bytes(image, MICRO.patch)
     assert len(data) == wi.input_layout(MICRO).length == 3 * 16 * 16
     assert wi.input_layout(M3VIT_TINY).length == 3 * 128 * 256
     with pytest.raises(ValueError, match="the image of micro is"):

@@ -22,16 +22,6 @@ from model.weights import synthetic, synthetic_image
 from sim.stream import clock_and_reset, pack_struct
 
 
-# Until model.patch_embed.image_bytes (being added concurrently) is committed: the same
-# patch-major layout, for these tests only.
-import model.patch_embed as _patch_embed  # noqa: E402
-if not hasattr(_patch_embed, "image_bytes"):
-    from model.reference import patchify as _patchify
-
-    def _image_bytes(image, patch):
-        return _patchify(np.asarray(image), patch).astype(np.uint8).tobytes()
-    _patch_embed.image_bytes = _image_bytes
-
 DRAM = 0x1000_0000
 
 
