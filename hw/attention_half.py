@@ -32,7 +32,7 @@ from model.numerics import DEFAULT
 from .attention import AttentionEngine
 from .compute_unit import ComputeClient
 from .gather import Gather
-from .layernorm import LayerNorm
+from .layernorm import LayerNorm, parameter_set_loaded
 from .residual import ResidualAdd
 
 __all__ = ["AttentionHalf", "CALLS"]
@@ -193,7 +193,8 @@ class AttentionHalf(wiring.Component):
             m.d.sync += calls.eq(calls + 1)
 
         # LayerNorm rows: 0..tokens-1 three times, one pass per call.
-        m.d.comb += [g_ln.idx.valid.eq(running & (ln_rows < 3 * tokens)),
+        params = parameter_set_loaded(m, self.p, B, self.cmd.ready)
+        m.d.comb += [g_ln.idx.valid.eq(running & params & (ln_rows < 3 * tokens)),
                      g_ln.idx.payload.row.eq(ln_row), g_ln.idx.payload.beats.eq(B)]
         with m.If(g_ln.idx.valid & g_ln.idx.ready):
             m.d.sync += [ln_rows.eq(ln_rows + 1),

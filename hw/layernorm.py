@@ -59,7 +59,7 @@ from .multiplier import DSP_A_WIDTH, DSP_B_WIDTH, Multiplier
 from .rsqrt import Rsqrt
 
 
-__all__ = ["LayerNorm", "MAX_DIM"]
+__all__ = ["LayerNorm", "MAX_DIM", "parameter_set_loaded"]
 
 
 #: Longest row: ``x - mean`` then fits one bit more than an activation (the rounding of the
@@ -506,3 +506,19 @@ class LayerNorm(wiring.Component):
                      rsqrt.o.ready.eq(normaliser.ongoing("RSQRT_WAIT")),
                      normaliser_idle.eq(normaliser.ongoing("IDLE") & ~loader.ongoing("FULL"))]
         return m
+
+
+def parameter_set_loaded(m, p, beats, idle):
+    """High once a whole parameter set (``beats`` transfers on the stream ``p``) has gone by
+    since the unit last became ``idle`` (the end of its previous run). A unit that feeds rows to
+    a :class:`LayerNorm` gates them on it, so no row is normalised before its run's parameters
+    are in, however late (or early) they come."""
+    count = Signal(range(beats + 1))
+    was_idle = Signal(init=1)
+    m.d.sync += was_idle.eq(idle)
+    taken = p.valid & p.ready
+    with m.If(idle & ~was_idle):
+        m.d.sync += count.eq(taken)
+    with m.Elif(taken & (count < beats)):
+        m.d.sync += count.eq(count + 1)
+    return count == beats

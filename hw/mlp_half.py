@@ -31,7 +31,7 @@ from model.numerics import DEFAULT
 from .compute_unit import ComputeClient
 from .gather import Gather
 from .gelu import Gelu
-from .layernorm import LayerNorm
+from .layernorm import LayerNorm, parameter_set_loaded
 from .residual import ResidualAdd
 from .scatter import Scatter
 
@@ -198,7 +198,8 @@ class MlpHalf(wiring.Component):
             with m.If(port.valid & port.ready):
                 m.d.sync += counter.eq(counter + 1)
 
-        index_rows(g_ln.idx, rows["ln"], Bd)
+        params = parameter_set_loaded(m, self.p, Bd, self.cmd.ready)
+        index_rows(g_ln.idx, rows["ln"], Bd, allowed=params)
         index_rows(g_res.idx, rows["res"], Bd)
         index_rows(s_h.idx, rows["scatter"], Bh)
         # A hidden row may be read back once the scatter has written it: it takes a row's last

@@ -24,7 +24,7 @@ from .expert_engine import ExpertEngine
 from .expert_queues import ExpertQueues
 from .gate import Gate
 from .gather import Gather
-from .layernorm import LayerNorm
+from .layernorm import LayerNorm, parameter_set_loaded
 from .scatter import Scatter
 
 __all__ = ["MoeHalf"]
@@ -140,6 +140,8 @@ class MoeHalf(wiring.Component):
         experts = Signal(16)                          # experts queued for the engine
         started = Signal(3)                           # engine, gate, queues commands given
 
+        params = parameter_set_loaded(m, self.p, Bd, self.cmd.ready)
+
         def index_rows(port, counter, enable, **fields):
             m.d.comb += [port.valid.eq(enable & (counter < tokens)),
                          port.payload.row.eq(counter), port.payload.beats.eq(Bd)]
@@ -171,7 +173,7 @@ class MoeHalf(wiring.Component):
                 # LayerNorm writes h row by row while the engine's gate job follows it (h_rows),
                 # so the gate costs little more than LayerNorm's last row.
                 m.d.sync += self.cycles.eq(self.cycles + 1)
-                index_rows(g_ln.idx, rows["ln"], 1)
+                index_rows(g_ln.idx, rows["ln"], params)
                 index_rows(s_h.idx, rows["h"], 1, score=0, accumulate=0)
                 m.d.comb += [eng.cmd.valid.eq(~started[0]), eng.cmd.payload.eq(layer),
                              gate.cmd.valid.eq(~started[1]), gate.cmd.payload.tokens.eq(tokens),

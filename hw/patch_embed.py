@@ -184,7 +184,7 @@ class PatchEmbed(wiring.Component):
 
         c = self.cmd.payload
         cmd_bad = ((c.patches == 0) | (c.patches > T) | (c.shift == 0) |
-                   (c.shift >= cu.acc_width))
+                   (c.shift >= self.compute.acc_width))
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)

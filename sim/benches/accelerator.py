@@ -1,0 +1,261 @@
+"""cocotb bench of the whole accelerator (:class:`hw.accelerator.Accelerator`): full inferences
+from DRAM to DRAM against :func:`model.golden.forward`, bit for bit.
+
+DRAM is one memory behind cocotbext-axi RAM models on every AXI port; the host is
+:class:`host.driver.Driver` over :class:`host.memory.CocotbBus` (an ``AxiLiteMaster`` on the
+register block). The configuration names the model (``micro`` or ``m3vit-tiny``; published
+weights with ``weights="edge-moe"``, else synthetic), and optionally ``pause`` (probability of a
+pause on every AXI channel, for random back-pressure and latency). With ``$EDGEMOE_MEASURE_OUT``
+set, :func:`test_inference` writes its measurements there as JSON (``python -m sim.bench``).
+"""
+
+import dataclasses
+import json
+import mmap
+import os
+import random
+import time
+import warnings
+
+import cocotb
+import numpy as np
+from cocotb.triggers import ClockCycles, Edge, RisingEdge
+from cocotb.utils import get_sim_time
+from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiRamWrite, AxiReadBus,
+                           AxiWriteBus)
+
+from host.driver import AcceleratorError, Buffers, Driver
+from host.memory import CocotbBus
+from hw.accelerator import Accelerator
+from model.config import HardwareConfig, config_by_name
+from model.golden import forward
+from model.numerics import DEFAULT
+from model.quantize import quantize
+from model.registers import ErrorCode
+from model.weight_image import pack
+from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
+                           synthetic_image)
+from sim.runner import bench_config
+from sim.stream import PERIOD_NS, clock_and_reset
+
+#: Where the buffers start in the simulated DRAM (the machine refuses address 0).
+BASE = 0x10_0000
+READ_PORTS = ("image_bus", "params_bus", "weights_bus", "experts_bus")
+
+
+def model_config(config):
+    """The bench's model: a named configuration, optionally cut to its first ``depth`` blocks
+    (to look at a part of the machine)."""
+    model = config_by_name(config["model"])
+    return dataclasses.replace(model, depth=config["depth"]) if "depth" in config else model
+
+
+def make_design(config):
+    """The machine of a bench configuration (the pytest side builds it the same way)."""
+    return Accelerator(model_config(config), lanes=config.get("lanes", 16),
+                       slots=config.get("slots", 4))
+
+
+def model_and_images(config, count=2):
+    """Quantized model and ``count`` images (the published one first, with the real weights)."""
+    model = model_config(config)
+    if config.get("weights") == "edge-moe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            weights = load_edge_moe(shared_weights_dir(), model)
+        images = [load_image(shared_weights_dir(), model)]
+    else:
+        weights, images = synthetic(model, seed=5), []
+    images += [synthetic_image(model, seed=20 + n) for n in range(count - len(images))]
+    return quantize(weights, DEFAULT), images
+
+
+class FaultyRead(AxiRamRead):
+    """DRAM read port that counts the bytes it reads and answers SLVERR at or above
+    ``fault_at`` (None: never)."""
+
+    fault_at = None
+    bytes_read = 0
+
+    async def _read(self, address, length):
+        if self.fault_at is not None and address >= self.fault_at:
+            raise ValueError("no memory here")
+        self.bytes_read += length
+        return await super()._read(address, length)
+
+
+class CountingWrite(AxiRamWrite):
+    bytes_written = 0
+
+    async def _write(self, address, data):
+        self.bytes_written += len(data)
+        return await super()._write(address, data)
+
+
+class System:
+    """The machine with its DRAM and host."""
+
+    def __init__(self, dut, config):
+        self.dut, self.config = dut, config
+        self.model = model_config(config)
+        self.buffers = Buffers.plan(BASE, self.model)
+        self.dram = mmap.mmap(-1, self.buffers.end)
+        self.reads = {name: FaultyRead(AxiReadBus.from_prefix(dut, f"{name}_"), dut.clk,
+                                       dut.rst, mem=self.dram) for name in READ_PORTS}
+        self.write = CountingWrite(AxiWriteBus.from_prefix(dut, "output_bus_"), dut.clk, dut.rst,
+                                   mem=self.dram)
+        axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "control_"), dut.clk, dut.rst)
+        self.bus = CocotbBus(self.write, axil, clock=dut.clk, poll_cycles=64)
+        self.driver = Driver(self.bus, self.model, self.buffers)
+        pause = config.get("pause", 0.0)
+        if pause:
+            rng = random.Random(7)
+
+            def pauses():
+                while True:
+                    yield rng.random() < pause
+            for ram in self.reads.values():
+                ram.set_pause_generator(pauses())
+            self.write.set_pause_generator(pauses())
+
+    async def infer(self, qm, image, task, *, timeout=1e9):
+        """One inference through the driver; checked against the golden model."""
+        d = self.driver
+        await d.run(image, task)
+        await d.wait(timeout)
+        got = await d.read_output()
+        expected = forward(qm, image, task, hardware=HardwareConfig(
+            attention_slots=self.config.get("slots", 4)))
+        bad = np.argwhere(got != expected)
+        if bad.size and os.environ.get("EDGEMOE_DUMP"):
+            np.save(os.environ["EDGEMOE_DUMP"], got)           # for a look at what went wrong
+        assert bad.size == 0, (
+            f"task {task}: {len(bad)} of {got.size} outputs differ from model.golden.forward, "
+            f"first at token {bad[0][0]} channel {bad[0][1]}: RTL {got[tuple(bad[0])]}, "
+            f"golden {expected[tuple(bad[0])]}")
+        return got
+
+
+async def _setup(dut, config):
+    await clock_and_reset(dut)
+    system = System(dut, config)
+    qm, images = model_and_images(config)
+    await system.driver.check_bitstream()
+    await system.driver.load_weights(pack(qm))
+    return system, qm, images
+
+
+async def _watch_progress(dut, marks, progress_file):
+    """Record the cycle at which the sequencer launches each stage (and tell a progress file)."""
+    last = None
+    while True:
+        value = int(dut.progress.value)
+        if value != last:
+            marks.append((value, round(get_sim_time("ns") / PERIOD_NS)))
+            last = value
+            if progress_file:
+                with open(progress_file, "w") as f:
+                    f.write(f"{value}\n")
+        await Edge(dut.progress)
+
+
+@cocotb.test()
+async def test_inference(dut):
+    """Both tasks (or ``tasks``), images back to back without reset, bit-exact; cycles per
+    stage and per block, DRAM traffic and wall time on record."""
+    config = bench_config()
+    system, qm, images = await _setup(dut, config)
+    loaded = {name: ram.bytes_read for name, ram in system.reads.items()}
+    runs = []
+    for task in config.get("tasks", range(system.model.tasks)):
+        image = images[len(runs) % len(images)]
+        for ram in system.reads.values():
+            ram.bytes_read = 0
+        system.write.bytes_written = 0
+        marks = []
+        watcher = cocotb.start_soon(_watch_progress(dut, marks,
+                                                    os.environ.get("EDGEMOE_PROGRESS")))
+        start = time.perf_counter()
+        await system.infer(qm, image, task)
+        watcher.cancel()
+        counters = await system.driver.counters()
+        starts = [cycle for _, cycle in marks]
+        runs.append({
+            "task": task, "wall_seconds": round(time.perf_counter() - start, 1),
+            "total_cycles": counters.total, "stage_cycles": counters.stages,
+            "launch_cycles": {("embed" if v == 0 else "output" if v > system.model.depth
+                               else f"block {v - 1}"): c - starts[0] for v, c in marks},
+            "bytes_read": {name: ram.bytes_read for name, ram in system.reads.items()},
+            "bytes_written": system.write.bytes_written})
+        dut._log.info(f"{system.model.name} task {task}: {runs[-1]}")
+    if os.environ.get("EDGEMOE_MEASURE_OUT"):
+        with open(os.environ["EDGEMOE_MEASURE_OUT"], "w") as f:
+            json.dump({"model": system.model.name, "runs": runs, "setup_bytes_read": loaded},
+                      f)
+
+
+@cocotb.test()
+async def test_start_checks(dut):
+    """Bad STARTs set their error code and do nothing else; a START while busy leaves the run
+    in progress to finish bit-exact."""
+    config = bench_config()
+    system, qm, images = await _setup(dut, config)
+    d = system.driver
+    good = system.buffers
+    for field, value, code in (("image", good.image + 4, ErrorCode.UNALIGNED_ADDRESS),
+                               ("output", 0, ErrorCode.ZERO_ADDRESS)):
+        setattr(d.buffers, field, value)
+        try:
+            await d.run(images[0], 0)
+            raise AssertionError(f"a START with {field} at {value:#x} was taken")
+        except AcceleratorError as error:
+            assert error.code == code, error
+        setattr(d.buffers, field, getattr(good, field))
+        assert not (await d.status())["busy"]
+    try:
+        await d.run(images[0], system.model.tasks)
+        raise AssertionError("a START with a task out of range was taken")
+    except AcceleratorError as error:
+        assert error.code == ErrorCode.BAD_TASK, error
+    # START while busy: the hardware refuses it and the run goes on.
+    await d.run(images[0], 0)
+    await d._pulse("CONTROL", "START")
+    status = await d.status()
+    assert status["busy"] and status["error_code"] == ErrorCode.START_WHILE_BUSY, status
+    await d.wait(1e9)
+    expected = forward(qm, images[0], 0, hardware=HardwareConfig(
+        attention_slots=config.get("slots", 4)))
+    assert (await d.read_output() == expected).all()
+
+
+@cocotb.test()
+async def test_memory_error_ends_the_run(dut):
+    """A SLVERR on the weights port ends the run with AXI_READ_ERROR (no hang); after a soft
+    reset the next inference is right."""
+    config = bench_config()
+    system, qm, images = await _setup(dut, config)
+    d = system.driver
+    system.reads["weights_bus"].fault_at = d.buffers.weights + d.layout["l0.k"].offset
+    try:
+        await d.infer(images[0], 0, timeout=1e9)
+        raise AssertionError("the run ended without an error")
+    except AcceleratorError as error:
+        assert error.code == ErrorCode.AXI_READ_ERROR, error
+    system.reads["weights_bus"].fault_at = None
+    await d.reset()
+    await system.infer(qm, images[1], 1)
+
+
+@cocotb.test()
+async def test_soft_reset_mid_run(dut):
+    """SOFT_RESET in the middle of an inference, then a correct inference."""
+    config = bench_config()
+    system, qm, images = await _setup(dut, config)
+    d = system.driver
+    await d.run(images[0], 0)
+    await ClockCycles(dut.clk, config.get("reset_after", 3000))
+    assert (await d.status())["busy"]
+    await d.reset()
+    assert not (await d.status())["busy"]
+    await system.infer(qm, images[1], 1)
+    await RisingEdge(dut.clk)

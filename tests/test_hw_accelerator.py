@@ -1,0 +1,15 @@
+# amaranth: UnusedElaboratable=no
+"""The whole accelerator, DRAM to DRAM, against model.golden.forward: micro in the default suite
+(both tasks back to back, under random AXI pauses, start checks, a memory error, a soft reset
+mid-run); m3vit-tiny with the published weights is `python -m sim.bench --config m3vit-tiny`."""
+
+from sim.benches.accelerator import make_design
+from sim.runner import cocotb_tests
+
+MICRO = dict(model="micro")
+
+test_micro = cocotb_tests("sim.benches.accelerator", lambda **c: make_design(c),
+                          configs=[MICRO])
+test_micro_memory_pauses = cocotb_tests(
+    "sim.benches.accelerator", lambda **c: make_design(c),
+    configs=[dict(MICRO, pause=0.3)], tests=["test_inference"])
