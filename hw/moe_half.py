@@ -138,6 +138,8 @@ class MoeHalf(wiring.Component):
             h_written = reg
         m.d.comb += eng.h_rows.eq(h_written)
         experts = Signal(16)                          # experts queued for the engine
+        # The engine counts finished experts since reset; this run's are the difference.
+        done_before = Signal(16)
         started = Signal(3)                           # engine, gate, queues commands given
 
         params = parameter_set_loaded(m, self.p, Bd, self.cmd.ready)
@@ -166,7 +168,8 @@ class MoeHalf(wiring.Component):
                     m.d.sync += loaded.eq(loaded + 1)
                     with m.If(loaded == tokens * Bd - 1):
                         m.d.sync += [self.cycles.eq(0), h_taken.eq(0), h_beat.eq(0),
-                                     experts.eq(0), started.eq(0)]
+                                     experts.eq(0), started.eq(0),
+                                     done_before.eq(eng.experts_done)]
                         m.d.sync += [r.eq(0) for r in rows.values()]
                         m.next = "RUN"
             with m.State("RUN"):
@@ -182,7 +185,8 @@ class MoeHalf(wiring.Component):
                 m.d.sync += started.eq(started | Cat(eng.cmd.valid & eng.cmd.ready,
                                                      gate.cmd.valid & gate.cmd.ready,
                                                      queues.cmd.valid & queues.cmd.ready))
-                with m.If((started == 0b111) & queues.idle & (experts == eng.experts_done) &
+                with m.If((started == 0b111) & queues.idle &
+                          (experts == (eng.experts_done - done_before)[:16]) &
                           (experts != 0)):
                     m.next = "OUT"
             with m.State("OUT"):

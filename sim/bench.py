@@ -58,7 +58,7 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None):
     from sim.benches.accelerator import make_design, model_and_images
     from sim.runner import run
     model = config_by_name(config_name)
-    config = dict(model=config_name, tasks=[task])
+    config = dict(model=config_name, tasks=[task], max_cycles=20_000_000)
     if config_name == "m3vit-tiny" and shared_weights_dir() is not None:
         config["weights"] = "edge-moe"
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,7 +103,13 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None):
     }
 
 
+_shown = []
+
+
 def _bar(stage, stages, width=30):
+    if _shown and _shown[-1] == stage:
+        return
+    _shown.append(stage)
     filled = int(width * min(stage, stages) / stages)
     label = "embed" if stage == 0 else "output" if stage > stages - 1 else f"block {stage - 1}"
     sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {label:9s}")
