@@ -321,9 +321,15 @@ class Driver:
         """Make the machine report TIMEOUT after a run is busy for ``cycles`` (0: never)."""
         await self._write("WATCHDOG", cycles)
 
-    async def reset(self):
-        """SOFT_RESET: abort the machine and clear STATUS and IRQ_STATUS."""
+    async def reset(self, timeout=10.0, poll_interval=1e-3):
+        """SOFT_RESET: abort the machine and clear STATUS and IRQ_STATUS; return once STATUS.BUSY
+        is low (the machine finishes the memory transfers it had started first)."""
         await self._pulse("CONTROL", "SOFT_RESET")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (await self.status())["busy"]:
+            if deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeout(f"the machine is still busy {timeout} s after SOFT_RESET")
+            await self.memory.sleep(poll_interval)
 
 
 class SyncDriver:

@@ -43,9 +43,8 @@ the cycles in which its unit is running (they overlap where units overlap).
 """
 
 from amaranth import Cat, Module, Mux, ResetInserter, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from model.numerics import DEFAULT
 from model.packer import tiles

@@ -23,10 +23,9 @@ Clients share the unit's ``error`` and ``busy``. A command the unit rejects (``e
 beats, so its client waits: the machine treats ``error`` as fatal and resets.
 """
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 __all__ = ["ComputeMux"]
 

@@ -159,7 +159,10 @@ class MoeHalf(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0)]
+                    # h_taken restarts now, not at the end of LOAD: the rows-written count the
+                    # gate job follows is h_taken delayed, and must not show the last run's.
+                    m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0), h_taken.eq(0),
+                                 h_beat.eq(0)]
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += [self.x.ready.eq(1), x_load.addr.eq(loaded),
@@ -167,8 +170,7 @@ class MoeHalf(wiring.Component):
                 with m.If(self.x.valid):
                     m.d.sync += loaded.eq(loaded + 1)
                     with m.If(loaded == tokens * Bd - 1):
-                        m.d.sync += [self.cycles.eq(0), h_taken.eq(0), h_beat.eq(0),
-                                     experts.eq(0), started.eq(0),
+                        m.d.sync += [self.cycles.eq(0), experts.eq(0), started.eq(0),
                                      done_before.eq(eng.experts_done)]
                         m.d.sync += [r.eq(0) for r in rows.values()]
                         m.next = "RUN"

@@ -26,6 +26,8 @@ Typical use in a bench::
 """
 
 import random
+
+import numpy as np
 from collections import deque
 
 import cocotb
@@ -329,3 +331,14 @@ class StreamSink(_StreamPort):
                         f"{get_sim_time('ns')} ns before it was transferred (stream rule 4)")
             transfer = valid and ready
             offered = sample if valid and not ready and not in_reset else None
+
+
+def assert_bit_exact(got, expected, what="the golden model"):
+    """Fail, naming how many values differ and the first of them (row, column, both values),
+    unless the integer arrays ``got`` (the RTL's) and ``expected`` are equal."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.shape == expected.shape, f"RTL gave shape {got.shape}, {what} {expected.shape}"
+    bad = np.argwhere(got != expected)
+    assert bad.size == 0, (f"{len(bad)} of {got.size} values differ from {what}, first at "
+                           f"token {bad[0][0]} channel {bad[0][1]}: RTL {got[tuple(bad[0])]}, "
+                           f"golden {expected[tuple(bad[0])]}")

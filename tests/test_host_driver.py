@@ -32,14 +32,19 @@ def weights():
 
 class Machine:
     """Plays the accelerator behind the twin: a START makes it busy for ``run_polls`` polls,
-    then it writes ``output`` to the output buffer, sets the counters and pulses done."""
+    then it writes ``output`` to the output buffer, sets the counters and pulses done; a
+    SOFT_RESET ends the run."""
 
     def __init__(self, output, run_polls=3, fault=None, cycles=(1 << 33) + 5):
         self.output, self.run_polls, self.fault, self.cycles = output, run_polls, fault, cycles
-        self.seen_starts, self.left, self.runs = 0, 0, []
+        self.seen_starts, self.seen_resets, self.left, self.runs = 0, 0, 0, []
 
     def __call__(self, mem):
         regs = mem.regs
+        if regs.soft_resets > self.seen_resets:           # SOFT_RESET aborts the run
+            self.seen_resets = regs.soft_resets
+            regs.busy = False
+            return
         if regs.starts > self.seen_starts:
             self.seen_starts = regs.starts
             regs.busy, self.left = True, self.run_polls

@@ -23,7 +23,7 @@ from model.layernorm import layer_norm
 from model.numerics import DEFAULT
 from sim.benches.mlp_half import embedded_image
 from sim.runner import bench_config
-from sim.stream import (StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct,
+from sim.stream import (assert_bit_exact, StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct,
                         unpack_lanes)
 
 ACT, QUERY = DEFAULT.act, DEFAULT.query
@@ -70,11 +70,7 @@ class TB:
         got = (await self.sink.wait_for(done + T * D // L, timeout_cycles=budget))[done:]
         y = np.array([unpack_lanes(word, ACT.width, L) for word in got]).reshape(T, D)
         expected = attention(q, QUERY, k, v, ACT, e.heads, e.slots, DEFAULT)
-        bad = np.argwhere(y != expected)
-        assert bad.size == 0, (
-            f"{len(bad)} of {y.size} outputs differ from model.attention ({T} tokens), first at "
-            f"token {bad[0][0]} channel {bad[0][1]}: RTL {y[tuple(bad[0])]}, golden "
-            f"{expected[tuple(bad[0])]}")
+        assert_bit_exact(y, expected, f"model.attention ({T} tokens)")
         assert int(self.dut.error.value) == 0
         return y
 

@@ -19,9 +19,10 @@ from model.attention_half import attention_half
 from model.config import HardwareConfig, config_by_name
 from model.numerics import DEFAULT
 from model.packer import bias_words, linear_weight_tiles, weight_beats
+from sim.benches.layernorm import parameter_beats
 from sim.benches.mlp_half import embedded_image
 from sim.runner import bench_config
-from sim.stream import (StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct,
+from sim.stream import (assert_bit_exact, StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct,
                         unpack_lanes)
 
 ACT = DEFAULT.act
@@ -63,11 +64,7 @@ async def test_attention_half_block(dut):
 
     srcs["cmd"].send([pack_struct(design.command_layout, tokens=T,
                                   **{f"{c}_shift": call_shift(qm, block, c) for c in CALLS})])
-    lane = GAMMA.width + ACT.width
-    srcs["p"].send(pack_lanes([(int(g) & ((1 << GAMMA.width) - 1)) |
-                               ((int(b) & ((1 << ACT.width) - 1)) << GAMMA.width)
-                               for g, b in zip(gs, bs)], lane)
-                   for gs, bs in zip(gamma.ints.reshape(-1, L), beta.ints.reshape(-1, L)))
+    srcs["p"].send(parameter_beats(design.layernorm, gamma, beta))
     cu = design.compute
     for n, call in enumerate(CALLS):
         w, b = qm.block(block, f"{call}_weight"), qm.block(block, f"{call}_bias")
@@ -85,10 +82,7 @@ async def test_attention_half_block(dut):
     linears = 4 * T * (D // L) ** 2
     got = await sink.wait_for(T * D // L, timeout_cycles=2 * linears + 20000)
     y = np.array([unpack_lanes(word, ACT.width, L) for word in got]).reshape(T, D)
-    bad = np.argwhere(y != expected)
-    assert bad.size == 0, (f"{len(bad)} of {y.size} values differ from the golden model, first "
-                           f"at token {bad[0][0]} channel {bad[0][1]}: RTL {y[tuple(bad[0])]}, "
-                           f"golden {expected[tuple(bad[0])]}")
+    assert_bit_exact(y, expected)
     assert int(dut.error.value) == 0
     cycles = int(dut.cycles.value)
     dut._log.info(f"attention half-block of {config['model']}: {cycles} cycles "

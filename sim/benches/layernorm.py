@@ -8,7 +8,6 @@ lanes, gamma's fraction bits and epsilon, e.g. ``{"dim": 32, "lanes": 4, "gamma_
 default activation format for input, beta and output and gamma of ``DEFAULT.small_width`` bits.
 """
 
-import random
 
 import cocotb
 import numpy as np
@@ -57,6 +56,16 @@ def corner_rows(dim, fmt):
     return np.array(rows, dtype=np.int64)
 
 
+def parameter_beats(unit, gamma, beta):
+    """The beats of ``unit``'s (a :class:`hw.layernorm.LayerNorm`) parameter stream ``p`` for
+    Quantized ``gamma`` and ``beta``: channel ``k`` in lane ``k % lanes`` of beat ``k // lanes``."""
+    layout, lanes = unit.parameter_layout, unit.lanes
+    channels = [pack_struct(layout, gamma=int(g), beta=int(b))
+                for g, b in zip(gamma.ints, beta.ints)]
+    return [pack_lanes(channels[k:k + lanes], layout.size)
+            for k in range(0, len(channels), lanes)]
+
+
 def random_parameters(dim, gamma_fmt, fmt, seed):
     """Gamma around one (and some negative, some large), beta at several scales."""
     rng = np.random.default_rng(seed)
@@ -93,10 +102,7 @@ class TB:
         self.sink = StreamSink(self.dut, "o", backpressure=backpressure, seed=seed + 2)
 
     def send_parameters(self, gamma, beta):
-        layout = self.unit.parameter_layout
-        channels = [pack_struct(layout, gamma=g, beta=b) for g, b in zip(gamma.ints, beta.ints)]
-        self.source_p.send(pack_lanes(channels[k:k + self.lanes], layout.size)
-                           for k in range(0, self.dim, self.lanes))
+        self.source_p.send(parameter_beats(self.unit, gamma, beta))
 
     def send_rows(self, rows):
         self.source_i.send(pack_lanes(row[k:k + self.lanes], self.fmt.width)

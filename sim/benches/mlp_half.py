@@ -24,8 +24,9 @@ from model.patch_embed import patch_embed
 from model.quantize import quantize
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
                            synthetic_image)
+from sim.benches.layernorm import parameter_beats
 from sim.runner import bench_config
-from sim.stream import (StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct,
+from sim.stream import (assert_bit_exact, StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct,
                         unpack_lanes)
 
 ACT = DEFAULT.act
@@ -85,11 +86,7 @@ async def test_mlp_half_block(dut):
 
     srcs["cmd"].send([pack_struct(design.command_layout, tokens=T, fc1_shift=w1.fmt.frac,
                                   fc2_shift=w2.fmt.frac)])
-    lane = GAMMA_FORMAT.width + ACT.width
-    srcs["p"].send(pack_lanes([(int(g) & ((1 << GAMMA_FORMAT.width) - 1)) |
-                               ((int(b) & ((1 << ACT.width) - 1)) << GAMMA_FORMAT.width)
-                               for g, b in zip(gs, bs)], lane)
-                   for gs, bs in zip(gamma.ints.reshape(-1, L), beta.ints.reshape(-1, L)))
+    srcs["p"].send(parameter_beats(design.layernorm, gamma, beta))
     cu = design.compute
     for n, (w, b) in enumerate(((w1, b1), (w2, b2))):
         srcs["w"].send(pack_lanes(beat, cu.weight_width)
@@ -108,10 +105,7 @@ async def test_mlp_half_block(dut):
     ideal = 2 * T * (-(-model.mlp_hidden // L)) * (-(-D // L))
     got = await sink.wait_for(T * D // L, timeout_cycles=2 * ideal + 20000)
     y = np.array([unpack_lanes(word, ACT.width, L) for word in got]).reshape(T, D)
-    bad = np.argwhere(y != expected)
-    assert bad.size == 0, (f"{len(bad)} of {y.size} values differ from the golden model, first "
-                           f"at token {bad[0][0]} channel {bad[0][1]}: RTL {y[tuple(bad[0])]}, "
-                           f"golden {expected[tuple(bad[0])]}")
+    assert_bit_exact(y, expected)
     assert int(dut.error.value) == 0
     cycles = int(dut.cycles.value)
     dut._log.info(f"MLP half-block of {config['model']}: {cycles} cycles")

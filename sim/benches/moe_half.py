@@ -16,9 +16,10 @@ from model.config import config_by_name
 from model.moe_half import moe_half
 from model.numerics import DEFAULT
 from sim.benches.expert_engine import layer_data, memory_image
+from sim.benches.layernorm import parameter_beats
 from sim.runner import bench_config
-from sim.stream import StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct, \
-    unpack_lanes
+from sim.stream import (StreamSink, StreamSource, assert_bit_exact, clock_and_reset,
+                        pack_lanes, pack_struct, unpack_lanes)
 
 ACT = DEFAULT.act
 
@@ -49,19 +50,12 @@ async def test_moe_half_block(dut):
             for i, n in enumerate(("cmd", "x", "p"))}
     sink = StreamSink(dut, "o", backpressure=config.get("backpressure", 0.0), seed=5)
     gamma, beta = qm.block(b, "norm2_weight"), qm.block(b, "norm2_bias")
-    gw = gamma.fmt.width
     srcs["cmd"].send([pack_struct(design.engine.command_layout, **fields)])
-    srcs["p"].send(pack_lanes([(int(g) & ((1 << gw) - 1)) | ((int(v) & ((1 << ACT.width) - 1))
-                                                             << gw) for g, v in zip(gs, bs)],
-                              gw + ACT.width)
-                   for gs, bs in zip(gamma.ints.reshape(-1, L), beta.ints.reshape(-1, L)))
+    srcs["p"].send(parameter_beats(design.layernorm, gamma, beta))
     srcs["x"].send(pack_lanes(row, ACT.width) for row in x.reshape(-1, L))
     got = await sink.wait_for(x.size // L, timeout_cycles=400000)
     y = np.array([unpack_lanes(w, ACT.width, L) for w in got]).reshape(x.shape)
-    bad = np.argwhere(y != expected)
-    assert bad.size == 0, (f"{len(bad)} of {y.size} values differ from the golden model, first "
-                           f"at token {bad[0][0]} channel {bad[0][1]}: RTL {y[tuple(bad[0])]}, "
-                           f"golden {expected[tuple(bad[0])]}")
+    assert_bit_exact(y, expected)
     assert int(dut.error.value) == 0
     cycles = int(dut.cycles.value)
     active = len(set(chosen.reshape(-1).tolist()))
