@@ -45,10 +45,9 @@ READ_PORTS = ("image_bus", "params_bus", "weights_bus", "experts_bus")
 
 
 def model_config(config):
-    """The bench's model: a named configuration, optionally cut to its first ``depth`` blocks
-    (to look at a part of the machine)."""
-    model = config_by_name(config["model"])
-    return dataclasses.replace(model, depth=config["depth"]) if "depth" in config else model
+    """The bench's model: a named configuration, with any of its fields replaced by
+    ``config["override"]`` (e.g. ``{"depth": 1}`` to look at a part of the machine)."""
+    return dataclasses.replace(config_by_name(config["model"]), **config.get("override", {}))
 
 
 def make_design(config):
