@@ -4,10 +4,13 @@ AXI spec, so that Amaranth's flattened ports ``<port>__araddr`` and ``<port>__aw
 cocotbext-axi (``AxiReadBus.from_prefix(dut, "<port>_")``, ``AxiWriteBus.from_prefix(dut,
 "<port>_")``) and to Vivado's interface inference alike."""
 
-from amaranth.lib import wiring
+from amaranth import unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
-__all__ = ["axi4_read", "axi4_write", "axi4_lite", "RESP_OKAY", "RESP_SLVERR", "BURST_INCR",
+__all__ = ["axi4_read", "axi4_write", "axi4_lite", "dma_command_layout", "RESP_OKAY",
+           "RESP_SLVERR", "BURST_INCR",
            "MAX_BURST", "BOUNDARY"]
 
 RESP_OKAY = 0
@@ -54,3 +57,18 @@ def axi4_lite(*, addr_width, data_width=32):
         "araddr": Out(addr_width), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
         "rdata": In(data_width), "rresp": In(2), "rvalid": In(1), "rready": Out(1),
     })
+
+
+def dma_command_layout(owner, *, addr_width, data_width, max_beats, max_outstanding):
+    """The command ``{addr, beats}`` of an AXI DMA (:class:`hw.axi_reader.AxiReader`,
+    :class:`hw.axi_writer.AxiWriter`), after checking its parameters (ValueError naming the
+    field)."""
+    if data_width < 8 or data_width > 1024 or data_width & (data_width - 1):
+        raise ValueError(f"{owner} data_width must be a power of two in 8..1024, "
+                         f"not {data_width!r}")
+    for name, value in (("addr_width", addr_width), ("max_beats", max_beats),
+                        ("max_outstanding", max_outstanding)):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            raise ValueError(f"{owner} {name} must be a positive integer, not {value!r}")
+    return data.StructLayout({"addr": unsigned(addr_width),
+                              "beats": unsigned(ceil_log2(max_beats + 1))})

@@ -13,11 +13,11 @@ so that nothing downstream waits forever. ``error`` is sticky until reset.
 """
 
 from amaranth import Module, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
-from .axi import BOUNDARY, BURST_INCR, MAX_BURST, RESP_OKAY, axi4_read
+from .axi import dma_command_layout, BOUNDARY, BURST_INCR, MAX_BURST, RESP_OKAY, axi4_read
 
 __all__ = ["AxiReader"]
 
@@ -44,17 +44,11 @@ class AxiReader(wiring.Component):
     """
 
     def __init__(self, *, addr_width=40, data_width=128, max_beats=1 << 20, max_outstanding=4):
-        if data_width < 8 or data_width > 1024 or data_width & (data_width - 1):
-            raise ValueError(f"AxiReader data_width must be a power of two in 8..1024, "
-                             f"not {data_width!r}")
-        for name, value in (("addr_width", addr_width), ("max_beats", max_beats),
-                            ("max_outstanding", max_outstanding)):
-            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-                raise ValueError(f"AxiReader {name} must be a positive integer, not {value!r}")
+        command = dma_command_layout("AxiReader", addr_width=addr_width, data_width=data_width,
+                                     max_beats=max_beats, max_outstanding=max_outstanding)
         self._data_width, self._max_outstanding = data_width, max_outstanding
         super().__init__({
-            "cmd": In(stream.Signature(data.StructLayout({
-                "addr": unsigned(addr_width), "beats": unsigned(ceil_log2(max_beats + 1))}))),
+            "cmd": In(stream.Signature(command)),
             "o": Out(stream.Signature(unsigned(data_width))),
             "bus": Out(axi4_read(addr_width=addr_width, data_width=data_width)),
             "error": Out(1),
