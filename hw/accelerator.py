@@ -26,8 +26,9 @@ shift table at the start of each run). For each stage it issues the unit's comma
 of its parameters (position embeddings, LayerNorm sets) and the fetches of its linear records,
 then waits until the unit's calls are all in the compute unit's queue, and launches the next
 stage: so a stage's weights load while the previous stage computes. The MoE half fetches its
-own gate and expert records (expert-aware reordering, :mod:`hw.expert_engine`); the stage after
-it starts when its first output row is ready. At the end the last block's rows go to the output
+own gate and expert records (expert-aware reordering, :mod:`hw.expert_engine`); its number of
+calls is known once the tokens are routed (``MoeHalf.calls_taken``), and the stage after it is
+launched when they are all in the queue, like any other. At the end the last block's rows go to the output
 buffer as int32 words (:func:`model.weight_image.output_layout`), and ``done`` rises when the
 last write is acknowledged.
 
@@ -438,7 +439,7 @@ class Accelerator(wiring.Component):
                 push(p + "moe", [moe.cmd], values)
                 read(p + "ln2", params_reader, params_router, 3, weights(p + "ln2"),
                      lay[p + "ln2"].beats)
-                wait(p + "moe_rows", moe.o.valid,
+                wait(p + "moe_calls", moe.calls_taken,
                      [out_source.eq(2), att_source.eq(3)] if last else [att_source.eq(2)])
             else:
                 dense_blocks += 1

@@ -65,6 +65,8 @@ class ExpertEngine(wiring.Component):
     x_rd_addr, x_rd_data, x_wr_addr, x_wr_data, x_wr_en : ports of the ``x`` buffer
     bus : AXI4 read master
     experts_done : ``Out(16)``
+    calls : ``Out(16)``
+        Compute-unit calls accepted since reset (a gate call per layer, two per active expert).
     array_busy : ``Out(1)``
         The compute unit's ``busy``: the array takes a step this cycle.
     error : ``Out(1)``
@@ -120,6 +122,7 @@ class ExpertEngine(wiring.Component):
             "bus": Out(axi4_read(addr_width=addr_width, data_width=data_width)),
             "logits": Out(stream.Signature(beat)),
             "experts_done": Out(16),
+            "calls": Out(16),
             "array_busy": Out(1),
             "error": Out(1),
             **self._client.members(),
@@ -250,6 +253,8 @@ class ExpertEngine(wiring.Component):
         with m.Else():
             m.d.comb += [c.in_dim.eq(self._dim), c.out_dim.eq(self._hidden), c.tokens.eq(d.n),
                          c.shift.eq(layer.fc1_shift), c.out_width.eq(act.width), c.gelu.eq(1)]
+        with m.If(cu.cmd.valid & cu.cmd.ready):
+            m.d.sync += self.calls.eq(self.calls + 1)
         with m.If(cu.cmd.valid & cu.cmd.ready & ~d.gate):
             m.d.sync += second_cmd.eq(~second_cmd)
             m.d.comb += fifos["command"].r_en.eq(second_cmd)

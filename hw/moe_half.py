@@ -51,6 +51,9 @@ class MoeHalf(wiring.Component):
     p : LayerNorm parameters
     bus : AXI4 read master
     cycles : ``Out(32)``
+    calls_taken : ``Out(1)``
+        Every compute-unit call of this run has been accepted (the gate's and two per active
+        expert): a sequencer sharing the compute unit may queue the next stage's calls.
     error : ``Out(1)``
     """
 
@@ -73,6 +76,7 @@ class MoeHalf(wiring.Component):
             "o": Out(stream.Signature(beat)),
             "bus": Out(self.engine.bus.signature),
             "cycles": Out(32),
+            "calls_taken": Out(1),
             "error": Out(1),
             **self.engine._client.members(),
         })
@@ -138,8 +142,10 @@ class MoeHalf(wiring.Component):
             h_written = reg
         m.d.comb += eng.h_rows.eq(h_written)
         experts = Signal(16)                          # experts queued for the engine
-        # The engine counts finished experts since reset; this run's are the difference.
+        # The engine counts finished experts and accepted calls since reset; this run's are
+        # the differences.
         done_before = Signal(16)
+        calls_before = Signal(16)
         started = Signal(3)                           # engine, gate, queues commands given
 
         params = parameter_set_loaded(m, self.p, Bd, self.cmd.ready)
@@ -171,7 +177,8 @@ class MoeHalf(wiring.Component):
                     m.d.sync += loaded.eq(loaded + 1)
                     with m.If(loaded == tokens * Bd - 1):
                         m.d.sync += [self.cycles.eq(0), experts.eq(0), started.eq(0),
-                                     done_before.eq(eng.experts_done)]
+                                     done_before.eq(eng.experts_done),
+                                     calls_before.eq(eng.calls)]
                         m.d.sync += [r.eq(0) for r in rows.values()]
                         m.next = "RUN"
             with m.State("RUN"):
@@ -187,11 +194,14 @@ class MoeHalf(wiring.Component):
                 m.d.sync += started.eq(started | Cat(eng.cmd.valid & eng.cmd.ready,
                                                      gate.cmd.valid & gate.cmd.ready,
                                                      queues.cmd.valid & queues.cmd.ready))
-                with m.If((started == 0b111) & queues.idle &
-                          (experts == (eng.experts_done - done_before)[:16]) &
-                          (experts != 0)):
+                # Once the queues are empty the count of active experts is final.
+                routed = (started == 0b111) & queues.idle & (experts != 0)
+                m.d.comb += self.calls_taken.eq(
+                    routed & ((eng.calls - calls_before)[:16] == 2 * experts + 1))
+                with m.If(routed & (experts == (eng.experts_done - done_before)[:16])):
                     m.next = "OUT"
             with m.State("OUT"):
+                m.d.comb += self.calls_taken.eq(1)
                 # The gather goes on delivering the rows after the last index.
                 index_rows(g_out.idx, rows["out"], 1)
                 with m.If(rows["out"] == tokens):
