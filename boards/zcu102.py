@@ -8,14 +8,17 @@ PL top level: it instantiates the block design's wrapper and places the accelera
 
 - ``pl_clk0`` (``clock_mhz``, default 300 MHz) clocks the ``sync`` domain; ``pl_resetn0``, through
   a reset synchroniser, resets it;
-- each name of ``hp_masters`` is an AXI4 master member of the top (signals named as in
-  :mod:`hw.axi`), connected to the next high-performance port ``S_AXI_HP<i>_FPD`` (128-bit,
-  49-bit addresses, at most four); a master that only reads gets its write channel tied off;
-- ``register_port``, if named, is an AXI4 slave member of the top driven by ``M_AXI_HPM0_FPD``
-  (32-bit data): the register block, so the host can start the accelerator;
+- each entry of ``hp_masters`` is an AXI4 master member of the top (signals named as in
+  :mod:`hw.axi`), or a tuple of members that share one port (a read-only and a write-only
+  master), connected to the next high-performance port ``S_AXI_HP<i>_FPD`` (128-bit, 49-bit
+  addresses, at most four); channels no member drives are tied off;
+- ``register_port``, if named, is an AXI4-Lite slave member of the top (the register block),
+  driven by ``M_AXI_HPM0_FPD`` (32-bit data) through Vivado's AXI protocol converter, so the
+  host can start the accelerator; Vivado's address assignment puts it at the start of the HPM0
+  window, ``0xA000_0000``;
 - the top's ``irq`` member, if it has one, drives ``pl_ps_irq0[0]``;
 - every other port goes through :class:`boards.exerciser.Exerciser`, whose folded output lights
-  LED 0: **a placeholder until the AXI top exists**, so that Vivado keeps the design.
+  LED 0, so that Vivado keeps what drives it.
 
 The PS settings (DDR4, MIO, reference clocks) come from the ZCU102 board files' preset, which
 Vivado ships (``xilinx.com:zcu102:part0:*``); the Tcl stops with a message when they are missing
@@ -32,7 +35,8 @@ from amaranth_boards.resources import LEDResources
 
 from .exerciser import Exerciser
 
-__all__ = ["ZCU102Platform", "ZynqShell", "ps_block_design_tcl", "HP_PORTS", "XCZU9EG"]
+__all__ = ["ZCU102Platform", "ZynqShell", "ps_block_design_tcl", "hp_port_name", "HP_PORTS",
+           "XCZU9EG"]
 
 #: High-performance slave ports of the PS, in the order ``hp_masters`` takes them:
 #: (interface pin, PSU enable parameter index, clock pin).
@@ -59,13 +63,31 @@ def _axi4_signals(id_width, addr_width, data_width):
     return out, into
 
 
+def _axi4_lite_signals(addr_width, data_width):
+    """AXI4-Lite signals and widths, split by who drives them: ``(master_out, master_in)``."""
+    out = {"awaddr": addr_width, "awprot": 3, "awvalid": 1, "wdata": data_width,
+           "wstrb": data_width // 8, "wvalid": 1, "bready": 1,
+           "araddr": addr_width, "arprot": 3, "arvalid": 1, "rready": 1}
+    into = {"awready": 1, "wready": 1, "bresp": 2, "bvalid": 1, "arready": 1,
+            "rdata": data_width, "rresp": 2, "rvalid": 1}
+    return out, into
+
+
+def hp_port_name(entry):
+    """The block design's name for an ``hp_masters`` entry: the member's name, or the names of
+    the members sharing the port joined by ``_``."""
+    return entry if isinstance(entry, str) else "_".join(entry)
+
+
 def ps_block_design_tcl(*, clock_mhz=300.0, hp_masters=(), register_port=None, bd_name="zynq_ps",
                         board_part="xilinx.com:zcu102:part0:*"):
     """Vivado Tcl that creates the PS block design ``bd_name`` and adds its wrapper to the project.
 
-    The wrapper's ports: ``pl_clk0``, ``pl_resetn0``, ``pl_ps_irq0[0:0]``, and the AXI4 signals
-    ``<name>_<signal>`` of each HP master and of the register port.
+    The wrapper's ports: ``pl_clk0``, ``pl_resetn0``, ``pl_ps_irq0[0:0]``, the AXI4 signals
+    ``<name>_<signal>`` of each HP master (named by :func:`hp_port_name`) and the AXI4-Lite
+    signals of the register port.
     """
+    hp_masters = [hp_port_name(entry) for entry in hp_masters]
     if len(hp_masters) > len(HP_PORTS):
         raise ValueError(f"the ZCU102 PS has {len(HP_PORTS)} HP ports, not {len(hp_masters)}")
     mhz = f"{clock_mhz:g}"
@@ -107,21 +129,38 @@ def ps_block_design_tcl(*, clock_mhz=300.0, hp_masters=(), register_port=None, b
         "connect_bd_net [get_bd_ports pl_ps_irq0] [get_bd_pins ps/pl_ps_irq0]",
     ]
     busifs = []
-    ports = [(name, "Slave", HP_PORTS[i][0], HP_PORTS[i][2], HP_WIDTHS)
-             for i, name in enumerate(hp_masters)]
-    if register_port is not None:
-        ports.append((register_port, "Master", "M_AXI_HPM0_FPD", "maxihpm0_fpd_aclk",
-                      HPM0_WIDTHS))
-    for name, mode, pin, clock_pin, (id_w, addr_w, data_w) in ports:
+    for i, name in enumerate(hp_masters):
+        pin, _, clock_pin = HP_PORTS[i]
         busifs.append(name)
         lines += [
-            f"create_bd_intf_port -mode {mode} -vlnv xilinx.com:interface:aximm_rtl:1.0 {name}",
-            f"set_property -dict [list CONFIG.PROTOCOL {{AXI4}} CONFIG.ADDR_WIDTH {{{addr_w}}} "
-            f"CONFIG.DATA_WIDTH {{{data_w}}} CONFIG.ID_WIDTH {{{id_w}}} CONFIG.HAS_REGION {{0}} "
-            f"CONFIG.ARUSER_WIDTH {{0}} CONFIG.AWUSER_WIDTH {{0}} CONFIG.FREQ_HZ $freq_hz] "
-            f"[get_bd_intf_ports {name}]",
+            f"create_bd_intf_port -mode Slave -vlnv xilinx.com:interface:aximm_rtl:1.0 {name}",
+            f"set_property -dict [list CONFIG.PROTOCOL {{AXI4}} CONFIG.ADDR_WIDTH {{{HP_WIDTHS[1]}}} "
+            f"CONFIG.DATA_WIDTH {{{HP_WIDTHS[2]}}} CONFIG.ID_WIDTH {{{HP_WIDTHS[0]}}} "
+            f"CONFIG.HAS_REGION {{0}} CONFIG.ARUSER_WIDTH {{0}} CONFIG.AWUSER_WIDTH {{0}} "
+            f"CONFIG.FREQ_HZ $freq_hz] [get_bd_intf_ports {name}]",
             f"connect_bd_intf_net [get_bd_intf_ports {name}] [get_bd_intf_pins ps/{pin}]",
             f"connect_bd_net [get_bd_pins ps/pl_clk0] [get_bd_pins ps/{clock_pin}]",
+        ]
+    if register_port is not None:
+        # HPM0 speaks AXI4 (bursts, IDs); the register block speaks AXI4-Lite.
+        name = register_port
+        busifs.append(name)
+        lines += [
+            f"set lite [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_protocol_converter "
+            f"{name}_to_lite]",
+            "set_property -dict [list CONFIG.SI_PROTOCOL {AXI4} CONFIG.MI_PROTOCOL {AXI4LITE} "
+            f"CONFIG.DATA_WIDTH {{{HPM0_WIDTHS[2]}}}] $lite",
+            f"connect_bd_intf_net [get_bd_intf_pins ps/M_AXI_HPM0_FPD] "
+            f"[get_bd_intf_pins {name}_to_lite/S_AXI]",
+            f"create_bd_intf_port -mode Master -vlnv xilinx.com:interface:aximm_rtl:1.0 {name}",
+            f"set_property -dict [list CONFIG.PROTOCOL {{AXI4LITE}} "
+            f"CONFIG.ADDR_WIDTH {{{HPM0_WIDTHS[1]}}} CONFIG.DATA_WIDTH {{{HPM0_WIDTHS[2]}}} "
+            f"CONFIG.FREQ_HZ $freq_hz] [get_bd_intf_ports {name}]",
+            f"connect_bd_intf_net [get_bd_intf_pins {name}_to_lite/M_AXI] "
+            f"[get_bd_intf_ports {name}]",
+            f"connect_bd_net [get_bd_pins ps/pl_clk0] [get_bd_pins ps/maxihpm0_fpd_aclk] "
+            f"[get_bd_pins {name}_to_lite/aclk]",
+            f"connect_bd_net [get_bd_pins ps/pl_resetn0] [get_bd_pins {name}_to_lite/aresetn]",
         ]
     lines += [
         f"set_property CONFIG.FREQ_HZ $freq_hz [get_bd_ports pl_clk0]",
@@ -147,11 +186,11 @@ class ZCU102Platform(XilinxPlatform):
     ----------
     clock_mhz : float
         Frequency of ``pl_clk0``, the accelerator clock (default 300, as Edge-MoE).
-    hp_masters : sequence of str
-        Members of the top that are AXI4 masters, one HP port each (empty today: the top has
-        none).
+    hp_masters : sequence of str or tuple of str
+        Members of the top that are AXI4 masters, one HP port each; a tuple names members that
+        share a port (a read-only and a write-only master).
     register_port : str or None
-        Member of the top that is an AXI4 slave for HPM0 (none today).
+        Member of the top that is an AXI4-Lite slave, for HPM0.
     """
 
     device = "xczu9eg"
@@ -222,7 +261,9 @@ class ZynqShell(Elaboratable):
         members = top.signature.members
         hp_masters = getattr(platform, "hp_masters", ())
         register_port = getattr(platform, "register_port", None)
-        axi = [*hp_masters, *([register_port] if register_port else [])]
+        axi = [name for entry in hp_masters for name in
+               ((entry,) if isinstance(entry, str) else entry)]
+        axi += [register_port] if register_port else []
         for name in axi:
             if name not in members:
                 raise ValueError(f"ZynqShell: the top has no AXI port {name!r}; its ports are "
@@ -233,12 +274,15 @@ class ZynqShell(Elaboratable):
         clk, resetn = Signal(), Signal()
         irq = Signal()
         ports = {"o_pl_clk0": clk, "o_pl_resetn0": resetn, "i_pl_ps_irq0": irq}
-        for name in hp_masters:
-            bound, comb = self._axi_ports(top, name, HP_WIDTHS, master=True)
+        for entry in hp_masters:
+            members_ = (entry,) if isinstance(entry, str) else entry
+            bound, comb = self._axi_ports(top, hp_port_name(entry), members_,
+                                          _axi4_signals(*HP_WIDTHS), master=True)
             ports.update(bound)
             m.d.comb += comb
         if register_port:
-            bound, comb = self._axi_ports(top, register_port, HPM0_WIDTHS, master=False)
+            bound, comb = self._axi_ports(top, register_port, (register_port,),
+                                          _axi4_lite_signals(*HPM0_WIDTHS[1:]), master=False)
             ports.update(bound)
             m.d.comb += comb
         bd_name = getattr(platform, "bd_name", "zynq_ps")
@@ -260,15 +304,19 @@ class ZynqShell(Elaboratable):
         return m
 
     @staticmethod
-    def _axi_ports(top, name, widths, *, master):
-        """Instance ports binding the top's AXI4 member ``name`` to the wrapper's ``<name>_*``.
-        Signals the top lacks (e.g. the write channel of a read-only master) are tied to zero;
-        narrower ones (IDs) are zero-extended. Returns the ports and the assignments to add."""
-        out, into = _axi4_signals(*widths)
+    def _axi_ports(top, name, members, signals, *, master):
+        """Instance ports binding the top's AXI ``members`` (one, or a read-only and a
+        write-only master) to the wrapper's ``<name>_*``. ``signals`` is ``(master_out,
+        master_in)``. Signals the members lack (e.g. the write channel of a read-only master)
+        are tied to zero; narrower ones (IDs) are zero-extended. Returns the ports and the
+        assignments to add."""
+        out, into = signals
         drives, receives = (out, into) if master else (into, out)
-        iface = getattr(top, name)
-        present = {path[-1]: Value.cast(value) for path, _, value in
-                   getattr(top.signature.members[name], "signature").flatten(iface)}
+        present = {}
+        for member in members:
+            iface = getattr(top, member)
+            present.update({path[-1]: Value.cast(value) for path, _, value in
+                            top.signature.members[member].signature.flatten(iface)})
         ports, comb = {}, []
         for sig, width in drives.items():
             value = present.get(sig, C(0, width))

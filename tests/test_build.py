@@ -85,6 +85,16 @@ def test_zcu102_plan_without_vivado(capsys, tmp_path, monkeypatch):
         assert text in ps, text
     verilog = (out_dir / "top.v").read_text()
     assert "zynq_ps_wrapper" in verilog and "pl_clk0" in verilog
+    # The accelerator's AXI ports on the PS: image reads and output writes share HP0, the
+    # register block is on HPM0 through the protocol converter, the interrupt on pl_ps_irq0.
+    for port in ("image_bus_output_bus_araddr({ 9'h000, image_bus__araddr })",
+                 "image_bus_output_bus_awaddr({ 9'h000, output_bus__awaddr })",
+                 "params_bus_araddr(", "weights_bus_araddr(", "experts_bus_araddr(",
+                 "control_rdata(", "pl_ps_irq0(irq)"):
+        assert port in verilog, port
+    for text in ("ps/S_AXI_HP3_FPD", "ps/M_AXI_HPM0_FPD", "axi_protocol_converter",
+                 "CONFIG.MI_PROTOCOL {AXI4LITE}"):
+        assert text in ps, text
     assert "set_property LOC AG14" in (out_dir / "top.xdc").read_text()
     with zipfile.ZipFile(out_dir / "plan.zip") as z:
         assert {"build_top.sh", "top.tcl", "zynq_ps.tcl"} <= set(z.namelist())
@@ -100,7 +110,7 @@ def test_zcu102_json_summary(capsys, tmp_path, monkeypatch):
                          "--clock-mhz", "250", "--json", "--out", str(tmp_path))
     assert code == 0 and "[1/" in err
     summary = json.loads(out)
-    assert summary["config"] == "micro" and summary["top"] == "mlp_half"
+    assert summary["config"] == "micro" and summary["top"] == "accelerator"
     assert summary["tool"]["ran"] is False and "sh build_top.sh" in summary["tool"]["message"]
     assert "{250}" in (tmp_path / "zynq_ps.tcl").read_text()
 
