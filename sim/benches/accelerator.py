@@ -109,7 +109,9 @@ class System:
         for port in ("control_", "output_bus_") + tuple(f"{name}_" for name in READ_PORTS):
             logging.getLogger(f"cocotb.{dut._name}.{port}").setLevel(logging.WARNING)
         self.bus = CocotbBus(self.write, axil, clock=dut.clk, poll_cycles=64)
-        self.driver = Driver(self.bus, self.model, self.buffers)
+        self.lanes = config.get("lanes", 16)
+        self.driver = Driver(self.bus, self.model, self.buffers, rows=self.lanes,
+                             cols=self.lanes)
         pause = config.get("pause", 0.0)
         if pause:
             rng = random.Random(7)
@@ -160,7 +162,7 @@ async def _setup(dut, config):
     system = System(dut, config)
     qm, images = model_and_images(config)
     await system.driver.check_bitstream()
-    await system.driver.load_weights(pack(qm))
+    await system.driver.load_weights(pack(qm, rows=system.lanes, cols=system.lanes))
     return system, qm, images
 
 
