@@ -6,16 +6,32 @@ they are the YoWASP (WebAssembly) builds, chosen by :data:`YOWASP_ENV`. The boar
 (``do_build=False``) and runs its script itself. nextpnr writes a JSON report (post-route Fmax per
 clock, utilisation per cell type), read by :func:`read_report`.
 
-The top sits in :class:`boards.exerciser.ExerciserShell`, clocked by the board's 25 MHz
-oscillator: nextpnr's Fmax is what the logic could reach, the 25 MHz constraint is only the
-board clock.
+The accelerator goes on the board as :class:`SelfTestShell`: the board self-test
+(:class:`hw.selftest.SelfTest`) in the :data:`SELFTEST` shape, clocked by the 25 MHz oscillator.
+After configuration (or a press of FIRE 1) it runs one inference from on-chip memory; LED 0
+lights when the output's checksum is the golden one, LED 1 when it is not, LED 7 while it runs;
+the UART (the FTDI port, 115,200 baud 8N1) repeats the verdict and the cycle count every second.
+Other tops sit in :class:`boards.exerciser.ExerciserShell`. nextpnr's Fmax is what the logic
+could reach; the 25 MHz constraint is only the board clock.
 """
 
 import json
 
+from amaranth import ClockDomain, ClockSignal, Elaboratable, Module
+from amaranth.lib import io
+from amaranth.lib.cdc import ResetSynchronizer
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-__all__ = ["ULX3SPlatform", "YOWASP_ENV", "REPORT", "read_report"]
+__all__ = ["ULX3SPlatform", "SelfTestShell", "SELFTEST", "EBR_BYTES", "YOWASP_ENV", "REPORT",
+           "read_report"]
+
+#: The accelerator's shape on the LFE5U-85F (156 18x18 multipliers): a 4 x 4 array, two
+#: attention query slots.
+SELFTEST = dict(lanes=4, slots=2)
+#: Block RAM of the LFE5U-85F: 208 EBRs of 18 kbit.
+EBR_BYTES = 208 * 18 * 1024 // 8
+#: The board clock, and the UART's rate.
+CLOCK_HZ, BAUD = 25_000_000, 115_200
 
 #: The tools of the build script, from PyPI. yowasp tools see only their working directory,
 #: which is the plan's: every file they need is in it.
@@ -49,6 +65,31 @@ class ULX3SPlatform(ULX3S_85F_Platform):
             kwargs.get("script_after_synth", ""),
         ])
         return super().toolchain_prepare(fragment, name, **kwargs)
+
+
+class SelfTestShell(Elaboratable):
+    """The ULX3S top of a :class:`hw.selftest.SelfTest`: the ``sync`` domain on ``clk25``,
+    reset by FIRE 1; LEDs 0, 1 and 7 show passed, failed and running; ``tx`` on the UART."""
+
+    def __init__(self, selftest):
+        self.selftest = selftest
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.selftest = test = self.selftest
+        m.domains.sync = ClockDomain("sync")
+        m.submodules.clk = clk = io.Buffer("i", platform.request("clk25", 0, dir="-"))
+        m.submodules.fire = fire = io.Buffer("i", platform.request("button_fire", 1, dir="-"))
+        m.d.comb += ClockSignal("sync").eq(clk.i)
+        m.submodules.reset_sync = ResetSynchronizer(fire.i, domain="sync")
+        for index, signal in ((0, test.passed), (1, test.failed), (7, test.running)):
+            led = io.Buffer("o", platform.request("led", index, dir="-"))
+            m.submodules[f"led{index}"] = led
+            m.d.comb += led.o.eq(signal)
+        uart = platform.request("uart", 0, dir={"tx": "-", "rx": "-", "rts": "-", "dtr": "-"})
+        m.submodules.tx = tx = io.Buffer("o", uart.tx)
+        m.d.comb += tx.o.eq(test.tx)
+        return m
 
 
 def read_report(path):

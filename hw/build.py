@@ -84,6 +84,10 @@ register_top("mlp_half", _mlp_half,
 DEFAULT_TOP = "accelerator"
 
 
+class BuildError(Exception):
+    """A configuration the board cannot build; the message says what to choose instead."""
+
+
 class Board:
     """What :func:`main` needs to know about a board."""
     name = description = tool = None
@@ -95,6 +99,11 @@ class Board:
 
     def shell(self, top):
         raise NotImplementedError
+
+    def design(self, top, model):
+        """What the plan builds for ``top`` (a :class:`Top`) and ``model``: the top under the
+        board's shell."""
+        return self.shell(top.make(model))
 
     def tool_available(self):
         return shutil.which(self.tool) is not None
@@ -162,6 +171,22 @@ class ULX3S(Board):
     def shell(self, top):
         from boards.exerciser import ExerciserShell
         return ExerciserShell(top)
+
+    def design(self, top, model):
+        # The accelerator runs its self-test from on-chip memory: the weights must fit.
+        if top.name != "accelerator":
+            return super().design(top, model)
+        from boards.ulx3s import BAUD, CLOCK_HZ, EBR_BYTES, SELFTEST, SelfTestShell
+        from hw.selftest import SelfTest
+        from model.weight_image import layout
+        size = layout(model, SELFTEST["lanes"], SELFTEST["lanes"]).total_bytes
+        if size > EBR_BYTES // 2:
+            raise BuildError(f"the ULX3S runs the accelerator's self-test from block RAM, and "
+                             f"{model.name}'s weights ({size:,} bytes) do not fit "
+                             f"({EBR_BYTES:,} bytes of EBR, half for the weights): use "
+                             f"--config micro")
+        return SelfTestShell(SelfTest(model, **SELFTEST, divisor=round(CLOCK_HZ / BAUD),
+                                      repeat=CLOCK_HZ))
 
     def tool_available(self):
         from boards.ulx3s import YOWASP_ENV
@@ -260,10 +285,14 @@ def main(argv=None):
     started = time.perf_counter()
 
     progress(f"top {top_entry.name!r} for {model.name}")
-    top = top_entry.make(model)
+    try:
+        design = board.design(top_entry, model)
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     progress(f"plan for {board.name} ({type(platform).__name__}), Verilog and RTLIL")
     t = time.perf_counter()
-    plan = platform.build(board.shell(top), name=name, do_build=False)
+    plan = platform.build(design, name=name, do_build=False)
     os.makedirs(out, exist_ok=True)
     plan.extract(out)
     summary["files"] = sorted(plan.files)

@@ -136,6 +136,17 @@ def test_ulx3s_plan(capsys, tmp_path):
     assert "NEXTPNR_ECP5" in script
     assert "--report top.report.json" in script and "abc -lut 4" in (tmp_path / "top.ys").read_text()
     assert (tmp_path / "plan.zip").is_file() and (tmp_path / "top.il").is_file()
+    # The accelerator's self-test: LEDs and the UART's tx pin are constrained.
+    lpf = (tmp_path / "top.lpf").read_text()
+    for pin in ("B2", "C2", "H3", "L4", "G2"):
+        assert f'SITE "{pin}"' in lpf, pin
+
+
+def test_ulx3s_refuses_a_model_too_big_for_block_ram(capsys, tmp_path):
+    code, out, err = run(capsys, "--board", "ulx3s", "--config", "m3vit-tiny", "--no-run",
+                         "--out", str(tmp_path))
+    assert code == 2 and "do not fit" in err and "--config micro" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.skipif(not os.environ.get("EDGEMOE_SLOW"),
