@@ -20,7 +20,7 @@ import time
 
 from model.config import CONFIGS, config_by_name
 
-__all__ = ["benchmark", "floor_cycles", "main"]
+__all__ = ["benchmark", "floor_cycles", "touched_bytes", "main"]
 
 
 def floor_cycles(qm, image, task, lanes=16):
@@ -49,6 +49,32 @@ def floor_cycles(qm, image, task, lanes=16):
         else:
             total += linear(T, D, cfg.mlp_hidden) + linear(T, cfg.mlp_hidden, D)
     return total
+
+
+def touched_bytes(qm, image, task, lanes=16, beat_bytes=16):
+    """The bytes an inference must read at least: the image, the shift table, and every
+    parameter it uses once (the task's gates, the experts the golden model routes tokens to);
+    :func:`model.weight_image.layout` sizes each, in whole beats."""
+    from model.golden import run
+    from model.weight_image import input_layout, layout
+    cfg = qm.config
+    lay = layout(cfg, lanes, lanes, beat_bytes)
+    trace = run(qm, image, task)
+    names = ["shifts", "patch", "pos_embed"]
+    beats = 0
+    for b in range(cfg.depth):
+        p = f"l{b}."
+        names += [p + n for n in ("ln1", "k", "q", "v", "proj", "ln2")]
+        if cfg.is_moe(b):
+            names.append(f"{p}gate{task}")
+            e = lay[p + "experts"].engine
+            per_expert = sum(e[f"{m}_{k}_beats"] for m in ("fc1", "fc2")
+                             for k in ("weight", "bias"))
+            beats += per_expert * len(set(int(x) for x in trace.experts[b].flat))
+        else:
+            names += [p + "fc1", p + "fc2"]
+    beats += sum(lay[n].beats for n in names)
+    return beats * beat_bytes + input_layout(cfg, beat_bytes).length
 
 
 def benchmark(config_name="m3vit-tiny", task=0, progress=None):
@@ -87,6 +113,8 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None):
     result = report["runs"][0]
     qm, images = model_and_images(config)
     floor = floor_cycles(qm, images[0], task)
+    touched = touched_bytes(qm, images[0], task)
+    read = sum(result["bytes_read"].values())
     launches = sorted(result["launch_cycles"].items(), key=lambda item: item[1])
     per_block = {name: nxt - cycle for (name, cycle), (_, nxt) in zip(launches, launches[1:])}
     return {
@@ -94,7 +122,9 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None):
         "total_cycles": result["total_cycles"], "stage_cycles": result["stage_cycles"],
         "cycles_between_launches": per_block,
         "floor_cycles": floor, "mac_utilisation": round(floor / result["total_cycles"], 4),
-        "dram_bytes_read": sum(result["bytes_read"].values()),
+        "dram_bytes_read": read,
+        "dram_bytes_touched": touched,
+        "dram_read_over_touched": round(read / touched, 4),
         "dram_bytes_read_per_port": result["bytes_read"],
         "dram_bytes_written": result["bytes_written"],
         "weight_image_load_bytes": sum(report["setup_bytes_read"].values()),
@@ -149,6 +179,8 @@ def main(argv=None):
     print(f"  DRAM: {r['dram_bytes_read']:,} bytes read "
           f"({', '.join(f'{k} {v:,}' for k, v in r['dram_bytes_read_per_port'].items())}), "
           f"{r['dram_bytes_written']:,} written")
+    print(f"  DRAM read / (weights touched + image, {r['dram_bytes_touched']:,} bytes): "
+          f"{r['dram_read_over_touched']:.4f}")
     print(f"  wall time: {r['inference_wall_seconds']} s for the inference, "
           f"{r['total_wall_seconds']} s in all (build, weights load)")
 
