@@ -318,7 +318,8 @@ def main(argv=None):
             json.dump({k: summary[k] for k in ("board", "config", "top", "estimate")}, f,
                       indent=1)
         print(f"{top_entry.name} ({model.name}) on the {board.name}, Yosys estimate "
-              f"({report['seconds']} s; LUT/FF are upper bounds):\n"
+              f"({'cached; synthesised in ' if report['cached'] else ''}{report['seconds']} s; "
+              f"LUT/FF are upper bounds):\n"
               f"{_estimate_table(report, board.capacity)}", file=stream, flush=True)
 
     if run_tool:

