@@ -101,7 +101,8 @@ def estimate(component, *, name="top", log=None):
     keyed by the design's RTLIL, the script and the Yosys version, so an unchanged design is
     not synthesised twice.
     """
-    design = rtlil.convert(component, name=name)
+    # Without source locations, so that the cache key does not depend on where the code lies.
+    design = rtlil.convert(component, name=name, emit_src=False)
     # synth_xilinx maps LUTs with abc9, which fails in the WebAssembly build of Yosys
     # (YoWASP/yosys#29): stop before that step and map with plain abc instead.
     script = (f"read_rtlil design.il; "
