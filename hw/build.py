@@ -179,7 +179,8 @@ class ULX3S(Board):
         from boards.ulx3s import BAUD, CLOCK_HZ, EBR_BYTES, SELFTEST, SelfTestShell
         from hw.selftest import SelfTest
         from model.weight_image import layout
-        size = layout(model, SELFTEST["lanes"], SELFTEST["lanes"]).total_bytes
+        size = layout(model, SELFTEST["lanes"], SELFTEST["lanes"],
+                      SELFTEST["data_width"] // 8).total_bytes
         if size > EBR_BYTES // 2:
             raise BuildError(f"the ULX3S runs the accelerator's self-test from block RAM, and "
                              f"{model.name}'s weights ({size:,} bytes) do not fit "

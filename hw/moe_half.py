@@ -10,7 +10,8 @@
 A run: a command (the expert engine's layer command: token count, gate and expert record
 addresses and shapes, output shifts), ``tokens * dim / lanes`` beats of rows on ``x``, one
 LayerNorm parameter set on ``p``; the records are read over ``bus``. When every active expert has
-been added, the updated rows leave on ``o``. ``cycles`` counts from the end of loading ``x`` to
+been added, the updated rows leave on ``o``. LayerNorm takes each row as soon as it is in, so the
+gate ends shortly after the last row arrives. ``cycles`` counts from the end of loading ``x`` to
 the last expert written (before ``o``): the half-block's cost with its input on chip.
 """
 
@@ -125,7 +126,9 @@ class MoeHalf(wiring.Component):
 
         layer = Signal(self.cmd.payload.shape())
         tokens = layer.tokens
-        loaded = Signal(range(T * Bd + 1))
+        loaded = Signal(range(T * Bd + 1))             # beats of x in
+        loaded_rows = Signal(range(T + 1))
+        load_beat = Signal(range(Bd))
         rows = {n: Signal(range(T + 1), name=f"{n}_rows") for n in ("ln", "h", "out")}
         # Rows of h written: counted at each row's last beat into the scatter, visible
         # Scatter.LATENCY cycles later when the write has happened.
@@ -135,10 +138,12 @@ class MoeHalf(wiring.Component):
             m.d.sync += h_beat.eq(Mux(h_beat == Bd - 1, 0, h_beat + 1))
             with m.If(h_beat == Bd - 1):
                 m.d.sync += h_taken.eq(h_taken + 1)
+        # The delayed copies restart with h_taken at the command: the engine gets its command
+        # at once, and must not see the last run's count.
         h_written = h_taken
         for i in range(Scatter.LATENCY + 1):
             reg = Signal.like(h_taken, name=f"h_written_{i}")
-            m.d.sync += reg.eq(h_written)
+            m.d.sync += reg.eq(Mux(self.cmd.valid & self.cmd.ready, 0, h_written))
             h_written = reg
         m.d.comb += eng.h_rows.eq(h_written)
         experts = Signal(16)                          # experts queued for the engine
@@ -165,27 +170,29 @@ class MoeHalf(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    # h_taken restarts now, not at the end of LOAD: the rows-written count the
-                    # gate job follows is h_taken delayed, and must not show the last run's.
-                    m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0), h_taken.eq(0),
-                                 h_beat.eq(0)]
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.comb += [self.x.ready.eq(1), x_load.addr.eq(loaded),
-                             x_load.data.eq(self.x.payload), x_load.en.eq(self.x.valid)]
-                with m.If(self.x.valid):
-                    m.d.sync += loaded.eq(loaded + 1)
-                    with m.If(loaded == tokens * Bd - 1):
-                        m.d.sync += [self.cycles.eq(0), experts.eq(0), started.eq(0),
-                                     done_before.eq(eng.experts_done),
-                                     calls_before.eq(eng.calls)]
-                        m.d.sync += [r.eq(0) for r in rows.values()]
-                        m.next = "RUN"
+                    # h_taken restarts now: the rows-written count the gate job follows is
+                    # h_taken delayed, and must not show the last run's.
+                    m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0), loaded_rows.eq(0),
+                                 load_beat.eq(0), h_taken.eq(0), h_beat.eq(0),
+                                 self.cycles.eq(0), experts.eq(0), started.eq(0),
+                                 done_before.eq(eng.experts_done), calls_before.eq(eng.calls)]
+                    m.d.sync += [r.eq(0) for r in rows.values()]
+                    m.next = "RUN"
             with m.State("RUN"):
-                # LayerNorm writes h row by row while the engine's gate job follows it (h_rows),
-                # so the gate costs little more than LayerNorm's last row.
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                index_rows(g_ln.idx, rows["ln"], params)
+                # The rows load while LayerNorm takes each one once it is in, and writes h row
+                # by row while the engine's gate job follows it (h_rows): so the gate ends soon
+                # after the last row arrives.
+                with m.If(loaded == tokens * Bd):
+                    m.d.sync += self.cycles.eq(self.cycles + 1)
+                m.d.comb += [self.x.ready.eq(loaded != tokens * Bd), x_load.addr.eq(loaded),
+                             x_load.data.eq(self.x.payload),
+                             x_load.en.eq(self.x.valid & self.x.ready)]
+                with m.If(self.x.valid & self.x.ready):
+                    m.d.sync += [loaded.eq(loaded + 1),
+                                 load_beat.eq(Mux(load_beat == Bd - 1, 0, load_beat + 1))]
+                    with m.If(load_beat == Bd - 1):
+                        m.d.sync += loaded_rows.eq(loaded_rows + 1)
+                index_rows(g_ln.idx, rows["ln"], params & (rows["ln"] < loaded_rows))
                 index_rows(s_h.idx, rows["h"], 1, score=0, accumulate=0)
                 m.d.comb += [eng.cmd.valid.eq(~started[0]), eng.cmd.payload.eq(layer),
                              gate.cmd.valid.eq(~started[1]), gate.cmd.payload.tokens.eq(tokens),

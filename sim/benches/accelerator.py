@@ -53,7 +53,7 @@ def model_config(config):
 def make_design(config):
     """The machine of a bench configuration (the pytest side builds it the same way)."""
     return Accelerator(model_config(config), lanes=config.get("lanes", 16),
-                       slots=config.get("slots", 4))
+                       slots=config.get("slots", 4), data_width=config.get("data_width", 128))
 
 
 def model_and_images(config, count=2):
@@ -98,7 +98,10 @@ class System:
     def __init__(self, dut, config):
         self.dut, self.config = dut, config
         self.model = model_config(config)
-        self.buffers = Buffers.plan(BASE, self.model)
+        self.lanes = config.get("lanes", 16)
+        self.beat_bytes = config.get("data_width", 128) // 8
+        shape = dict(rows=self.lanes, cols=self.lanes, beat_bytes=self.beat_bytes)
+        self.buffers = Buffers.plan(BASE, self.model, **shape)
         self.dram = mmap.mmap(-1, self.buffers.end)
         self.reads = {name: FaultyRead(AxiReadBus.from_prefix(dut, f"{name}_"), dut.clk,
                                        dut.rst, mem=self.dram) for name in READ_PORTS}
@@ -109,9 +112,7 @@ class System:
         for port in ("control_", "output_bus_") + tuple(f"{name}_" for name in READ_PORTS):
             logging.getLogger(f"cocotb.{dut._name}.{port}").setLevel(logging.WARNING)
         self.bus = CocotbBus(self.write, axil, clock=dut.clk, poll_cycles=64)
-        self.lanes = config.get("lanes", 16)
-        self.driver = Driver(self.bus, self.model, self.buffers, rows=self.lanes,
-                             cols=self.lanes)
+        self.driver = Driver(self.bus, self.model, self.buffers, **shape)
         pause = config.get("pause", 0.0)
         if pause:
             rng = random.Random(7)
@@ -162,7 +163,8 @@ async def _setup(dut, config):
     system = System(dut, config)
     qm, images = model_and_images(config)
     await system.driver.check_bitstream()
-    await system.driver.load_weights(pack(qm, rows=system.lanes, cols=system.lanes))
+    await system.driver.load_weights(pack(qm, rows=system.lanes, cols=system.lanes,
+                                          beat_bytes=system.beat_bytes))
     return system, qm, images
 
 

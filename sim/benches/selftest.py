@@ -16,7 +16,8 @@ from sim.stream import PERIOD_NS, clock_and_reset
 
 def make_design(config):
     return SelfTest(config_by_name(config["model"]), lanes=config["lanes"],
-                    slots=config["slots"], divisor=config["divisor"], repeat=config["repeat"],
+                    slots=config["slots"], data_width=config["data_width"],
+                    divisor=config["divisor"], repeat=config["repeat"],
                     watchdog=config.get("watchdog", 1 << 24))
 
 
