@@ -46,7 +46,12 @@ class Gather(wiring.Component):
     idx : ``In(stream.Signature(StructLayout({"row", "beats"})))``
     o : ``Out(stream.Signature(ArrayLayout(signed(width), lanes)))``
     rd_addr : ``Out(range(rows * row_beats))``
+    rd_en : ``Out(1)``
+        A read of ``rd_addr`` is issued this cycle; its data is taken from ``rd_data`` in the
+        next (so gathers that never read in the same cycle can share a read port).
     rd_data : ``In(ArrayLayout(signed(width), lanes))``
+    busy : ``Out(1)``
+        Reads are issued or beats wait to leave on ``o``.
     error : ``Out(1)``
     """
 
@@ -63,7 +68,9 @@ class Gather(wiring.Component):
             "idx": In(stream.Signature(row_index_layout(rows, row_beats))),
             "o": Out(stream.Signature(beat)),
             "rd_addr": Out(range(rows * row_beats)),
+            "rd_en": Out(1),
             "rd_data": In(beat),
+            "busy": Out(1),
             "error": Out(1),
         })
 
@@ -96,7 +103,8 @@ class Gather(wiring.Component):
         with m.If(issue & ~last):
             m.d.sync += beat.eq(beat + 1)
 
-        m.d.comb += self.rd_addr.eq(base + beat)
+        m.d.comb += [self.rd_addr.eq(base + beat), self.rd_en.eq(issue),
+                     self.busy.eq(active | (queued != 0))]
         m.d.sync += in_flight.eq(issue)
         m.d.comb += [queue.w_en.eq(in_flight), queue.w_data.eq(self.rd_data),
                      self.o.valid.eq(queue.r_rdy), self.o.payload.eq(queue.r_data),

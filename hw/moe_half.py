@@ -98,16 +98,19 @@ class MoeHalf(wiring.Component):
                                                  row_beats=Bd)
         m.submodules.scatter_h = s_h = Scatter(lanes=L, rows=T, row_beats=Bd, fmt=act)
 
-        # x buffer: loaded from x, read by LayerNorm and the output, updated by the engine.
-        x_load, x_eng_wr = xbuf.write_port(), xbuf.write_port()
-        x_ln_rd, x_out_rd, x_eng_rd = xbuf.read_port(), xbuf.read_port(), xbuf.read_port()
+        # x buffer: loaded from x, read by LayerNorm and the output, updated by the engine. The
+        # load and the engine's writes never overlap (the engine writes after every token is
+        # routed), nor do LayerNorm's and the output's reads (one is in RUN, the other in OUT
+        # and the run ends when the output gather is done): one write port and two read ports,
+        # which a block RAM (twice) can hold.
+        x_wr, x_rows_rd, x_eng_rd = xbuf.write_port(), xbuf.read_port(), xbuf.read_port()
+        x_load = Signal.like(x_wr.en, name="x_load_en")
         h_eng_rd, h_acc_rd, h_wr = hbuf.read_port(), hbuf.read_port(), hbuf.write_port()
         m.d.comb += [
-            x_ln_rd.addr.eq(g_ln.rd_addr), g_ln.rd_data.eq(x_ln_rd.data),
-            x_out_rd.addr.eq(g_out.rd_addr), g_out.rd_data.eq(x_out_rd.data),
+            x_rows_rd.addr.eq(Mux(g_out.rd_en, g_out.rd_addr, g_ln.rd_addr)),
+            g_ln.rd_data.eq(x_rows_rd.data), g_out.rd_data.eq(x_rows_rd.data),
             x_eng_rd.addr.eq(eng.x_rd_addr), eng.x_rd_data.eq(x_eng_rd.data),
-            x_eng_wr.addr.eq(eng.x_wr_addr), x_eng_wr.data.eq(eng.x_wr_data),
-            x_eng_wr.en.eq(eng.x_wr_en),
+            x_wr.en.eq(x_load | eng.x_wr_en),
             h_eng_rd.addr.eq(eng.h_rd_addr), eng.h_rd_data.eq(h_eng_rd.data),
             h_acc_rd.addr.eq(s_h.rd_addr), s_h.rd_data.eq(h_acc_rd.data),
             h_wr.addr.eq(s_h.wr_addr), h_wr.data.eq(s_h.wr_data), h_wr.en.eq(s_h.wr_en),
@@ -129,6 +132,8 @@ class MoeHalf(wiring.Component):
         loaded = Signal(range(T * Bd + 1))             # beats of x in
         loaded_rows = Signal(range(T + 1))
         load_beat = Signal(range(Bd))
+        m.d.comb += [x_wr.addr.eq(Mux(x_load, loaded, eng.x_wr_addr)),
+                     x_wr.data.eq(Mux(x_load, self.x.payload, eng.x_wr_data))]
         rows = {n: Signal(range(T + 1), name=f"{n}_rows") for n in ("ln", "h", "out")}
         # Rows of h written: counted at each row's last beat into the scatter, visible
         # Scatter.LATENCY cycles later when the write has happened.
@@ -184,9 +189,8 @@ class MoeHalf(wiring.Component):
                 # after the last row arrives.
                 with m.If(loaded == tokens * Bd):
                     m.d.sync += self.cycles.eq(self.cycles + 1)
-                m.d.comb += [self.x.ready.eq(loaded != tokens * Bd), x_load.addr.eq(loaded),
-                             x_load.data.eq(self.x.payload),
-                             x_load.en.eq(self.x.valid & self.x.ready)]
+                m.d.comb += [self.x.ready.eq(loaded != tokens * Bd),
+                             x_load.eq(self.x.valid & self.x.ready)]
                 with m.If(self.x.valid & self.x.ready):
                     m.d.sync += [loaded.eq(loaded + 1),
                                  load_beat.eq(Mux(load_beat == Bd - 1, 0, load_beat + 1))]
@@ -209,8 +213,8 @@ class MoeHalf(wiring.Component):
                     m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.calls_taken.eq(1)
-                # The gather goes on delivering the rows after the last index.
                 index_rows(g_out.idx, rows["out"], 1)
-                with m.If(rows["out"] == tokens):
+                # The gather goes on delivering the rows after the last index.
+                with m.If((rows["out"] == tokens) & ~g_out.busy):
                     m.next = "IDLE"
         return m

