@@ -38,12 +38,15 @@ __all__ = ["Top", "TOPS", "DEFAULT_TOP", "register_top", "Board", "BOARDS", "mai
 class Top:
     """A top level the build can use: ``make(model)`` returns the component for a
     :class:`model.config.ModelConfig`. ``hp_masters`` and ``register_port`` name its AXI
-    members for a board with a host (:class:`boards.zcu102.ZCU102Platform`)."""
+    members for a board with a host (:class:`boards.zcu102.ZCU102Platform`);
+    ``estimate_parts`` its submodules that the Yosys estimate synthesises one at a time
+    (:func:`hw.resources.estimate`)."""
     name: str
     make: Callable
     description: str
     hp_masters: tuple = ()
     register_port: str = None
+    estimate_parts: tuple = ()
 
 
 #: Lanes of the dense datapath per model configuration (as the benches and hw.resources use).
@@ -62,9 +65,10 @@ def _mlp_half(model):
 TOPS = {}
 
 
-def register_top(name, make, description, **axi):
-    """Offer ``make(model) -> wiring.Component`` as ``--top name``."""
-    TOPS[name] = Top(name, make, description, **axi)
+def register_top(name, make, description, **options):
+    """Offer ``make(model) -> wiring.Component`` as ``--top name`` (``options``: the other
+    fields of :class:`Top`)."""
+    TOPS[name] = Top(name, make, description, **options)
 
 
 def _accelerator(model):
@@ -77,7 +81,9 @@ register_top("accelerator", _accelerator,
              # Four HP ports on the ZCU102: the image reads and the output writes share one.
              hp_masters=(("image_bus", "output_bus"), "params_bus", "weights_bus",
                          "experts_bus"),
-             register_port="control")
+             register_port="control",
+             # One Yosys run of the whole m3vit-tiny machine exceeds WebAssembly's 4 GiB.
+             estimate_parts=("compute", "attention", "mlp", "moe", "embed"))
 register_top("mlp_half", _mlp_half,
              "dense MLP half-block: LN2, fc1 + GELU, fc2, residual add (hw.mlp_half)")
 
@@ -309,7 +315,8 @@ def main(argv=None):
         try:
             # A fresh instance: the one in the plan sits under the shell.
             report = estimate(top_entry.make(model), name=top_entry.name,
-                              log=os.path.join(out, "estimate.log"))
+                              log=os.path.join(out, "estimate.log"),
+                              parts=top_entry.estimate_parts)
         except ToolError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -322,6 +329,11 @@ def main(argv=None):
               f"({'cached; synthesised in ' if report['cached'] else ''}{report['seconds']} s; "
               f"LUT/FF are upper bounds):\n"
               f"{_estimate_table(report, board.capacity)}", file=stream, flush=True)
+        if "parts" in report:
+            print("    by part: " + "; ".join(
+                f"{part} {r['DSP48E2']} DSP, {r['RAMB36']}+{r['RAMB18']} RAMB36+18, "
+                f"{r['LUT']} LUT, {r['FF']} FF" for part, r in report["parts"].items()),
+                file=stream, flush=True)
 
     if run_tool:
         if not board.tool_available():
