@@ -1,7 +1,7 @@
 """Build the accelerator for a board.
 
     python -m hw.build --board zcu102 [--config m3vit-tiny|micro] [--top NAME] [--out DIR]
-    python -m hw.build --board ulx3s --config micro
+    python -m hw.build --board ulx3s --config nano
     python -m hw.build --list-boards
 
 Writes, under ``--out`` (default ``build/<board>-<config>``): the top's Verilog and RTLIL, the
@@ -191,7 +191,7 @@ class ULX3S(Board):
             raise BuildError(f"the ULX3S runs the accelerator's self-test from block RAM, and "
                              f"{model.name}'s weights ({size:,} bytes) do not fit "
                              f"({EBR_BYTES:,} bytes of EBR, half for the weights): use "
-                             f"--config micro")
+                             f"--config nano")
         return SelfTestShell(SelfTest(model, **SELFTEST, divisor=round(CLOCK_HZ / BAUD),
                                       repeat=CLOCK_HZ))
 

@@ -14,7 +14,8 @@ schedule (the MAC array's shape).
 
 from dataclasses import dataclass, fields
 
-__all__ = ["ModelConfig", "HardwareConfig", "M3VIT_TINY", "MICRO", "CONFIGS", "config_by_name"]
+__all__ = ["ModelConfig", "HardwareConfig", "M3VIT_TINY", "MICRO", "NANO", "CONFIGS",
+           "config_by_name"]
 
 
 def _require(condition, field, rule):
@@ -142,7 +143,13 @@ MICRO = ModelConfig(
     name="micro", image_channels=3, image_height=16, image_width=16, patch=4,
     dim=32, heads=2, depth=2, mlp_hidden=64, experts=4, top_k=2, expert_hidden=32, tasks=2)
 
-CONFIGS = {c.name: c for c in (M3VIT_TINY, MICRO)}
+#: The smallest machine with every mechanism: micro at half the width (head_dim 8), for the
+#: ULX3S self-test, whose ECP5 has 156 18 x 18 multipliers.
+NANO = ModelConfig(
+    name="nano", image_channels=3, image_height=16, image_width=16, patch=4,
+    dim=16, heads=2, depth=2, mlp_hidden=32, experts=4, top_k=2, expert_hidden=16, tasks=2)
+
+CONFIGS = {c.name: c for c in (M3VIT_TINY, MICRO, NANO)}
 
 
 def config_by_name(name):

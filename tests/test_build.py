@@ -129,7 +129,7 @@ def test_failed_tool_prints_its_last_lines(capsys, tmp_path, monkeypatch):
 
 
 def test_ulx3s_plan(capsys, tmp_path):
-    code, out, _ = run(capsys, "--board", "ulx3s", "--config", "micro", "--no-run",
+    code, out, _ = run(capsys, "--board", "ulx3s", "--config", "nano", "--no-run",
                        "--out", str(tmp_path))
     assert code == 0
     script = (tmp_path / "build_top.sh").read_text()
@@ -145,14 +145,14 @@ def test_ulx3s_plan(capsys, tmp_path):
 def test_ulx3s_refuses_a_model_too_big_for_block_ram(capsys, tmp_path):
     code, out, err = run(capsys, "--board", "ulx3s", "--config", "m3vit-tiny", "--no-run",
                          "--out", str(tmp_path))
-    assert code == 2 and "do not fit" in err and "--config micro" in err
+    assert code == 2 and "do not fit" in err and "--config nano" in err
     assert "Traceback" not in err
 
 
 @pytest.mark.skipif(not os.environ.get("EDGEMOE_SLOW"),
                     reason="ECP5 bitstream build takes minutes; set EDGEMOE_SLOW=1")
 def test_ulx3s_bitstream(capsys, tmp_path):
-    code, out, err = run(capsys, "--board", "ulx3s", "--config", "micro", "--json",
+    code, out, err = run(capsys, "--board", "ulx3s", "--config", "nano", "--json",
                          "--out", str(tmp_path))
     assert code == 0, err
     summary = json.loads(out)
