@@ -44,8 +44,8 @@ REPORT = "{name}.report.json"
 
 class ULX3SPlatform(ULX3S_85F_Platform):
     """ULX3S 85F whose nextpnr run writes :data:`REPORT` and does not stop at a missed clock
-    constraint (the achieved Fmax is the figure we want either way); Yosys maps LUTs with abc,
-    not abc9, so the Fmax is a little pessimistic."""
+    constraint (the achieved Fmax is the figure we want either way) and routes with router2;
+    Yosys maps LUTs with abc, not abc9, so the Fmax is a little pessimistic."""
 
     def toolchain_prepare(self, fragment, name, **kwargs):
         # router2: the default router1 took over 6 minutes for the first 40 k of the nano
