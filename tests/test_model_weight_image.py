@@ -297,8 +297,8 @@ def test_cli_writes_an_image(tmp_path, capsys):
 
 def test_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        wi.main(["--config", "nano"])
-    assert "choose one of: m3vit-tiny, micro" in capsys.readouterr().err
+        wi.main(["--config", "m3vit-huge"])
+    assert "choose one of: m3vit-tiny, micro, nano" in capsys.readouterr().err
     with pytest.raises(SystemExit, match=f"weights directory {tmp_path}/absent does not exist"):
         wi.main(["--config", "micro", "--weights", str(tmp_path / "absent"), "--out",
                  str(tmp_path / "x.img")])
