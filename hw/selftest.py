@@ -130,7 +130,6 @@ class SelfTest(wiring.Component):
             with m.If(step == i):
                 m.d.comb += [ctl.awaddr.eq(offset), ctl.wdata.eq(value)]
         m.d.comb += ctl.wstrb.eq(0b1111)
-        verdict = Signal()
 
         def read(register, into, then):
             m.d.comb += [ctl.araddr.eq(BY_NAME[register].offset), ctl.arvalid.eq(~asked),
@@ -165,7 +164,7 @@ class SelfTest(wiring.Component):
                 done, error = (BY_NAME["STATUS"].field(f) for f in ("DONE", "ERROR"))
                 ok = (status[done.lsb] & ~status[error.lsb] &
                       (checksum == self.memory.output_checksum) & (beats == expected_beats))
-                m.d.sync += [verdict.eq(ok), self.passed.eq(ok), self.failed.eq(~ok),
+                m.d.sync += [self.passed.eq(ok), self.failed.eq(~ok),
                              self.cycles.eq(cycles)]
                 m.next = "REPORT"
             with m.State("REPORT"):
@@ -182,7 +181,7 @@ class SelfTest(wiring.Component):
         byte = Signal(8)
         for k in range(prefix):
             with m.If(char == k):
-                m.d.comb += byte.eq(Mux(verdict, MESSAGE_PASS[k], MESSAGE_FAIL[k]))
+                m.d.comb += byte.eq(Mux(self.passed, MESSAGE_PASS[k], MESSAGE_FAIL[k]))
         for k in range(8):
             nibble = self.cycles[4 * (7 - k):4 * (8 - k)]
             with m.If(char == prefix + k):
