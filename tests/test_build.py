@@ -150,15 +150,18 @@ def test_ulx3s_refuses_a_model_too_big_for_block_ram(capsys, tmp_path):
 
 
 @pytest.mark.skipif(not os.environ.get("EDGEMOE_SLOW"),
-                    reason="ECP5 bitstream build takes most of an hour, and the nano self-test "
-                           "does not route yet (docs/build.md); set EDGEMOE_SLOW=1")
+                    reason="the ECP5 bitstream build of the nano self-test takes about 15 "
+                           "minutes on 2 cores; set EDGEMOE_SLOW=1")
 def test_ulx3s_bitstream(capsys, tmp_path):
     code, out, err = run(capsys, "--board", "ulx3s", "--config", "nano", "--json",
                          "--out", str(tmp_path))
     assert code == 0, err
     summary = json.loads(out)
     assert (tmp_path / "top.bit").is_file()
-    assert summary["tool"]["fmax"] and summary["tool"]["utilization"]
+    assert summary["tool"]["utilization"]
+    # nextpnr is told not to stop at a missed constraint; the board clock must still be met.
+    for clock, fmax in summary["tool"]["fmax"].items():
+        assert fmax["achieved_mhz"] >= fmax["constraint_mhz"], (clock, fmax)
 
 
 class _AxiTop(wiring.Component):

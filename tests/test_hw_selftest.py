@@ -24,12 +24,12 @@ test_selftest = cocotb_tests(
 
 
 def test_memory_holds_weights_then_image():
-    mem = memory(config_by_name("nano"), lanes=4, slots=1)
+    mem = memory(config_by_name("nano"), lanes=SELFTEST["lanes"], slots=1)
     assert mem.rom[:4] == b"EMWI"
     assert mem.image_addr % 16 == 0 and mem.image_addr - mem.weights_addr < len(mem.rom)
     assert mem.output_checksum == checksum(mem.output_bytes)
     with pytest.raises(ValueError, match="task must be below 2"):
-        memory(config_by_name("nano"), lanes=4, slots=1, task=2)
+        memory(config_by_name("nano"), lanes=SELFTEST["lanes"], slots=1, task=2)
 
 
 def test_checksum_and_message():
