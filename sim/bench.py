@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 from model.config import CONFIGS, config_by_name
 
@@ -82,7 +83,7 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None):
     sequencer moves on."""
     from model.weights import shared_weights_dir
     from sim.benches.accelerator import make_design, model_and_images
-    from sim.runner import run
+    from sim.runner import _tail, run
     model = config_by_name(config_name)
     config = dict(model=config_name, tasks=[task], max_cycles=20_000_000)
     if config_name == "m3vit-tiny" and shared_weights_dir() is not None:
@@ -101,10 +102,16 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None):
                     progress(stage, model.depth + 1)
         watcher = threading.Thread(target=poll, daemon=True)
         watcher.start()
+        log = os.path.join(tmp, "simulation.log")
         start = time.perf_counter()
         try:
             run(make_design(config), "sim.benches.accelerator", testcase="test_inference",
-                config=config, extra_env={"EDGEMOE_MEASURE_OUT": out, "EDGEMOE_PROGRESS": marks})
+                config=config, extra_env={"EDGEMOE_MEASURE_OUT": out, "EDGEMOE_PROGRESS": marks},
+                log_file=log)
+        except Exception:
+            # The simulator's log is kept out of the report; on a failure its end tells why.
+            sys.stderr.write(f"\nthe simulation's last lines:\n{_tail(Path(log))}\n")
+            raise
         finally:
             done.set()
         wall = time.perf_counter() - start

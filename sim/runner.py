@@ -512,7 +512,7 @@ def _read_results(path):
 
 
 def run(design, test_module, *, toplevel=None, testcase=None, simulator=None, config=None,
-        parameters=None, extra_env=None, waves=None, seed=None):
+        parameters=None, extra_env=None, waves=None, seed=None, log_file=None):
     """Run the cocotb tests of ``test_module`` on a design, building it first if needed.
 
     Parameters
@@ -529,6 +529,8 @@ def run(design, test_module, *, toplevel=None, testcase=None, simulator=None, co
         Extra environment variables for the simulator process.
     seed : int, optional
         ``COCOTB_RANDOM_SEED``; cocotb picks one (and logs it) if not given.
+    log_file : path, optional
+        Where the simulator's output goes; default this process's stdout.
 
     Returns
     -------
@@ -582,7 +584,8 @@ def run(design, test_module, *, toplevel=None, testcase=None, simulator=None, co
                 seed=seed,
                 plusargs=plusargs,
                 waves=waves,
-                timescale=TIMESCALE)
+                timescale=TIMESCALE,
+                log_file=log_file)
         except SystemExit as exit:
             # cocotb exits when the simulator fails or, under pytest, when a test fails; the
             # results file says which.
