@@ -26,9 +26,10 @@ __all__ = ["ULX3SPlatform", "SelfTestShell", "SELFTEST", "EBR_BYTES", "YOWASP_EN
            "read_report"]
 
 #: The accelerator's shape on the LFE5U-85F (156 18x18 multipliers, 83,640 LUT4s): a 2 x 2
-#: array, one attention query slot, 64-bit memory ports. A 4 x 4 array placed with 151 of the
+#: array, one attention query slot, 64-bit memory ports, one expert port (a 2 x 2 tile of
+#: weights is one 64-bit beat). A 4 x 4 array placed with 151 of the
 #: 156 multipliers but did not route (docs/build.md).
-SELFTEST = dict(lanes=2, slots=1, data_width=64)
+SELFTEST = dict(lanes=2, slots=1, data_width=64, expert_ports=1)
 #: Block RAM of the LFE5U-85F: 208 EBRs of 18 kbit.
 EBR_BYTES = 208 * 18 * 1024 // 8
 #: The board clock, and the UART's rate.

@@ -10,8 +10,9 @@ PL top level: it instantiates the block design's wrapper and places the accelera
   a reset synchroniser, resets it;
 - each entry of ``hp_masters`` is an AXI4 master member of the top (signals named as in
   :mod:`hw.axi`), or a tuple of members that share one port (a read-only and a write-only
-  master), connected to the next high-performance port ``S_AXI_HP<i>_FPD`` (128-bit, 49-bit
-  addresses, at most four); channels no member drives are tied off;
+  master), connected to the next high-performance port, ``S_AXI_HP0_FPD`` to ``HP3``, then
+  ``S_AXI_HPC0_FPD`` and ``HPC1`` (128-bit, 49-bit addresses, at most six); channels no member
+  drives are tied off;
 - ``register_port``, if named, is an AXI4-Lite slave member of the top (the register block),
   driven by ``M_AXI_HPM0_FPD`` (32-bit data) through Vivado's AXI protocol converter, so the
   host can start the accelerator; Vivado's address assignment puts it at the start of the HPM0
@@ -39,8 +40,10 @@ __all__ = ["ZCU102Platform", "ZynqShell", "ps_block_design_tcl", "hp_port_name",
            "XCZU9EG"]
 
 #: High-performance slave ports of the PS, in the order ``hp_masters`` takes them:
-#: (interface pin, PSU enable parameter index, clock pin).
-HP_PORTS = [(f"S_AXI_HP{i}_FPD", 2 + i, f"saxihp{i}_fpd_aclk") for i in range(4)]
+#: (interface pin, PSU enable parameter index, clock pin). HP0-3, then the two HPC ports (the
+#: same 128-bit AXI4 slaves, able to be cache-coherent, which is not asked for here).
+HP_PORTS = ([(f"S_AXI_HP{i}_FPD", 2 + i, f"saxihp{i}_fpd_aclk") for i in range(4)]
+            + [(f"S_AXI_HPC{i}_FPD", i, f"saxihpc{i}_fpd_aclk") for i in range(2)])
 
 #: Capacity of the XCZU9EG (DS891), against which estimates are reported.
 XCZU9EG = {"DSP48E2": 2520, "RAMB36": 912, "RAMB18": 1824, "LUT": 274080, "FF": 548160}
@@ -89,7 +92,8 @@ def ps_block_design_tcl(*, clock_mhz=300.0, hp_masters=(), register_port=None, b
     """
     hp_masters = [hp_port_name(entry) for entry in hp_masters]
     if len(hp_masters) > len(HP_PORTS):
-        raise ValueError(f"the ZCU102 PS has {len(HP_PORTS)} HP ports, not {len(hp_masters)}")
+        raise ValueError(f"the ZCU102 PS has {len(HP_PORTS)} HP and HPC ports, not "
+                         f"{len(hp_masters)}")
     mhz = f"{clock_mhz:g}"
     props = [("PSU__FPGA_PL0_ENABLE", 1), ("PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ", mhz),
              ("PSU__USE__IRQ0", 1),
@@ -210,7 +214,7 @@ class ZCU102Platform(XilinxPlatform):
         if not (isinstance(clock_mhz, (int, float)) and 10 <= clock_mhz <= 500):
             raise ValueError(f"ZCU102 pl_clk0 must be between 10 and 500 MHz, not {clock_mhz!r}")
         if len(hp_masters) > len(HP_PORTS):
-            raise ValueError(f"the ZCU102 PS has {len(HP_PORTS)} HP ports; "
+            raise ValueError(f"the ZCU102 PS has {len(HP_PORTS)} HP and HPC ports; "
                              f"{len(hp_masters)} masters given")
         super().__init__(toolchain="Vivado")
         self.clock_mhz = clock_mhz

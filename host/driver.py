@@ -27,7 +27,7 @@ import numpy as np
 
 from model.registers import (BUFFERS, BY_NAME, ERROR_DESCRIPTIONS, MAGIC, STAGE_NAMES,
                              VERSION_MAJOR, VERSION_MINOR, ErrorCode)
-from model.weight_image import (SECTION_ALIGN, check, config_variant, input_bytes,
+from model.weight_image import (SECTION_ALIGN, check, input_bytes,
                                 input_layout, layout, output_layout, unpack_output)
 
 __all__ = ["Buffers", "Counters", "Driver", "SyncDriver", "AcceleratorError", "BitstreamError",
@@ -84,14 +84,16 @@ class Buffers:
     end: int
 
     @classmethod
-    def plan(cls, base, config, *, rows=16, cols=16, beat_bytes=16, alignment=SECTION_ALIGN):
+    def plan(cls, base, config, *, rows=16, cols=16, beat_bytes=16, expert_ports=2,
+             alignment=SECTION_ALIGN):
         """Weights, then image, then output from ``base`` on, each at a multiple of
         ``alignment`` (4 KB: at least any CONFIG.ALIGN_LOG2 of a 128-bit port)."""
         if not (isinstance(base, int) and base > 0):
             raise ValueError(f"the buffers need a nonzero base address (the machine refuses "
                              f"address 0), not {base!r}")
         weights = _align(base, alignment)
-        image = _align(weights + layout(config, rows, cols, beat_bytes).total_bytes, alignment)
+        image = _align(weights + layout(config, rows, cols, beat_bytes, expert_ports).total_bytes,
+                       alignment)
         output = _align(image + input_layout(config, beat_bytes).length, alignment)
         end = _align(output + output_layout(config, beat_bytes).length, alignment)
         return cls(weights, image, output, end)
@@ -127,14 +129,16 @@ class Driver:
         The configuration the bitstream was built for.
     buffers : Buffers
         Where the buffers lie (:meth:`Buffers.plan`).
-    rows, cols, beat_bytes : int
-        The machine's array and memory-port width (the weights image's layout parameters).
+    rows, cols, beat_bytes, expert_ports : int
+        The machine's array, memory-port width and expert ports (the weights image's layout
+        parameters).
     """
 
-    def __init__(self, memory, config, buffers, *, rows=16, cols=16, beat_bytes=16):
+    def __init__(self, memory, config, buffers, *, rows=16, cols=16, beat_bytes=16,
+                 expert_ports=2):
         self.memory, self.config, self.buffers = memory, config, buffers
         self.rows, self.cols, self.beat_bytes = rows, cols, beat_bytes
-        self.layout = layout(config, rows, cols, beat_bytes)
+        self.layout = layout(config, rows, cols, beat_bytes, expert_ports)
         spans = {"WEIGHTS": self.layout.total_bytes,
                  "IMAGE": input_layout(config, beat_bytes).length,
                  "OUTPUT": output_layout(config, beat_bytes).length}
@@ -197,7 +201,7 @@ class Driver:
             problems.append(f"{found['stages']} stage counters, the register map has "
                             f"{len(STAGE_NAMES)}")
         if variant is None:
-            variant = config_variant(self.config, self.rows, self.cols, self.beat_bytes)
+            variant = self.layout.variant
         if variant is not False and found["variant"] != variant:
             problems.append(f"CONFIG.VARIANT {found['variant']:#06x}, a bitstream for "
                             f"{self.config.name} carries {variant:#06x}")
@@ -214,7 +218,7 @@ class Driver:
     async def load_weights(self, image_bytes, *, verify=True):
         """Check a weights image (:func:`model.weight_image.check`, raising ``ImageError``) and
         write it to the weights buffer; with ``verify``, read it back."""
-        check(image_bytes, self.config, self.rows, self.cols, self.beat_bytes)
+        check(image_bytes, self.config, **self.layout.shape)
         await self.memory.write(self.buffers.weights, bytes(image_bytes))
         if verify:
             back = await self.memory.read(self.buffers.weights, len(image_bytes))
@@ -341,17 +345,17 @@ class SyncDriver:
 
     @classmethod
     def devmem(cls, config, *, regs_base, dram_base, dram_size, path="/dev/mem", rows=16,
-               cols=16, beat_bytes=16):
+               cols=16, beat_bytes=16, expert_ports=2):
         """A driver on ``/dev/mem`` whose buffers start at ``dram_base``."""
         from .memory import DevMem
-        buffers = Buffers.plan(dram_base, config, rows=rows, cols=cols, beat_bytes=beat_bytes)
+        shape = dict(rows=rows, cols=cols, beat_bytes=beat_bytes, expert_ports=expert_ports)
+        buffers = Buffers.plan(dram_base, config, **shape)
         if buffers.end > dram_base + dram_size:
             raise ValueError(f"the buffers of {config.name} need {buffers.end - dram_base} "
                              f"bytes from {dram_base:#x}; the DRAM window has {dram_size}")
         memory = DevMem(regs_base=regs_base, dram_base=dram_base, dram_size=dram_size,
                         path=path)
-        return cls(Driver(memory, config, buffers, rows=rows, cols=cols,
-                          beat_bytes=beat_bytes))
+        return cls(Driver(memory, config, buffers, **shape))
 
     def __getattr__(self, name):
         attr = getattr(self.driver, name)

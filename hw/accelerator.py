@@ -43,7 +43,7 @@ the next run starts on quiet ports; STATUS.BUSY stays high until then. The machi
 the cycles in which its unit is running (they overlap where units overlap).
 """
 
-from amaranth import Cat, Module, Mux, ResetInserter, Signal, unsigned
+from amaranth import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -59,20 +59,27 @@ from .axi_writer import AxiWriter
 from .compute_mux import ComputeMux
 from .compute_unit import ComputeUnit
 from .gelu import Gelu
-from .linear_fetch import LinearFetch
+from .linear_fetch import LinearFetch, bus_name
 from .mlp_half import MlpHalf
 from .moe_half import MoeHalf
 from .patch_embed import PatchEmbed
 from .registers import RegisterBlock
 from .router import StreamRouter
+from .widen import Widen
 from .words import LanesToWords, WordsToLanes
 
-__all__ = ["Accelerator", "CLIENTS"]
+__all__ = ["Accelerator", "CLIENTS", "read_ports"]
 
 #: The compute unit's clients, in mux order.
 CLIENTS = ("embed", "attention", "mlp", "moe")
 #: Where the params router sends its reads.
 _PARAMS = ("pos", "attention", "mlp", "moe")
+
+
+def read_ports(expert_ports):
+    """Names of the machine's AXI4 read masters with ``expert_ports`` expert ports."""
+    return ("image_bus", "params_bus", "weights_bus",
+            *(f"experts_{bus_name(p)}" for p in range(expert_ports)))
 
 
 class Accelerator(wiring.Component):
@@ -87,14 +94,19 @@ class Accelerator(wiring.Component):
         Query slots of the attention engine.
     data_width, addr_width : int
         The AXI4 memory ports (``data_width / 8`` bytes per beat: the weight image's beat).
+    expert_ports : int
+        Memory ports the MoE records are read over at once (``model.weight_image.layout``):
+        the compute unit takes ``expert_ports x data_width / 16`` weights per cycle, which the
+        experts, whose weights are used by few tokens each, need; the dense weights come over
+        one port and are widened on the way.
 
     Members
     -------
     control : ``In(axi4_lite(addr_width=12))``
         The register block (``docs/registers.md``).
-    image_bus, params_bus, weights_bus, experts_bus : ``Out(axi4_read(...))``
+    image_bus, params_bus, weights_bus, experts_bus, experts_bus_1, ... : ``Out(axi4_read(...))``
         Image and shift table; position embeddings and LayerNorm sets; dense linear records;
-        MoE gate and expert records.
+        MoE gate and expert records, one plane per port (:attr:`read_ports` names them all).
     output_bus : ``Out(axi4_write(...))``
     irq : ``Out(1)``
     progress : ``Out(range(depth + 2))``
@@ -102,12 +114,19 @@ class Accelerator(wiring.Component):
         ``depth + 1`` the output (for benches and debug probes).
     """
 
-    def __init__(self, config, *, lanes=16, slots=4, data_width=128, addr_width=40):
+    def __init__(self, config, *, lanes=16, slots=4, data_width=128, addr_width=40,
+                 expert_ports=2):
         cfg = self.config = config
         beat_bytes = data_width // 8
-        self.layout = layout(cfg, rows=lanes, cols=lanes, beat_bytes=beat_bytes)
+        self.layout = layout(cfg, rows=lanes, cols=lanes, beat_bytes=beat_bytes,
+                             expert_ports=expert_ports)
         self._lanes, self._data_width, self._addr_width = lanes, data_width, addr_width
-        weight_lanes = data_width // 16
+        self._expert_ports = expert_ports
+        weight_lanes = expert_ports * data_width // 16
+        if (lanes * lanes) % weight_lanes:
+            raise ValueError(f"Accelerator: a {lanes} x {lanes} tile of weights is not whole "
+                             f"beats of {expert_ports} x {data_width} bits; use fewer "
+                             f"expert_ports or narrower ports")
         dims = (cfg.patch_in, cfg.dim, cfg.mlp_hidden, cfg.expert_hidden)
         self.compute = ComputeUnit(
             rows=lanes, cols=lanes, max_in=max(dims), max_out=max(dims[1:] + (cfg.experts,)),
@@ -125,18 +144,24 @@ class Accelerator(wiring.Component):
                            weight_lanes=weight_lanes, eps=cfg.ln_eps, **shared)
         self.moe = MoeHalf(dim=cfg.dim, expert_hidden=cfg.expert_hidden, experts=cfg.experts,
                            top_k=cfg.top_k, max_tokens=cfg.tokens, data_width=data_width,
-                           addr_width=addr_width, eps=cfg.ln_eps, **shared)
+                           addr_width=addr_width, ports=expert_ports, eps=cfg.ln_eps, **shared)
         self.regs = RegisterBlock(tasks=cfg.tasks, alignment=beat_bytes,
                                   variant=self.layout.variant)
         read = axi4_read(addr_width=addr_width, data_width=data_width)
         super().__init__({
             "control": In(axi4_lite(addr_width=12)),
             "image_bus": Out(read), "params_bus": Out(read), "weights_bus": Out(read),
-            "experts_bus": Out(self.moe.bus.signature),
+            **{f"experts_{bus_name(p)}": Out(bus.signature)
+               for p, bus in enumerate(self.moe.buses)},
             "output_bus": Out(axi4_write(addr_width=addr_width, data_width=data_width)),
             "irq": Out(1),
             "progress": Out(range(cfg.depth + 2)),
         })
+
+    @property
+    def read_ports(self):
+        """Names of the AXI4 read masters (:func:`read_ports`)."""
+        return read_ports(self._expert_ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -192,7 +217,8 @@ class Accelerator(wiring.Component):
                                   (port.rvalid & port.rready & port.rlast))
             outstanding.append(bursts)
 
-        read_port(moe.bus, self.experts_bus)
+        for p, bus in enumerate(moe.buses):
+            read_port(bus, getattr(self, f"experts_{bus_name(p)}"))
 
         max_beats = max(s.beats for s in lay.sections) + input_layout(cfg, bb).length // bb
         image_reader = add("image_reader", AxiReader(addr_width=aw, data_width=dw,
@@ -247,12 +273,15 @@ class Accelerator(wiring.Component):
                              p.payload[lane].beta.eq(words.o.payload[L + lane])]
 
         # Dense linear records: the fetch's weights and biases go where the sequencer says.
+        # The weights are widened to the compute unit's beat of expert_ports memory beats.
         dense = ("embed", "attention", "mlp")
-        w_router = add("w_router", StreamRouter(fetch.w.payload.shape(),
+        widen = add("widen", Widen(signed(16), dw // 16, self._expert_ports))
+        w_router = add("w_router", StreamRouter(widen.o.payload.shape(),
                                                 destinations=len(dense), max_beats=max_beats))
         b_router = add("b_router", StreamRouter(fetch.b.payload.shape(),
                                                 destinations=len(dense), max_beats=max_beats))
-        wiring.connect(m, fetch.w, w_router.i)
+        wiring.connect(m, fetch.w, widen.i)
+        wiring.connect(m, widen.o, w_router.i)
         wiring.connect(m, fetch.b, b_router.i)
         for index, name in enumerate(dense):
             wiring.connect(m, w_router.o[index], units[name].w)
@@ -383,7 +412,8 @@ class Accelerator(wiring.Component):
                  [(fetch.cmd.payload.addr, weights(section)),
                   (fetch.cmd.payload.weight_beats, s.weight_beats),
                   (fetch.cmd.payload.bias_beats, s.bias_beats),
-                  (w_router.job.payload.dest, dest), (w_router.job.payload.beats, s.weight_beats),
+                  (w_router.job.payload.dest, dest),
+                  (w_router.job.payload.beats, s.weight_beats // self._expert_ports),
                   (b_router.job.payload.dest, dest),
                   (b_router.job.payload.beats, tiles(s.out_features, L))])
 

@@ -78,9 +78,10 @@ def _accelerator(model):
 
 register_top("accelerator", _accelerator,
              "the whole machine: AXI ports, register block, sequencer (hw.accelerator)",
-             # Four HP ports on the ZCU102: the image reads and the output writes share one.
+             # Five PS ports on the ZCU102: the image reads and the output writes share HP0,
+             # the second expert port takes HPC0.
              hp_masters=(("image_bus", "output_bus"), "params_bus", "weights_bus",
-                         "experts_bus"),
+                         "experts_bus", "experts_bus_1"),
              register_port="control",
              # One Yosys run of the whole m3vit-tiny machine exceeds WebAssembly's 4 GiB.
              estimate_parts=("compute", "attention", "mlp", "moe", "embed"))
@@ -185,8 +186,8 @@ class ULX3S(Board):
         from boards.ulx3s import BAUD, CLOCK_HZ, EBR_BYTES, SELFTEST, SelfTestShell
         from hw.selftest import SelfTest
         from model.weight_image import layout
-        size = layout(model, SELFTEST["lanes"], SELFTEST["lanes"],
-                      SELFTEST["data_width"] // 8).total_bytes
+        size = layout(model, SELFTEST["lanes"], SELFTEST["lanes"], SELFTEST["data_width"] // 8,
+                      SELFTEST["expert_ports"]).total_bytes
         if size > EBR_BYTES // 2:
             raise BuildError(f"the ULX3S runs the accelerator's self-test from block RAM, and "
                              f"{model.name}'s weights ({size:,} bytes) do not fit "

@@ -33,7 +33,7 @@ from .axi import axi4_read
 from .compute_unit import ComputeClient
 from .gather import Gather
 from .gelu import Gelu
-from .linear_fetch import LinearFetch
+from .linear_fetch import LinearFetch, bus_name
 from .scatter import Scatter
 
 __all__ = ["ExpertEngine"]
@@ -50,7 +50,10 @@ class ExpertEngine(wiring.Component):
     lanes : int
         The compute unit is ``lanes x lanes``; activation beats carry ``lanes`` values.
     data_width, addr_width : int
-        The AXI read port; ``data_width / 16`` weights per beat.
+        The AXI read ports.
+    ports : int
+        Memory ports the records are read over at once (:class:`hw.linear_fetch.LinearFetch`):
+        ``ports x data_width / 16`` weights per beat.
     compute : ComputeUnit or None
         A shared compute unit, reached through the port ``cu``
         (:class:`hw.compute_unit.ComputeClient`); None builds the engine's own.
@@ -63,7 +66,7 @@ class ExpertEngine(wiring.Component):
     h_rows : rows of ``h`` written so far; the gate job reads a row only once it is there, so it
         can run while LayerNorm is still producing ``h``
     x_rd_addr, x_rd_data, x_wr_addr, x_wr_data, x_wr_en : ports of the ``x`` buffer
-    bus : AXI4 read master
+    bus, bus_1, ... : AXI4 read masters, one per port (:attr:`buses`)
     experts_done : ``Out(16)``
     calls : ``Out(16)``
         Compute-unit calls accepted since reset (a gate call per layer, two per active expert).
@@ -73,7 +76,7 @@ class ExpertEngine(wiring.Component):
     """
 
     def __init__(self, *, dim, expert_hidden, experts, max_tokens, lanes=16, data_width=128,
-                 addr_width=40, compute=None):
+                 addr_width=40, ports=1, compute=None):
         for name, value in (("dim", dim), ("expert_hidden", expert_hidden)):
             if not (isinstance(value, int) and value > 0 and value % lanes == 0):
                 raise ValueError(f"ExpertEngine {name} must be a positive multiple of lanes "
@@ -81,20 +84,21 @@ class ExpertEngine(wiring.Component):
         self._dim, self._hidden, self._experts = dim, expert_hidden, experts
         self._max_tokens, self._lanes = max_tokens, lanes
         act = DEFAULT.act
+        weight_lanes = ports * data_width // 16
         self._client = ComputeClient(
             "ExpertEngine", compute,
             own=dict(rows=lanes, cols=lanes, max_in=max(dim, expert_hidden),
                      max_out=max(dim, expert_hidden), max_weights=dim * expert_hidden,
-                     max_tokens=max_tokens, weight_lanes=data_width // 16, act=act, gelu=Gelu),
+                     max_tokens=max_tokens, weight_lanes=weight_lanes, act=act, gelu=Gelu),
             calls=[(dim, experts, False), (dim, expert_hidden, True),
                    (expert_hidden, dim, False)], tokens=max_tokens)
         self.compute = self._client.unit
-        if self.compute.weight_lanes != data_width // 16:
-            raise ValueError(f"ExpertEngine needs a compute unit taking {data_width // 16} "
-                             f"weights per beat (one {data_width}-bit AXI beat of 16-bit "
+        if self.compute.weight_lanes != weight_lanes:
+            raise ValueError(f"ExpertEngine needs a compute unit taking {weight_lanes} weights "
+                             f"per beat ({ports} x {data_width}-bit AXI beats of 16-bit "
                              f"weights), not {self.compute.weight_lanes}")
         self.fetch = LinearFetch(cols=lanes, acc_width=self.compute.acc_width,
-                                 data_width=data_width, addr_width=addr_width)
+                                 data_width=data_width, addr_width=addr_width, ports=ports)
         beats = self.fetch.cmd.payload.shape()["weight_beats"].shape
         shift = self.compute.command_layout["shift"].shape
         self.command_layout = data.StructLayout({
@@ -119,7 +123,8 @@ class ExpertEngine(wiring.Component):
             "h_rows": In(range(max_tokens + 1)),
             "x_rd_addr": Out(range(rows)), "x_rd_data": In(beat),
             "x_wr_addr": Out(range(rows)), "x_wr_data": Out(beat), "x_wr_en": Out(1),
-            "bus": Out(axi4_read(addr_width=addr_width, data_width=data_width)),
+            **{bus_name(p): Out(axi4_read(addr_width=addr_width, data_width=data_width))
+               for p in range(ports)},
             "logits": Out(stream.Signature(beat)),
             "experts_done": Out(16),
             "calls": Out(16),
@@ -127,6 +132,12 @@ class ExpertEngine(wiring.Component):
             "error": Out(1),
             **self._client.members(),
         })
+        self._ports = ports
+
+    @property
+    def buses(self):
+        """The AXI read ports, port 0 first."""
+        return [getattr(self, bus_name(p)) for p in range(self._ports)]
 
     def elaborate(self, platform):
         m = Module()
@@ -137,7 +148,8 @@ class ExpertEngine(wiring.Component):
         m.submodules.fetch = fetch
         wiring.connect(m, fetch.w, cu.w)
         wiring.connect(m, fetch.b, cu.b)
-        wiring.connect(m, fetch.bus, wiring.flipped(self.bus))
+        for fetched, bus in zip(fetch.buses, self.buses):
+            wiring.connect(m, fetched, wiring.flipped(bus))
 
         m.submodules.gather_h = g_h = Gather(lanes=L, width=act.width, rows=T, row_beats=Bd)
         m.submodules.gather_hidden = g_hid = Gather(lanes=L, width=act.width, rows=T,

@@ -1,26 +1,46 @@
 """Fetch one linear layer's parameters from memory into the compute unit's streams.
 
 A command names the address of a record laid out by :func:`model.packer.linear_record` and the
-beats of its two regions. One AXI read (:class:`hw.axi_reader.AxiReader`) brings the record;
-the weight beats go to ``w`` as they are (a ``data_width``-bit beat holds ``data_width / 16``
-weights, lane 0 in the low bits), the bias beats are regrouped into beats of ``cols`` 64-bit words
-and each word is cut to the accumulator width for ``b``.
+beats of its two regions. AXI reads (:class:`hw.axi_reader.AxiReader`) bring the record: with
+``ports`` memory ports, a beat is ``ports x data_width`` bits and the record is stored as that many
+planes (:func:`model.packer.planes`), port ``p`` reading plane ``p`` while the others read theirs,
+and the parts of each beat are put side by side again (port 0 in the low bits). The weight beats go
+to ``w`` as they are (a beat holds ``ports x data_width / 16`` weights, lane 0 in the low bits),
+the bias beats are regrouped into beats of ``cols`` 64-bit words and each word is cut to the
+accumulator width for ``b``.
 
-Throughput: one memory beat per cycle; ``w`` and ``b`` carry what the memory delivers. Errors:
-those of the AXI reader (``error``).
+Throughput: one beat per cycle, ``ports x data_width`` bits; ``w`` and ``b`` carry what the
+memory delivers. Errors: those of the AXI readers (``error``).
 """
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
+from amaranth.utils import ceil_log2, exact_log2
 
 from model.packer import BIAS_WORD_BYTES
 
 from .axi import axi4_read
 from .axi_reader import AxiReader
 
-__all__ = ["LinearFetch"]
+__all__ = ["LinearFetch", "bus_name"]
+
+
+def bus_name(port):
+    """The member name of memory port ``port``: ``bus``, ``bus_1``, ..."""
+    return f"bus_{port}" if port else "bus"
+
+
+class _Zip:
+    """The output streams of several readers as one (``valid``, ``payload``, ``ready``): a beat
+    is valid when every reader has its part, and taking it takes every part."""
+
+    def __init__(self, m, readers):
+        self.valid = Cat(rd.o.valid for rd in readers).all()
+        self.payload = Cat(rd.o.payload for rd in readers)
+        self.ready = Signal()
+        for rd in readers:
+            m.d.comb += rd.o.ready.eq(self.ready & self.valid)
 
 
 class LinearFetch(wiring.Component):
@@ -33,53 +53,77 @@ class LinearFetch(wiring.Component):
     acc_width : int
         Bits of a bias word on ``b``.
     data_width, addr_width : int
-        The AXI port.
+        The AXI ports.
+    ports : int
+        Memory ports a record is read over at once.
     max_beats : int
         Largest record, in beats.
 
     Members
     -------
     cmd : ``In(stream.Signature(StructLayout({"addr", "weight_beats", "bias_beats"})))``
-    w : ``Out(stream.Signature(ArrayLayout(signed(16), data_width // 16)))``
+    w : ``Out(stream.Signature(ArrayLayout(signed(16), ports * data_width // 16)))``
     b : ``Out(stream.Signature(ArrayLayout(signed(acc_width), cols)))``
-    bus : ``Out(axi4_read(...))``
+    bus, bus_1, ... : ``Out(axi4_read(...))``
+        Port 0, port 1, ... (:attr:`buses`).
     error : ``Out(1)``
     """
 
-    def __init__(self, *, cols, acc_width, data_width=128, addr_width=40, max_beats=1 << 16):
+    def __init__(self, *, cols, acc_width, data_width=128, addr_width=40, ports=1,
+                 max_beats=1 << 16):
+        if not (isinstance(ports, int) and ports >= 1):
+            raise ValueError(f"LinearFetch ports must be a positive integer, not {ports!r}")
+        self._ports, self._port_bytes = ports, data_width // 8
+        data_width *= ports                    # the beat, all ports side by side
         words = data_width // (8 * BIAS_WORD_BYTES)
         if words < 1 or cols % words:
-            raise ValueError(f"LinearFetch needs data_width ({data_width}) to hold whole 64-bit "
-                             f"bias words, a number that divides cols ({cols})")
+            raise ValueError(f"LinearFetch needs a beat of {ports} x {data_width // ports} bits "
+                             f"to hold whole 64-bit bias words, a number that divides cols "
+                             f"({cols})")
         if acc_width > 8 * BIAS_WORD_BYTES:
             raise ValueError(f"LinearFetch acc_width must be at most {8 * BIAS_WORD_BYTES}")
         self._cols, self._acc_width, self._words = cols, acc_width, words
-        self.reader = AxiReader(addr_width=addr_width, data_width=data_width,
-                                max_beats=max_beats)
+        self.readers = [AxiReader(addr_width=addr_width, data_width=self._port_bytes * 8,
+                                  max_beats=max_beats) for _ in range(ports)]
         beats = unsigned(ceil_log2(max_beats + 1))
+        port = axi4_read(addr_width=addr_width, data_width=self._port_bytes * 8)
         super().__init__({
             "cmd": In(stream.Signature(data.StructLayout({
                 "addr": unsigned(addr_width), "weight_beats": beats, "bias_beats": beats}))),
             "w": Out(stream.Signature(data.ArrayLayout(signed(16), data_width // 16))),
             "b": Out(stream.Signature(data.ArrayLayout(signed(acc_width), cols))),
-            "bus": Out(axi4_read(addr_width=addr_width, data_width=data_width)),
+            **{bus_name(p): Out(port) for p in range(ports)},
             "error": Out(1),
         })
 
+    @property
+    def buses(self):
+        """The AXI read ports, port 0 first."""
+        return [getattr(self, bus_name(p)) for p in range(self._ports)]
+
     def elaborate(self, platform):
         m = Module()
-        m.submodules.reader = rd = self.reader
-        wiring.connect(m, rd.bus, wiring.flipped(self.bus))
-        m.d.comb += self.error.eq(rd.error)
+        readers = self.readers
+        for p, (rd, bus) in enumerate(zip(readers, self.buses)):
+            m.submodules[f"reader_{p}" if p else "reader"] = rd
+            wiring.connect(m, rd.bus, wiring.flipped(bus))
+        m.d.comb += self.error.eq(Cat(rd.error for rd in readers).any())
         C, W = self._cols, self._words
 
         weights_left = Signal.like(self.cmd.payload.weight_beats)
         biases_left = Signal.like(self.cmd.payload.bias_beats)
         busy = weights_left.any() | biases_left.any()
-        m.d.comb += [self.cmd.ready.eq(~busy & rd.cmd.ready), rd.cmd.valid.eq(self.cmd.valid & ~busy),
-                     rd.cmd.payload.addr.eq(self.cmd.payload.addr),
-                     rd.cmd.payload.beats.eq(self.cmd.payload.weight_beats +
-                                             self.cmd.payload.bias_beats)]
+        record = self.cmd.payload.weight_beats + self.cmd.payload.bias_beats
+        plane_shift = exact_log2(self._port_bytes)
+        m.d.comb += self.cmd.ready.eq(~busy & Cat(rd.cmd.ready for rd in readers).all())
+        for p, rd in enumerate(readers):
+            # Plane p of the record starts p planes of `record` beats on.
+            m.d.comb += [rd.cmd.valid.eq(self.cmd.valid & self.cmd.ready),
+                         rd.cmd.payload.addr.eq(self.cmd.payload.addr +
+                                                ((record * p) << plane_shift)),
+                         rd.cmd.payload.beats.eq(record)]
+        # The readers' beats, side by side: one beat of the record when every port has its part.
+        beat = _Zip(m, readers)
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [weights_left.eq(self.cmd.payload.weight_beats),
                          biases_left.eq(self.cmd.payload.bias_beats)]
@@ -92,15 +136,15 @@ class LinearFetch(wiring.Component):
             m.d.sync += self.b.valid.eq(0)
 
         with m.If(weights_left.any()):
-            m.d.comb += [self.w.valid.eq(rd.o.valid), self.w.payload.eq(rd.o.payload),
-                         rd.o.ready.eq(self.w.ready)]
-            with m.If(rd.o.valid & rd.o.ready):
+            m.d.comb += [self.w.valid.eq(beat.valid), self.w.payload.eq(beat.payload),
+                         beat.ready.eq(self.w.ready)]
+            with m.If(beat.valid & beat.ready):
                 m.d.sync += weights_left.eq(weights_left - 1)
         with m.Elif(biases_left.any()):
-            m.d.comb += rd.o.ready.eq(~b_full)
-            with m.If(rd.o.valid & rd.o.ready):
+            m.d.comb += beat.ready.eq(~b_full)
+            with m.If(beat.valid & beat.ready):
                 m.d.sync += biases_left.eq(biases_left - 1)
-                incoming = rd.o.payload
+                incoming = beat.payload
                 if held is None:
                     words = [incoming[64 * i:64 * (i + 1)] for i in range(W)]
                     m.d.sync += [self.b.payload[i].eq(words[i][:self._acc_width])

@@ -26,6 +26,7 @@ from .expert_queues import ExpertQueues
 from .gate import Gate
 from .gather import Gather
 from .layernorm import LayerNorm, parameter_set_loaded
+from .linear_fetch import bus_name
 from .scatter import Scatter
 
 __all__ = ["MoeHalf"]
@@ -39,7 +40,9 @@ class MoeHalf(wiring.Component):
     dim, expert_hidden, experts, top_k, max_tokens : int
     lanes : int
     data_width, addr_width : int
-        The AXI read port of the weight fetch.
+        The AXI read ports of the weight fetch.
+    ports : int
+        Memory ports the MoE records are read over at once (``ExpertEngine``).
     eps : float
     compute : ComputeUnit or None
         A shared compute unit for the expert engine, reached through the port ``cu``
@@ -50,7 +53,7 @@ class MoeHalf(wiring.Component):
     cmd : ``In(stream.Signature(ExpertEngine.command_layout))``
     x, o : token rows in and out
     p : LayerNorm parameters
-    bus : AXI4 read master
+    bus, bus_1, ... : AXI4 read masters, one per port (:attr:`buses`)
     cycles : ``Out(32)``
     calls_taken : ``Out(1)``
         Every compute-unit call of this run has been accepted (the gate's and two per active
@@ -59,12 +62,12 @@ class MoeHalf(wiring.Component):
     """
 
     def __init__(self, *, dim, expert_hidden, experts, top_k, max_tokens, lanes=16,
-                 data_width=128, addr_width=40, eps=1e-6, compute=None):
+                 data_width=128, addr_width=40, ports=1, eps=1e-6, compute=None):
         self._dim, self._experts, self._max_tokens, self._lanes = dim, experts, max_tokens, lanes
         act = DEFAULT.act
         self.engine = ExpertEngine(dim=dim, expert_hidden=expert_hidden, experts=experts,
                                    max_tokens=max_tokens, lanes=lanes, data_width=data_width,
-                                   addr_width=addr_width, compute=compute)
+                                   addr_width=addr_width, ports=ports, compute=compute)
         self.layernorm = LayerNorm(dim=dim, lanes=lanes, gamma_fmt=DEFAULT.small_format,
                                    eps=eps, fmt=act)
         self.gate = Gate(experts=experts, k=top_k, lanes=lanes, max_tokens=max_tokens, fmt=act)
@@ -75,12 +78,17 @@ class MoeHalf(wiring.Component):
             "x": In(stream.Signature(beat)),
             "p": In(self.layernorm.p.signature.flip()),
             "o": Out(stream.Signature(beat)),
-            "bus": Out(self.engine.bus.signature),
+            **{bus_name(p): Out(bus.signature) for p, bus in enumerate(self.engine.buses)},
             "cycles": Out(32),
             "calls_taken": Out(1),
             "error": Out(1),
             **self.engine._client.members(),
         })
+
+    @property
+    def buses(self):
+        """The AXI read ports of the expert fetch, port 0 first."""
+        return [getattr(self, bus_name(p)) for p in range(len(self.engine.buses))]
 
     def elaborate(self, platform):
         m = Module()
@@ -123,7 +131,8 @@ class MoeHalf(wiring.Component):
         wiring.connect(m, gate.o, queues.i)
         wiring.connect(m, queues.o, eng.q)
         wiring.connect(m, g_out.o, wiring.flipped(self.o))
-        wiring.connect(m, eng.bus, wiring.flipped(self.bus))
+        for engine_bus, bus in zip(eng.buses, self.buses):
+            wiring.connect(m, engine_bus, wiring.flipped(bus))
         if self.engine._client.shared:
             wiring.connect(m, eng.cu, wiring.flipped(self.cu))
 

@@ -32,9 +32,6 @@ from .uart import UartTx
 
 __all__ = ["SelfTest"]
 
-#: The accelerator's read masters, all served by the ROM.
-READ_PORTS = ("image_bus", "params_bus", "weights_bus", "experts_bus")
-
 
 def _field(register, field, value=1):
     return BY_NAME[register].field(field).put(value)
@@ -50,7 +47,7 @@ class SelfTest(wiring.Component):
     ----------
     config : ModelConfig
         Small enough that its weights fit on chip (e.g. micro).
-    lanes, slots, data_width : int
+    lanes, slots, data_width, expert_ports : int
         Of the accelerator (:class:`hw.accelerator.Accelerator`).
     seed, task : int
         The synthetic weights and image, and the task to run.
@@ -72,11 +69,12 @@ class SelfTest(wiring.Component):
         CYCLES_TOTAL_LO of the run, once it is over.
     """
 
-    def __init__(self, config, *, lanes=4, slots=2, data_width=128, seed=0, task=0,
-                 divisor=217, repeat=25_000_000, watchdog=1 << 24):
+    def __init__(self, config, *, lanes=4, slots=2, data_width=128, expert_ports=1, seed=0,
+                 task=0, divisor=217, repeat=25_000_000, watchdog=1 << 24):
         self.memory = memory(config, lanes=lanes, slots=slots, beat_bytes=data_width // 8,
-                             seed=seed, task=task)
-        self.accelerator = Accelerator(config, lanes=lanes, slots=slots, data_width=data_width)
+                             expert_ports=expert_ports, seed=seed, task=task)
+        self.accelerator = Accelerator(config, lanes=lanes, slots=slots, data_width=data_width,
+                                       expert_ports=expert_ports)
         self._data_width, self._divisor, self._repeat = data_width, divisor, repeat
         self._watchdog = watchdog
         super().__init__({"passed": Out(1), "failed": Out(1), "running": Out(1), "tx": Out(1),
@@ -97,10 +95,11 @@ class SelfTest(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.accelerator = acc = self.accelerator
-        m.submodules.rom = rom = AxiRom(self.memory.rom, base=WEIGHTS_ADDR, ports=READ_PORTS,
-                                        data_width=self._data_width,
+        # Every read master of the accelerator is served by the ROM.
+        m.submodules.rom = rom = AxiRom(self.memory.rom, base=WEIGHTS_ADDR,
+                                        ports=acc.read_ports, data_width=self._data_width,
                                         addr_width=len(acc.image_bus.araddr))
-        for name in READ_PORTS:
+        for name in acc.read_ports:
             wiring.connect(m, getattr(acc, name), getattr(rom, name))
 
         # --- The output sink: a checksum of the words in the order they are written --------

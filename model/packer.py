@@ -12,7 +12,7 @@ of the sum then rounds half up, as ``numerics.shift_round`` does.
 
 import numpy as np
 
-__all__ = ["tiles", "linear_weight_tiles", "weight_beats", "bias_words", "linear_record",
+__all__ = ["tiles", "linear_weight_tiles", "weight_beats", "bias_words", "linear_record", "planes",
            "BIAS_WORD_BYTES", "WEIGHT_BYTES", "linear_record_beats", "expert_record_layout",
            "moe_layer_records", "moe_layer_image"]
 
@@ -97,6 +97,20 @@ def linear_record(w, b, x_frac, out_frac, rows, cols, beat_bytes=16):
     weights += bytes(-len(weights) % beat_bytes)
     biases += bytes(-len(biases) % beat_bytes)
     return weights + biases, len(weights) // beat_bytes, len(biases) // beat_bytes, shift
+
+
+def planes(record, ports, port_bytes):
+    """A record of ``ports x port_bytes``-byte beats as ``ports`` planes one after the other:
+    plane ``p`` holds bytes ``p * port_bytes`` to ``(p + 1) * port_bytes`` of every beat, so
+    memory port ``p`` reads it in plain bursts and the beats are whole again side by side
+    (:class:`hw.linear_fetch.LinearFetch`). One port: the record as it is."""
+    beat = ports * port_bytes
+    if len(record) % beat:
+        raise ValueError(f"a record of {len(record)} bytes is not whole {beat}-byte beats")
+    if ports == 1:
+        return bytes(record)
+    beats = np.frombuffer(bytes(record), np.uint8).reshape(-1, ports, port_bytes)
+    return beats.transpose(1, 0, 2).tobytes()
 
 
 def moe_layer_records(qm, block, rows, cols, *, beat_bytes=16, gate_addrs, experts_at):

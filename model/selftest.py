@@ -51,7 +51,7 @@ class SelfTestMemory:
         return OUTPUT_ADDR
 
 
-def memory(config, *, lanes, slots, beat_bytes=16, seed=0, task=0):
+def memory(config, *, lanes, slots, beat_bytes=16, expert_ports=1, seed=0, task=0):
     """The self-test of ``config`` on a ``lanes x lanes`` array with ``slots`` attention query
     slots and ``beat_bytes``-byte memory beats: synthetic weights and image from ``seed``, golden
     output for ``task``."""
@@ -64,7 +64,7 @@ def memory(config, *, lanes, slots, beat_bytes=16, seed=0, task=0):
         raise ValueError(f"task must be below {config.tasks}, not {task}")
     qm = quantize(synthetic(config, seed=seed), DEFAULT)
     image = synthetic_image(config, seed=seed)
-    weights = pack(qm, rows=lanes, cols=lanes, beat_bytes=beat_bytes)
+    weights = pack(qm, rows=lanes, cols=lanes, beat_bytes=beat_bytes, expert_ports=expert_ports)
     image_offset = -(-len(weights) // beat_bytes) * beat_bytes
     rom = weights + bytes(image_offset - len(weights)) + input_bytes(image, config, beat_bytes)
     hardware = HardwareConfig(mac_rows=lanes, mac_cols=lanes, attention_slots=slots)

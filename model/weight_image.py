@@ -54,7 +54,7 @@ import numpy as np
 from .config import CONFIGS, ModelConfig, config_by_name
 from .numerics import DEFAULT
 from .packer import (expert_record_layout, linear_record, linear_record_beats,
-                     moe_layer_records, tiles)
+                     moe_layer_records, planes, tiles)
 from .patch_embed import PIXEL_FRAC
 
 __all__ = [
@@ -68,7 +68,7 @@ __all__ = [
 #: First bytes of every weights image.
 FORMAT_MAGIC = b"EMWI"
 #: (major, minor): the major changes when a section moves or changes meaning.
-FORMAT_VERSION = (1, 0)
+FORMAT_VERSION = (1, 1)
 #: Every section starts at a multiple of this many bytes (an AXI burst never crosses it).
 SECTION_ALIGN = 4096
 #: Bytes of an activation, LayerNorm parameter or position-embedding value in memory.
@@ -89,7 +89,7 @@ HEADER_FIELDS = (
     ("rows", "H", "compute unit rows (inputs per tile)"),
     ("cols", "H", "compute unit columns (outputs per tile; LayerNorm lanes)"),
     ("beat_bytes", "H", "bytes per memory beat"),
-    ("reserved", "H", "zero"),
+    ("expert_ports", "H", "memory ports of the MoE records (planes per record)"),
     ("config_name", "16s", "configuration name, ASCII, zero-padded"),
     ("numerics", "16s", "numerics preset, ASCII, zero-padded"),
     *((name, "I", f"ModelConfig.{name}") for name in _DIMS),
@@ -122,7 +122,8 @@ class Section:
     beats : int
         ``length / beat_bytes``.
     weight_beats, bias_beats : int
-        Linear records: the beats of each region (``LinearFetch`` command fields).
+        Linear records: the beats of each region (``LinearFetch`` command fields). The MoE
+        records (gates, experts) count beats of ``expert_ports x beat_bytes``.
     shift : int or None
         Linear records: the index of the layer's output shift in the shift table.
     in_features, out_features : int
@@ -163,6 +164,7 @@ class ImageLayout:
     rows: int
     cols: int
     beat_bytes: int
+    expert_ports: int
     sections: tuple
     shift_names: tuple
     total_bytes: int
@@ -173,12 +175,18 @@ class ImageLayout:
         return self.cols
 
     @property
+    def shape(self):
+        """The machine's parameters this layout is for, as keywords of :func:`layout`."""
+        return dict(rows=self.rows, cols=self.cols, beat_bytes=self.beat_bytes,
+                    expert_ports=self.expert_ports)
+
+    @property
     def hash(self):
-        return config_hash(self.config, self.rows, self.cols, self.beat_bytes)
+        return config_hash(self.config, **self.shape)
 
     @property
     def variant(self):
-        return config_variant(self.config, self.rows, self.cols, self.beat_bytes)
+        return config_variant(self.config, **self.shape)
 
     def __getitem__(self, name):
         for section in self.sections:
@@ -219,8 +227,7 @@ class ImageLayout:
         return out
 
     def to_json(self):
-        return dict(config=self.config.name, rows=self.rows, cols=self.cols,
-                    beat_bytes=self.beat_bytes, section_align=SECTION_ALIGN,
+        return dict(config=self.config.name, **self.shape, section_align=SECTION_ALIGN,
                     format_version=f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}",
                     config_hash=f"{self.hash:#018x}", variant=f"{self.variant:#06x}",
                     total_bytes=self.total_bytes, shift_names=list(self.shift_names),
@@ -230,7 +237,10 @@ class ImageLayout:
                     output=asdict(output_layout(self.config, self.beat_bytes)))
 
 
-def _check_params(rows, cols, beat_bytes):
+def _check_params(rows, cols, beat_bytes, expert_ports=2):
+    if not (isinstance(expert_ports, int) and not isinstance(expert_ports, bool)
+            and 0 < expert_ports <= 8):
+        raise ValueError(f"expert_ports must be an integer in 1..8, not {expert_ports!r}")
     for name, value in (("rows", rows), ("cols", cols)):
         if not (isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 16):
             raise ValueError(f"{name} must be a positive integer below 65536, not {value!r}")
@@ -240,29 +250,38 @@ def _check_params(rows, cols, beat_bytes):
                          f"not {beat_bytes!r}")
 
 
-def config_hash(config, rows=16, cols=16, beat_bytes=16, numerics=DEFAULT):
+def config_hash(config, rows=16, cols=16, beat_bytes=16, expert_ports=2, numerics=DEFAULT):
     """64-bit hash of what makes an image fit a bitstream: the dimensions (not the name), the
     layout parameters, the numerics preset and the format's major version."""
     key = {name: getattr(config, name) for name in _DIMS}
     key.update(ln_eps=repr(config.ln_eps), rows=rows, cols=cols, beat_bytes=beat_bytes,
                numerics=numerics.name, format=FORMAT_VERSION[0])
+    if expert_ports != 1:           # (images for one port keep the hash they had before)
+        key.update(expert_ports=expert_ports)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).digest()
     return int.from_bytes(digest[:8], "little")
 
 
-def config_variant(config, rows=16, cols=16, beat_bytes=16, numerics=DEFAULT):
+def config_variant(config, rows=16, cols=16, beat_bytes=16, expert_ports=2, numerics=DEFAULT):
     """The 16-bit CONFIG.VARIANT a bitstream for this configuration carries: the low bits of
     :func:`config_hash`, so the host can tell a bitstream built for other dimensions."""
-    return config_hash(config, rows, cols, beat_bytes, numerics) & 0xFFFF
+    return config_hash(config, rows, cols, beat_bytes, expert_ports, numerics) & 0xFFFF
 
 
 @functools.lru_cache(maxsize=32)
-def layout(config, rows=16, cols=16, beat_bytes=16):
-    """The :class:`ImageLayout` of ``config``'s weights image, from dimensions alone."""
+def layout(config, rows=16, cols=16, beat_bytes=16, expert_ports=2):
+    """The :class:`ImageLayout` of ``config``'s weights image, from dimensions alone.
+
+    The MoE records (the gates and the experts) are fetched over ``expert_ports`` memory ports
+    at once: each is packed in beats of ``expert_ports x beat_bytes`` and stored as that many
+    planes, one after the other, plane ``p`` holding part ``p`` of every beat
+    (:func:`model.packer.planes`), so each port reads one plane in plain bursts.
+    """
     if not isinstance(config, ModelConfig):
         raise TypeError(f"config must be a ModelConfig, not {config!r}")
-    _check_params(rows, cols, beat_bytes)
+    _check_params(rows, cols, beat_bytes, expert_ports)
     cfg, act, bb = config, DEFAULT.act, beat_bytes
+    moe_bb = expert_ports * bb
     D = cfg.dim
     sections, shift_names = [], []
     cursor = 0
@@ -275,10 +294,10 @@ def layout(config, rows=16, cols=16, beat_bytes=16):
         cursor = offset + length
         return sections[-1]
 
-    def linear(name, out, inp, x_frac, out_frac, block=None):
-        wb, bias_b = linear_record_beats(out, inp, rows, cols, bb)
+    def linear(name, out, inp, x_frac, out_frac, block=None, beat=bb):
+        wb, bias_b = linear_record_beats(out, inp, rows, cols, beat)
         shift_names.append(name)
-        add(name, "linear", (wb + bias_b) * bb, weight_beats=wb, bias_beats=bias_b,
+        add(name, "linear", (wb + bias_b) * beat, weight_beats=wb, bias_beats=bias_b,
             shift=len(shift_names) - 1, in_features=inp, out_features=out, x_frac=x_frac,
             out_frac=out_frac, block=block)
 
@@ -297,12 +316,12 @@ def layout(config, rows=16, cols=16, beat_bytes=16):
         add(p + "ln2", "layernorm", ln_length, block=b)
         if cfg.is_moe(b):
             for t in range(cfg.tasks):
-                linear(p + f"gate{t}", cfg.experts, D, act.frac, act.frac, b)
-            shape = expert_record_layout(D, cfg.expert_hidden, rows, cols, bb)
+                linear(p + f"gate{t}", cfg.experts, D, act.frac, act.frac, b, beat=moe_bb)
+            shape = expert_record_layout(D, cfg.expert_hidden, rows, cols, moe_bb)
             shift_names.extend((p + "expert_fc1", p + "expert_fc2"))
             length = ((cfg.experts - 1) << shape["stride_log2"]) + (
                 shape["fc1_weight_beats"] + shape["fc1_bias_beats"]
-                + shape["fc2_weight_beats"] + shape["fc2_bias_beats"]) * bb
+                + shape["fc2_weight_beats"] + shape["fc2_bias_beats"]) * moe_bb
             offset = _align(cursor, SECTION_ALIGN)
             add(p + "experts", "experts", length, block=b, in_features=D,
                 out_features=cfg.expert_hidden,
@@ -322,7 +341,8 @@ def layout(config, rows=16, cols=16, beat_bytes=16):
         sections.append(Section(**{**{f.name: getattr(s, f.name) for f in fields(s)},
                                    "offset": moved, "engine": engine}))
     total = _align(sections[-1].end, SECTION_ALIGN)
-    return ImageLayout(cfg, rows, cols, bb, tuple(sections), tuple(shift_names), total)
+    return ImageLayout(cfg, rows, cols, bb, expert_ports, tuple(sections), tuple(shift_names),
+                       total)
 
 
 # --- Packing ---------------------------------------------------------------------------------
@@ -352,20 +372,21 @@ def _header(lay, crc):
     values = dict(magic=FORMAT_MAGIC, version=FORMAT_VERSION[0] << 16 | FORMAT_VERSION[1],
                   header_bytes=_HEADER.size, total_bytes=lay.total_bytes,
                   config_hash=lay.hash, body_crc32=crc, rows=lay.rows, cols=lay.cols,
-                  beat_bytes=lay.beat_bytes, reserved=0,
+                  beat_bytes=lay.beat_bytes, expert_ports=lay.expert_ports,
                   config_name=cfg.name.encode()[:16], numerics=DEFAULT.name.encode()[:16],
                   **{name: getattr(cfg, name) for name in _DIMS}, ln_eps=cfg.ln_eps)
     return _HEADER.pack(*(values[name] for name, _, _ in HEADER_FIELDS))
 
 
-def pack(qm, rows=16, cols=16, beat_bytes=16):
+def pack(qm, rows=16, cols=16, beat_bytes=16, expert_ports=2):
     """The weights image of a :class:`model.quantize.QuantizedModel` (``DEFAULT`` numerics), as
-    ``bytes`` of ``layout(qm.config, rows, cols, beat_bytes).total_bytes``."""
+    ``bytes`` of ``layout(qm.config, rows, cols, beat_bytes, expert_ports).total_bytes``."""
     if qm.numerics != DEFAULT:
         raise ValueError(f"the machine computes in the default numerics; this model is "
                          f"quantized for {qm.numerics.name!r}")
     cfg, act = qm.config, DEFAULT.act
-    lay = layout(cfg, rows, cols, beat_bytes)
+    lay = layout(cfg, rows, cols, beat_bytes, expert_ports)
+    moe_bb = expert_ports * beat_bytes
     image = bytearray(lay.total_bytes)
     shifts = [None] * len(lay.shift_names)
 
@@ -406,7 +427,7 @@ def pack(qm, rows=16, cols=16, beat_bytes=16):
         elif s.kind == "experts":
             gates = {t: lay[f"l{b}.gate{t}"] for t in range(cfg.tasks)}
             records, engine, gate_fields = moe_layer_records(
-                qm, b, rows, cols, beat_bytes=beat_bytes,
+                qm, b, rows, cols, beat_bytes=moe_bb,
                 gate_addrs={t: g.offset for t, g in gates.items()}, experts_at=s.offset)
             mine = {k: v for k, v in s.engine.items()
                     if k not in ("fc1_shift_index", "fc2_shift_index", "experts")}
@@ -420,6 +441,12 @@ def pack(qm, rows=16, cols=16, beat_bytes=16):
                     raise AssertionError(f"{g.name}: record does not match the layout")
                 shifts[g.shift] = f["gate_shift"]
             for addr, data in records.items():
+                if addr >= s.offset:        # an expert's slot: its fc1 record, then fc2's
+                    cut = engine["fc2_offset"]
+                    data = (planes(data[:cut], expert_ports, beat_bytes)
+                            + planes(data[cut:], expert_ports, beat_bytes))
+                else:
+                    data = planes(data, expert_ports, beat_bytes)
                 image[addr:addr + len(data)] = data
             shifts[s.engine["fc1_shift_index"]] = engine["fc1_shift"]
             shifts[s.engine["fc2_shift_index"]] = engine["fc2_shift"]
@@ -446,14 +473,14 @@ def read_header(data):
     return values
 
 
-def _repack_hint(config, rows, cols, beat_bytes):
-    extra = "" if (rows, cols, beat_bytes) == (16, 16, 16) else (
-        f" --rows {rows} --cols {cols} --beat-bytes {beat_bytes}")
+def _repack_hint(config, rows, cols, beat_bytes, expert_ports):
+    extra = "" if (rows, cols, beat_bytes, expert_ports) == (16, 16, 16, 2) else (
+        f" --rows {rows} --cols {cols} --beat-bytes {beat_bytes} --expert-ports {expert_ports}")
     return (f"run python -m model.weight_image --config {config.name}{extra} "
             f"--weights DIR --out FILE")
 
 
-def check(data, config, rows=16, cols=16, beat_bytes=16):
+def check(data, config, rows=16, cols=16, beat_bytes=16, expert_ports=2):
     """Validate a weights image for a machine built for ``config`` (and these layout
     parameters); return its header.
 
@@ -462,8 +489,8 @@ def check(data, config, rows=16, cols=16, beat_bytes=16):
     ImageError
         (a ``ValueError``) saying what is wrong and how to make a fitting image.
     """
-    lay = layout(config, rows, cols, beat_bytes)
-    hint = _repack_hint(config, rows, cols, beat_bytes)
+    lay = layout(config, rows, cols, beat_bytes, expert_ports)
+    hint = _repack_hint(config, rows, cols, beat_bytes, expert_ports)
     h = read_header(data)
     if h["magic"] != FORMAT_MAGIC:
         raise ImageError(f"not a weights image: it starts with {h['magic']!r}, not "
@@ -481,9 +508,11 @@ def check(data, config, rows=16, cols=16, beat_bytes=16):
             diff = ", ".join(f"{k} {theirs[k]} (want {ours[k]})" for k in ours
                              if theirs[k] != ours[k])
             what = f"has other dimensions than {config.name}: {diff}"
-        elif (h["rows"], h["cols"], h["beat_bytes"]) != (rows, cols, beat_bytes):
-            what = (f"was packed for a {h['rows']} x {h['cols']} array and {h['beat_bytes']}-"
-                    f"byte beats, this machine has {rows} x {cols} and {beat_bytes}")
+        elif (h["rows"], h["cols"], h["beat_bytes"], h["expert_ports"] or 1) != (
+                rows, cols, beat_bytes, expert_ports):
+            what = (f"was packed for a {h['rows']} x {h['cols']} array, {h['beat_bytes']}-byte "
+                    f"beats and {h['expert_ports'] or 1} expert ports, this machine has {rows} x "
+                    f"{cols}, {beat_bytes} and {expert_ports}")
         elif h["numerics"] != DEFAULT.name:
             what = f"was packed for numerics {h['numerics']!r}, the machine uses {DEFAULT.name!r}"
         else:
@@ -503,9 +532,9 @@ def check(data, config, rows=16, cols=16, beat_bytes=16):
     return h
 
 
-def read_shifts(data, config, rows=16, cols=16, beat_bytes=16):
+def read_shifts(data, config, rows=16, cols=16, beat_bytes=16, expert_ports=2):
     """``{layer name: output shift}`` from an image's shift table."""
-    lay = layout(config, rows, cols, beat_bytes)
+    lay = layout(config, rows, cols, beat_bytes, expert_ports)
     table = lay["shifts"]
     return dict(zip(lay.shift_names, data[table.offset:table.offset + len(lay.shift_names)]))
 
@@ -594,7 +623,8 @@ def summary(lay):
     """The layout as a text table."""
     lines = [f"weights image of {lay.config.name}: {lay.total_bytes} bytes "
              f"({lay.total_bytes / 2**20:.2f} MiB), {len(lay.sections)} sections, array "
-             f"{lay.rows} x {lay.cols}, {lay.beat_bytes}-byte beats, hash {lay.hash:#018x}, "
+             f"{lay.rows} x {lay.cols}, {lay.beat_bytes}-byte beats, {lay.expert_ports} expert "
+             f"ports, hash {lay.hash:#018x}, "
              f"CONFIG.VARIANT {lay.variant:#06x}",
              f"{'offset':>10} {'bytes':>9} {'beats':>7}  {'section':<14} contents"]
     for s in lay.sections:
@@ -612,7 +642,8 @@ def markdown(lay):
     inp, out = input_layout(lay.config, lay.beat_bytes), output_layout(lay.config,
                                                                          lay.beat_bytes)
     lines = [f"Weights image of **{lay.config.name}** ({lay.rows} x {lay.cols} array, "
-             f"{lay.beat_bytes}-byte beats, format {FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}): "
+             f"{lay.beat_bytes}-byte beats, {lay.expert_ports} expert ports, format "
+             f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}): "
              f"**{lay.total_bytes} bytes**, hash `{lay.hash:#018x}`, CONFIG.VARIANT "
              f"`{lay.variant:#06x}`. Image buffer {inp.length} bytes, output buffer "
              f"{out.length} bytes ({out.rows} rows of {out.row_bytes}).", "",
@@ -664,13 +695,15 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--cols", type=int, default=16)
     parser.add_argument("--beat-bytes", type=int, default=16)
+    parser.add_argument("--expert-ports", type=int, default=2,
+                        help="memory ports the MoE records are read over (default 2)")
     parser.add_argument("--json", action="store_true", help="print the layout as JSON")
     parser.add_argument("--markdown", action="store_true",
                         help="print the layout as Markdown tables")
     args = parser.parse_args(argv)
     try:
         config = config_by_name(args.config)
-        lay = layout(config, args.rows, args.cols, args.beat_bytes)
+        lay = layout(config, args.rows, args.cols, args.beat_bytes, args.expert_ports)
     except ValueError as e:
         parser.error(str(e))
     if args.out and args.weights is None and args.synthetic is None:
@@ -682,7 +715,8 @@ def main(argv=None):
     else:
         print(summary(lay))
     if args.out:
-        data = pack(_load(args, config), args.rows, args.cols, args.beat_bytes)
+        data = pack(_load(args, config), args.rows, args.cols, args.beat_bytes,
+                    args.expert_ports)
         with open(args.out, "wb") as f:
             f.write(data)
         print(f"wrote {len(data)} bytes to {args.out}", file=sys.stderr if args.json else

@@ -52,17 +52,17 @@ def floor_cycles(qm, image, task, lanes=16):
     return total
 
 
-def touched_bytes(qm, image, task, lanes=16, beat_bytes=16):
+def touched_bytes(qm, image, task, lanes=16, beat_bytes=16, expert_ports=2):
     """The bytes an inference must read at least: the image, the shift table, and every
     parameter it uses once (the task's gates, the experts the golden model routes tokens to);
     :func:`model.weight_image.layout` sizes each, in whole beats."""
     from model.golden import run
     from model.weight_image import input_layout, layout
     cfg = qm.config
-    lay = layout(cfg, lanes, lanes, beat_bytes)
+    lay = layout(cfg, lanes, lanes, beat_bytes, expert_ports)
     trace = run(qm, image, task)
     names = ["shifts", "patch", "pos_embed"]
-    beats = 0
+    total = input_layout(cfg, beat_bytes).length
     for b in range(cfg.depth):
         p = f"l{b}."
         names += [p + n for n in ("ln1", "k", "q", "v", "proj", "ln2")]
@@ -70,12 +70,11 @@ def touched_bytes(qm, image, task, lanes=16, beat_bytes=16):
             names.append(f"{p}gate{task}")
             e = lay[p + "experts"].engine
             per_expert = sum(e[f"{m}_{k}_beats"] for m in ("fc1", "fc2")
-                             for k in ("weight", "bias"))
-            beats += per_expert * len(set(int(x) for x in trace.experts[b].flat))
+                             for k in ("weight", "bias")) * expert_ports * beat_bytes
+            total += per_expert * len(set(int(x) for x in trace.experts[b].flat))
         else:
             names += [p + "fc1", p + "fc2"]
-    beats += sum(lay[n].beats for n in names)
-    return beats * beat_bytes + input_layout(cfg, beat_bytes).length
+    return total + sum(lay[n].length for n in names)
 
 
 def benchmark(config_name="m3vit-tiny", task=0, progress=None):

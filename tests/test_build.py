@@ -86,13 +86,15 @@ def test_zcu102_plan_without_vivado(capsys, tmp_path, monkeypatch):
     verilog = (out_dir / "top.v").read_text()
     assert "zynq_ps_wrapper" in verilog and "pl_clk0" in verilog
     # The accelerator's AXI ports on the PS: image reads and output writes share HP0, the
-    # register block is on HPM0 through the protocol converter, the interrupt on pl_ps_irq0.
+    # second expert port is on HPC0, the register block on HPM0 through the protocol
+    # converter, the interrupt on pl_ps_irq0.
     for port in ("image_bus_output_bus_araddr({ 9'h000, image_bus__araddr })",
                  "image_bus_output_bus_awaddr({ 9'h000, output_bus__awaddr })",
                  "params_bus_araddr(", "weights_bus_araddr(", "experts_bus_araddr(",
-                 "control_rdata(", "pl_ps_irq0(irq)"):
+                 "experts_bus_1_araddr(", "control_rdata(", "pl_ps_irq0(irq)"):
         assert port in verilog, port
-    for text in ("ps/S_AXI_HP3_FPD", "ps/M_AXI_HPM0_FPD", "axi_protocol_converter",
+    for text in ("ps/S_AXI_HP3_FPD", "ps/S_AXI_HPC0_FPD", "PSU__USE__S_AXI_GP0 {1}",
+                 "ps/M_AXI_HPM0_FPD", "axi_protocol_converter",
                  "CONFIG.MI_PROTOCOL {AXI4LITE}"):
         assert text in ps, text
     assert "set_property LOC AG14" in (out_dir / "top.xdc").read_text()
@@ -207,8 +209,8 @@ def test_ps_tcl_register_port_and_limits():
     tcl = ps_block_design_tcl(hp_masters=["a", "b"], register_port="regs", clock_mhz=200)
     assert "ps/S_AXI_HP1_FPD" in tcl and "ps/M_AXI_HPM0_FPD" in tcl
     assert "PSU__USE__M_AXI_GP0 {1}" in tcl and "ASSOCIATED_BUSIF {a:b:regs}" in tcl
-    with pytest.raises(ValueError, match="4 HP ports"):
-        ps_block_design_tcl(hp_masters=list("abcde"))
+    with pytest.raises(ValueError, match="6 HP and HPC ports"):
+        ps_block_design_tcl(hp_masters=list("abcdefg"))
 
 
 def test_exerciser_rejects_unknown_port():

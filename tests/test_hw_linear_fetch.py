@@ -11,7 +11,11 @@ test_linear_fetch = cocotb_tests("sim.benches.linear_fetch", lambda **c: make_de
                                  configs=[dict(cols=4, acc_width=49, data_width=128,
                                                addr_width=32),
                                           dict(cols=2, acc_width=49, data_width=128,
-                                               addr_width=32)])
+                                               addr_width=32),
+                                          dict(cols=4, acc_width=49, data_width=128,
+                                               addr_width=32, ports=2),
+                                          dict(cols=6, acc_width=49, data_width=64,
+                                               addr_width=32, ports=3)])
 
 
 def test_bad_construction():
@@ -19,3 +23,5 @@ def test_bad_construction():
         LinearFetch(cols=3, acc_width=49)
     with pytest.raises(ValueError, match="acc_width must be at most 64"):
         LinearFetch(cols=4, acc_width=70)
+    with pytest.raises(ValueError, match="ports must be a positive integer"):
+        LinearFetch(cols=4, acc_width=49, ports=0)

@@ -5,7 +5,8 @@ import pytest
 
 from model.config import MICRO
 from model.numerics import DEFAULT, Fixed, Quantized
-from model.packer import bias_words, linear_record, linear_weight_tiles, moe_layer_image, tiles
+from model.packer import (bias_words, linear_record, linear_weight_tiles, moe_layer_image, planes,
+                          tiles)
 from model.quantize import quantize
 from model.weights import synthetic
 
@@ -42,3 +43,11 @@ def test_moe_layer_image_checks_block_and_task():
         moe_layer_image(qm, 1, 2, 4, 4)
     with pytest.raises(ValueError, match="block 0 is not a MoE block"):
         moe_layer_image(qm, 0, 0, 4, 4)
+
+
+def test_planes_split_each_beat_over_the_ports():
+    # Two beats of two 2-byte parts: plane 0 holds the first part of each beat, then plane 1.
+    assert planes(bytes(range(8)), 2, 2) == bytes([0, 1, 4, 5, 2, 3, 6, 7])
+    assert planes(bytes(range(8)), 1, 8) == bytes(range(8))
+    with pytest.raises(ValueError, match="not whole 4-byte beats"):
+        planes(bytes(6), 2, 2)

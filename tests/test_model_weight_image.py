@@ -11,7 +11,7 @@ import pytest
 from model import weight_image as wi
 from model.config import M3VIT_TINY, MICRO
 from model.numerics import DEFAULT, EDGEMOE
-from model.packer import linear_record, moe_layer_image
+from model.packer import linear_record, moe_layer_image, planes
 from model.patch_embed import PIXEL_FRAC
 from model.quantize import quantize
 from model.patch_embed import image_bytes
@@ -42,9 +42,9 @@ def _with_header(data, **changes):
 # The layout.
 
 @pytest.mark.parametrize("config", [MICRO, M3VIT_TINY], ids=lambda c: c.name)
-@pytest.mark.parametrize("rows, cols, beat_bytes", [(16, 16, 16), (8, 8, 32)])
-def test_layout_sections_are_aligned_and_disjoint(config, rows, cols, beat_bytes):
-    lay = wi.layout(config, rows, cols, beat_bytes)
+@pytest.mark.parametrize("rows, cols, beat_bytes, ports", [(16, 16, 16, 2), (8, 8, 32, 1)])
+def test_layout_sections_are_aligned_and_disjoint(config, rows, cols, beat_bytes, ports):
+    lay = wi.layout(config, rows, cols, beat_bytes, ports)
     names = [s.name for s in lay.sections]
     assert len(set(names)) == len(names)
     assert names[:4] == ["header", "shifts", "patch", "pos_embed"]
@@ -52,7 +52,9 @@ def test_layout_sections_are_aligned_and_disjoint(config, rows, cols, beat_bytes
         assert s.offset % wi.SECTION_ALIGN == 0, s.name
         assert s.length == s.beats * beat_bytes > 0, s.name
         if s.kind == "linear":
-            assert s.weight_beats + s.bias_beats == s.beats, s.name
+            # The gates' records count beats of all the expert ports.
+            per_beat = ports if ".gate" in s.name else 1
+            assert (s.weight_beats + s.bias_beats) * per_beat == s.beats, s.name
     for a, b in zip(lay.sections, lay.sections[1:]):
         assert a.end <= b.offset, (a.name, b.name)
     assert lay.total_bytes % wi.SECTION_ALIGN == 0 and lay.sections[-1].end <= lay.total_bytes
@@ -137,10 +139,14 @@ def test_moe_block_is_what_the_expert_engine_reads(micro_qm, micro_image):
     base = 0x4000_0000
     for task in range(MICRO.tasks):
         gate = lay[f"l1.gate{task}"]
-        records, fields = moe_layer_image(micro_qm, 1, task, 16, 16, gate_at=gate.offset,
+        # The records of two ports' beats, each stored as two planes.
+        records, fields = moe_layer_image(micro_qm, 1, task, 16, 16, beat_bytes=32,
+                                          gate_at=gate.offset,
                                           experts_at=lay["l1.experts"].offset)
         for addr, data in records.items():
-            assert micro_image[addr:addr + len(data)] == data
+            cut = fields["fc2_offset"] if addr != gate.offset else len(data)
+            stored = planes(data[:cut], 2, 16) + planes(data[cut:], 2, 16)
+            assert micro_image[addr:addr + len(data)] == stored
         engine = lay.expert_engine_fields(1, task, shifts=shifts)
         assert engine == fields
         moved = lay.expert_engine_fields(1, task, weights_addr=base, shifts=shifts)
@@ -172,7 +178,7 @@ def test_padding_is_zero(micro_image):
         if s.kind == "experts":
             e = s.engine
             size = (e["fc1_weight_beats"] + e["fc1_bias_beats"] + e["fc2_weight_beats"]
-                    + e["fc2_bias_beats"]) * lay.beat_bytes
+                    + e["fc2_bias_beats"]) * lay.beat_bytes * lay.expert_ports
             for x in range(e["experts"]):
                 start = s.offset + (x << e["stride_log2"])
                 used[start:start + size] = True
@@ -214,7 +220,8 @@ def test_pack_refuses_other_numerics():
     (lambda d: _with_header(d, config_hash=1, dim=64),
      r"other dimensions than micro: dim 64 \(want 32\)"),
     (lambda d: _with_header(d, config_hash=1, beat_bytes=32),
-     "packed for a 16 x 16 array and 32-byte beats"),
+     "packed for a 16 x 16 array, 32-byte beats and 2 expert ports"),
+    (lambda d: _with_header(d, config_hash=1, expert_ports=1), "and 1 expert ports"),
     (lambda d: _with_header(d, config_hash=1, numerics=b"edgemoe"), "numerics 'edgemoe'"),
     (lambda d: _with_header(d, total_bytes=4096), "header says 4096 bytes"),
     (lambda d: d[:-4096], "truncated"),

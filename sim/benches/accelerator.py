@@ -27,7 +27,7 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiRamWrite, A
 
 from host.driver import AcceleratorError, Buffers, Driver
 from host.memory import CocotbBus
-from hw.accelerator import Accelerator
+from hw.accelerator import Accelerator, read_ports
 from model.config import HardwareConfig, config_by_name
 from model.golden import forward
 from model.numerics import DEFAULT
@@ -41,7 +41,6 @@ from sim.stream import PERIOD_NS, assert_bit_exact, clock_and_reset
 
 #: Where the buffers start in the simulated DRAM (the machine refuses address 0).
 BASE = 0x10_0000
-READ_PORTS = ("image_bus", "params_bus", "weights_bus", "experts_bus")
 
 
 def model_config(config):
@@ -53,7 +52,8 @@ def model_config(config):
 def make_design(config):
     """The machine of a bench configuration (the pytest side builds it the same way)."""
     return Accelerator(model_config(config), lanes=config.get("lanes", 16),
-                       slots=config.get("slots", 4), data_width=config.get("data_width", 128))
+                       slots=config.get("slots", 4), data_width=config.get("data_width", 128),
+                       expert_ports=config.get("expert_ports", 2))
 
 
 def model_and_images(config, count=2):
@@ -100,16 +100,18 @@ class System:
         self.model = model_config(config)
         self.lanes = config.get("lanes", 16)
         self.beat_bytes = config.get("data_width", 128) // 8
-        shape = dict(rows=self.lanes, cols=self.lanes, beat_bytes=self.beat_bytes)
+        self.shape = shape = dict(rows=self.lanes, cols=self.lanes, beat_bytes=self.beat_bytes,
+                                  expert_ports=config.get("expert_ports", 2))
         self.buffers = Buffers.plan(BASE, self.model, **shape)
         self.dram = mmap.mmap(-1, self.buffers.end)
         self.reads = {name: FaultyRead(AxiReadBus.from_prefix(dut, f"{name}_"), dut.clk,
-                                       dut.rst, mem=self.dram) for name in READ_PORTS}
+                                       dut.rst, mem=self.dram)
+                      for name in read_ports(shape["expert_ports"])}
         self.write = CountingWrite(AxiWriteBus.from_prefix(dut, "output_bus_"), dut.clk, dut.rst,
                                    mem=self.dram)
         axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "control_"), dut.clk, dut.rst)
         # One log line per register access or burst would flood the log.
-        for port in ("control_", "output_bus_") + tuple(f"{name}_" for name in READ_PORTS):
+        for port in ("control_", "output_bus_") + tuple(f"{name}_" for name in self.reads):
             logging.getLogger(f"cocotb.{dut._name}.{port}").setLevel(logging.WARNING)
         self.bus = CocotbBus(self.write, axil, clock=dut.clk, poll_cycles=64)
         self.driver = Driver(self.bus, self.model, self.buffers, **shape)
@@ -163,8 +165,7 @@ async def _setup(dut, config):
     system = System(dut, config)
     qm, images = model_and_images(config)
     await system.driver.check_bitstream()
-    await system.driver.load_weights(pack(qm, rows=system.lanes, cols=system.lanes,
-                                          beat_bytes=system.beat_bytes))
+    await system.driver.load_weights(pack(qm, **system.shape))
     return system, qm, images
 
 

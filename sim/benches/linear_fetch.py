@@ -1,6 +1,8 @@
 """cocotb bench of :class:`hw.linear_fetch.LinearFetch` on cocotbext-axi's AxiRam: the ``w`` and
-``b`` beats must be those :mod:`model.packer` makes for the compute unit."""
+``b`` beats must be those :mod:`model.packer` makes for the compute unit. With several ports, one
+memory behind a RAM model on each, each port pausing at its own random times."""
 
+import mmap
 import random
 
 import numpy as np
@@ -8,9 +10,9 @@ import numpy as np
 import cocotb
 from cocotbext.axi import AxiRamRead, AxiReadBus
 
-from hw.linear_fetch import LinearFetch
+from hw.linear_fetch import LinearFetch, bus_name
 from model.numerics import DEFAULT
-from model.packer import bias_words, linear_record, linear_weight_tiles, weight_beats
+from model.packer import bias_words, linear_record, linear_weight_tiles, planes, weight_beats
 from sim.runner import bench_config
 from sim.stream import StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct
 
@@ -30,13 +32,17 @@ def _pauses(seed, p):
 async def run(dut, *, pause=0.0, backpressure=0.0):
     c = bench_config()
     design = make_design(c)
-    C, lanes = c["cols"], c["data_width"] // 16
+    ports, port_bytes = c.get("ports", 1), c["data_width"] // 8
+    C, lanes = c["cols"], ports * c["data_width"] // 16
     rows = C
     rng = np.random.default_rng(1)
     await clock_and_reset(dut)
-    ram = AxiRamRead(AxiReadBus.from_prefix(dut, "bus_"), dut.clk, dut.rst, size=1 << 20)
+    memory = mmap.mmap(-1, 1 << 20)
+    rams = [AxiRamRead(AxiReadBus.from_prefix(dut, f"{bus_name(p)}_"), dut.clk, dut.rst,
+                       mem=memory) for p in range(ports)]
     if pause:
-        ram.r_channel.set_pause_generator(_pauses(2, pause))
+        for p, ram in enumerate(rams):
+            ram.r_channel.set_pause_generator(_pauses(2 + p, pause))
     cmd = StreamSource(dut, "cmd")
     w_sink = StreamSink(dut, "w", backpressure=backpressure, seed=3)
     b_sink = StreamSink(dut, "b", backpressure=backpressure, seed=4)
@@ -44,8 +50,9 @@ async def run(dut, *, pause=0.0, backpressure=0.0):
     for out_dim, in_dim, bias in ((24, 40, True), (8, 8, False), (C * 3, 20, True)):
         w, _ = DEFAULT.quantize("weight", rng.normal(0, 0.3, (out_dim, in_dim)))
         b = DEFAULT.quantize("bias", rng.normal(0, 1, out_dim))[0] if bias else None
-        record, wb, bb, shift = linear_record(w, b, ACT.frac, ACT.frac, rows, C)
-        ram.write(addr, record)
+        record, wb, bb, shift = linear_record(w, b, ACT.frac, ACT.frac, rows, C,
+                                              ports * port_bytes)
+        memory[addr:addr + len(record)] = planes(record, ports, port_bytes)
         cmd.send([pack_struct(design.cmd.payload.shape(), addr=addr, weight_beats=wb,
                               bias_beats=bb)])
         want_w += [pack_lanes(beat, 16) for beat in

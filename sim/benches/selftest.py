@@ -17,6 +17,7 @@ from sim.stream import PERIOD_NS, clock_and_reset
 def make_design(config):
     return SelfTest(config_by_name(config["model"]), lanes=config["lanes"],
                     slots=config["slots"], data_width=config["data_width"],
+                    expert_ports=config.get("expert_ports", 1),
                     divisor=config["divisor"], repeat=config["repeat"],
                     watchdog=config.get("watchdog", 1 << 24))
 
