@@ -1,6 +1,7 @@
 """Measured cycle counts of hardware units, from cycle-accurate simulation.
 
-    python -m sim.measure [compute_unit] [mlp_half] [moe_experts[_256]] [moe_half[_256]]
+    python -m sim.measure [compute_unit] [mlp_half] [moe_experts[_256]]
+                          [moe_half[_256|_2ports]]
                           [attention_p1|p2|p4|p8] [attention_half] [--json]
 
 Each measurement is a cocotb bench (``sim/benches/*_cycles.py``) on the unit's default
@@ -46,11 +47,11 @@ def _moe_experts(data_width):
     return make
 
 
-def _moe_half(data_width):
+def _moe_half(data_width, ports=1):
     def make():
         from model.weights import shared_weights_dir
         from sim.benches.moe_half import make_design
-        config = dict(model="m3vit-tiny", lanes=16, data_width=data_width)
+        config = dict(model="m3vit-tiny", lanes=16, data_width=data_width, ports=ports)
         if shared_weights_dir() is not None:
             config["weights"] = "edge-moe"
         return (lambda: make_design(config)), config, "sim.benches.moe_half"
@@ -81,6 +82,7 @@ def _attention_half():
 
 MEASUREMENTS = {"compute_unit": _compute_unit, "mlp_half": _mlp_half,
                 "moe_half": _moe_half(128), "moe_half_256": _moe_half(256),
+                "moe_half_2ports": _moe_half(128, ports=2),
                 "moe_experts": _moe_experts(128), "moe_experts_256": _moe_experts(256),
                 **{f"attention_p{p}": _attention(p) for p in (1, 2, 4, 8)},
                 "attention_half": _attention_half}
@@ -129,8 +131,10 @@ def _print_moe_experts(r):
 
 
 def _print_moe_half(r):
-    print(f"moe_half: {r['model']} block {r['block']} task {r['task']}, one {r['data_width']}-bit "
-          f"AXI port: {r['cycles']} cycles (LN2, gate, queues, {r['active_experts']} active "
+    ports = r.get("ports", 1)
+    print(f"moe_half: {r['model']} block {r['block']} task {r['task']}, "
+          f"{'one' if ports == 1 else ports} {r['data_width']}-bit AXI port{'s' * (ports > 1)}: "
+          f"{r['cycles']} cycles (LN2, gate, queues, {r['active_experts']} active "
           f"experts; their matmuls alone {r['ideal_expert_cycles']} at 100%) (simulated in "
           f"{r['wall_seconds']} s including any build)")
 
@@ -158,6 +162,7 @@ _PRINTERS = {**{f"attention_p{p}": _print_attention for p in (1, 2, 4, 8)},
              "attention_half": _print_attention_half,
              "compute_unit": _print_compute_unit, "mlp_half": _print_mlp_half,
              "moe_half": _print_moe_half, "moe_half_256": _print_moe_half,
+             "moe_half_2ports": _print_moe_half,
              "moe_experts": _print_moe_experts, "moe_experts_256": _print_moe_experts}
 
 

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """The MoE half-block in RTL (LN2, gate, expert queues, expert engine) against the golden model:
-micro with synthetic weights, both tasks, at full rate and under back-pressure; m3vit-tiny's
+micro with synthetic weights, both tasks, at full rate and under back-pressure, over one and two
+memory ports; m3vit-tiny's
 first MoE block with the published gates (synthetic experts) for both tasks, when present."""
 
 import pytest
@@ -12,7 +13,8 @@ from sim.runner import cocotb_tests
 MICRO = dict(model="micro", lanes=4)
 
 test_moe_half = cocotb_tests("sim.benches.moe_half", lambda **c: make_design(c),
-                             configs=[MICRO, dict(MICRO, task=1, idle=0.3, backpressure=0.5)])
+                             configs=[MICRO, dict(MICRO, task=1, idle=0.3, backpressure=0.5),
+                                      dict(MICRO, ports=2, idle=0.3, backpressure=0.5)])
 
 if shared_weights_dir() is not None:
     M3VIT = dict(model="m3vit-tiny", weights="edge-moe", lanes=16, data_width=256)

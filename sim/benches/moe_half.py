@@ -4,6 +4,7 @@ cocotbext-axi's AxiRam. With ``$EDGEMOE_MEASURE_OUT`` set, the run's figures go 
 
 import json
 import logging
+import mmap
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ import numpy as np
 import cocotb
 from cocotbext.axi import AxiRamRead, AxiReadBus
 
+from hw.linear_fetch import bus_name
 from hw.moe_half import MoeHalf
 from model.config import config_by_name
 from model.moe_half import moe_half
@@ -28,7 +30,8 @@ def make_design(config):
     model = config_by_name(config["model"])
     return MoeHalf(dim=model.dim, expert_hidden=model.expert_hidden, experts=model.experts,
                    top_k=model.top_k, max_tokens=model.tokens, lanes=config["lanes"],
-                   data_width=config.get("data_width", 128), addr_width=32, eps=model.ln_eps)
+                   data_width=config.get("data_width", 128), addr_width=32,
+                   ports=config.get("ports", 1), eps=model.ln_eps)
 
 
 @cocotb.test()
@@ -40,12 +43,16 @@ async def test_moe_half_block(dut):
     qm, b, _, x, _, _ = layer_data(config)
     expected, chosen, probs = moe_half(qm, b, x, task)
     L = config["lanes"]
+    ports = config.get("ports", 1)
     image, fields = memory_image(qm, b, L, len(x), task=task,
-                                 data_width=config.get("data_width", 128))
+                                 data_width=config.get("data_width", 128), ports=ports)
     await clock_and_reset(dut)
-    ram = AxiRamRead(AxiReadBus.from_prefix(dut, "bus_"), dut.clk, dut.rst, size=len(image))
-    ram.log.setLevel(logging.WARNING)
-    ram.write(0, image)
+    memory = mmap.mmap(-1, len(image))
+    memory[:] = image
+    for p in range(ports):               # one memory behind every port
+        ram = AxiRamRead(AxiReadBus.from_prefix(dut, f"{bus_name(p)}_"), dut.clk, dut.rst,
+                         mem=memory)
+        ram.log.setLevel(logging.WARNING)
     srcs = {n: StreamSource(dut, n, idle=config.get("idle", 0.0), seed=i)
             for i, n in enumerate(("cmd", "x", "p"))}
     sink = StreamSink(dut, "o", backpressure=config.get("backpressure", 0.0), seed=5)
@@ -63,7 +70,8 @@ async def test_moe_half_block(dut):
     if os.environ.get("EDGEMOE_MEASURE_OUT"):
         with open(os.environ["EDGEMOE_MEASURE_OUT"], "w") as f:
             json.dump({"model": config["model"], "block": int(b), "task": task,
-                       "data_width": config.get("data_width", 128), "cycles": cycles,
+                       "data_width": config.get("data_width", 128), "ports": ports,
+                       "cycles": cycles,
                        "active_experts": active,
                        "ideal_expert_cycles": int(len(chosen.reshape(-1)) * 2 *
                                                   (model.expert_hidden // L) *
