@@ -473,6 +473,10 @@ def read_header(data):
     return values
 
 
+def _ports(n):
+    return f"{n} expert port{'s' * (n != 1)}"
+
+
 def _repack_hint(config, rows, cols, beat_bytes, expert_ports):
     extra = "" if (rows, cols, beat_bytes, expert_ports) == (16, 16, 16, 2) else (
         f" --rows {rows} --cols {cols} --beat-bytes {beat_bytes} --expert-ports {expert_ports}")
@@ -511,7 +515,7 @@ def check(data, config, rows=16, cols=16, beat_bytes=16, expert_ports=2):
         elif (h["rows"], h["cols"], h["beat_bytes"], h["expert_ports"] or 1) != (
                 rows, cols, beat_bytes, expert_ports):
             what = (f"was packed for a {h['rows']} x {h['cols']} array, {h['beat_bytes']}-byte "
-                    f"beats and {h['expert_ports'] or 1} expert ports, this machine has {rows} x "
+                    f"beats and {_ports(h['expert_ports'] or 1)}, this machine has {rows} x "
                     f"{cols}, {beat_bytes} and {expert_ports}")
         elif h["numerics"] != DEFAULT.name:
             what = f"was packed for numerics {h['numerics']!r}, the machine uses {DEFAULT.name!r}"
@@ -623,8 +627,8 @@ def summary(lay):
     """The layout as a text table."""
     lines = [f"weights image of {lay.config.name}: {lay.total_bytes} bytes "
              f"({lay.total_bytes / 2**20:.2f} MiB), {len(lay.sections)} sections, array "
-             f"{lay.rows} x {lay.cols}, {lay.beat_bytes}-byte beats, {lay.expert_ports} expert "
-             f"ports, hash {lay.hash:#018x}, "
+             f"{lay.rows} x {lay.cols}, {lay.beat_bytes}-byte beats, "
+             f"{_ports(lay.expert_ports)}, hash {lay.hash:#018x}, "
              f"CONFIG.VARIANT {lay.variant:#06x}",
              f"{'offset':>10} {'bytes':>9} {'beats':>7}  {'section':<14} contents"]
     for s in lay.sections:
@@ -642,7 +646,7 @@ def markdown(lay):
     inp, out = input_layout(lay.config, lay.beat_bytes), output_layout(lay.config,
                                                                          lay.beat_bytes)
     lines = [f"Weights image of **{lay.config.name}** ({lay.rows} x {lay.cols} array, "
-             f"{lay.beat_bytes}-byte beats, {lay.expert_ports} expert ports, format "
+             f"{lay.beat_bytes}-byte beats, {_ports(lay.expert_ports)}, format "
              f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}): "
              f"**{lay.total_bytes} bytes**, hash `{lay.hash:#018x}`, CONFIG.VARIANT "
              f"`{lay.variant:#06x}`. Image buffer {inp.length} bytes, output buffer "

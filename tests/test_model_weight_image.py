@@ -221,7 +221,7 @@ def test_pack_refuses_other_numerics():
      r"other dimensions than micro: dim 64 \(want 32\)"),
     (lambda d: _with_header(d, config_hash=1, beat_bytes=32),
      "packed for a 16 x 16 array, 32-byte beats and 2 expert ports"),
-    (lambda d: _with_header(d, config_hash=1, expert_ports=1), "and 1 expert ports"),
+    (lambda d: _with_header(d, config_hash=1, expert_ports=1), "and 1 expert port,"),
     (lambda d: _with_header(d, config_hash=1, numerics=b"edgemoe"), "numerics 'edgemoe'"),
     (lambda d: _with_header(d, total_bytes=4096), "header says 4096 bytes"),
     (lambda d: d[:-4096], "truncated"),
