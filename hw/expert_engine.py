@@ -33,7 +33,7 @@ from .axi import axi4_read
 from .compute_unit import ComputeClient
 from .gather import Gather
 from .gelu import Gelu
-from .linear_fetch import LinearFetch, bus_name
+from .linear_fetch import LinearFetch, bus_name, buses
 from .scatter import Scatter
 
 __all__ = ["ExpertEngine"]
@@ -132,12 +132,8 @@ class ExpertEngine(wiring.Component):
             "error": Out(1),
             **self._client.members(),
         })
-        self._ports = ports
 
-    @property
-    def buses(self):
-        """The AXI read ports, port 0 first."""
-        return [getattr(self, bus_name(p)) for p in range(self._ports)]
+    buses = property(buses, doc="The AXI read ports, port 0 first.")
 
     def elaborate(self, platform):
         m = Module()

@@ -23,12 +23,19 @@ from model.packer import BIAS_WORD_BYTES
 from .axi import axi4_read
 from .axi_reader import AxiReader
 
-__all__ = ["LinearFetch", "bus_name"]
+__all__ = ["LinearFetch", "bus_name", "buses"]
 
 
 def bus_name(port):
     """The member name of memory port ``port``: ``bus``, ``bus_1``, ..."""
     return f"bus_{port}" if port else "bus"
+
+
+def buses(component):
+    """The memory ports of a component that has them as ``bus``, ``bus_1``, ..., port 0 first."""
+    names = component.signature.members
+    return [getattr(component, bus_name(p)) for p in range(len(names))
+            if bus_name(p) in names]
 
 
 class _Zip:
@@ -73,7 +80,7 @@ class LinearFetch(wiring.Component):
                  max_beats=1 << 16):
         if not (isinstance(ports, int) and ports >= 1):
             raise ValueError(f"LinearFetch ports must be a positive integer, not {ports!r}")
-        self._ports, self._port_bytes = ports, data_width // 8
+        self._port_bytes = data_width // 8
         data_width *= ports                    # the beat, all ports side by side
         words = data_width // (8 * BIAS_WORD_BYTES)
         if words < 1 or cols % words:
@@ -96,10 +103,7 @@ class LinearFetch(wiring.Component):
             "error": Out(1),
         })
 
-    @property
-    def buses(self):
-        """The AXI read ports, port 0 first."""
-        return [getattr(self, bus_name(p)) for p in range(self._ports)]
+    buses = property(buses, doc="The AXI read ports, port 0 first.")
 
     def elaborate(self, platform):
         m = Module()

@@ -26,7 +26,7 @@ from .expert_queues import ExpertQueues
 from .gate import Gate
 from .gather import Gather
 from .layernorm import LayerNorm, parameter_set_loaded
-from .linear_fetch import bus_name
+from .linear_fetch import bus_name, buses
 from .scatter import Scatter
 
 __all__ = ["MoeHalf"]
@@ -85,10 +85,7 @@ class MoeHalf(wiring.Component):
             **self.engine._client.members(),
         })
 
-    @property
-    def buses(self):
-        """The AXI read ports of the expert fetch, port 0 first."""
-        return [getattr(self, bus_name(p)) for p in range(len(self.engine.buses))]
+    buses = property(buses, doc="The AXI read ports of the expert fetch, port 0 first.")
 
     def elaborate(self, platform):
         m = Module()

@@ -113,10 +113,13 @@ def planes(record, ports, port_bytes):
     return beats.transpose(1, 0, 2).tobytes()
 
 
-def moe_layer_records(qm, block, rows, cols, *, beat_bytes=16, gate_addrs, experts_at):
+def moe_layer_records(qm, block, rows, cols, *, beat_bytes=16, ports=1, gate_addrs,
+                      experts_at):
     """Records of one MoE layer with one gate record per task: task ``t``'s gate at
     ``gate_addrs[t]``, expert ``e``'s fc1 record at ``experts_at + (e << stride_log2)`` with
-    its fc2 record right after (:func:`expert_record_layout`).
+    its fc2 record right after (:func:`expert_record_layout`). Read over ``ports`` memory ports
+    of ``beat_bytes`` at once, a record counts beats of ``ports x beat_bytes`` and is stored as
+    that many planes (:func:`planes`).
 
     Returns ``(records, fields, gates)``: ``{address: bytes}``; the expert engine's fields
     shared by every task (``base``, ``stride_log2``, ``fc2_offset``, beats and shifts of fc1
@@ -128,33 +131,36 @@ def moe_layer_records(qm, block, rows, cols, *, beat_bytes=16, gate_addrs, exper
         raise ValueError(f"block {block} is not a MoE block (MoE blocks: {cfg.moe_blocks})")
     from .moe_half import expert_params
     act = qm.numerics.act.frac
+    beat = ports * beat_bytes
     records, gates = {}, {}
     for task, addr in gate_addrs.items():
         if not (isinstance(task, int) and 0 <= task < cfg.tasks):
             raise ValueError(f"task must be an integer in 0..{cfg.tasks - 1}, not {task!r}")
         gate, wb, bb, shift = linear_record(qm.block(block, f"gate{task}_weight"), None, act,
-                                            act, rows, cols, beat_bytes)
-        records[addr] = gate
+                                            act, rows, cols, beat)
+        records[addr] = planes(gate, ports, beat_bytes)
         gates[task] = dict(gate_addr=addr, gate_weight_beats=wb, gate_bias_beats=bb,
                            gate_shift=shift)
-    shape = expert_record_layout(cfg.dim, cfg.expert_hidden, rows, cols, beat_bytes)
+    shape = expert_record_layout(cfg.dim, cfg.expert_hidden, rows, cols, beat)
     for e in range(cfg.experts):
         w1, b1, w2, b2 = expert_params(qm, block, e)
-        fc1 = linear_record(w1, b1, act, act, rows, cols, beat_bytes)
-        fc2 = linear_record(w2, b2, act, act, rows, cols, beat_bytes)
+        fc1 = linear_record(w1, b1, act, act, rows, cols, beat)
+        fc2 = linear_record(w2, b2, act, act, rows, cols, beat)
         if e == 0:
             fields = dict(base=experts_at, **shape, fc1_shift=fc1[3], fc2_shift=fc2[3])
-        records[experts_at + (e << shape["stride_log2"])] = fc1[0] + fc2[0]
+        records[experts_at + (e << shape["stride_log2"])] = (planes(fc1[0], ports, beat_bytes)
+                                                              + planes(fc2[0], ports, beat_bytes))
     return records, fields, gates
 
 
-def moe_layer_image(qm, block, task, rows, cols, *, beat_bytes=16, gate_at=0x1000,
+def moe_layer_image(qm, block, task, rows, cols, *, beat_bytes=16, ports=1, gate_at=0x1000,
                     experts_at=0x10000):
     """Memory image of one MoE layer for the expert engine (``hw/expert_engine.py``): the task's
     gate record at ``gate_at``, expert ``e``'s fc1 record at ``experts_at + (e << stride_log2)``
     with its fc2 record right after.
 
-    Records are counted in beats of ``beat_bytes`` (the AXI port's width). Returns ``(records,
+    Records are counted in beats of ``ports x beat_bytes`` (the AXI ports' width), each stored
+    as ``ports`` planes (:func:`moe_layer_records`). Returns ``(records,
     fields)``: ``{address: bytes}`` and the engine's layer command fields (without ``tokens``).
     :func:`moe_layer_records` lays out the gates of several tasks.
     """
@@ -164,7 +170,7 @@ def moe_layer_image(qm, block, task, rows, cols, *, beat_bytes=16, gate_at=0x100
     if not (isinstance(task, int) and 0 <= task < cfg.tasks):
         raise ValueError(f"task must be an integer in 0..{cfg.tasks - 1}, not {task!r}")
     records, fields, gates = moe_layer_records(qm, block, rows, cols, beat_bytes=beat_bytes,
-                                               gate_addrs={task: gate_at},
+                                               ports=ports, gate_addrs={task: gate_at},
                                                experts_at=experts_at)
     if gate_at + len(records[gate_at]) > experts_at:
         raise ValueError("the gate record overlaps the expert records")

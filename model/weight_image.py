@@ -54,7 +54,7 @@ import numpy as np
 from .config import CONFIGS, ModelConfig, config_by_name
 from .numerics import DEFAULT
 from .packer import (expert_record_layout, linear_record, linear_record_beats,
-                     moe_layer_records, planes, tiles)
+                     moe_layer_records, tiles)
 from .patch_embed import PIXEL_FRAC
 
 __all__ = [
@@ -386,7 +386,6 @@ def pack(qm, rows=16, cols=16, beat_bytes=16, expert_ports=2):
                          f"quantized for {qm.numerics.name!r}")
     cfg, act = qm.config, DEFAULT.act
     lay = layout(cfg, rows, cols, beat_bytes, expert_ports)
-    moe_bb = expert_ports * beat_bytes
     image = bytearray(lay.total_bytes)
     shifts = [None] * len(lay.shift_names)
 
@@ -427,7 +426,7 @@ def pack(qm, rows=16, cols=16, beat_bytes=16, expert_ports=2):
         elif s.kind == "experts":
             gates = {t: lay[f"l{b}.gate{t}"] for t in range(cfg.tasks)}
             records, engine, gate_fields = moe_layer_records(
-                qm, b, rows, cols, beat_bytes=moe_bb,
+                qm, b, rows, cols, beat_bytes=beat_bytes, ports=expert_ports,
                 gate_addrs={t: g.offset for t, g in gates.items()}, experts_at=s.offset)
             mine = {k: v for k, v in s.engine.items()
                     if k not in ("fc1_shift_index", "fc2_shift_index", "experts")}
@@ -441,12 +440,6 @@ def pack(qm, rows=16, cols=16, beat_bytes=16, expert_ports=2):
                     raise AssertionError(f"{g.name}: record does not match the layout")
                 shifts[g.shift] = f["gate_shift"]
             for addr, data in records.items():
-                if addr >= s.offset:        # an expert's slot: its fc1 record, then fc2's
-                    cut = engine["fc2_offset"]
-                    data = (planes(data[:cut], expert_ports, beat_bytes)
-                            + planes(data[cut:], expert_ports, beat_bytes))
-                else:
-                    data = planes(data, expert_ports, beat_bytes)
                 image[addr:addr + len(data)] = data
             shifts[s.engine["fc1_shift_index"]] = engine["fc1_shift"]
             shifts[s.engine["fc2_shift_index"]] = engine["fc2_shift"]

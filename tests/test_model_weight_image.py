@@ -11,7 +11,7 @@ import pytest
 from model import weight_image as wi
 from model.config import M3VIT_TINY, MICRO
 from model.numerics import DEFAULT, EDGEMOE
-from model.packer import linear_record, moe_layer_image, planes
+from model.packer import linear_record, moe_layer_image
 from model.patch_embed import PIXEL_FRAC
 from model.quantize import quantize
 from model.patch_embed import image_bytes
@@ -139,14 +139,11 @@ def test_moe_block_is_what_the_expert_engine_reads(micro_qm, micro_image):
     base = 0x4000_0000
     for task in range(MICRO.tasks):
         gate = lay[f"l1.gate{task}"]
-        # The records of two ports' beats, each stored as two planes.
-        records, fields = moe_layer_image(micro_qm, 1, task, 16, 16, beat_bytes=32,
+        records, fields = moe_layer_image(micro_qm, 1, task, 16, 16, ports=2,
                                           gate_at=gate.offset,
                                           experts_at=lay["l1.experts"].offset)
         for addr, data in records.items():
-            cut = fields["fc2_offset"] if addr != gate.offset else len(data)
-            stored = planes(data[:cut], 2, 16) + planes(data[cut:], 2, 16)
-            assert micro_image[addr:addr + len(data)] == stored
+            assert micro_image[addr:addr + len(data)] == data
         engine = lay.expert_engine_fields(1, task, shifts=shifts)
         assert engine == fields
         moved = lay.expert_engine_fields(1, task, weights_addr=base, shifts=shifts)

@@ -26,7 +26,7 @@ from model.layernorm import layer_norm
 from model.mlp_half import mlp_half
 from model.moe_half import experts_combine
 from model.numerics import DEFAULT
-from model.packer import moe_layer_image, planes
+from model.packer import moe_layer_image
 from model.patch_embed import patch_embed
 from model.quantize import quantize
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
@@ -116,13 +116,11 @@ class ExpertHarness(wiring.Component):
 def memory_image(qm, b, lanes, tokens, task=0, data_width=128, ports=1):
     """The layer's records as one byte image, each record in ``ports`` planes, and the engine's
     layer command fields."""
-    port_bytes = data_width // 8
-    records, fields = moe_layer_image(qm, b, task, lanes, lanes, beat_bytes=ports * port_bytes)
+    records, fields = moe_layer_image(qm, b, task, lanes, lanes, beat_bytes=data_width // 8,
+                                      ports=ports)
     image = bytearray(max(a + len(r) for a, r in records.items()))
     for address, record in records.items():
-        cut = fields["fc2_offset"] if address != fields["gate_addr"] else len(record)
-        image[address:address + len(record)] = (planes(record[:cut], ports, port_bytes)
-                                                + planes(record[cut:], ports, port_bytes))
+        image[address:address + len(record)] = record
     return bytes(image), dict(fields, tokens=tokens)
 
 
