@@ -7,7 +7,8 @@ they are the YoWASP (WebAssembly) builds, chosen by :data:`YOWASP_ENV`. The boar
 clock, utilisation per cell type), read by :func:`read_report`.
 
 The accelerator goes on the board as :class:`SelfTestShell`: the board self-test
-(:class:`hw.selftest.SelfTest`) in the :data:`SELFTEST` shape, clocked by the 25 MHz oscillator.
+(:class:`hw.selftest.SelfTest`) on the :data:`model.machine.ULX3S_SELFTEST` machine, clocked by
+the 25 MHz oscillator.
 After configuration (or a press of FIRE 1) it runs one inference from on-chip memory; LED 0
 lights when the output's checksum is the golden one, LED 1 when it is not, LED 7 while it runs;
 the UART (the FTDI port, 115,200 baud 8N1) repeats the verdict and the cycle count every second.
@@ -22,14 +23,9 @@ from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-__all__ = ["ULX3SPlatform", "SelfTestShell", "SELFTEST", "EBR_BYTES", "YOWASP_ENV", "REPORT",
+__all__ = ["ULX3SPlatform", "SelfTestShell", "EBR_BYTES", "YOWASP_ENV", "REPORT",
            "read_report"]
 
-#: The accelerator's shape on the LFE5U-85F (156 18x18 multipliers, 83,640 LUT4s): a 2 x 2
-#: array, one attention query slot, 64-bit memory ports, one expert port (a 2 x 2 tile of
-#: weights is one 64-bit beat). A 4 x 4 array placed with 151 of the
-#: 156 multipliers but did not route (docs/build.md).
-SELFTEST = dict(lanes=2, slots=1, data_width=64, expert_ports=1)
 #: Block RAM of the LFE5U-85F: 208 EBRs of 18 kbit.
 EBR_BYTES = 208 * 18 * 1024 // 8
 #: The board clock, and the UART's rate.

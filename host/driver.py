@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from model.machine import ZCU102
 from model.registers import (BUFFERS, BY_NAME, ERROR_DESCRIPTIONS, MAGIC, STAGE_NAMES,
                              VERSION_MAJOR, VERSION_MINOR, ErrorCode)
 from model.weight_image import (SECTION_ALIGN, check, input_bytes,
-                                input_layout, layout, output_layout, unpack_output)
+                                input_layout, output_layout, unpack_output)
 
 __all__ = ["Buffers", "Counters", "Driver", "SyncDriver", "AcceleratorError", "BitstreamError",
            "WaitTimeout"]
@@ -84,16 +85,16 @@ class Buffers:
     end: int
 
     @classmethod
-    def plan(cls, base, config, *, rows=16, cols=16, beat_bytes=16, expert_ports=2,
-             alignment=SECTION_ALIGN):
-        """Weights, then image, then output from ``base`` on, each at a multiple of
-        ``alignment`` (4 KB: at least any CONFIG.ALIGN_LOG2 of a 128-bit port)."""
+    def plan(cls, base, config, machine=ZCU102, *, alignment=SECTION_ALIGN):
+        """Weights, then image, then output from ``base`` on, for ``config`` on ``machine``,
+        each at a multiple of ``alignment`` (4 KB: at least any CONFIG.ALIGN_LOG2 of a 128-bit
+        port)."""
         if not (isinstance(base, int) and base > 0):
             raise ValueError(f"the buffers need a nonzero base address (the machine refuses "
                              f"address 0), not {base!r}")
         weights = _align(base, alignment)
-        image = _align(weights + layout(config, rows, cols, beat_bytes, expert_ports).total_bytes,
-                       alignment)
+        beat_bytes = machine.beat_bytes
+        image = _align(weights + machine.layout(config).total_bytes, alignment)
         output = _align(image + input_layout(config, beat_bytes).length, alignment)
         end = _align(output + output_layout(config, beat_bytes).length, alignment)
         return cls(weights, image, output, end)
@@ -129,16 +130,15 @@ class Driver:
         The configuration the bitstream was built for.
     buffers : Buffers
         Where the buffers lie (:meth:`Buffers.plan`).
-    rows, cols, beat_bytes, expert_ports : int
-        The machine's array, memory-port width and expert ports (the weights image's layout
-        parameters).
+    machine : model.machine.MachineConfig
+        The machine's shape the bitstream was built for (it fixes the weights image's layout).
     """
 
-    def __init__(self, memory, config, buffers, *, rows=16, cols=16, beat_bytes=16,
-                 expert_ports=2):
+    def __init__(self, memory, config, buffers, machine=ZCU102):
         self.memory, self.config, self.buffers = memory, config, buffers
-        self.rows, self.cols, self.beat_bytes = rows, cols, beat_bytes
-        self.layout = layout(config, rows, cols, beat_bytes, expert_ports)
+        self.machine = machine
+        beat_bytes = self.beat_bytes = machine.beat_bytes
+        self.layout = machine.layout(config)
         spans = {"WEIGHTS": self.layout.total_bytes,
                  "IMAGE": input_layout(config, beat_bytes).length,
                  "OUTPUT": output_layout(config, beat_bytes).length}
@@ -344,18 +344,17 @@ class SyncDriver:
         self.driver = driver
 
     @classmethod
-    def devmem(cls, config, *, regs_base, dram_base, dram_size, path="/dev/mem", rows=16,
-               cols=16, beat_bytes=16, expert_ports=2):
+    def devmem(cls, config, machine=ZCU102, *, regs_base, dram_base, dram_size,
+               path="/dev/mem"):
         """A driver on ``/dev/mem`` whose buffers start at ``dram_base``."""
         from .memory import DevMem
-        shape = dict(rows=rows, cols=cols, beat_bytes=beat_bytes, expert_ports=expert_ports)
-        buffers = Buffers.plan(dram_base, config, **shape)
+        buffers = Buffers.plan(dram_base, config, machine)
         if buffers.end > dram_base + dram_size:
             raise ValueError(f"the buffers of {config.name} need {buffers.end - dram_base} "
                              f"bytes from {dram_base:#x}; the DRAM window has {dram_size}")
         memory = DevMem(regs_base=regs_base, dram_base=dram_base, dram_size=dram_size,
                         path=path)
-        return cls(Driver(memory, config, buffers, **shape))
+        return cls(Driver(memory, config, buffers, machine))
 
     def __getattr__(self, name):
         attr = getattr(self.driver, name)

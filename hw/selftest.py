@@ -23,6 +23,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
+from model.machine import ULX3S_SELFTEST
 from model.registers import BY_NAME
 from model.selftest import MESSAGE_FAIL, MESSAGE_PASS, OUTPUT_ADDR, WEIGHTS_ADDR, memory
 
@@ -47,8 +48,8 @@ class SelfTest(wiring.Component):
     ----------
     config : ModelConfig
         Small enough that its weights fit on chip (e.g. micro).
-    lanes, slots, data_width, expert_ports : int
-        Of the accelerator (:class:`hw.accelerator.Accelerator`).
+    machine : MachineConfig
+        The accelerator's shape (:class:`hw.accelerator.Accelerator`).
     seed, task : int
         The synthetic weights and image, and the task to run.
     divisor : int
@@ -69,13 +70,11 @@ class SelfTest(wiring.Component):
         CYCLES_TOTAL_LO of the run, once it is over.
     """
 
-    def __init__(self, config, *, lanes=4, slots=2, data_width=128, expert_ports=1, seed=0,
-                 task=0, divisor=217, repeat=25_000_000, watchdog=1 << 24):
-        self.memory = memory(config, lanes=lanes, slots=slots, beat_bytes=data_width // 8,
-                             expert_ports=expert_ports, seed=seed, task=task)
-        self.accelerator = Accelerator(config, lanes=lanes, slots=slots, data_width=data_width,
-                                       expert_ports=expert_ports)
-        self._data_width, self._divisor, self._repeat = data_width, divisor, repeat
+    def __init__(self, config, machine=ULX3S_SELFTEST, *, seed=0, task=0, divisor=217,
+                 repeat=25_000_000, watchdog=1 << 24):
+        self.memory = memory(config, machine, seed=seed, task=task)
+        self.accelerator = Accelerator(config, machine)
+        self._data_width, self._divisor, self._repeat = machine.data_width, divisor, repeat
         self._watchdog = watchdog
         super().__init__({"passed": Out(1), "failed": Out(1), "running": Out(1), "tx": Out(1),
                           "cycles": Out(32)})

@@ -1,4 +1,4 @@
-"""Model and hardware configurations: the one place where dimensions are defined.
+"""Model configurations: the one place where the model's dimensions are defined.
 
 Two presets describe the models the project runs:
 
@@ -7,14 +7,12 @@ Two presets describe the models the project runs:
 * :data:`MICRO` -- a miniature with the same structure (one dense and one MoE block) that
   keeps RTL simulations of a whole inference to seconds.
 
-:class:`HardwareConfig` holds the parameters of the machine that change results bit for bit
-(the attention engine's slot count sets the order of the single-pass softmax) or its
-schedule (the MAC array's shape).
+The machine that runs them is described by :class:`model.machine.MachineConfig`.
 """
 
 from dataclasses import dataclass, fields
 
-__all__ = ["ModelConfig", "HardwareConfig", "M3VIT_TINY", "MICRO", "NANO", "CONFIGS",
+__all__ = ["ModelConfig", "M3VIT_TINY", "MICRO", "NANO", "CONFIGS",
            "config_by_name"]
 
 
@@ -107,32 +105,6 @@ class ModelConfig:
     @property
     def moe_blocks(self):
         return [b for b in range(self.depth) if self.is_moe(b)]
-
-
-@dataclass(frozen=True)
-class HardwareConfig:
-    """Parameters of the machine that shape its schedule or its results.
-
-    Parameters
-    ----------
-    mac_rows, mac_cols : int
-        Shape of the shared multiply-accumulate array: ``mac_rows`` input elements times
-        ``mac_cols`` outputs per cycle (16 x 16 = 256 MACs by default).
-    attention_slots : int
-        Query slots P of the reordered attention engine. It fixes the order in which a row's
-        scores reach the single-pass softmax (query ``q`` starts at key ``q mod P``), so the
-        golden model needs it to be bit-exact.
-    """
-
-    mac_rows: int = 16
-    mac_cols: int = 16
-    attention_slots: int = 4
-
-    def __post_init__(self):
-        for f in fields(self):
-            value = getattr(self, f.name)
-            _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                     f.name, f"must be a positive integer, not {value!r}")
 
 
 M3VIT_TINY = ModelConfig(

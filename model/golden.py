@@ -1,7 +1,8 @@
 """The golden model: the integer specification of the whole machine, unit by unit.
 
 Every function called here is the twin of a hardware unit (same module name in hw/); the RTL
-must equal these results bit for bit. ``forward`` composes them in the machine's order::
+must equal these results bit for bit. ``run`` calls them in the order of the machine's program
+(:func:`model.schedule.commands`: the hardware's sequencer runs the same list), which is::
 
     x = patch_embed(image) (+ position embeddings)
     per block:  h = layer_norm1(x); q, k, v = linear(h); a = attention(q, k, v)
@@ -20,13 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .attention_half import attention_half
-from .config import HardwareConfig
+from .machine import ZCU102
 from .mlp_half import mlp_half
 from .moe_half import moe_half
 from .numerics import DEFAULT
 from .patch_embed import patch_embed
 from .quantize import QuantizedModel, quantize
 from .reference import Trace
+from .schedule import Unit, commands
 
 __all__ = ["forward", "run", "GoldenTrace", "attention_half", "mlp_half", "moe_half"]
 
@@ -41,8 +43,9 @@ class GoldenTrace(Trace):
         return self.fmt.to_float(ints)
 
 
-def run(weights, image, task, *, numerics=DEFAULT, hardware=HardwareConfig(), routes=None):
-    """Run the golden model; ``weights`` is a float Weights set or a QuantizedModel.
+def run(weights, image, task, *, numerics=DEFAULT, machine=ZCU102, routes=None):
+    """Run the golden model; ``weights`` is a float Weights set or a QuantizedModel, ``machine``
+    the :class:`model.machine.MachineConfig` whose results to reproduce.
 
     ``routes`` (optional): ``{moe block: chosen experts [tokens][k]}`` to impose.
     """
@@ -51,20 +54,25 @@ def run(weights, image, task, *, numerics=DEFAULT, hardware=HardwareConfig(), ro
     if not (isinstance(task, (int, np.integer)) and 0 <= task < cfg.tasks):
         raise ValueError(f"task must be an integer in 0..{cfg.tasks - 1}, not {task!r}")
     trace = GoldenTrace(fmt=num.act)
-    x = patch_embed(image, cfg.patch, qm["patch_weight"], qm["patch_bias"],
-                    qm["pos_embed"].ints, num.act, num)
-    trace.embedded = x
-    for b in range(cfg.depth):
-        x = attention_half(qm, b, x, hardware)
-        if cfg.is_moe(b):
+    x = None
+    for command in commands(cfg, task, machine):
+        b = command.block
+        if command.unit is Unit.EMBED:
+            x = patch_embed(image, cfg.patch, qm["patch_weight"], qm["patch_bias"],
+                            qm["pos_embed"].ints, num.act, num)
+            trace.embedded = x
+        elif command.unit is Unit.ATTENTION:
+            x = attention_half(qm, b, x, machine)
+        elif command.unit is Unit.MOE:
             x, chosen, probs = moe_half(qm, b, x, task, None if routes is None else routes[b])
             trace.experts[b], trace.gate_probs[b] = chosen, probs
+            trace.blocks.append(x)
         else:
             x = mlp_half(qm, b, x)
-        trace.blocks.append(x)
+            trace.blocks.append(x)
     return trace
 
 
-def forward(weights, image, task, *, numerics=DEFAULT, hardware=HardwareConfig(), routes=None):
+def forward(weights, image, task, *, numerics=DEFAULT, machine=ZCU102, routes=None):
     """The model's output as integers ``[tokens][dim]`` in ``numerics.act``."""
-    return run(weights, image, task, numerics=numerics, hardware=hardware, routes=routes).output
+    return run(weights, image, task, numerics=numerics, machine=machine, routes=routes).output

@@ -51,11 +51,9 @@ class SelfTestMemory:
         return OUTPUT_ADDR
 
 
-def memory(config, *, lanes, slots, beat_bytes=16, expert_ports=1, seed=0, task=0):
-    """The self-test of ``config`` on a ``lanes x lanes`` array with ``slots`` attention query
-    slots and ``beat_bytes``-byte memory beats: synthetic weights and image from ``seed``, golden
-    output for ``task``."""
-    from .config import HardwareConfig
+def memory(config, machine, *, seed=0, task=0):
+    """The self-test of ``config`` on ``machine`` (a :class:`model.machine.MachineConfig`):
+    synthetic weights and image from ``seed``, golden output for ``task``."""
     from .golden import forward
     from .quantize import quantize
     from .weight_image import input_bytes, pack, pack_output
@@ -64,11 +62,11 @@ def memory(config, *, lanes, slots, beat_bytes=16, expert_ports=1, seed=0, task=
         raise ValueError(f"task must be below {config.tasks}, not {task}")
     qm = quantize(synthetic(config, seed=seed), DEFAULT)
     image = synthetic_image(config, seed=seed)
-    weights = pack(qm, rows=lanes, cols=lanes, beat_bytes=beat_bytes, expert_ports=expert_ports)
+    beat_bytes = machine.beat_bytes
+    weights = pack(qm, **machine.image_shape)
     image_offset = -(-len(weights) // beat_bytes) * beat_bytes
     rom = weights + bytes(image_offset - len(weights)) + input_bytes(image, config, beat_bytes)
-    hardware = HardwareConfig(mac_rows=lanes, mac_cols=lanes, attention_slots=slots)
-    output = pack_output(forward(qm, image, task, hardware=hardware), config, beat_bytes)
+    output = pack_output(forward(qm, image, task, machine=machine), config, beat_bytes)
     return SelfTestMemory(rom=rom, image_addr=WEIGHTS_ADDR + image_offset, output_bytes=output,
                           output_checksum=checksum(output), task=task)
 

@@ -471,9 +471,13 @@ def _ports(n):
 
 
 def _repack_hint(config, rows, cols, beat_bytes, expert_ports):
-    extra = "" if (rows, cols, beat_bytes, expert_ports) == (16, 16, 16, 2) else (
-        f" --rows {rows} --cols {cols} --beat-bytes {beat_bytes} --expert-ports {expert_ports}")
-    return (f"run python -m model.weight_image --config {config.name}{extra} "
+    from .machine import MACHINES
+    shape = dict(rows=rows, cols=cols, beat_bytes=beat_bytes, expert_ports=expert_ports)
+    names = [m.name for m in MACHINES.values() if m.image_shape == shape]
+    machine = (f" --machine {names[0]}" if names else
+               f" --machine <a preset of a {rows} x {cols} array, {beat_bytes}-byte beats and "
+               f"{_ports(expert_ports)} (model.machine)>")
+    return (f"run python -m model.weight_image --config {config.name}{machine} "
             f"--weights DIR --out FILE")
 
 
@@ -689,18 +693,17 @@ def main(argv=None):
     source.add_argument("--synthetic", metavar="SEED", type=int,
                         help="seeded synthetic weights instead")
     parser.add_argument("--out", metavar="FILE", help="write the image here")
-    parser.add_argument("--rows", type=int, default=16)
-    parser.add_argument("--cols", type=int, default=16)
-    parser.add_argument("--beat-bytes", type=int, default=16)
-    parser.add_argument("--expert-ports", type=int, default=2,
-                        help="memory ports the MoE records are read over (default 2)")
+    parser.add_argument("--machine", default="zcu102",
+                        help="the machine preset the image is for (model.machine; default "
+                             "zcu102): its array, memory beat and expert ports fix the layout")
     parser.add_argument("--json", action="store_true", help="print the layout as JSON")
     parser.add_argument("--markdown", action="store_true",
                         help="print the layout as Markdown tables")
     args = parser.parse_args(argv)
     try:
-        config = config_by_name(args.config)
-        lay = layout(config, args.rows, args.cols, args.beat_bytes, args.expert_ports)
+        from .machine import machine_by_name
+        config, machine = config_by_name(args.config), machine_by_name(args.machine)
+        lay = machine.layout(config)
     except ValueError as e:
         parser.error(str(e))
     if args.out and args.weights is None and args.synthetic is None:
@@ -712,8 +715,7 @@ def main(argv=None):
     else:
         print(summary(lay))
     if args.out:
-        data = pack(_load(args, config), args.rows, args.cols, args.beat_bytes,
-                    args.expert_ports)
+        data = pack(_load(args, config), **machine.image_shape)
         with open(args.out, "wb") as f:
             f.write(data)
         print(f"wrote {len(data)} bytes to {args.out}", file=sys.stderr if args.json else

@@ -1,6 +1,6 @@
 """Benchmark: one full inference of the whole accelerator in cycle-accurate simulation.
 
-    python -m sim.bench [--config m3vit-tiny] [--task 0] [--json]
+    python -m sim.bench [--config m3vit-tiny] [--machine zcu102] [--task 0] [--json]
 
 Builds the machine (Verilator, cached), runs one inference through the host driver against DRAM
 models, checks the output against ``model.golden.forward`` bit for bit, and prints the total
@@ -20,22 +20,23 @@ import time
 from pathlib import Path
 
 from model.config import CONFIGS, config_by_name
+from model.machine import MACHINES, ZCU102, machine_by_name
 
 __all__ = ["benchmark", "floor_cycles", "touched_bytes", "main"]
 
 
-def floor_cycles(qm, image, task, lanes=16):
-    """Cycles of every linear layer at 100 % of a ``lanes x lanes`` array, for this image and
-    task (the experts' tokens are the golden model's routes), plus the attention matmuls on
-    nothing (they have their own multipliers)."""
+def floor_cycles(qm, image, task, machine=ZCU102):
+    """Cycles of every linear layer at 100 % of the machine's array, for this image and task
+    (the experts' tokens are the golden model's routes), plus the attention matmuls on nothing
+    (they have their own multipliers)."""
     from model.golden import run
     from model.packer import tiles
     cfg = qm.config
-    trace = run(qm, image, task)
+    trace = run(qm, image, task, machine=machine)
     T, D = cfg.tokens, cfg.dim
 
     def linear(tokens, n_in, n_out):
-        return tokens * tiles(n_in, lanes) * tiles(n_out, lanes)
+        return tokens * tiles(n_in, machine.array_rows) * tiles(n_out, machine.array_cols)
 
     total = linear(cfg.patches, cfg.patch_in, D)
     for b in range(cfg.depth):
@@ -52,15 +53,16 @@ def floor_cycles(qm, image, task, lanes=16):
     return total
 
 
-def touched_bytes(qm, image, task, lanes=16, beat_bytes=16, expert_ports=2):
+def touched_bytes(qm, image, task, machine=ZCU102):
     """The bytes an inference must read at least: the image, the shift table, and every
     parameter it uses once (the task's gates, the experts the golden model routes tokens to);
     :func:`model.weight_image.layout` sizes each, in whole beats."""
     from model.golden import run
-    from model.weight_image import input_layout, layout
+    from model.weight_image import input_layout
     cfg = qm.config
-    lay = layout(cfg, lanes, lanes, beat_bytes, expert_ports)
-    trace = run(qm, image, task)
+    lay = machine.layout(cfg)
+    beat_bytes, expert_ports = machine.beat_bytes, machine.expert_ports
+    trace = run(qm, image, task, machine=machine)
     names = ["shifts", "patch", "pos_embed"]
     total = input_layout(cfg, beat_bytes).length
     for b in range(cfg.depth):
@@ -77,14 +79,16 @@ def touched_bytes(qm, image, task, lanes=16, beat_bytes=16, expert_ports=2):
     return total + sum(lay[n].length for n in names)
 
 
-def benchmark(config_name="m3vit-tiny", task=0, progress=None):
+def benchmark(config_name="m3vit-tiny", task=0, progress=None, machine_name=ZCU102.name):
     """Run the benchmark; returns a report dict. ``progress(stage, stages)`` is called as the
     sequencer moves on."""
     from model.weights import shared_weights_dir
     from sim.benches.accelerator import make_design, model_and_images
     from sim.runner import _tail, run
     model = config_by_name(config_name)
-    config = dict(model=config_name, tasks=[task], max_cycles=20_000_000)
+    machine = machine_by_name(machine_name)
+    config = dict(model=config_name, machine=machine_name, tasks=[task],
+                  max_cycles=20_000_000)
     if config_name == "m3vit-tiny" and shared_weights_dir() is not None:
         config["weights"] = "edge-moe"
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,13 +122,14 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None):
             report = json.load(f)
     result = report["runs"][0]
     qm, images = model_and_images(config)
-    floor = floor_cycles(qm, images[0], task)
-    touched = touched_bytes(qm, images[0], task)
+    floor = floor_cycles(qm, images[0], task, machine)
+    touched = touched_bytes(qm, images[0], task, machine)
     read = sum(result["bytes_read"].values())
     launches = sorted(result["launch_cycles"].items(), key=lambda item: item[1])
     per_block = {name: nxt - cycle for (name, cycle), (_, nxt) in zip(launches, launches[1:])}
     return {
-        "config": config_name, "task": task, "weights": config.get("weights", "synthetic"),
+        "config": config_name, "machine": machine.name, "task": task,
+        "weights": config.get("weights", "synthetic"),
         "total_cycles": result["total_cycles"], "stage_cycles": result["stage_cycles"],
         "cycles_between_launches": per_block,
         "floor_cycles": floor, "mac_utilisation": round(floor / result["total_cycles"], 4),
@@ -157,24 +162,30 @@ def main(argv=None):
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="m3vit-tiny",
                         help=f"model configuration ({', '.join(CONFIGS)})")
+    parser.add_argument("--machine", default=ZCU102.name,
+                        help=f"machine preset ({', '.join(MACHINES)}; default {ZCU102.name})")
     parser.add_argument("--task", type=int, default=0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.config not in CONFIGS:
         parser.error(f"unknown config {args.config!r}; choose from: {', '.join(CONFIGS)}")
+    if args.machine not in MACHINES:
+        parser.error(f"unknown machine {args.machine!r}; choose from: {', '.join(MACHINES)}")
     model = config_by_name(args.config)
     if not 0 <= args.task < model.tasks:
         parser.error(f"task must be in 0..{model.tasks - 1} for {args.config}")
     if not args.json:
         print(f"{args.config}: building the machine (cached) and simulating one inference "
               f"(task {args.task}) ...", file=sys.stderr, flush=True)
-    r = benchmark(args.config, args.task, progress=None if args.json else _bar)
+    r = benchmark(args.config, args.task, progress=None if args.json else _bar,
+                  machine_name=args.machine)
     if args.json:
         json.dump(r, sys.stdout, indent=1)
         print()
         return
     print(file=sys.stderr)
-    print(f"{r['config']} task {r['task']} ({r['weights']} weights): {r['total_cycles']:,} "
+    print(f"{r['config']} on {r['machine']}, task {r['task']} ({r['weights']} weights): "
+          f"{r['total_cycles']:,} "
           f"cycles, bit-exact with model.golden.forward")
     print(f"  floor of the array (every linear layer at 100 %): {r['floor_cycles']:,} cycles; "
           f"MAC utilisation {r['mac_utilisation']:.1%}")

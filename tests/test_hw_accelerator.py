@@ -13,3 +13,9 @@ test_micro = cocotb_tests("sim.benches.accelerator", lambda **c: make_design(c),
 test_micro_memory_pauses = cocotb_tests(
     "sim.benches.accelerator", lambda **c: make_design(c),
     configs=[dict(MICRO, pause=0.3)], tests=["test_inference"])
+
+#: A machine of another shape (model.machine.SMALL: 8 x 8 array, two attention slots, 64-bit
+#: ports, one expert port), chosen by name: built and run end to end, bit-exact.
+test_micro_small_machine = cocotb_tests(
+    "sim.benches.accelerator", lambda **c: make_design(c),
+    configs=[dict(MICRO, machine="small")], tests=["test_inference"])

@@ -5,18 +5,18 @@ run it fails and says so. Also its parts' construction checks."""
 
 import pytest
 
-from boards.ulx3s import SELFTEST
 from hw.axi_rom import AxiRom
 from hw.uart import UartTx
 from model.config import config_by_name
+from model.machine import ULX3S_SELFTEST
 from model.selftest import checksum, memory, message
 from model.uart import frames
 from sim.benches.axi_rom import make_design as axi_rom_design
 from sim.benches.selftest import make_design
 from sim.runner import cocotb_tests
 
-#: The accelerator as the ULX3S builds it (boards.ulx3s.SELFTEST).
-ULX3S = dict(model="nano", **SELFTEST, divisor=4, repeat=500)
+#: The accelerator as the ULX3S builds it (model.machine.ULX3S_SELFTEST).
+ULX3S = dict(model="nano", machine="ulx3s-selftest", divisor=4, repeat=500)
 
 test_selftest = cocotb_tests(
     "sim.benches.selftest", lambda **c: make_design(c),
@@ -24,12 +24,12 @@ test_selftest = cocotb_tests(
 
 
 def test_memory_holds_weights_then_image():
-    mem = memory(config_by_name("nano"), lanes=SELFTEST["lanes"], slots=1)
+    mem = memory(config_by_name("nano"), ULX3S_SELFTEST)
     assert mem.rom[:4] == b"EMWI"
-    assert mem.image_addr % 16 == 0 and mem.image_addr - mem.weights_addr < len(mem.rom)
+    assert mem.image_addr % ULX3S_SELFTEST.beat_bytes == 0 and mem.image_addr - mem.weights_addr < len(mem.rom)
     assert mem.output_checksum == checksum(mem.output_bytes)
     with pytest.raises(ValueError, match="task must be below 2"):
-        memory(config_by_name("nano"), lanes=SELFTEST["lanes"], slots=1, task=2)
+        memory(config_by_name("nano"), ULX3S_SELFTEST, task=2)
 
 
 def test_checksum_and_message():

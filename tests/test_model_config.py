@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from model import config
-from model.config import M3VIT_TINY, MICRO, HardwareConfig, ModelConfig, config_by_name
+from model.config import M3VIT_TINY, MICRO, ModelConfig, config_by_name
 
 
 def test_presets_reachable_from_package():
@@ -37,12 +37,6 @@ def test_micro_is_small_with_one_dense_and_one_moe_block():
 def test_impossible_configurations_name_field_and_rule(change, field, rule):
     with pytest.raises(ValueError, match=rf"{field}.*{rule}"):
         dataclasses.replace(M3VIT_TINY, **change)
-
-
-def test_hardware_config_validation():
-    assert HardwareConfig().attention_slots == 4
-    with pytest.raises(ValueError, match="attention_slots"):
-        HardwareConfig(attention_slots=0)
 
 
 def test_config_by_name():

@@ -5,7 +5,8 @@ import pytest
 
 from model import golden, reference
 from model.accuracy import FLIP_MARGIN, compare, main
-from model.config import MICRO, HardwareConfig
+from model.config import MICRO
+from model.machine import ZCU102
 from model.numerics import DEFAULT, EDGEMOE
 from model.quantize import quantize
 from model.weights import synthetic, synthetic_image
@@ -49,8 +50,8 @@ def test_golden_is_deterministic_and_task_dependent(micro):
 def test_attention_slots_change_only_the_last_bits(micro):
     w, img, _ = micro
     qm = quantize(w, DEFAULT)
-    a = golden.forward(qm, img, 0, hardware=HardwareConfig(attention_slots=1))
-    b = golden.forward(qm, img, 0, hardware=HardwareConfig(attention_slots=4))
+    a = golden.forward(qm, img, 0, machine=ZCU102.replace(attention_slots=1))
+    b = golden.forward(qm, img, 0, machine=ZCU102.replace(attention_slots=4))
     assert np.abs(a - b).max() < 1 << 6
 
 

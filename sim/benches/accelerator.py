@@ -28,7 +28,8 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiRamWrite, A
 from host.driver import AcceleratorError, Buffers, Driver
 from host.memory import CocotbBus
 from hw.accelerator import Accelerator, read_ports
-from model.config import HardwareConfig, config_by_name
+from model.config import config_by_name
+from model.machine import machine_by_name
 from model.golden import forward
 from model.numerics import DEFAULT
 from model.quantize import quantize
@@ -49,11 +50,17 @@ def model_config(config):
     return dataclasses.replace(config_by_name(config["model"]), **config.get("override", {}))
 
 
+def machine_config(config):
+    """The bench's machine: a preset by name (``config["machine"]``, default ``zcu102``), with
+    any of its fields replaced by ``config["machine_override"]``."""
+    machine = machine_by_name(config.get("machine", "zcu102"))
+    changes = config.get("machine_override", {})
+    return machine.replace(**changes) if changes else machine
+
+
 def make_design(config):
     """The machine of a bench configuration (the pytest side builds it the same way)."""
-    return Accelerator(model_config(config), lanes=config.get("lanes", 16),
-                       slots=config.get("slots", 4), data_width=config.get("data_width", 128),
-                       expert_ports=config.get("expert_ports", 2))
+    return Accelerator(model_config(config), machine_config(config))
 
 
 def model_and_images(config, count=2):
@@ -98,15 +105,13 @@ class System:
     def __init__(self, dut, config):
         self.dut, self.config = dut, config
         self.model = model_config(config)
-        self.lanes = config.get("lanes", 16)
-        self.beat_bytes = config.get("data_width", 128) // 8
-        self.shape = shape = dict(rows=self.lanes, cols=self.lanes, beat_bytes=self.beat_bytes,
-                                  expert_ports=config.get("expert_ports", 2))
-        self.buffers = Buffers.plan(BASE, self.model, **shape)
+        self.machine = machine_config(config)
+        self.shape = shape = self.machine.image_shape
+        self.buffers = Buffers.plan(BASE, self.model, self.machine)
         self.dram = mmap.mmap(-1, self.buffers.end)
         self.reads = {name: FaultyRead(AxiReadBus.from_prefix(dut, f"{name}_"), dut.clk,
                                        dut.rst, mem=self.dram)
-                      for name in read_ports(shape["expert_ports"])}
+                      for name in read_ports(self.machine.expert_ports)}
         self.write = CountingWrite(AxiWriteBus.from_prefix(dut, "output_bus_"), dut.clk, dut.rst,
                                    mem=self.dram)
         axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "control_"), dut.clk, dut.rst)
@@ -114,7 +119,7 @@ class System:
         for port in ("control_", "output_bus_") + tuple(f"{name}_" for name in self.reads):
             logging.getLogger(f"cocotb.{dut._name}.{port}").setLevel(logging.WARNING)
         self.bus = CocotbBus(self.write, axil, clock=dut.clk, poll_cycles=64)
-        self.driver = Driver(self.bus, self.model, self.buffers, **shape)
+        self.driver = Driver(self.bus, self.model, self.buffers, self.machine)
         pause = config.get("pause", 0.0)
         if pause:
             rng = random.Random(7)
@@ -152,8 +157,7 @@ class System:
         await d.run(image, task)
         await self.wait()
         got = await d.read_output()
-        expected = forward(qm, image, task, hardware=HardwareConfig(
-            attention_slots=self.config.get("slots", 4)))
+        expected = forward(qm, image, task, machine=self.machine)
         if (got != expected).any() and os.environ.get("EDGEMOE_DUMP"):
             np.save(os.environ["EDGEMOE_DUMP"], got)           # for a look at what went wrong
         assert_bit_exact(got, expected, f"model.golden.forward (task {task})")
@@ -253,8 +257,7 @@ async def test_start_checks(dut):
             break
         await ClockCycles(dut.clk, 1000)
     assert status["done"] and not status["busy"], status
-    expected = forward(qm, images[0], 0, hardware=HardwareConfig(
-        attention_slots=config.get("slots", 4)))
+    expected = forward(qm, images[0], 0, machine=system.machine)
     assert (await d.read_output() == expected).all()
 
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from hw.attention_half import CALLS, AttentionHalf
 from model.attention_half import attention_half
-from model.config import HardwareConfig, config_by_name
+from model.config import config_by_name
+from model.machine import ZCU102
 from model.numerics import DEFAULT
 from model.packer import bias_words, linear_weight_tiles, weight_beats
 from sim.benches.layernorm import parameter_beats
@@ -52,7 +53,8 @@ async def test_attention_half_block(dut):
     design = make_design(config)
     L = design._lanes
     T, D = x.shape
-    expected = attention_half(qm, block, x, HardwareConfig(attention_slots=config.get("slots", 4)))
+    machine = ZCU102.replace(attention_slots=config.get("slots", 4))
+    expected = attention_half(qm, block, x, machine)
     gamma, beta = qm.block(block, "norm1_weight"), qm.block(block, "norm1_bias")
     assert gamma.fmt == GAMMA and beta.fmt == ACT
 

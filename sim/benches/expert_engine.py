@@ -17,7 +17,8 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiRamRead, AxiReadBus
 
 from hw.expert_engine import ExpertEngine
-from model.config import HardwareConfig, config_by_name
+from model.config import config_by_name
+from model.machine import ZCU102
 from model.expert_queues import expert_queues
 from model.compute_unit import linear
 from model.gate import gate
@@ -52,9 +53,9 @@ def layer_data(config):
     qm = quantize(weights, DEFAULT)
     x = patch_embed(image, model.patch, qm["patch_weight"], qm["patch_bias"],
                     qm["pos_embed"].ints, ACT, DEFAULT)
-    x = mlp_half(qm, 0, attention_half(qm, 0, x, HardwareConfig()))
+    x = mlp_half(qm, 0, attention_half(qm, 0, x, ZCU102))
     b = model.moe_blocks[0]
-    x = attention_half(qm, b, x, HardwareConfig())
+    x = attention_half(qm, b, x, ZCU102)
     h = layer_norm(x, ACT, qm.block(b, "norm2_weight"), qm.block(b, "norm2_bias"),
                    model.ln_eps, DEFAULT)
     chosen, probs = gate(h, ACT, qm.block(b, "gate0_weight"), model.top_k, DEFAULT)

@@ -15,7 +15,8 @@ import numpy as np
 import cocotb
 
 from hw.mlp_half import GAMMA_FORMAT, MlpHalf
-from model.config import HardwareConfig, config_by_name
+from model.config import config_by_name
+from model.machine import ZCU102
 from model.golden import attention_half
 from model.mlp_half import mlp_half
 from model.numerics import DEFAULT
@@ -61,7 +62,7 @@ def block_input(config):
     """Quantized model and the golden model's input to the block's MLP half."""
     qm, x = embedded_image(config)
     # Block 0 is dense in every configuration; its input comes from the patch embedding.
-    x = attention_half(qm, 0, x, HardwareConfig())
+    x = attention_half(qm, 0, x, ZCU102)
     return qm, 0, x
 
 

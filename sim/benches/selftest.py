@@ -8,6 +8,7 @@ from cocotb.triggers import (ClockCycles, FallingEdge, First, RisingEdge, SimTim
 
 from hw.selftest import SelfTest
 from model.config import config_by_name
+from model.machine import machine_by_name
 from model.selftest import message
 from model.uart import frames
 from sim.runner import bench_config
@@ -15,9 +16,8 @@ from sim.stream import PERIOD_NS, clock_and_reset
 
 
 def make_design(config):
-    return SelfTest(config_by_name(config["model"]), lanes=config["lanes"],
-                    slots=config["slots"], data_width=config["data_width"],
-                    expert_ports=config.get("expert_ports", 1),
+    return SelfTest(config_by_name(config["model"]),
+                    machine_by_name(config.get("machine", "ulx3s-selftest")),
                     divisor=config["divisor"], repeat=config["repeat"],
                     watchdog=config.get("watchdog", 1 << 24))
 
