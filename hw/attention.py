@@ -52,24 +52,13 @@ from model.attention import passes
 from model.numerics import DEFAULT, MANT_FRAC, PROB_FRAC
 from model.softmax import MAX_ROW
 
+from . import checks
 from .multiplier import Multiplier
+from .pipeline import delay
 from .reciprocal import K_WIDTH
 from .softmax import SoftmaxProb, SoftmaxStats
 
 __all__ = ["AttentionEngine"]
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _delay(m, value, stages, name):
-    """``value`` through ``stages`` registers (the sweeps never stall)."""
-    for stage in range(stages):
-        delayed = Signal.like(value, name=f"{name}_d{stage + 1}")
-        m.d.sync += delayed.eq(value)
-        value = delayed
-    return value
 
 
 def _round_saturate(value, shift, width):
@@ -119,9 +108,7 @@ class AttentionEngine(wiring.Component):
                  q_fmt=DEFAULT.query):
         for name, value in (("dim", dim), ("heads", heads), ("max_tokens", max_tokens),
                             ("slots", slots), ("lanes", lanes)):
-            if not (_is_int(value) and value > 0):
-                raise ValueError(f"AttentionEngine {name} must be a positive integer, "
-                                 f"not {value!r}")
+            checks.positive("AttentionEngine", name, value)
         if dim % heads:
             raise ValueError(f"AttentionEngine dim {dim} is not divisible by {heads} heads")
         head_dim = dim // heads
@@ -181,7 +168,7 @@ class AttentionEngine(wiring.Component):
 
     def command(self, *, tokens):
         """A checked command payload (dict); ValueError names what is wrong."""
-        if not (_is_int(tokens) and 1 <= tokens <= self._max_tokens):
+        if not (checks.is_int(tokens) and 1 <= tokens <= self._max_tokens):
             raise ValueError(f"tokens must be an integer in 1..{self._max_tokens} for this "
                              f"attention engine, not {tokens!r}")
         return dict(tokens=tokens)
@@ -307,12 +294,12 @@ class AttentionEngine(wiring.Component):
 
         # Stage 1: the blocks are read; each slot's query block is the one just read if it
         # loads now, else the one it holds for this head.
-        head_1 = _delay(m, head, 1, "head")
+        head_1 = delay(m, head, 1, name="head")
         k_block = [k_rd.data[lane * fmt.width:(lane + 1) * fmt.width].as_signed()
                    for lane in range(hd)]
         qk_operands = [[None] * hd for _ in range(P)]
         for s in range(P):
-            load_1 = _delay(m, qk & slot_load[s], 1, f"slot{s}_load")
+            load_1 = delay(m, qk & slot_load[s], 1, name=f"slot{s}_load")
             held = [Signal(q_rd.data.shape(), name=f"slot{s}_query_{hh}") for hh in range(H)]
             current = held[0]
             for hh in range(1, H):
@@ -349,13 +336,13 @@ class AttentionEngine(wiring.Component):
         # The score enters the slot's softmax statistics and its store.
         stats_units, store_mems = [], []
         lat = self.qk_latency
-        way_q = _delay(m, h, lat, "qk_way")
+        way_q = delay(m, h, lat, name="qk_way")
         for s in range(P):
             unit = SoftmaxStats(rows=W, fmt=fmt)
             m.submodules[f"stats_{s}"] = unit
             stats_units.append(unit)
-            valid_q = _delay(m, qk & slot_valid[s], lat, f"slot{s}_qk_valid")
-            last_q = _delay(m, slot_last[s], lat, f"slot{s}_qk_last")
+            valid_q = delay(m, qk & slot_valid[s], lat, name=f"slot{s}_qk_valid")
+            last_q = delay(m, slot_last[s], lat, name=f"slot{s}_qk_last")
             real_q = way_q < H
             m.d.comb += [unit.i.valid.eq(valid_q),
                          unit.i.payload.score.eq(Mux(real_q, scores[s], 0)),
@@ -365,7 +352,7 @@ class AttentionEngine(wiring.Component):
             m.submodules[f"score_store_{s}"] = store
             store_mems.append(store)
             wr = store.write_port()
-            m.d.comb += [wr.addr.eq(_delay(m, store_addr[s], lat, f"slot{s}_store_addr")),
+            m.d.comb += [wr.addr.eq(delay(m, store_addr[s], lat, name=f"slot{s}_store_addr")),
                          wr.data.eq(scores[s]), wr.en.eq(valid_q & real_q)]
 
         # Each row's (m, 1/s) goes to the slot's statistics table; SoftmaxStats never stalls
@@ -379,7 +366,8 @@ class AttentionEngine(wiring.Component):
             m.submodules[f"stats_table_{s}"] = table
             stats_mems.append(table)
             wr = table.write_port()
-            addr = _delay(m, stats_addr[s], lat + SoftmaxStats.LATENCY, f"slot{s}_stats_addr")
+            addr = delay(m, stats_addr[s], lat + SoftmaxStats.LATENCY,
+                         name=f"slot{s}_stats_addr")
             result = unit.o.payload
             m.d.comb += [wr.addr.eq(addr), wr.en.eq(unit.o.valid & (result.row < H)),
                          wr.data.m.eq(result.m), wr.data.r.eq(result.r), wr.data.k.eq(result.k)]
@@ -398,8 +386,8 @@ class AttentionEngine(wiring.Component):
 
         # The value block is read when the probabilities are out.
         v_rd = v_mem.read_port()
-        m.d.comb += v_rd.addr.eq(_delay(m, key_h + head, self._READ + SoftmaxProb.LATENCY - 1,
-                                        "v_addr"))
+        m.d.comb += v_rd.addr.eq(delay(m, key_h + head, self._READ + SoftmaxProb.LATENCY - 1,
+                                       name="v_addr"))
         with m.If(avs & real_way):
             m.d.sync += self.v_blocks.eq(self.v_blocks + 1)
         for s in range(P):
@@ -413,15 +401,15 @@ class AttentionEngine(wiring.Component):
         # Accumulators: per slot and lane a ring of `ways` sums that turns once per cycle, so
         # its far end is this way's sum of the previous key.
         lat = self.av_latency                           # the products are ready now
-        way_v = _delay(m, h, lat, "av_way")
-        step_v = _delay(m, avs, lat, "av_step")
+        way_v = delay(m, h, lat, name="av_way")
+        step_v = delay(m, avs, lat, name="av_step")
         out_width = fmt.width
         out_shift = PROB_FRAC + fmt.frac - fmt.frac
         finished, finished_row, sums = [], [], []
         for s in range(P):
-            first = _delay(m, slot_first[s], lat, f"slot{s}_av_first")
-            last = _delay(m, avs & slot_valid[s] & slot_last[s], lat, f"slot{s}_av_last")
-            row = _delay(m, slot_row[s], lat, f"slot{s}_av_row")
+            first = delay(m, slot_first[s], lat, name=f"slot{s}_av_first")
+            last = delay(m, avs & slot_valid[s] & slot_last[s], lat, name=f"slot{s}_av_last")
+            row = delay(m, slot_row[s], lat, name=f"slot{s}_av_row")
             ring = [[Signal(signed(acc_width), name=f"slot{s}_acc{lane}_{w}") for w in range(W)]
                     for lane in range(hd)]
             with m.If(step_v):
@@ -430,11 +418,11 @@ class AttentionEngine(wiring.Component):
                     m.d.sync += ring[lane][0].eq(Mux(first, 0, ring[lane][W - 1]) + product)
                     m.d.sync += [ring[lane][w].eq(ring[lane][w - 1]) for w in range(1, W)]
             # One cycle later ring[0] holds the way's new sum.
-            finished.append(_delay(m, last & step_v & (way_v < H), 1, f"slot{s}_done"))
-            finished_row.append(_delay(m, row, 1, f"slot{s}_done_row"))
+            finished.append(delay(m, last & step_v & (way_v < H), 1, name=f"slot{s}_done"))
+            finished_row.append(delay(m, row, 1, name=f"slot{s}_done_row"))
             sums.append(Cat(*(_round_saturate(ring[lane][0], out_shift, out_width)[:out_width]
                               for lane in range(hd))))
-        way_done = _delay(m, way_v, 1, "done_way")
+        way_done = delay(m, way_v, 1, name="done_way")
         o_wr = o_mem.write_port()
         data_out, row_out = sums[0], finished_row[0]
         for s in range(1, P):

@@ -9,6 +9,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from . import checks
+
 __all__ = ["axi4_read", "axi4_write", "axi4_lite", "dma_command_layout", "RESP_OKAY",
            "RESP_SLVERR", "BURST_INCR",
            "MAX_BURST", "BOUNDARY"]
@@ -68,7 +70,6 @@ def dma_command_layout(owner, *, addr_width, data_width, max_beats, max_outstand
                          f"not {data_width!r}")
     for name, value in (("addr_width", addr_width), ("max_beats", max_beats),
                         ("max_outstanding", max_outstanding)):
-        if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-            raise ValueError(f"{owner} {name} must be a positive integer, not {value!r}")
+        checks.positive(owner, name, value)
     return data.StructLayout({"addr": unsigned(addr_width),
                               "beats": unsigned(ceil_log2(max_beats + 1))})

@@ -58,10 +58,8 @@ def at_least(owner, name, value, low):
 
     Parameters
     ----------
-    owner, name : str
+    owner, name, value
         As :func:`positive`.
-    value : object
-        What was given.
     low : int
         The smallest value allowed.
 
@@ -79,10 +77,8 @@ def in_range(owner, name, value, low, high, *, reason=""):
 
     Parameters
     ----------
-    owner, name : str
+    owner, name, value
         As :func:`positive`.
-    value : object
-        What was given.
     low, high : int
         The smallest and the largest value allowed.
     reason : str
@@ -104,10 +100,8 @@ def fixed(owner, name, value):
 
     Parameters
     ----------
-    owner, name : str
+    owner, name, value
         As :func:`positive`; ``name`` is often just ``"format"``.
-    value : object
-        What was given.
 
     Raises
     ------

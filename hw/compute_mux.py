@@ -27,6 +27,8 @@ from amaranth import Module, Signal
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import checks
+
 __all__ = ["ComputeMux"]
 
 
@@ -51,10 +53,8 @@ class ComputeMux(wiring.Component):
     """
 
     def __init__(self, unit, *, clients, depth=4):
-        if not (isinstance(clients, int) and clients >= 1):
-            raise ValueError(f"ComputeMux clients must be a positive integer, not {clients!r}")
-        if not (isinstance(depth, int) and depth >= 1):
-            raise ValueError(f"ComputeMux depth must be a positive integer, not {depth!r}")
+        checks.positive("ComputeMux", "clients", clients)
+        checks.positive("ComputeMux", "depth", depth)
         self._unit, self._clients, self._depth = unit, clients, depth
         super().__init__({
             "clients": Out(unit.signature).array(clients),

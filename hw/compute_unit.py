@@ -43,14 +43,11 @@ from amaranth.utils import ceil_log2, exact_log2
 from model.numerics import DEFAULT
 from model.packer import tiles
 
+from . import checks
 from .multiplier import Multiplier
+from .pipeline import delay
 
 __all__ = ["ComputeUnit", "ComputeClient"]
-
-
-def _positive(name, value):
-    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        raise ValueError(f"ComputeUnit {name} must be a positive integer, not {value!r}")
 
 
 class ComputeUnit(wiring.Component):
@@ -99,7 +96,7 @@ class ComputeUnit(wiring.Component):
                             ("max_out", max_out), ("max_weights", max_weights),
                             ("max_tokens", max_tokens),
                             ("weight_lanes", weight_lanes), ("weight_width", weight_width)):
-            _positive(name, value)
+            checks.positive("ComputeUnit", name, value)
         for name, value in (("rows", rows), ("cols", cols)):
             if value & (value - 1):
                 raise ValueError(f"ComputeUnit {name} must be a power of two, not {value}")
@@ -342,18 +339,11 @@ class ComputeUnit(wiring.Component):
             "out_width": self.command_layout["out_width"].shape,
         })
 
-        def delayed(value, cycles, name):
-            for i in range(cycles):
-                reg = Signal.like(value, name=f"{name}_{i}")
-                m.d.sync += reg.eq(value)
-                value = reg
-            return value
-
         meta0 = Signal(meta_layout)
         m.d.comb += [meta0.valid.eq(issue), meta0.first.eq(ic == 0), meta0.last.eq(last_chunk),
                      meta0.gelu.eq(run.gelu), meta0.shift.eq(run.shift),
                      meta0.out_width.eq(run.out_width)]
-        meta1 = delayed(meta0, 1, "meta_read")          # memories answer one cycle later
+        meta1 = delay(m, meta0, 1, name="meta_read")  # memories answer one cycle later
 
         products = [[None] * R for _ in range(C)]
         for col in range(C):
@@ -364,16 +354,16 @@ class ComputeUnit(wiring.Component):
                 m.d.comb += [mul.a.eq(x_rd.data[r]), mul.b.eq(w_rd.data[col * R + r]),
                              mul.en.eq(1)]
                 products[col][r] = mul.p
-        meta2 = delayed(meta1, self._MULTIPLY_LATENCY, "meta_mul")
-        bias2 = delayed(b_rd.data, self._MULTIPLY_LATENCY, "bias_mul")
+        meta2 = delay(m, meta1, self._MULTIPLY_LATENCY, name="meta_mul")
+        bias2 = delay(m, b_rd.data, self._MULTIPLY_LATENCY, name="bias_mul")
 
         sums = []
         for col in range(C):
             s = Signal(signed(self._acc_width), name=f"sum_{col}")
             m.d.sync += s.eq(sum(products[col]))
             sums.append(s)
-        meta3 = delayed(meta2, 1, "meta_sum")
-        bias3 = delayed(bias2, 1, "bias_sum")
+        meta3 = delay(m, meta2, 1, name="meta_sum")
+        bias3 = delay(m, bias2, 1, name="bias_sum")
 
         acc = [Signal(signed(self._acc_width), name=f"acc_{col}") for col in range(C)]
         result = [Signal(signed(self._acc_width), name=f"result_{col}") for col in range(C)]
@@ -394,15 +384,15 @@ class ComputeUnit(wiring.Component):
             shifted = Signal(signed(self._acc_width), name=f"shifted_{col}")
             m.d.comb += shifted.eq(result[col] >> meta4.shift)
             m.d.sync += y[col].eq(Mux(shifted > hi, hi, Mux(shifted < -hi - 1, -hi - 1, shifted)))
-        meta5 = delayed(meta4, 1, "meta_out")
+        meta5 = delay(m, meta4, 1, name="meta_out")
 
         out_valid, out_data = meta5.valid, y
         if self._gelu is not None:
             m.submodules.gelu = gelu = self._gelu(lanes=C, fmt=act)
             m.d.comb += [gelu.i.valid.eq(meta5.valid & meta5.gelu),
                          gelu.i.payload.eq(y), gelu.o.ready.eq(1)]
-            plain = delayed(y, self._gelu_latency, "plain")
-            meta6 = delayed(meta5, self._gelu_latency, "meta_gelu")
+            plain = delay(m, y, self._gelu_latency, name="plain")
+            meta6 = delay(m, meta5, self._gelu_latency, name="meta_gelu")
             out_valid = meta6.valid
             out_data = Mux(meta6.gelu, gelu.o.payload, plain)
 

@@ -21,7 +21,9 @@ from amaranth.lib.wiring import In, Out
 from model.exp import EXP2_TABLE, FLOOR
 from model.numerics import DEFAULT, EXP_FRAC
 
+from . import checks
 from .interp import InterpDatapath, InterpWidths
+from .pipeline import delay, valid_pipeline
 
 
 __all__ = ["Exp2Datapath", "Exp2", "EXP_WIDTH"]
@@ -33,15 +35,10 @@ EXP_WIDTH = EXP_FRAC + 1
 _SHIFT_WIDTH = (-FLOOR).bit_length()
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_format(owner, width, frac):
     """Shared argument checks of the exp units: ``InterpWidths.of`` checks the multiplier."""
-    if not _is_int(width) or width < 2:
-        raise ValueError(f"{owner} width must be an integer of at least 2, not {width!r}")
-    if not _is_int(frac) or frac < EXP2_TABLE.step_log2:
+    checks.at_least(owner, "width", width, 2)
+    if not checks.is_int(frac) or frac < EXP2_TABLE.step_log2:
         raise ValueError(
             f"{owner} needs an integer of at least {EXP2_TABLE.step_log2} fraction bits (the "
             f"table step is 2**-{EXP2_TABLE.step_log2}), not frac={frac!r}")
@@ -121,12 +118,7 @@ class Exp2Datapath(wiring.Component):
             m.d.sync += [shift_1.eq(-(clamped >> frac)), t_1.eq(clamped[:frac])]
         m.d.comb += [interp.t.eq(t_1), interp.en.eq(self.en)]
 
-        shift = shift_1
-        for stage in range(InterpDatapath.LATENCY):
-            delayed = Signal(unsigned(_SHIFT_WIDTH), name=f"shift_{stage + 2}")
-            with m.If(self.en):
-                m.d.sync += delayed.eq(shift)
-            shift = delayed
+        shift = delay(m, shift_1, InterpDatapath.LATENCY, en=self.en, name="shift", first=2)
 
         # Last stage: the rounding right shift. The mantissa is in [1, 2] (never negative), and
         # n = 0 only for x = 0, where it is exactly 1.0: the result fits EXP_WIDTH bits.
@@ -174,8 +166,7 @@ class Exp2(wiring.Component):
     LATENCY = Exp2Datapath.LATENCY
 
     def __init__(self, *, lanes=1, width=DEFAULT.act.width, frac=DEFAULT.act.frac):
-        if not _is_int(lanes) or lanes < 1:
-            raise ValueError(f"Exp2 lanes must be a positive integer, not {lanes!r}")
+        checks.positive("Exp2", "lanes", lanes)
         _check_format("Exp2", width, frac)
         self._lanes = lanes
         self._width = width
@@ -207,12 +198,5 @@ class Exp2(wiring.Component):
             m.d.comb += [exp.x.eq(self.i.payload[lane]), exp.en.eq(advance),
                          self.o.payload[lane].eq(exp.y)]
 
-        valid = self.i.valid
-        for stage in range(1, self.LATENCY):
-            delayed = Signal(name=f"valid_{stage}")
-            with m.If(advance):
-                m.d.sync += delayed.eq(valid)
-            valid = delayed
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(valid)
+        valid_pipeline(m, self.i.valid, self.o.valid, self.LATENCY, en=advance)
         return m

@@ -21,6 +21,8 @@ from amaranth.utils import ceil_log2
 
 from model.numerics import PROB_FRAC
 
+from . import checks
+
 __all__ = ["ExpertQueues"]
 
 
@@ -47,8 +49,7 @@ class ExpertQueues(wiring.Component):
 
     def __init__(self, *, experts, top_k, max_tokens):
         for name, value in (("experts", experts), ("top_k", top_k), ("max_tokens", max_tokens)):
-            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-                raise ValueError(f"ExpertQueues {name} must be a positive integer, not {value!r}")
+            checks.positive("ExpertQueues", name, value)
         if top_k > experts:
             raise ValueError(f"ExpertQueues top_k ({top_k}) must not exceed experts ({experts})")
         self._experts, self._top_k, self._max_tokens = experts, top_k, max_tokens

@@ -22,6 +22,7 @@ from amaranth.utils import ceil_log2
 
 from model.numerics import DEFAULT, PROB_FRAC
 
+from . import checks
 from .softmax import SoftmaxProb, SoftmaxStats
 from .top_k import TopK
 
@@ -50,8 +51,7 @@ class Gate(wiring.Component):
     def __init__(self, *, experts, k, lanes, max_tokens, fmt=DEFAULT.act):
         for name, value in (("experts", experts), ("k", k), ("lanes", lanes),
                             ("max_tokens", max_tokens)):
-            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-                raise ValueError(f"Gate {name} must be a positive integer, not {value!r}")
+            checks.positive("Gate", name, value)
         if k > experts:
             raise ValueError(f"Gate k ({k}) must not exceed experts ({experts})")
         if experts > lanes:

@@ -16,12 +16,9 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from . import checks
+
 __all__ = ["Gather"]
-
-
-def _positive(owner, name, value):
-    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        raise ValueError(f"{owner} {name} must be a positive integer, not {value!r}")
 
 
 def row_index_layout(rows, row_beats):
@@ -61,7 +58,7 @@ class Gather(wiring.Component):
     def __init__(self, *, lanes, width, rows, row_beats):
         for name, value in (("lanes", lanes), ("width", width), ("rows", rows),
                             ("row_beats", row_beats)):
-            _positive("Gather", name, value)
+            checks.positive("Gather", name, value)
         self._rows, self._row_beats = rows, row_beats
         beat = data.ArrayLayout(signed(width), lanes)
         super().__init__({

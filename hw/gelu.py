@@ -11,9 +11,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.gelu import D_TABLE, LIMIT
-from model.numerics import DEFAULT, Fixed
+from model.numerics import DEFAULT
 
+from . import checks
 from .interp import InterpDatapath, InterpWidths
+from .pipeline import delay, valid_pipeline
 
 
 __all__ = ["Gelu"]
@@ -62,10 +64,8 @@ class Gelu(wiring.Component):
     LATENCY = InterpDatapath.LATENCY + 2
 
     def __init__(self, *, lanes=16, fmt=DEFAULT.act):
-        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
-            raise ValueError(f"GELU lanes must be a positive integer, not {lanes!r}")
-        if not isinstance(fmt, Fixed):
-            raise TypeError(f"GELU format must be a model.numerics.Fixed, not {fmt!r}")
+        checks.positive("GELU", "lanes", lanes)
+        checks.fixed("GELU", "format", fmt)
         if fmt.frac < D_TABLE.step_log2:
             raise ValueError(
                 f"GELU needs at least {D_TABLE.step_log2} fraction bits (the table step is "
@@ -120,12 +120,8 @@ class Gelu(wiring.Component):
             m.d.comb += [interp.t.eq(t), interp.en.eq(advance)]
 
             # Interpolation stages: ReLU(x) and the range check wait in step with d.
-            for stage in range(interp.LATENCY):
-                next_inside = Signal(name=f"inside_{lane}_{stage + 2}")
-                next_relu = Signal.like(relu, name=f"relu_{lane}_{stage + 2}")
-                with m.If(advance):
-                    m.d.sync += [next_inside.eq(inside), next_relu.eq(relu)]
-                inside, relu = next_inside, next_relu
+            inside = delay(m, inside, interp.LATENCY, en=advance, name=f"inside_{lane}", first=2)
+            relu = delay(m, relu, interp.LATENCY, en=advance, name=f"relu_{lane}", first=2)
             d = Mux(inside, interp.y, 0)
 
             # Last stage: one rounding, half up. The result never leaves x's range.
@@ -137,13 +133,5 @@ class Gelu(wiring.Component):
             with m.If(advance):
                 m.d.sync += self.o.payload[lane].eq(y)
 
-        # One valid bit per stage; the last is o.valid.
-        valid = self.i.valid
-        for stage in range(1, self.LATENCY):
-            delayed = Signal(name=f"valid_{stage}")
-            with m.If(advance):
-                m.d.sync += delayed.eq(valid)
-            valid = delayed
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(valid)
+        valid_pipeline(m, self.i.valid, self.o.valid, self.LATENCY, en=advance)
         return m

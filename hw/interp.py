@@ -24,7 +24,9 @@ from amaranth.lib.wiring import In, Out
 
 from model.interp import InterpTable
 
+from . import checks
 from .multiplier import DSP_A_WIDTH, DSP_B_WIDTH, Multiplier
+from .pipeline import delay, valid_pipeline
 
 
 __all__ = ["InterpWidths", "InterpDatapath", "Interp"]
@@ -76,7 +78,7 @@ class InterpWidths:
         if not isinstance(table, InterpTable):
             raise TypeError(f"Interpolation table must be a model.interp.InterpTable, "
                             f"not {table!r}")
-        if not isinstance(t_frac, int) or isinstance(t_frac, bool) or t_frac < table.step_log2:
+        if not checks.is_int(t_frac) or t_frac < table.step_log2:
             raise ValueError(
                 f"Interpolation input needs an integer of at least {table.step_log2} fraction "
                 f"bits (the table step is 2**-{table.step_log2}), not t_frac={t_frac!r}")
@@ -194,12 +196,8 @@ class InterpDatapath(wiring.Component):
                                    else (multiplier.b, multiplier.a))
         m.d.comb += [step_operand.eq(read.data.step), r_operand.eq(r),
                      multiplier.en.eq(self.en)]
-        base = read.data.base
-        for stage in range(self.MULTIPLIER_LATENCY):
-            delayed = Signal(signed(widths.width), name=f"base_{stage + 2}")
-            with m.If(self.en):
-                m.d.sync += delayed.eq(base)
-            base = delayed
+        base = delay(m, read.data.base, self.MULTIPLIER_LATENCY, en=self.en, name="base",
+                     first=2)
 
         # Last stage: round half up, then add T[i]. The result lies between T[i] and T[i+1],
         # so it fits the entries' width.
@@ -279,13 +277,5 @@ class Interp(wiring.Component):
             datapath.t.eq(self.i.payload),
             self.o.payload.eq(datapath.y),
         ]
-        # One valid bit per stage; the last is o.valid.
-        valid = self.i.valid
-        for stage in range(1, self.LATENCY):
-            delayed = Signal(name=f"valid_{stage}")
-            with m.If(advance):
-                m.d.sync += delayed.eq(valid)
-            valid = delayed
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(valid)
+        valid_pipeline(m, self.i.valid, self.o.valid, self.LATENCY, en=advance)
         return m

@@ -53,9 +53,11 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from model.layernorm import CONST_FRAC, SQUARE_BITS, XHAT_FORMAT, _row_constants
-from model.numerics import DEFAULT, MANT_FRAC, Fixed, shift_round
+from model.numerics import DEFAULT, MANT_FRAC, shift_round
 
+from . import checks
 from .multiplier import DSP_A_WIDTH, DSP_B_WIDTH, Multiplier
+from .pipeline import delay
 from .rsqrt import Rsqrt
 
 
@@ -66,10 +68,6 @@ __all__ = ["LayerNorm", "MAX_DIM", "parameter_set_loaded"]
 #: mean's multiplier moves it by far less than ``2**fmt.width / dim``), and ``XHAT_FORMAT`` holds
 #: ``|xhat| < sqrt(dim)``.
 MAX_DIM = 1024
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # Combinational choices below are Mux expressions rather than m.If blocks: Amaranth's Verilog
@@ -148,8 +146,7 @@ class LayerNorm(wiring.Component):
     def __init__(self, *, dim, lanes, gamma_fmt, eps, fmt=DEFAULT.act, beta_fmt=None,
                  out_fmt=None):
         for name, value in (("dim", dim), ("lanes", lanes)):
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"LayerNorm {name} must be a positive integer, not {value!r}")
+            checks.positive("LayerNorm", name, value)
         if dim > MAX_DIM:
             raise ValueError(f"LayerNorm dim must be at most {MAX_DIM}, not {dim}")
         if dim % lanes:
@@ -158,9 +155,7 @@ class LayerNorm(wiring.Component):
         out_fmt = fmt if out_fmt is None else out_fmt
         for name, value in (("fmt", fmt), ("gamma_fmt", gamma_fmt), ("beta_fmt", beta_fmt),
                             ("out_fmt", out_fmt)):
-            if not isinstance(value, Fixed):
-                raise TypeError(f"LayerNorm {name} must be a model.numerics.Fixed, "
-                                f"not {value!r}")
+            checks.fixed("LayerNorm", name, value)
         if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps > 0):
             raise ValueError(f"LayerNorm eps must be a positive number, not {eps!r}")
         # x - mean is one bit wider than x and goes on the multiplier's wide port.
@@ -301,16 +296,10 @@ class LayerNorm(wiring.Component):
         with m.If(advance):
             m.d.sync += self.o.valid.eq(valid[-1] & tag[-1])
 
-        def delayed(value, stages, name):
-            for stage in range(stages):
-                register = Signal.like(value, name=f"{name}_{stage + 1}")
-                with m.If(advance):
-                    m.d.sync += register.eq(value)
-                value = register
-            return value
-
-        gamma_at = [delayed(par_rd.data[lane].gamma, lat + 1, f"gamma{lane}") for lane in range(L)]
-        beta_at = [delayed(par_rd.data[lane].beta, 2 * lat + 1, f"beta{lane}") for lane in range(L)]
+        gamma_at = [delay(m, par_rd.data[lane].gamma, lat + 1, en=advance, name=f"gamma{lane}")
+                    for lane in range(L)]
+        beta_at = [delay(m, par_rd.data[lane].beta, 2 * lat + 1, en=advance, name=f"beta{lane}")
+                   for lane in range(L)]
 
         squares = []
         for lane in range(L):
@@ -324,7 +313,7 @@ class LayerNorm(wiring.Component):
             squares.append(mul.p)
 
             # Stage 1 + lat: d * c, the top bit of c added beside the DSP's product.
-            d_late = delayed(d, lat, f"d{lane}")
+            d_late = delay(m, d, lat, en=advance, name=f"d{lane}")
             top_bit = Signal(signed(d_width + MANT_FRAC), name=f"dc_top{lane}")
             m.d.comb += top_bit.eq(Mux(c[MANT_FRAC], d_late << MANT_FRAC, 0))
             product = Signal(signed(d_width + MANT_FRAC + 2), name=f"dc{lane}")

@@ -8,6 +8,8 @@ from amaranth.hdl import Module, Signal, signed as signed_shape, unsigned as uns
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from . import checks
+
 
 __all__ = ["Multiplier", "DSP_A_WIDTH", "DSP_B_WIDTH"]
 
@@ -17,10 +19,6 @@ DSP_A_WIDTH = 27
 DSP_B_WIDTH = 18
 
 _LATENCIES = (1, 2)
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class Multiplier(wiring.Component):
@@ -73,9 +71,7 @@ class Multiplier(wiring.Component):
             raise TypeError(f"Multiplier signed must be a bool, not {signed!r}")
         for name, width, limit in (("a_width", a_width, DSP_A_WIDTH),
                                    ("b_width", b_width, DSP_B_WIDTH)):
-            if not _is_int(width) or width < 1:
-                raise ValueError(
-                    f"Multiplier {name} must be a positive integer, not {width!r}")
+            checks.positive("Multiplier", name, width)
             # The DSP48E2 multiplies signed numbers only: an unsigned operand needs a zero bit
             # on top.
             usable = limit if signed else limit - 1
@@ -84,7 +80,7 @@ class Multiplier(wiring.Component):
                     f"Multiplier {name} must be at most {usable} bits "
                     f"{'signed' if signed else 'unsigned'} to fit one DSP48E2 "
                     f"({DSP_A_WIDTH} x {DSP_B_WIDTH} bits signed), not {width}")
-        if not _is_int(latency) or latency not in _LATENCIES:
+        if not checks.is_int(latency) or latency not in _LATENCIES:
             raise ValueError(f"Multiplier latency must be 1 or 2 cycles, not {latency!r}")
         self._a_width = a_width
         self._b_width = b_width

@@ -43,15 +43,11 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import DEFAULT
 
+from . import checks
 from .compute_unit import ComputeClient
 from .residual import ResidualAdd
 
 __all__ = ["PatchEmbed"]
-
-
-def _positive(name, value):
-    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        raise ValueError(f"PatchEmbed {name} must be a positive integer, not {value!r}")
 
 
 class PatchEmbed(wiring.Component):
@@ -106,7 +102,7 @@ class PatchEmbed(wiring.Component):
         for name, value in (("channels", channels), ("patch", patch), ("dim", dim),
                             ("max_patches", max_patches), ("lanes", lanes),
                             ("weight_lanes", weight_lanes), ("data_width", data_width)):
-            _positive(name, value)
+            checks.positive("PatchEmbed", name, value)
         if lanes & (lanes - 1):
             raise ValueError(f"PatchEmbed lanes must be a power of two, not {lanes}")
         if dim % lanes:

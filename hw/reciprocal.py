@@ -22,6 +22,7 @@ from model.numerics import MANT_FRAC, SUM_FRAC, SUM_WIDTH
 from model.reciprocal import RECIP_TABLE
 
 from .interp import InterpDatapath
+from .pipeline import delay, valid_pipeline
 
 
 __all__ = ["ReciprocalDatapath", "Reciprocal", "K_WIDTH", "RESULT_LAYOUT"]
@@ -92,12 +93,7 @@ class ReciprocalDatapath(wiring.Component):
             m.d.sync += [t_2.eq(Mux(below_one_1, 0, (s_1 >> k_1)[:SUM_FRAC])), k_2.eq(k_1)]
         m.d.comb += [interp.t.eq(t_2), interp.en.eq(self.en)]
 
-        k = k_2
-        for stage in range(InterpDatapath.LATENCY):
-            delayed = Signal(unsigned(K_WIDTH), name=f"k_{stage + 3}")
-            with m.If(self.en):
-                m.d.sync += delayed.eq(k)
-            k = delayed
+        k = delay(m, k_2, InterpDatapath.LATENCY, en=self.en, name="k", first=3)
         # 1/1 = 1 itself does not fit the mantissa.
         top = (1 << MANT_FRAC) - 1
         m.d.comb += [self.o.r.eq(Mux(interp.y > top, top, interp.y)), self.o.k.eq(k)]
@@ -140,12 +136,5 @@ class Reciprocal(wiring.Component):
         m.d.comb += [self.i.ready.eq(advance), datapath.en.eq(advance),
                      datapath.s.eq(self.i.payload), self.o.payload.eq(datapath.o)]
 
-        valid = self.i.valid
-        for stage in range(1, self.LATENCY):
-            delayed = Signal(name=f"valid_{stage}")
-            with m.If(advance):
-                m.d.sync += delayed.eq(valid)
-            valid = delayed
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(valid)
+        valid_pipeline(m, self.i.valid, self.o.valid, self.LATENCY, en=advance)
         return m

@@ -19,6 +19,7 @@ from model.registers import (BUFFERS, BY_NAME, ERROR_CODE_WIDTH, MAGIC, MAP_BYTE
                              STAGE_NAMES, WORD_BYTES, Access, ErrorCode, config_word,
                              version_word)
 
+from . import checks
 from .axi import RESP_OKAY, axi4_lite
 
 __all__ = ["RegisterBlock"]
@@ -82,9 +83,8 @@ class RegisterBlock(wiring.Component):
         # config_word validates tasks, alignment and variant.
         self._config = config_word(tasks=tasks, alignment=alignment, variant=variant)
         need = ceil_log2(MAP_BYTES)
-        if not (isinstance(addr_width, int) and need <= addr_width <= 64):
-            raise ValueError(f"RegisterBlock addr_width must be an integer in {need}..64 to hold "
-                             f"the {MAP_BYTES}-byte map, not {addr_width!r}")
+        checks.in_range("RegisterBlock", "addr_width", addr_width, need, 64,
+                        reason=f" to hold the {MAP_BYTES}-byte map")
         self._tasks, self._alignment, self._addr_width = tasks, alignment, addr_width
         super().__init__({
             "bus": In(axi4_lite(addr_width=addr_width)),

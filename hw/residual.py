@@ -4,7 +4,10 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.numerics import DEFAULT, Fixed
+from model.numerics import DEFAULT
+
+from . import checks
+from .pipeline import valid_pipeline
 
 
 __all__ = ["ResidualAdd"]
@@ -48,10 +51,8 @@ class ResidualAdd(wiring.Component):
     LATENCY = 1
 
     def __init__(self, *, lanes, fmt=DEFAULT.act):
-        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
-            raise ValueError(f"Residual add lanes must be a positive integer, not {lanes!r}")
-        if not isinstance(fmt, Fixed):
-            raise TypeError(f"Residual add format must be a model.numerics.Fixed, not {fmt!r}")
+        checks.positive("Residual add", "lanes", lanes)
+        checks.fixed("Residual add", "format", fmt)
         self._lanes = lanes
         self._fmt = fmt
         layout = data.ArrayLayout(signed(fmt.width), lanes)
@@ -81,8 +82,7 @@ class ResidualAdd(wiring.Component):
             self.x.ready.eq(advance & self.y.valid),
             self.y.ready.eq(advance & self.x.valid),
         ]
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(take)
+        valid_pipeline(m, take, self.o.valid, self.LATENCY, en=advance)
         with m.If(take):
             for lane in range(self._lanes):
                 total = Signal(signed(self._fmt.width + 1), name=f"sum_{lane}")

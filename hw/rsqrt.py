@@ -18,7 +18,9 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import MANT_FRAC
 from model.rsqrt import M_FRAC, RSQRT_TABLE
 
+from . import checks
 from .interp import InterpDatapath
+from .pipeline import delay, valid_pipeline
 
 
 __all__ = ["Rsqrt"]
@@ -72,10 +74,7 @@ class Rsqrt(wiring.Component):
     LATENCY = 2 + InterpDatapath.LATENCY
 
     def __init__(self, *, width=DEFAULT_WIDTH):
-        if (not isinstance(width, int) or isinstance(width, bool)
-                or not 1 <= width <= MAX_WIDTH):
-            raise ValueError(f"Rsqrt width must be an integer in [1, {MAX_WIDTH}], "
-                             f"not {width!r}")
+        checks.in_range("Rsqrt", "width", width, 1, MAX_WIDTH)
         self._width = width
         self.result_layout = data.StructLayout({
             "r": unsigned(MANT_FRAC),
@@ -129,23 +128,11 @@ class Rsqrt(wiring.Component):
         m.d.comb += interp.t.eq(t_2)
 
         # The interpolation's stages, with e alongside.
-        e = e_2
-        for stage in range(InterpDatapath.LATENCY):
-            delayed = Signal(self.e_width, name=f"e_{stage + 3}")
-            with m.If(advance):
-                m.d.sync += delayed.eq(e)
-            e = delayed
+        e = delay(m, e_2, InterpDatapath.LATENCY, en=advance, name="e", first=3)
         # 1/sqrt(1) = 1 itself does not fit the mantissa.
         top = (1 << MANT_FRAC) - 1
         m.d.comb += [self.o.payload.r.eq(Mux(interp.y > top, top, interp.y)),
                      self.o.payload.e.eq(e)]
 
-        valid = self.i.valid
-        for stage in range(1, self.LATENCY):
-            delayed = Signal(name=f"valid_{stage}")
-            with m.If(advance):
-                m.d.sync += delayed.eq(valid)
-            valid = delayed
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(valid)
+        valid_pipeline(m, self.i.valid, self.o.valid, self.LATENCY, en=advance)
         return m

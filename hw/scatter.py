@@ -21,8 +21,9 @@ from amaranth.utils import ceil_log2
 
 from model.numerics import DEFAULT, PROB_FRAC
 
-from .gather import _positive
+from . import checks
 from .multiplier import Multiplier
+from .pipeline import delay
 
 __all__ = ["Scatter"]
 
@@ -52,7 +53,7 @@ class Scatter(wiring.Component):
 
     def __init__(self, *, lanes, rows, row_beats, fmt=DEFAULT.act):
         for name, value in (("lanes", lanes), ("rows", rows), ("row_beats", row_beats)):
-            _positive("Scatter", name, value)
+            checks.positive("Scatter", name, value)
         self._lanes, self._rows, self._row_beats, self._fmt = lanes, rows, row_beats, fmt
         beat = data.ArrayLayout(signed(fmt.width), lanes)
         self.index_layout = data.StructLayout({
@@ -102,13 +103,10 @@ class Scatter(wiring.Component):
         # Stage 0: read dst, operands into the multipliers. Stage 1: dst arrives, product
         # registered. Stage 2: round, add, saturate, write.
         m.d.comb += self.rd_addr.eq(base + beat)
-        valid = [take, Signal(), Signal()]
-        addr = [base + beat, Signal.like(self.wr_addr), Signal.like(self.wr_addr)]
-        acc = [accumulate, Signal(), Signal()]
-        y = [self.i.payload, Signal.like(self.i.payload), Signal.like(self.i.payload)]
-        for s in (1, 2):
-            m.d.sync += [valid[s].eq(valid[s - 1]), addr[s].eq(addr[s - 1]),
-                         acc[s].eq(acc[s - 1]), y[s].eq(y[s - 1])]
+        valid = delay(m, take, 2, name="valid")
+        addr = delay(m, self.rd_addr, 2, name="addr")
+        acc = delay(m, accumulate, 2, name="accumulate")
+        y = delay(m, self.i.payload, 2, name="y")
         dst = Signal.like(self.rd_data)
         m.d.sync += dst.eq(self.rd_data)
 
@@ -120,7 +118,7 @@ class Scatter(wiring.Component):
             m.d.comb += [mul.a.eq(self.i.payload[lane]), mul.b.eq(score), mul.en.eq(1)]
             total = dst[lane] + ((mul.p + (1 << (PROB_FRAC - 1))) >> PROB_FRAC)
             summed = Mux(total > hi, hi, Mux(total < lo, lo, total))
-            m.d.sync += out[lane].eq(Mux(acc[2], summed, y[2][lane]))
-        m.d.sync += [self.wr_en.eq(valid[2]), self.wr_addr.eq(addr[2])]
+            m.d.sync += out[lane].eq(Mux(acc, summed, y[lane]))
+        m.d.sync += [self.wr_en.eq(valid), self.wr_addr.eq(addr)]
         m.d.comb += self.wr_data.eq(out)
         return m

@@ -24,11 +24,13 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.numerics import DEFAULT, EXP_FRAC, MANT_FRAC, PROB_FRAC, SUM_FRAC, SUM_WIDTH, Fixed
+from model.numerics import DEFAULT, EXP_FRAC, MANT_FRAC, PROB_FRAC, SUM_FRAC, SUM_WIDTH
 from model.softmax import ONE, SUM_FORMAT
 
+from . import checks
 from .exp import EXP_WIDTH, Exp2Datapath, _check_format
 from .multiplier import Multiplier
+from .pipeline import delay, valid_pipeline
 from .reciprocal import K_WIDTH, ReciprocalDatapath
 
 
@@ -40,13 +42,8 @@ _S_WIDTH = SUM_WIDTH - 1
 _MANT_TOP = (1 << MANT_FRAC) - 1
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_fmt(owner, fmt):
-    if not isinstance(fmt, Fixed):
-        raise TypeError(f"{owner} format must be a model.numerics.Fixed, not {fmt!r}")
+    checks.fixed(owner, "format", fmt)
     # a - m takes one more bit than a score.
     _check_format(owner, fmt.width + 1, fmt.frac)
 
@@ -62,16 +59,6 @@ def _select(index, values):
     for position, value in enumerate(values[1:], start=1):
         selected = Mux(index == position, value, selected)
     return selected
-
-
-def _delay(m, en, value, stages, name):
-    """``value`` delayed by ``stages`` registers enabled by ``en``."""
-    for stage in range(stages):
-        delayed = Signal.like(value, name=f"{name}_{stage + 1}")
-        with m.If(en):
-            m.d.sync += delayed.eq(value)
-        value = delayed
-    return value
 
 
 class SoftmaxStats(wiring.Component):
@@ -136,9 +123,7 @@ class SoftmaxStats(wiring.Component):
     LATENCY = Exp2Datapath.LATENCY + MULTIPLIER_LATENCY + 1 + ReciprocalDatapath.LATENCY
 
     def __init__(self, *, rows, fmt=DEFAULT.act):
-        if not _is_int(rows) or rows < self.MIN_ROWS:
-            raise ValueError(f"SoftmaxStats rows must be an integer of at least "
-                             f"{self.MIN_ROWS}, not {rows!r}")
+        checks.at_least("SoftmaxStats", "rows", rows, self.MIN_ROWS)
         _check_fmt("SoftmaxStats", fmt)
         self._rows = rows
         self._fmt = fmt
@@ -209,7 +194,7 @@ class SoftmaxStats(wiring.Component):
         m.d.comb += [valid_in.eq(accept), last_in.eq(self.i.payload.last)]
         carried = {"valid": valid_in, "first": first, "new_max": new_max, "last": last_in,
                    "slot": slot, "m": m_new}
-        carried = {name: _delay(m, advance, value, Exp2Datapath.LATENCY, name)
+        carried = {name: delay(m, value, Exp2Datapath.LATENCY, en=advance, name=name)
                    for name, value in carried.items()}
 
         # The exponent is out: read s, start the rescale product and form the plain sum.
@@ -225,7 +210,7 @@ class SoftmaxStats(wiring.Component):
         plain = Signal(unsigned(_S_WIDTH + 1))
         m.d.comb += plain.eq(s_old + ((e + (1 << (shift - 1))) >> shift))
         carried["plain"] = plain
-        carried = {name: _delay(m, advance, value, self.MULTIPLIER_LATENCY, name)
+        carried = {name: delay(m, value, self.MULTIPLIER_LATENCY, en=advance, name=name)
                    for name, value in carried.items()}
 
         # The product is out: the new s, saturated, goes back to the slot.
@@ -251,12 +236,10 @@ class SoftmaxStats(wiring.Component):
                          m_done.eq(carried["m"]), slot_done.eq(carried["slot"])]
         m.d.comb += reciprocal.s.eq(s_done)
         stages = ReciprocalDatapath.LATENCY
-        m_out = _delay(m, advance, m_done, stages, "m_out")
-        s_out = _delay(m, advance, s_done, stages, "s_out")
-        slot_out = _delay(m, advance, slot_done, stages, "row_out")
-        done = _delay(m, advance, done, stages - 1, "done")
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(done)
+        m_out = delay(m, m_done, stages, en=advance, name="m_out")
+        s_out = delay(m, s_done, stages, en=advance, name="s_out")
+        slot_out = delay(m, slot_done, stages, en=advance, name="row_out")
+        valid_pipeline(m, done, self.o.valid, stages, en=advance, name="done")
         m.d.comb += [self.o.payload.row.eq(slot_out), self.o.payload.m.eq(m_out),
                      self.o.payload.s.eq(s_out), self.o.payload.r.eq(reciprocal.o.r),
                      self.o.payload.k.eq(reciprocal.o.k)]
@@ -312,8 +295,7 @@ class SoftmaxProb(wiring.Component):
     LATENCY = Exp2Datapath.LATENCY + MULTIPLIER_LATENCY + 1
 
     def __init__(self, *, lanes=1, fmt=DEFAULT.act):
-        if not _is_int(lanes) or lanes < 1:
-            raise ValueError(f"SoftmaxProb lanes must be a positive integer, not {lanes!r}")
+        checks.positive("SoftmaxProb", "lanes", lanes)
         _check_fmt("SoftmaxProb", fmt)
         self._lanes = lanes
         self._fmt = fmt
@@ -350,9 +332,9 @@ class SoftmaxProb(wiring.Component):
                 latency=self.MULTIPLIER_LATENCY)
             m.d.comb += [exp.x.eq(beat.a - beat.m), exp.en.eq(advance),
                          multiplier.en.eq(advance)]
-            r = _delay(m, advance, beat.r, Exp2Datapath.LATENCY, f"r_{lane}")
-            k = _delay(m, advance, beat.k, Exp2Datapath.LATENCY + self.MULTIPLIER_LATENCY,
-                       f"k_{lane}")
+            r = delay(m, beat.r, Exp2Datapath.LATENCY, en=advance, name=f"r_{lane}")
+            k = delay(m, beat.k, Exp2Datapath.LATENCY + self.MULTIPLIER_LATENCY, en=advance,
+                      name=f"k_{lane}")
             m.d.comb += [multiplier.a.eq(exp.y), multiplier.b.eq(r)]
 
             # Last stage: round half up at 2**(base + k), then clamp below 1.
@@ -362,12 +344,5 @@ class SoftmaxProb(wiring.Component):
             with m.If(advance):
                 m.d.sync += self.o.payload[lane].eq(Mux(p > top, top, p))
 
-        valid = self.i.valid
-        for stage in range(1, self.LATENCY):
-            delayed = Signal(name=f"valid_{stage}")
-            with m.If(advance):
-                m.d.sync += delayed.eq(valid)
-            valid = delayed
-        with m.If(advance):
-            m.d.sync += self.o.valid.eq(valid)
+        valid_pipeline(m, self.i.valid, self.o.valid, self.LATENCY, en=advance)
         return m

@@ -18,6 +18,8 @@ from amaranth.utils import ceil_log2
 
 from model.numerics import DEFAULT
 
+from . import checks
+
 __all__ = ["TopK"]
 
 
@@ -32,8 +34,7 @@ class TopK(wiring.Component):
 
     def __init__(self, *, experts, k, fmt=DEFAULT.act):
         for name, value in (("experts", experts), ("k", k)):
-            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-                raise ValueError(f"TopK {name} must be a positive integer, not {value!r}")
+            checks.positive("TopK", name, value)
         if k > experts:
             raise ValueError(f"TopK k ({k}) must not exceed experts ({experts})")
         self._experts, self._k, self._fmt = experts, k, fmt

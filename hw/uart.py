@@ -8,6 +8,8 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import checks
+
 __all__ = ["UartTx"]
 
 
@@ -29,8 +31,7 @@ class UartTx(wiring.Component):
     """
 
     def __init__(self, divisor):
-        if not (isinstance(divisor, int) and divisor >= 1):
-            raise ValueError(f"UartTx divisor must be a positive integer, not {divisor!r}")
+        checks.positive("UartTx", "divisor", divisor)
         self._divisor = divisor
         super().__init__({"i": In(stream.Signature(8)), "tx": Out(1, init=1)})
 

@@ -12,6 +12,8 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from . import checks
+
 __all__ = ["Widen"]
 
 
@@ -25,8 +27,7 @@ class Widen(wiring.Component):
     """
 
     def __init__(self, shape, lanes, ratio):
-        if not (isinstance(ratio, int) and ratio >= 1):
-            raise ValueError(f"Widen ratio must be a positive integer, not {ratio!r}")
+        checks.positive("Widen", "ratio", ratio)
         self._ratio = ratio
         super().__init__({
             "i": In(stream.Signature(data.ArrayLayout(shape, lanes))),
