@@ -1,10 +1,11 @@
 """AXI4 write DMA: a command names an address and a number of beats, and that many beats of the
 data stream go to memory there. Twin of :func:`model.axi_writer.write_beats`.
 
-Each command is split into INCR bursts of at most 256 beats that never cross a 4 KB boundary,
-written with full strobes. Up to ``max_outstanding`` bursts may await their write response, so a
-slow memory's response latency is hidden. Nothing is buffered: ``wvalid`` follows the data
-stream's ``valid`` and its ``ready`` follows ``wready``, so back-pressure reaches the producer.
+Each command is split into INCR bursts of at most 256 beats that never cross a 4 KB boundary
+(:class:`hw.axi_bursts.BurstSplitter`), written with full strobes. Up to ``max_outstanding``
+bursts may await their write response, so a slow memory's response latency is hidden. Nothing is
+buffered: ``wvalid`` follows the data stream's ``valid`` and its ``ready`` follows ``wready``, so
+back-pressure reaches the producer.
 The address of a burst goes out before or with its first beat, never after it, and ``wvalid``
 never waits for ``awready`` (the AXI rule that lets a slave take data before the address).
 
@@ -27,9 +28,10 @@ until reset.
 from amaranth import Module, Signal, unsigned
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2, exact_log2
+from amaranth.utils import exact_log2
 
-from .axi import dma_command_layout, BOUNDARY, BURST_INCR, MAX_BURST, RESP_OKAY, axi4_write
+from .axi import dma_command_layout, BURST_INCR, MAX_BURST, RESP_OKAY, axi4_write
+from .axi_bursts import BurstSplitter
 
 __all__ = ["AxiWriter"]
 
@@ -68,7 +70,8 @@ class AxiWriter(wiring.Component):
     def __init__(self, *, addr_width=40, data_width=128, max_beats=1 << 20, max_outstanding=4):
         command = dma_command_layout("AxiWriter", addr_width=addr_width, data_width=data_width,
                                      max_beats=max_beats, max_outstanding=max_outstanding)
-        self._data_width, self._max_outstanding = data_width, max_outstanding
+        self._data_width, self._max_beats = data_width, max_beats
+        self._max_outstanding = max_outstanding
         super().__init__({
             "cmd": In(stream.Signature(command)),
             "i": In(stream.Signature(unsigned(data_width))),
@@ -80,42 +83,20 @@ class AxiWriter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bus = self.bus
-        size = exact_log2(self._data_width // 8)
-        addr = Signal.like(self.cmd.payload.addr)
-        left = Signal.like(self.cmd.payload.beats)
-        active = Signal()
+        m.submodules.bursts = bursts = BurstSplitter(
+            addr_width=len(bus.awaddr), data_width=self._data_width, max_beats=self._max_beats)
+        wiring.connect(m, wiring.flipped(self.cmd), bursts.i)
         outstanding = Signal(range(self._max_outstanding + 1))
 
-        # Address side, as AxiReader's: beats to the next 4 KB boundary, and the burst length.
-        to_boundary = Signal(range(BOUNDARY // (1 << size) + 1))
-        m.d.comb += to_boundary.eq((BOUNDARY - addr[:ceil_log2(BOUNDARY)]) >> size)
-        burst = Signal(range(MAX_BURST + 1))
-        with m.If((left <= to_boundary) & (left <= MAX_BURST)):
-            m.d.comb += burst.eq(left)
-        with m.Elif(to_boundary <= MAX_BURST):
-            m.d.comb += burst.eq(to_boundary)
-        with m.Else():
-            m.d.comb += burst.eq(MAX_BURST)
-
-        bad = self.cmd.payload.beats == 0
-        if size:
-            bad = bad | (self.cmd.payload.addr[:size] != 0)
-        m.d.comb += self.cmd.ready.eq(~active)
-        with m.If(self.cmd.valid & ~active):
-            with m.If(bad):
-                m.d.sync += self.error.eq(1)
-            with m.Else():
-                m.d.sync += [addr.eq(self.cmd.payload.addr), left.eq(self.cmd.payload.beats),
-                             active.eq(1)]
-
-        m.d.comb += [bus.awvalid.eq(active & (outstanding < self._max_outstanding)),
-                     bus.awaddr.eq(addr), bus.awlen.eq(burst - 1), bus.awsize.eq(size),
+        # Address side. While a burst waits for AWREADY, `outstanding` can only fall: AWVALID
+        # stays high.
+        room = outstanding < self._max_outstanding
+        m.d.comb += [bus.awvalid.eq(bursts.o.valid & room),
+                     bursts.o.ready.eq(bus.awready & room),
+                     bus.awaddr.eq(bursts.o.payload.addr), bus.awlen.eq(bursts.o.payload.len),
+                     bus.awsize.eq(exact_log2(self._data_width // 8)),
                      bus.awburst.eq(BURST_INCR), bus.awid.eq(0)]
         issued = bus.awvalid & bus.awready
-        with m.If(issued):
-            m.d.sync += [addr.eq(addr + (burst << size)), left.eq(left - burst)]
-            with m.If(left == burst):
-                m.d.sync += active.eq(0)
 
         # Data side. The lengths of issued bursts whose data has not started wait in `lengths`;
         # never more than max_outstanding, as a burst's data starts before its response. A burst
@@ -153,8 +134,11 @@ class AxiWriter(wiring.Component):
 
         m.d.comb += bus.bready.eq(1)
         answered = bus.bvalid & bus.bready
+        bad_response = Signal()
         with m.If(answered & (bus.bresp != RESP_OKAY)):
-            m.d.sync += self.error.eq(1)
+            m.d.sync += bad_response.eq(1)
+        m.d.comb += self.error.eq(bursts.error | bad_response)
         m.d.sync += outstanding.eq(outstanding + issued - answered)
-        m.d.comb += self.idle.eq(~self.cmd.valid & ~active & (outstanding == 0))
+        # The splitter offers a burst from a command's acceptance to its last burst taken.
+        m.d.comb += self.idle.eq(~self.cmd.valid & ~bursts.o.valid & (outstanding == 0))
         return m
