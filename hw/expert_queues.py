@@ -136,8 +136,7 @@ class ExpertQueues(wiring.Component):
         entry = Signal(self.o.payload.shape())
         m.d.comb += [entry.expert.eq(flight_expert), entry.token.eq(rd.data.token),
                      entry.score.eq(rd.data.score), entry.last.eq(flight_last),
-                     out_fifo.w_en.eq(in_flight), out_fifo.w_data.eq(entry),
-                     self.o.valid.eq(out_fifo.r_rdy), self.o.payload.eq(out_fifo.r_data),
-                     out_fifo.r_en.eq(self.o.ready)]
+                     out_fifo.w_en.eq(in_flight), out_fifo.w_data.eq(entry)]
+        wiring.connect(m, out_fifo.r_stream, wiring.flipped(self.o))
         m.d.sync += queued.eq(queued + issue - (self.o.valid & self.o.ready))
         return m

@@ -52,20 +52,20 @@ class StreamRouter(wiring.Component):
         m = Module()
         m.submodules.jobs = jobs = fifo.SyncFIFOBuffered(width=self.job_layout.size,
                                                          depth=self._depth)
-        m.d.comb += [jobs.w_data.eq(self.job.payload), jobs.w_en.eq(self.job.valid),
-                     self.job.ready.eq(jobs.w_rdy)]
-        head = data.View(self.job_layout, jobs.r_data)
+        wiring.connect(m, wiring.flipped(self.job), jobs.w_stream)
+        queued = jobs.r_stream                          # the job at the head of the queue
+        head = data.View(self.job_layout, queued.payload)
         count = Signal.like(head.beats)
         transfer = self.i.valid & self.i.ready
-        with m.If(jobs.r_rdy & (head.beats == 0)):
-            m.d.comb += jobs.r_en.eq(1)
+        with m.If(queued.valid & (head.beats == 0)):
+            m.d.comb += queued.ready.eq(1)
         with m.Elif(transfer):
             with m.If(count == head.beats - 1):
                 m.d.sync += count.eq(0)
-                m.d.comb += jobs.r_en.eq(1)
+                m.d.comb += queued.ready.eq(1)
             with m.Else():
                 m.d.sync += count.eq(count + 1)
-        active = jobs.r_rdy & (head.beats != 0)
+        active = queued.valid & (head.beats != 0)
         for dest, port in enumerate(self.o):
             selected = active & (head.dest == dest)
             m.d.comb += [port.payload.eq(self.i.payload),
