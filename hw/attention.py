@@ -175,7 +175,10 @@ class AttentionEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        P, H, W, hd, L = self._slots, self._heads, self._ways, self._head_dim, self._lanes
+        # heads: attention heads; ways: cycles per key, one per head plus spare bubbles
+        # (max(heads, 3)); `way` (below) counts them, and a way below `heads` is that head.
+        P, heads, ways = self._slots, self._heads, self._ways
+        hd, L = self._head_dim, self._lanes
         T, fmt, q_fmt = self._max_tokens, self._fmt, self._q_fmt
         G = hd // L                                   # beats per head block
         rows_per_slot = -(-T // P)
@@ -183,7 +186,7 @@ class AttentionEngine(wiring.Component):
 
         # --- Buffers: Q, K, V and the output, one head block (hd values) per word ----------
         def block_memory(name, width):
-            mem = memory.Memory(shape=unsigned(hd * width), depth=T * H, init=[])
+            mem = memory.Memory(shape=unsigned(hd * width), depth=T * heads, init=[])
             m.submodules[name] = mem
             return mem
 
@@ -203,7 +206,7 @@ class AttentionEngine(wiring.Component):
                                  ("v", v_mem, fmt.width)):
             port = getattr(self, name)
             wr = mem.write_port(granularity=L * width)
-            addr = Signal(range(T * H + 1), name=f"{name}_addr")     # token * H + head
+            addr = Signal(range(T * heads + 1), name=f"{name}_addr")  # token * heads + head
             group = Signal(range(G), name=f"{name}_group")
             done = Signal(name=f"{name}_loaded")
             loaded[name] = done
@@ -215,41 +218,42 @@ class AttentionEngine(wiring.Component):
                 m.d.sync += group.eq(Mux(group == G - 1, 0, group + 1))
                 with m.If(group == G - 1):
                     m.d.sync += addr.eq(addr + 1)
-                    with m.If(addr == tokens * H - 1):
+                    with m.If(addr == tokens * heads - 1):
                         m.d.sync += done.eq(1)
             with m.If(self.cmd.valid & self.cmd.ready):
                 m.d.sync += [addr.eq(0), group.eq(0), done.eq(0)]
 
-        # --- The sweep: pass p, key j, way h; one step per cycle -----------------------------
+        # --- The sweep: pass p, key j, way; one step per cycle --------------------------------
         sweeping = Signal()
         av = Signal()                                 # which sweep (0: Q K^T, 1: A V)
         j = Signal(range(T))
-        h = Signal(range(W))
+        way = Signal(range(ways))
         pass_q = Signal(range(T + P))                 # p * P: the query slot 0 loads
-        key_h = Signal(range(T * H + 1))              # j * H
-        pass_qh = Signal(range((T + P) * H))          # p * P * H
-        pass_w = Signal(range((rows_per_slot + 1) * W))           # p * W
-        pass_store = Signal(range((rows_per_slot + 1) * T * W))   # p * T * W
-        step_w = Signal(range(T * W))                 # j * W + h
-        last_step = (h == W - 1) & (j == tokens - 1) & (pass_q + 1 >= tokens)
+        key_block = Signal(range(T * heads + 1))      # j * heads: key j's block of head 0
+        pass_block = Signal(range((T + P) * heads))   # p * P * heads: slot 0's query, head 0
+        pass_ways = Signal(range((rows_per_slot + 1) * ways))         # p * ways
+        pass_store = Signal(range((rows_per_slot + 1) * T * ways))    # p * T * ways
+        step = Signal(range(T * ways))                # j * ways + way: the step in the pass
+        last_step = (way == ways - 1) & (j == tokens - 1) & (pass_q + 1 >= tokens)
         with m.If(sweeping):
-            m.d.sync += [h.eq(h + 1), step_w.eq(step_w + 1)]
-            with m.If(h == W - 1):
-                m.d.sync += [h.eq(0), j.eq(j + 1), key_h.eq(key_h + H)]
+            m.d.sync += [way.eq(way + 1), step.eq(step + 1)]
+            with m.If(way == ways - 1):
+                m.d.sync += [way.eq(0), j.eq(j + 1), key_block.eq(key_block + heads)]
                 with m.If(j == tokens - 1):
-                    m.d.sync += [j.eq(0), key_h.eq(0), step_w.eq(0), pass_q.eq(pass_q + P),
-                                 pass_qh.eq(pass_qh + P * H), pass_w.eq(pass_w + W),
-                                 pass_store.eq(pass_store + T * W)]
+                    m.d.sync += [j.eq(0), key_block.eq(0), step.eq(0), pass_q.eq(pass_q + P),
+                                 pass_block.eq(pass_block + P * heads),
+                                 pass_ways.eq(pass_ways + ways),
+                                 pass_store.eq(pass_store + T * ways)]
             with m.If(last_step):
                 m.d.sync += sweeping.eq(0)
         with m.If(start_sweep):
-            m.d.sync += [sweeping.eq(1), j.eq(0), h.eq(0), pass_q.eq(0), key_h.eq(0),
-                         pass_qh.eq(0), pass_w.eq(0), pass_store.eq(0), step_w.eq(0)]
+            m.d.sync += [sweeping.eq(1), j.eq(0), way.eq(0), pass_q.eq(0), key_block.eq(0),
+                         pass_block.eq(0), pass_ways.eq(0), pass_store.eq(0), step.eq(0)]
 
         # Per slot at this step: its query, whether it holds one, and where its row is.
-        head = Signal(range(H))
-        m.d.comb += head.eq(Mux(h < H, h, 0))
-        real_way = h < H
+        head = Signal(range(heads))
+        m.d.comb += head.eq(Mux(way < heads, way, 0))
+        real_way = way < heads
         slot_valid, slot_first, slot_last, slot_load = [], [], [], []
         slot_row, store_addr, stats_addr = [], [], []
         for s in range(P):
@@ -263,11 +267,11 @@ class AttentionEngine(wiring.Component):
             slot_last.append(j == (tokens - 1 if s == 0 else s - 1))
             slot_load.append(valid & (j == s) & real_way)
             slot_row.append(q)
-            sa = Signal(range(rows_per_slot * T * W), name=f"slot{s}_store_addr")
-            m.d.comb += sa.eq(Mux(loaded_this_pass, pass_store, pass_store - T * W) + step_w)
+            sa = Signal(range(rows_per_slot * T * ways), name=f"slot{s}_store_addr")
+            m.d.comb += sa.eq(Mux(loaded_this_pass, pass_store, pass_store - T * ways) + step)
             store_addr.append(sa)
-            ta = Signal(range(rows_per_slot * W), name=f"slot{s}_stats_addr")
-            m.d.comb += ta.eq(Mux(loaded_this_pass, pass_w, pass_w - W) + h)
+            ta = Signal(range(rows_per_slot * ways), name=f"slot{s}_stats_addr")
+            m.d.comb += ta.eq(Mux(loaded_this_pass, pass_ways, pass_ways - ways) + way)
             stats_addr.append(ta)
 
         # --- The multiplier array, shared by the two sweeps ---------------------------------
@@ -284,7 +288,8 @@ class AttentionEngine(wiring.Component):
         qk = sweeping & ~av
         k_rd = k_mem.read_port()
         q_rd = q_mem.read_port()
-        m.d.comb += [k_rd.addr.eq(key_h + head), q_rd.addr.eq(pass_qh + key_h + head)]
+        m.d.comb += [k_rd.addr.eq(key_block + head),
+                     q_rd.addr.eq(pass_block + key_block + head)]
         any_load = Signal()
         m.d.comb += any_load.eq(qk & Cat(*slot_load).any())
         with m.If(qk & real_way):
@@ -300,13 +305,14 @@ class AttentionEngine(wiring.Component):
         qk_operands = [[None] * hd for _ in range(P)]
         for s in range(P):
             load_1 = delay(m, qk & slot_load[s], 1, name=f"slot{s}_load")
-            held = [Signal(q_rd.data.shape(), name=f"slot{s}_query_{hh}") for hh in range(H)]
+            # held[i]: the slot's query block of head i.
+            held = [Signal(q_rd.data.shape(), name=f"slot{s}_query_{i}") for i in range(heads)]
             current = held[0]
-            for hh in range(1, H):
-                current = Mux(head_1 == hh, held[hh], current)
-            for hh in range(H):
-                with m.If(load_1 & (head_1 == hh)):
-                    m.d.sync += held[hh].eq(q_rd.data)
+            for i in range(1, heads):
+                current = Mux(head_1 == i, held[i], current)
+            for i in range(heads):
+                with m.If(load_1 & (head_1 == i)):
+                    m.d.sync += held[i].eq(q_rd.data)
             query = Mux(load_1, q_rd.data, current)
             for lane in range(hd):
                 qk_operands[s][lane] = (k_block[lane], query[lane * q_fmt.width:
@@ -336,18 +342,18 @@ class AttentionEngine(wiring.Component):
         # The score enters the slot's softmax statistics and its store.
         stats_units, store_mems = [], []
         lat = self.qk_latency
-        way_q = delay(m, h, lat, name="qk_way")
+        way_q = delay(m, way, lat, name="qk_way")
         for s in range(P):
-            unit = SoftmaxStats(rows=W, fmt=fmt)
+            unit = SoftmaxStats(rows=ways, fmt=fmt)
             m.submodules[f"stats_{s}"] = unit
             stats_units.append(unit)
             valid_q = delay(m, qk & slot_valid[s], lat, name=f"slot{s}_qk_valid")
             last_q = delay(m, slot_last[s], lat, name=f"slot{s}_qk_last")
-            real_q = way_q < H
+            real_q = way_q < heads
             m.d.comb += [unit.i.valid.eq(valid_q),
                          unit.i.payload.score.eq(Mux(real_q, scores[s], 0)),
                          unit.i.payload.last.eq(last_q | ~real_q), unit.o.ready.eq(1)]
-            store = memory.Memory(shape=signed(fmt.width), depth=rows_per_slot * T * W,
+            store = memory.Memory(shape=signed(fmt.width), depth=rows_per_slot * T * ways,
                                   init=[])
             m.submodules[f"score_store_{s}"] = store
             store_mems.append(store)
@@ -362,14 +368,14 @@ class AttentionEngine(wiring.Component):
                                           "k": unsigned(K_WIDTH)})
         stats_mems = []
         for s, unit in enumerate(stats_units):
-            table = memory.Memory(shape=stats_layout, depth=rows_per_slot * W, init=[])
+            table = memory.Memory(shape=stats_layout, depth=rows_per_slot * ways, init=[])
             m.submodules[f"stats_table_{s}"] = table
             stats_mems.append(table)
             wr = table.write_port()
             addr = delay(m, stats_addr[s], lat + SoftmaxStats.LATENCY,
                          name=f"slot{s}_stats_addr")
             result = unit.o.payload
-            m.d.comb += [wr.addr.eq(addr), wr.en.eq(unit.o.valid & (result.row < H)),
+            m.d.comb += [wr.addr.eq(addr), wr.en.eq(unit.o.valid & (result.row < heads)),
                          wr.data.m.eq(result.m), wr.data.r.eq(result.r), wr.data.k.eq(result.k)]
 
         # --- Sweep 2: A V --------------------------------------------------------------------
@@ -386,8 +392,8 @@ class AttentionEngine(wiring.Component):
 
         # The value block is read when the probabilities are out.
         v_rd = v_mem.read_port()
-        m.d.comb += v_rd.addr.eq(delay(m, key_h + head, self._READ + SoftmaxProb.LATENCY - 1,
-                                       name="v_addr"))
+        m.d.comb += v_rd.addr.eq(delay(m, key_block + head,
+                                       self._READ + SoftmaxProb.LATENCY - 1, name="v_addr"))
         with m.If(avs & real_way):
             m.d.sync += self.v_blocks.eq(self.v_blocks + 1)
         for s in range(P):
@@ -401,7 +407,7 @@ class AttentionEngine(wiring.Component):
         # Accumulators: per slot and lane a ring of `ways` sums that turns once per cycle, so
         # its far end is this way's sum of the previous key.
         lat = self.av_latency                           # the products are ready now
-        way_v = delay(m, h, lat, name="av_way")
+        way_v = delay(m, way, lat, name="av_way")
         step_v = delay(m, avs, lat, name="av_step")
         out_width = fmt.width
         out_shift = PROB_FRAC + fmt.frac - fmt.frac
@@ -410,15 +416,16 @@ class AttentionEngine(wiring.Component):
             first = delay(m, slot_first[s], lat, name=f"slot{s}_av_first")
             last = delay(m, avs & slot_valid[s] & slot_last[s], lat, name=f"slot{s}_av_last")
             row = delay(m, slot_row[s], lat, name=f"slot{s}_av_row")
-            ring = [[Signal(signed(acc_width), name=f"slot{s}_acc{lane}_{w}") for w in range(W)]
-                    for lane in range(hd)]
+            ring = [[Signal(signed(acc_width), name=f"slot{s}_acc{lane}_{pos}")
+                     for pos in range(ways)] for lane in range(hd)]
             with m.If(step_v):
                 for lane in range(hd):
                     product = multipliers[s][lane].p
-                    m.d.sync += ring[lane][0].eq(Mux(first, 0, ring[lane][W - 1]) + product)
-                    m.d.sync += [ring[lane][w].eq(ring[lane][w - 1]) for w in range(1, W)]
+                    m.d.sync += ring[lane][0].eq(Mux(first, 0, ring[lane][ways - 1]) + product)
+                    m.d.sync += [ring[lane][pos].eq(ring[lane][pos - 1])
+                                 for pos in range(1, ways)]
             # One cycle later ring[0] holds the way's new sum.
-            finished.append(delay(m, last & step_v & (way_v < H), 1, name=f"slot{s}_done"))
+            finished.append(delay(m, last & step_v & (way_v < heads), 1, name=f"slot{s}_done"))
             finished_row.append(delay(m, row, 1, name=f"slot{s}_done_row"))
             sums.append(Cat(*(_round_saturate(ring[lane][0], out_shift, out_width)[:out_width]
                               for lane in range(hd))))
@@ -430,18 +437,18 @@ class AttentionEngine(wiring.Component):
             row_out = Mux(finished[s], finished_row[s], row_out)
         rows_done = Signal(range(T + 1))
         any_done = Cat(*finished).any()
-        m.d.comb += [o_wr.addr.eq(row_out * H + way_done), o_wr.data.eq(data_out),
+        m.d.comb += [o_wr.addr.eq(row_out * heads + way_done), o_wr.data.eq(data_out),
                      o_wr.en.eq(any_done)]
-        with m.If(any_done & (way_done == H - 1)):
+        with m.If(any_done & (way_done == heads - 1)):
             m.d.sync += rows_done.eq(rows_done + 1)
 
         # --- Read-out: rows in token order as soon as they are complete ----------------------
         o_rd = o_mem.read_port()
-        out_addr = Signal(range(T * H + 1))           # token * H + head
+        out_addr = Signal(range(T * heads + 1))       # token * heads + head
         out_group = Signal(range(G))
-        out_head = Signal(range(H))
+        out_head = Signal(range(heads))
         out_token = Signal(range(T + 1))
-        sent = Signal(range(T * H * G + 1))
+        sent = Signal(range(T * heads * G + 1))
         group_1 = Signal(range(G))
         advance = ~self.o.valid | self.o.ready
         can_read = running & (out_token < rows_done)
@@ -452,7 +459,7 @@ class AttentionEngine(wiring.Component):
                 m.d.sync += out_group.eq(Mux(out_group == G - 1, 0, out_group + 1))
                 with m.If(out_group == G - 1):
                     m.d.sync += [out_addr.eq(out_addr + 1), out_head.eq(out_head + 1)]
-                    with m.If(out_head == H - 1):
+                    with m.If(out_head == heads - 1):
                         m.d.sync += [out_head.eq(0), out_token.eq(out_token + 1)]
         groups = [o_rd.data[g * L * fmt.width:(g + 1) * L * fmt.width] for g in range(G)]
         selected = groups[0]
@@ -508,7 +515,7 @@ class AttentionEngine(wiring.Component):
                 with m.If((rows_done == tokens) & ~sweeping):
                     m.next = "OUT"
             with m.State("OUT"):
-                with m.If(sent == tokens * H * G):
+                with m.If(sent == tokens * heads * G):
                     m.d.sync += running.eq(0)
                     m.next = "IDLE"
         return m
