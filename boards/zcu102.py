@@ -170,7 +170,7 @@ def ps_block_design_tcl(*, clock_mhz=300.0, hp_masters=(), register_port=None, b
             f"connect_bd_net [get_bd_pins ps/pl_resetn0] [get_bd_pins {name}_to_lite/aresetn]",
         ]
     lines += [
-        f"set_property CONFIG.FREQ_HZ $freq_hz [get_bd_ports pl_clk0]",
+        "set_property CONFIG.FREQ_HZ $freq_hz [get_bd_ports pl_clk0]",
         f"set_property CONFIG.ASSOCIATED_BUSIF {{{':'.join(busifs)}}} [get_bd_ports pl_clk0]"
         if busifs else "# no AXI ports yet: the accelerator top has none (see boards/zcu102.py)",
         "assign_bd_address",

@@ -26,7 +26,6 @@ the interrupt are exercised by a placeholder (see :mod:`boards.exerciser`).
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time

@@ -24,7 +24,7 @@ beats of token rows on ``x``, LayerNorm parameters on ``p`` (one set), matrices 
 """
 
 from amaranth import Module, Mux, Signal, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.attention_half import CALLS
@@ -33,6 +33,7 @@ from model.numerics import DEFAULT
 from .attention import AttentionEngine
 from .compute_unit import ComputeClient
 from .gather import Gather
+from .half_block import index_rows, issue_calls, load_then_run, row_buffer
 from .layernorm import LayerNorm, parameter_set_loaded
 from .residual import ResidualAdd
 
@@ -113,19 +114,13 @@ class AttentionHalf(wiring.Component):
         L, T = self._lanes, self._max_tokens
         B = self._dim // L                              # beats per token row
         act = DEFAULT.act
-        beat = data.ArrayLayout(act.width, L)
         cu, ln, engine = self._client.ports(m, self), self.layernorm, self.engine
         m.submodules.layernorm = ln
         m.submodules.engine = engine
         m.submodules.residual = res = ResidualAdd(lanes=L, fmt=act)
-        m.submodules.x_buffer = xbuf = memory.Memory(shape=beat, depth=T * B, init=[])
         m.submodules.gather_ln = g_ln = Gather(lanes=L, width=act.width, rows=T, row_beats=B)
         m.submodules.gather_res = g_res = Gather(lanes=L, width=act.width, rows=T, row_beats=B)
-
-        x_wr = xbuf.write_port()
-        for g in (g_ln, g_res):
-            rd = xbuf.read_port()
-            m.d.comb += [rd.addr.eq(g.rd_addr), g.rd_data.eq(rd.data)]
+        x_wr = row_buffer(m, "x_buffer", fmt=act, lanes=L, depth=T * B, gathers=(g_ln, g_res))
         wiring.connect(m, wiring.flipped(self.p), ln.p)
         wiring.connect(m, wiring.flipped(self.w), cu.w)
         wiring.connect(m, wiring.flipped(self.b), cu.b)
@@ -137,58 +132,28 @@ class AttentionHalf(wiring.Component):
         command = Signal(self.command_layout)
         tokens = command.tokens
         row_beats = tokens * B                          # beats of one matrix of token rows
-        loaded = Signal(range(T * B + 1))               # beats of x received
-        calls = Signal(range(len(CALLS) + 1))           # compute unit commands issued
         engine_started = Signal()
         ln_rows = Signal(range(3 * T + 1))              # LayerNorm rows requested (K, Q, V)
         ln_row = Signal(range(T))
         res_rows = Signal(range(T + 1))
         x_in = Signal(range(3 * T * B + 1))             # beats into the compute unit from LN
         y_out = Signal(range(3 * T * B + 1))            # K, Q, V beats out of the compute unit
-        sent = Signal(range(T * B + 1))
-        running = Signal()
-
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
-                with m.If(self.cmd.valid):
-                    m.d.sync += [command.eq(self.cmd.payload), loaded.eq(0), calls.eq(0),
-                                 engine_started.eq(0)]
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.comb += [self.x.ready.eq(1), x_wr.addr.eq(loaded),
-                             x_wr.data.eq(self.x.payload), x_wr.en.eq(self.x.valid)]
-                with m.If(self.x.valid):
-                    m.d.sync += loaded.eq(loaded + 1)
-                    with m.If(loaded == row_beats - 1):
-                        m.d.sync += [x_in.eq(0), y_out.eq(0), sent.eq(0), ln_rows.eq(0),
-                                     ln_row.eq(0), res_rows.eq(0), self.cycles.eq(0),
-                                     running.eq(1)]
-                        m.next = "RUN"
-            with m.State("RUN"):
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                with m.If(self.o.valid & self.o.ready & (sent == row_beats - 1)):
-                    m.d.sync += running.eq(0)
-                    m.next = "IDLE"
+        new_command = self.cmd.valid & self.cmd.ready
+        running = load_then_run(
+            m, self, x_wr, row_beats,
+            on_command=[command.eq(self.cmd.payload), engine_started.eq(0)],
+            on_loaded=[x_in.eq(0), y_out.eq(0), ln_rows.eq(0), ln_row.eq(0), res_rows.eq(0)])
 
         # The engine's run and the compute unit's four calls go out as soon as the command is
-        # in, so K's weights may load while x does. Every field of the call is assigned in each
-        # branch (a constant driven alone into part of a signal becomes an input-less always @*
-        # in the Verilog, which simulators never run).
+        # in, so K's weights may load while x does.
         m.d.comb += [engine.cmd.valid.eq(~self.cmd.ready & ~engine_started),
                      engine.cmd.payload.tokens.eq(tokens)]
         with m.If(engine.cmd.valid & engine.cmd.ready):
             m.d.sync += engine_started.eq(1)
-        m.d.comb += cu.cmd.valid.eq(~self.cmd.ready & (calls < len(CALLS)))
-        for n, call in enumerate(CALLS):
-            width = DEFAULT.query.width if call == "q" else act.width
-            with (m.If(calls == n) if n == 0 else m.Elif(calls == n)):
-                p = cu.cmd.payload
-                m.d.comb += [p.in_dim.eq(self._dim), p.out_dim.eq(self._dim),
-                             p.tokens.eq(tokens), p.shift.eq(command[f"{call}_shift"]),
-                             p.out_width.eq(width), p.gelu.eq(0)]
-        with m.If(cu.cmd.valid & cu.cmd.ready):
-            m.d.sync += calls.eq(calls + 1)
+        issue_calls(m, cu, [
+            dict(in_dim=self._dim, out_dim=self._dim, shift=command[f"{call}_shift"],
+                 out_width=DEFAULT.query.width if call == "q" else act.width, gelu=0)
+            for call in CALLS], enable=~self.cmd.ready, restart=new_command, tokens=tokens)
 
         # LayerNorm rows: 0..tokens-1 three times, one pass per call.
         params = parameter_set_loaded(m, self.p, B, self.cmd.ready)
@@ -197,10 +162,7 @@ class AttentionHalf(wiring.Component):
         with m.If(g_ln.idx.valid & g_ln.idx.ready):
             m.d.sync += [ln_rows.eq(ln_rows + 1),
                          ln_row.eq(Mux(ln_row == tokens - 1, 0, ln_row + 1))]
-        m.d.comb += [g_res.idx.valid.eq(running & (res_rows < tokens)),
-                     g_res.idx.payload.row.eq(res_rows), g_res.idx.payload.beats.eq(B)]
-        with m.If(g_res.idx.valid & g_res.idx.ready):
-            m.d.sync += res_rows.eq(res_rows + 1)
+        index_rows(m, g_res.idx, res_rows, tokens, B, running)
 
         # Compute unit input: LayerNorm rows for K, Q and V, then the attention rows.
         with m.If(x_in < 3 * row_beats):
@@ -222,6 +184,4 @@ class AttentionHalf(wiring.Component):
                          cu.o.ready.eq(res.y.ready)]
         with m.If(cu.o.valid & cu.o.ready & (y_out < 3 * row_beats)):
             m.d.sync += y_out.eq(y_out + 1)
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += sent.eq(sent + 1)
         return m

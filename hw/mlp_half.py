@@ -31,6 +31,7 @@ from model.numerics import DEFAULT
 from .compute_unit import ComputeClient
 from .gather import Gather
 from .gelu import Gelu
+from .half_block import index_rows, issue_calls, load_then_run, row_buffer, rows_written
 from .layernorm import LayerNorm, parameter_set_loaded
 from .residual import ResidualAdd
 from .scatter import Scatter
@@ -110,22 +111,17 @@ class MlpHalf(wiring.Component):
         L, T = self._lanes, self._max_tokens
         Bd, Bh = self._dim // L, self._hidden // L
         act = DEFAULT.act
-        beat = data.ArrayLayout(act.width, L)
         cu, ln = self._client.ports(m, self), self.layernorm
         m.submodules.layernorm = ln
         m.submodules.residual = res = ResidualAdd(lanes=L, fmt=act)
-        m.submodules.x_buffer = xbuf = memory.Memory(shape=beat, depth=T * Bd, init=[])
-        m.submodules.hidden_buffer = hbuf = memory.Memory(shape=beat, depth=T * Bh, init=[])
         m.submodules.gather_ln = g_ln = Gather(lanes=L, width=act.width, rows=T, row_beats=Bd)
         m.submodules.gather_res = g_res = Gather(lanes=L, width=act.width, rows=T, row_beats=Bd)
         m.submodules.gather_hidden = g_h = Gather(lanes=L, width=act.width, rows=T,
                                                   row_beats=Bh)
         m.submodules.scatter_hidden = s_h = Scatter(lanes=L, rows=T, row_beats=Bh, fmt=act)
-
-        x_wr = xbuf.write_port()
-        for g in (g_ln, g_res):
-            rd = xbuf.read_port()
-            m.d.comb += [rd.addr.eq(g.rd_addr), g.rd_data.eq(rd.data)]
+        x_wr = row_buffer(m, "x_buffer", fmt=act, lanes=L, depth=T * Bd, gathers=(g_ln, g_res))
+        m.submodules.hidden_buffer = hbuf = memory.Memory(shape=data.ArrayLayout(act.width, L),
+                                                          depth=T * Bh, init=[])
         h_rd, h_acc_rd, h_wr = hbuf.read_port(), hbuf.read_port(), hbuf.write_port()
         m.d.comb += [h_rd.addr.eq(g_h.rd_addr), g_h.rd_data.eq(h_rd.data),
                      h_acc_rd.addr.eq(s_h.rd_addr), s_h.rd_data.eq(h_acc_rd.data),
@@ -140,107 +136,49 @@ class MlpHalf(wiring.Component):
         wiring.connect(m, res.o, wiring.flipped(self.o))
         m.d.comb += self.error.eq(cu.error | g_ln.error | g_res.error | g_h.error | s_h.error)
 
-        tokens = Signal.like(self.cmd.payload.tokens)
-        fc1_shift = Signal.like(self.cmd.payload.fc1_shift)
-        fc2_shift = Signal.like(self.cmd.payload.fc2_shift)
-        loaded = Signal(range(T * Bd + 1))          # beats of x received
-        calls = Signal(range(3))                    # compute unit commands issued
+        command = Signal(self.command_layout)
+        tokens = command.tokens
         fc1_in = Signal(range(T * Bd + 1))          # beats into the compute unit from LN
         fc1_out = Signal(range(T * Bh + 1))         # fc1 results taken by the scatter
-        sent = Signal(range(T * Bd + 1))            # beats of o
         rows = {name: Signal(range(T + 1), name=f"{name}_rows")
                 for name in ("ln", "res", "hidden", "scatter")}
-        running = Signal()
+        new_command = self.cmd.valid & self.cmd.ready
+        running = load_then_run(
+            m, self, x_wr, tokens * Bd, on_command=[command.eq(self.cmd.payload)],
+            on_loaded=[fc1_in.eq(0), fc1_out.eq(0), *(r.eq(0) for r in rows.values())])
 
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
-                with m.If(self.cmd.valid):
-                    m.d.sync += [tokens.eq(self.cmd.payload.tokens),
-                                 fc1_shift.eq(self.cmd.payload.fc1_shift),
-                                 fc2_shift.eq(self.cmd.payload.fc2_shift), loaded.eq(0),
-                                 calls.eq(0)]
-                    m.next = "LOAD"
-            with m.State("LOAD"):
-                m.d.comb += [self.x.ready.eq(1), x_wr.addr.eq(loaded), x_wr.data.eq(self.x.payload),
-                             x_wr.en.eq(self.x.valid)]
-                with m.If(self.x.valid):
-                    m.d.sync += loaded.eq(loaded + 1)
-                    with m.If(loaded == tokens * Bd - 1):
-                        m.d.sync += [fc1_in.eq(0), fc1_out.eq(0), sent.eq(0),
-                                     self.cycles.eq(0), running.eq(1)]
-                        m.d.sync += [r.eq(0) for r in rows.values()]
-                        m.next = "RUN"
-            with m.State("RUN"):
-                m.d.sync += self.cycles.eq(self.cycles + 1)
-                with m.If(self.o.valid & self.o.ready & (sent == tokens * Bd - 1)):
-                    m.d.sync += running.eq(0)
-                    m.next = "IDLE"
-
-        # The two calls of the compute unit. Every field is assigned in both branches: a
-        # constant driven alone into part of a signal becomes an input-less always @* in the
-        # Verilog, which simulators never run.
-        # They are issued from the start of the run, so fc1's weights may load while x does.
-        m.d.comb += cu.cmd.valid.eq(~self.cmd.ready & (calls < 2))
-        for first, (n_in, n_out, shift, gelu) in ((True, (self._dim, self._hidden, fc1_shift, 1)),
-                                                   (False, (self._hidden, self._dim, fc2_shift, 0))):
-            with (m.If(calls == 0) if first else m.Else()):
-                p = cu.cmd.payload
-                m.d.comb += [p.in_dim.eq(n_in), p.out_dim.eq(n_out), p.tokens.eq(tokens),
-                             p.shift.eq(shift), p.out_width.eq(act.width), p.gelu.eq(gelu)]
-        with m.If(cu.cmd.valid & cu.cmd.ready):
-            m.d.sync += calls.eq(calls + 1)
-
-        # Row indices 0..tokens-1 for the gathers and the scatter.
-        def index_rows(port, counter, beats, allowed=1):
-            m.d.comb += [port.valid.eq(running & (counter < tokens) & allowed),
-                         port.payload.row.eq(counter), port.payload.beats.eq(beats)]
-            with m.If(port.valid & port.ready):
-                m.d.sync += counter.eq(counter + 1)
+        # The two calls go out from the start of the run, so fc1's weights may load while x
+        # does.
+        issue_calls(m, cu, [
+            dict(in_dim=self._dim, out_dim=self._hidden, shift=command.fc1_shift,
+                 out_width=act.width, gelu=1),
+            dict(in_dim=self._hidden, out_dim=self._dim, shift=command.fc2_shift,
+                 out_width=act.width, gelu=0)],
+            enable=~self.cmd.ready, restart=new_command, tokens=tokens)
 
         params = parameter_set_loaded(m, self.p, Bd, self.cmd.ready)
-        index_rows(g_ln.idx, rows["ln"], Bd, allowed=params)
-        index_rows(g_res.idx, rows["res"], Bd)
-        index_rows(s_h.idx, rows["scatter"], Bh)
-        # A hidden row may be read back once the scatter has written it: it takes a row's last
-        # beat, then writes it Scatter.LATENCY cycles later.
-        written = Signal(range(T + 1))
-        taken = Signal(range(T + 1))
-        row_beat = Signal(range(Bh))
-        with m.If(s_h.i.valid & s_h.i.ready):
-            m.d.sync += row_beat.eq(row_beat + 1)
-            with m.If(row_beat == Bh - 1):
-                m.d.sync += [row_beat.eq(0), taken.eq(taken + 1)]
-        delayed = taken
-        for i in range(Scatter.LATENCY + 1):
-            reg = Signal.like(taken, name=f"written_{i}")
-            m.d.sync += reg.eq(delayed)
-            delayed = reg
-        m.d.comb += written.eq(delayed)
-        index_rows(g_h.idx, rows["hidden"], Bh, allowed=rows["hidden"] < written)
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [taken.eq(0), row_beat.eq(0)]
+        index_rows(m, g_ln.idx, rows["ln"], tokens, Bd, running & params)
+        index_rows(m, g_res.idx, rows["res"], tokens, Bd, running)
+        index_rows(m, s_h.idx, rows["scatter"], tokens, Bh, running)
+        # A hidden row may be read back once the scatter has written it.
+        taken = Signal(range(T + 1), name="hidden_taken")
+        written = rows_written(m, s_h, Bh, taken, restart=new_command, name="hidden")
+        index_rows(m, g_h.idx, rows["hidden"], tokens, Bh,
+                   running & (rows["hidden"] < written))
 
         # Compute unit input: LayerNorm rows during fc1, hidden rows during fc2.
-        fc1_phase = fc1_in < tokens * Bd
-        with m.If(fc1_phase):
-            m.d.comb += [cu.x.valid.eq(ln.o.valid), cu.x.payload.eq(ln.o.payload),
-                         ln.o.ready.eq(cu.x.ready)]
+        with m.If(fc1_in < tokens * Bd):
+            wiring.connect(m, ln.o, cu.x)
             with m.If(cu.x.valid & cu.x.ready):
                 m.d.sync += fc1_in.eq(fc1_in + 1)
         with m.Else():
-            m.d.comb += [cu.x.valid.eq(g_h.o.valid), cu.x.payload.eq(g_h.o.payload),
-                         g_h.o.ready.eq(cu.x.ready)]
+            wiring.connect(m, g_h.o, cu.x)
 
         # Compute unit output: fc1 results to the hidden buffer, fc2 results to the residual.
         with m.If(fc1_out < tokens * Bh):
-            m.d.comb += [s_h.i.valid.eq(cu.o.valid), s_h.i.payload.eq(cu.o.payload),
-                         cu.o.ready.eq(s_h.i.ready)]
+            wiring.connect(m, cu.o, s_h.i)
             with m.If(cu.o.valid & cu.o.ready):
                 m.d.sync += fc1_out.eq(fc1_out + 1)
         with m.Else():
-            m.d.comb += [res.y.valid.eq(cu.o.valid), res.y.payload.eq(cu.o.payload),
-                         cu.o.ready.eq(res.y.ready)]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += sent.eq(sent + 1)
+            wiring.connect(m, cu.o, res.y)
         return m

@@ -36,8 +36,8 @@ def linear(x, x_frac, w, b, out_fmt, numerics, *, apply_gelu=False):
         GELU on the output (same format), as the array's output stage does.
     """
     x = np.asarray(x, dtype=np.int64)
-    acc_frac = x_frac + w.fmt.frac
-    shift = acc_frac - out_fmt.frac
+    acc_frac = x_frac + w.fmt.frac              # fraction bits of every product and of the sum
+    shift = acc_frac - out_fmt.frac             # bits the output drops (model.packer.linear_record)
     if numerics.product_rounding == "once":
         acc = matmul(x, w.ints.T)
         if b is not None:

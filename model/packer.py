@@ -90,6 +90,10 @@ def linear_record(w, b, x_frac, out_frac, rows, cols, beat_bytes=16):
     Returns ``(data, weight_beats, bias_beats, shift)``: the bytes, the beats of each region and
     the call's output shift.
     """
+    # A product of an input (x_frac fraction bits) and a weight (w.fmt.frac) has the sum of
+    # their fraction bits, and so has the dot product; dropping ``shift`` bits of it leaves
+    # out_frac. The bias is aligned to the sum's fraction bits (bias_words), so its own format
+    # does not enter the shift.
     shift = x_frac + w.fmt.frac - out_frac
     weights = linear_weight_tiles(w.ints, rows, cols).reshape(-1).astype("<i2").tobytes()
     words = bias_words(b, w.ints.shape[0], cols, x_frac + w.fmt.frac, shift)
