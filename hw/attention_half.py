@@ -23,9 +23,8 @@ beats of token rows on ``x``, LayerNorm parameters on ``p`` (one set), matrices 
 ``cycles`` counts from the end of loading ``x`` to the last beat on ``o``.
 """
 
-from amaranth import Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
 
 from model.attention_half import CALLS
 from model.numerics import DEFAULT
@@ -33,7 +32,8 @@ from model.numerics import DEFAULT
 from .attention import AttentionEngine
 from .compute_unit import ComputeClient
 from .gather import Gather
-from .half_block import index_rows, issue_calls, load_then_run, row_buffer
+from .half_block import (index_rows, issue_calls, load_then_run, members, row_buffer,
+                         shift_command)
 from .layernorm import LayerNorm, parameter_set_loaded
 from .residual import ResidualAdd
 
@@ -92,22 +92,10 @@ class AttentionHalf(wiring.Component):
         self.compute = self._client.unit
         self.layernorm = LayerNorm(dim=dim, lanes=lanes, gamma_fmt=DEFAULT.small_format,
                                    eps=eps, fmt=act)
-        beat = data.ArrayLayout(act.width, lanes)
-        shift = self.compute.command_layout["shift"].shape
-        self.command_layout = data.StructLayout(
-            {"tokens": unsigned(self.compute.command_layout["tokens"].shape.width),
-             **{f"{call}_shift": shift for call in CALLS}})
-        super().__init__({
-            "cmd": In(stream.Signature(self.command_layout)),
-            "x": In(stream.Signature(beat)),
-            "p": In(self.layernorm.p.signature.flip()),
-            "w": In(self.compute.w.signature.flip()),
-            "b": In(self.compute.b.signature.flip()),
-            "o": Out(stream.Signature(beat)),
-            "cycles": Out(32),
-            "error": Out(1),
-            **self._client.members(),
-        })
+        self.command_layout = shift_command(self.compute, CALLS)
+        super().__init__(members(command=self.command_layout, lanes=lanes,
+                                 layernorm=self.layernorm, compute=self.compute,
+                                 **self._client.members()))
 
     def elaborate(self, platform):
         m = Module()

@@ -8,13 +8,43 @@ its compute-unit calls in order. Each piece is written once here; the halves sta
 theirs (which calls, which rows, where results go).
 """
 
-from amaranth import Mux, Signal
-from amaranth.lib import data, memory
+from amaranth import Mux, Signal, unsigned
+from amaranth.lib import data, memory, stream
+from amaranth.lib.wiring import In, Out
+
+from model.numerics import DEFAULT
 
 from .pipeline import delay
 from .scatter import Scatter
 
-__all__ = ["row_buffer", "load_then_run", "issue_calls", "index_rows", "rows_written"]
+__all__ = ["members", "shift_command", "row_buffer", "load_then_run", "issue_calls", "index_rows", "rows_written"]
+
+
+def shift_command(compute, calls):
+    """A half's command: ``tokens`` and the output shift of each of its compute-unit ``calls``
+    (``<call>_shift``), as wide as ``compute``'s command fields."""
+    shift = compute.command_layout["shift"].shape
+    return data.StructLayout({
+        "tokens": unsigned(compute.command_layout["tokens"].shape.width),
+        **{f"{call}_shift": shift for call in calls}})
+
+
+def members(*, command, lanes, layernorm, compute=None, **more):
+    """The members every half has: ``cmd`` (``command``), token rows ``x`` and ``o``
+    (``lanes`` activations a beat), LayerNorm parameters ``p``, ``cycles`` and ``error``; with
+    ``compute``, the weights ``w`` and biases ``b`` of its calls; then ``more``."""
+    beat = data.ArrayLayout(DEFAULT.act.width, lanes)
+    return {
+        "cmd": In(stream.Signature(command)),
+        "x": In(stream.Signature(beat)),
+        "p": In(layernorm.p.signature.flip()),
+        **({"w": In(compute.w.signature.flip()), "b": In(compute.b.signature.flip())}
+           if compute is not None else {}),
+        "o": Out(stream.Signature(beat)),
+        "cycles": Out(32),
+        "error": Out(1),
+        **more,
+    }
 
 
 def row_buffer(m, name, *, fmt, lanes, depth, gathers):

@@ -22,16 +22,16 @@ loading ``x`` to the last beat on ``o``: the half-block's cost when its input is
 weights were loaded beforehand, as in the whole machine.
 """
 
-from amaranth import Module, Signal, unsigned
-from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth import Module, Signal
+from amaranth.lib import data, memory, wiring
 
 from model.numerics import DEFAULT
 
 from .compute_unit import ComputeClient
 from .gather import Gather
 from .gelu import Gelu
-from .half_block import index_rows, issue_calls, load_then_run, row_buffer, rows_written
+from .half_block import (index_rows, issue_calls, load_then_run, members, row_buffer,
+                         rows_written, shift_command)
 from .layernorm import LayerNorm, parameter_set_loaded
 from .residual import ResidualAdd
 from .scatter import Scatter
@@ -89,22 +89,10 @@ class MlpHalf(wiring.Component):
         self.compute = self._client.unit
         self.layernorm = LayerNorm(dim=dim, lanes=lanes, gamma_fmt=GAMMA_FORMAT, eps=eps,
                                    fmt=act)
-        beat = data.ArrayLayout(act.width, lanes)
-        shift = self.compute.command_layout["shift"].shape
-        self.command_layout = data.StructLayout({
-            "tokens": unsigned(self.compute.command_layout["tokens"].shape.width),
-            "fc1_shift": shift, "fc2_shift": shift})
-        super().__init__({
-            "cmd": In(stream.Signature(self.command_layout)),
-            "x": In(stream.Signature(beat)),
-            "p": In(self.layernorm.p.signature.flip()),
-            "w": In(self.compute.w.signature.flip()),
-            "b": In(self.compute.b.signature.flip()),
-            "o": Out(stream.Signature(beat)),
-            "cycles": Out(32),
-            "error": Out(1),
-            **self._client.members(),
-        })
+        self.command_layout = shift_command(self.compute, ("fc1", "fc2"))
+        super().__init__(members(command=self.command_layout, lanes=lanes,
+                                 layernorm=self.layernorm, compute=self.compute,
+                                 **self._client.members()))
 
     def elaborate(self, platform):
         m = Module()
