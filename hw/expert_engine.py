@@ -20,6 +20,33 @@ nothing. The work is spread over five small sequencers that each walk the same e
 descriptors (fetch, compute-unit commands, row indices, input routing, output routing).
 
 ``experts_done`` counts the experts whose every result has been written to ``x``.
+
+**Latency and throughput.** With ``D = dim``, ``Dh = expert_hidden``, ``L = lanes``, the
+records read at one beat of ``ports x data_width`` bits per cycle and the compute unit at one
+``L x L`` tile per cycle (:class:`hw.compute_unit.ComputeUnit`):
+
+* the gate job reads the gate record (``gate_weight_beats + gate_bias_beats`` beats) and takes
+  ``tokens * ceil(experts / L) * D / L`` cycles of the array, a row as soon as ``h_rows`` says
+  it is there;
+* an active expert with ``n`` queued tokens makes two calls of ``A = n * (D / L) * (Dh / L)``
+  cycles each (fc1 + GELU, then fc2); its records are ``F1 = (16 D Dh + 64 Dh) / (ports *
+  data_width)`` and ``F2 = (16 D Dh + 64 D) / (ports * data_width)`` beats (16-bit weights,
+  64-bit bias words);
+* a call's record loads into the compute unit's free bank from the moment the call before it
+  starts, so each call starts ``max(A_k, F_(k+1))`` cycles after the one before. Over the calls
+  ``k = 1, 2, ...`` (fc1, fc2 of each active expert in order; ``F`` after the last is 0), from
+  the first queue entry to the last row of the last expert in ``x``::
+
+      cycles = n_1 + F_1 + sum_k max(A_k, F_(k+1)) + overhead
+
+  where ``n_1`` is the first expert's queue, taken one entry per cycle before its fetch starts
+  (the expert is known only after routing, so ``F_1`` is never hidden), and ``overhead`` the
+  array's wait for each call's first row (``in / L`` beats, hidden when the fetch is the
+  longer) and the pipelines at both ends: a few cycles per call.
+
+So the array is busy ``2 n D Dh / L**2`` cycles per expert, and waits for weights wherever
+``F > A``: an expert with fewer than ``16 L**2 / (ports * data_width)`` tokens is bandwidth-bound.
+docs/moe.md compares the formula with simulation.
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
@@ -134,6 +161,14 @@ class ExpertEngine(wiring.Component):
         })
 
     buses = property(buses, doc="The AXI read ports, port 0 first.")
+
+    @property
+    def compute_members(self):
+        """The engine's members that reach a shared compute unit, as a signature's members:
+        ``{"cu": In(compute.signature)}`` when the engine was given one, ``{}`` when it holds
+        its own. A component that holds the engine adds these to its own signature and connects
+        each to the engine's member of the same name."""
+        return self._client.members()
 
     def elaborate(self, platform):
         m = Module()

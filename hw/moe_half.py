@@ -13,6 +13,28 @@ LayerNorm parameter set on ``p``; the records are read over ``bus``. When every 
 been added, the updated rows leave on ``o``. LayerNorm takes each row as soon as it is in, so the
 gate ends shortly after the last row arrives. ``cycles`` counts from the end of loading ``x`` to
 the last expert written (before ``o``): the half-block's cost with its input on chip.
+
+**Latency and throughput.** With ``T`` tokens, ``B = dim / lanes`` beats per row, ``x`` at one
+beat per cycle and the memory keeping pace::
+
+    cycles = T * (B + LayerNorm.ROW_OVERHEAD) + route + experts
+
+* LayerNorm is the slowest stage while the rows come in: it takes a row every ``2 B +
+  ROW_OVERHEAD`` cycles (:class:`hw.layernorm.LayerNorm`, ``ROW_OVERHEAD`` = 15) where loading
+  it takes ``B``, so it ends about ``T * (B + ROW_OVERHEAD)`` cycles after the last beat of
+  ``x``. The gate logits (``ceil(experts / lanes) * B`` cycles of the array per token), the gate
+  (about ``experts`` cycles per token, :class:`hw.gate.Gate`) and the queues (``top_k`` per
+  token, :class:`hw.expert_queues.ExpertQueues`) keep pace with it, each a row behind.
+* ``route``: the last row through LayerNorm's latency (``2 B + 26``), the scatter into ``h``,
+  its gate logits, the gate's last group of three tokens (``3 * experts`` cycles in, then
+  ``SoftmaxProb.LATENCY + 3`` per token), the queues' last choices and the walk to the first
+  active expert: a few hundred cycles (measured: 122 for micro, 195 for m3vit-tiny).
+* ``experts``: :class:`hw.expert_engine.ExpertEngine`'s formula, from the first queue entry
+  (its ``n_1 + F_1 + sum_k max(A_k, F_(k+1))`` and a few cycles per call); the first expert's
+  fetch ``F_1`` is never hidden, as the experts are known only once every token is routed.
+
+Then the rows leave on ``o``: ``T * B`` beats at one per cycle. docs/moe.md compares the formula
+with simulation.
 """
 
 from amaranth import Cat, Module, Mux, Signal
@@ -82,7 +104,7 @@ class MoeHalf(wiring.Component):
             "cycles": Out(32),
             "calls_taken": Out(1),
             "error": Out(1),
-            **self.engine._client.members(),
+            **self.engine.compute_members,
         })
 
     buses = property(buses, doc="The AXI read ports of the expert fetch, port 0 first.")
@@ -130,8 +152,8 @@ class MoeHalf(wiring.Component):
         wiring.connect(m, g_out.o, wiring.flipped(self.o))
         for engine_bus, bus in zip(eng.buses, self.buses):
             wiring.connect(m, engine_bus, wiring.flipped(bus))
-        if self.engine._client.shared:
-            wiring.connect(m, eng.cu, wiring.flipped(self.cu))
+        for name in eng.compute_members:
+            wiring.connect(m, getattr(eng, name), wiring.flipped(getattr(self, name)))
 
         layer = Signal(self.cmd.payload.shape())
         tokens = layer.tokens
