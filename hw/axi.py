@@ -61,15 +61,18 @@ def axi4_lite(*, addr_width, data_width=32):
     })
 
 
-def dma_command_layout(owner, *, addr_width, data_width, max_beats, max_outstanding):
+def dma_command_layout(owner, *, addr_width, data_width, max_beats, max_outstanding=None):
     """The command ``{addr, beats}`` of an AXI DMA (:class:`hw.axi_reader.AxiReader`,
-    :class:`hw.axi_writer.AxiWriter`), after checking its parameters (ValueError naming the
-    field)."""
-    if data_width < 8 or data_width > 1024 or data_width & (data_width - 1):
+    :class:`hw.axi_writer.AxiWriter`) and of its burst splitter
+    (:class:`hw.axi_bursts.BurstSplitter`), after checking its parameters (ValueError naming the
+    field); ``max_outstanding`` is checked when given."""
+    if not (checks.is_int(data_width) and 8 <= data_width <= 1024
+            and data_width & (data_width - 1) == 0):
         raise ValueError(f"{owner} data_width must be a power of two in 8..1024, "
                          f"not {data_width!r}")
     for name, value in (("addr_width", addr_width), ("max_beats", max_beats),
                         ("max_outstanding", max_outstanding)):
-        checks.positive(owner, name, value)
+        if name != "max_outstanding" or value is not None:
+            checks.positive(owner, name, value)
     return data.StructLayout({"addr": unsigned(addr_width),
                               "beats": unsigned(ceil_log2(max_beats + 1))})

@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from . import checks
-from .axi import BOUNDARY, MAX_BURST
+from .axi import BOUNDARY, MAX_BURST, dma_command_layout
 
 __all__ = ["BurstSplitter", "burst_layout"]
 
@@ -85,12 +85,8 @@ class BurstSplitter(wiring.Component):
 
     def __init__(self, *, addr_width, data_width, max_beats, max_burst=MAX_BURST,
                  boundary=BOUNDARY):
-        for name, value in (("addr_width", addr_width), ("max_beats", max_beats)):
-            checks.positive("BurstSplitter", name, value)
-        if not (checks.is_int(data_width) and 8 <= data_width <= 1024
-                and data_width & (data_width - 1) == 0):
-            raise ValueError(f"BurstSplitter data_width must be a power of two in 8..1024, "
-                             f"not {data_width!r}")
+        command = dma_command_layout("BurstSplitter", addr_width=addr_width,
+                                     data_width=data_width, max_beats=max_beats)
         checks.in_range("BurstSplitter", "max_burst", max_burst, 1, MAX_BURST)
         if not (checks.is_int(boundary) and boundary >= data_width // 8
                 and boundary & (boundary - 1) == 0):
@@ -98,8 +94,7 @@ class BurstSplitter(wiring.Component):
                              f"{data_width // 8} bytes, not {boundary!r}")
         self._data_width, self._max_burst, self._boundary = data_width, max_burst, boundary
         super().__init__({
-            "i": In(stream.Signature(data.StructLayout({
-                "addr": unsigned(addr_width), "beats": unsigned(ceil_log2(max_beats + 1))}))),
+            "i": In(stream.Signature(command)),
             "o": Out(stream.Signature(burst_layout(addr_width))),
             "error": Out(1),
         })
