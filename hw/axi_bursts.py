@@ -1,8 +1,8 @@
 """The burst splitter of the AXI DMAs: a command (address, beats) in, AXI4 INCR bursts out, each
 at most 256 beats long and never crossing a 4 KiB boundary. Twin of
 :func:`model.axi_bursts.bursts`; used by :class:`hw.axi_reader.AxiReader` (for AR) and
-:class:`hw.axi_writer.AxiWriter` (for AW), which gate its output with their own count of
-outstanding bursts.
+:class:`hw.axi_writer.AxiWriter` (for AW), each through :func:`address_channel`, which puts
+the bursts on the bus at most ``max_outstanding`` ahead of their completion.
 """
 
 from amaranth import Module, Signal, unsigned
@@ -11,9 +11,9 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from . import checks
-from .axi import BOUNDARY, MAX_BURST, dma_command_layout
+from .axi import BOUNDARY, BURST_INCR, MAX_BURST, dma_command_layout
 
-__all__ = ["BurstSplitter", "burst_layout"]
+__all__ = ["BurstSplitter", "burst_layout", "address_channel"]
 
 
 def burst_layout(addr_width):
@@ -99,9 +99,14 @@ class BurstSplitter(wiring.Component):
             "error": Out(1),
         })
 
+    @property
+    def size(self):
+        """The bursts' beat size in AXI's encoding (``AxSIZE``): log2 of ``data_width / 8``."""
+        return exact_log2(self._data_width // 8)
+
     def elaborate(self, platform):
         m = Module()
-        size = exact_log2(self._data_width // 8)
+        size = self.size
         boundary, max_burst = self._boundary, self._max_burst
         addr = Signal.like(self.i.payload.addr)
         left = Signal.like(self.i.payload.beats)
@@ -136,3 +141,49 @@ class BurstSplitter(wiring.Component):
             with m.If(left == burst):
                 m.d.sync += active.eq(0)
         return m
+
+
+def address_channel(m, bursts, bus, channel, *, max_outstanding, done):
+    """Issue the bursts of ``bursts`` (a :class:`BurstSplitter`) on the address channel
+    ``channel`` of ``bus`` (``"ar"`` of :func:`hw.axi.axi4_read`, ``"aw"`` of
+    :func:`hw.axi.axi4_write`), at most ``max_outstanding`` ahead of their completion.
+
+    A burst goes out while fewer than ``max_outstanding`` are outstanding; ``done`` (one bit,
+    the last read beat of a burst or a write response) ends one. While a burst waits for
+    ``READY`` the count can only fall, so ``VALID``, once high, stays high with the same
+    payload until the handshake, as AXI requires. No cycle is added: the burst on offer is on
+    the bus in the same cycle.
+
+    Parameters
+    ----------
+    m : amaranth.hdl.Module
+        The DMA's module; the count of outstanding bursts is a register of its ``sync`` domain.
+    bursts : BurstSplitter
+    bus : wiring interface
+        The DMA's AXI4 master port.
+    channel : str
+        ``"ar"`` or ``"aw"``: the prefix of the address channel's members.
+    max_outstanding : int
+    done : value-like
+        One bit: a burst is complete this cycle.
+
+    Returns
+    -------
+    (issued, outstanding)
+        ``issued``: a burst is taken this cycle; ``outstanding``: the bursts issued and not
+        done (a register).
+    """
+    outstanding = Signal(range(max_outstanding + 1), name="outstanding")
+    room = outstanding < max_outstanding
+
+    def field(name):
+        return getattr(bus, channel + name)
+
+    m.d.comb += [field("valid").eq(bursts.o.valid & room),
+                 bursts.o.ready.eq(field("ready") & room),
+                 field("addr").eq(bursts.o.payload.addr), field("len").eq(bursts.o.payload.len),
+                 field("size").eq(bursts.size),
+                 field("burst").eq(BURST_INCR), field("id").eq(0)]
+    issued = field("valid") & field("ready")
+    m.d.sync += outstanding.eq(outstanding + issued - done)
+    return issued, outstanding

@@ -20,10 +20,8 @@ so that nothing downstream waits forever. ``error`` is sticky until reset.
 from amaranth import Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import exact_log2
-
-from .axi import dma_command_layout, BURST_INCR, RESP_OKAY, axi4_read
-from .axi_bursts import BurstSplitter
+from .axi import dma_command_layout, RESP_OKAY, axi4_read
+from .axi_bursts import BurstSplitter, address_channel
 
 __all__ = ["AxiReader"]
 
@@ -67,23 +65,14 @@ class AxiReader(wiring.Component):
         m.submodules.bursts = bursts = BurstSplitter(
             addr_width=len(bus.araddr), data_width=self._data_width, max_beats=self._max_beats)
         wiring.connect(m, wiring.flipped(self.cmd), bursts.i)
-        outstanding = Signal(range(self._max_outstanding + 1))
-
-        # While a burst waits for ARREADY, `outstanding` can only fall: ARVALID stays high.
-        room = outstanding < self._max_outstanding
-        m.d.comb += [bus.arvalid.eq(bursts.o.valid & room),
-                     bursts.o.ready.eq(bus.arready & room),
-                     bus.araddr.eq(bursts.o.payload.addr), bus.arlen.eq(bursts.o.payload.len),
-                     bus.arsize.eq(exact_log2(self._data_width // 8)),
-                     bus.arburst.eq(BURST_INCR), bus.arid.eq(0)]
-        requested = bus.arvalid & bus.arready
 
         m.d.comb += [self.o.valid.eq(bus.rvalid), self.o.payload.eq(bus.rdata),
                      bus.rready.eq(self.o.ready)]
         received = bus.rvalid & bus.rready
+        address_channel(m, bursts, bus, "ar", max_outstanding=self._max_outstanding,
+                        done=received & bus.rlast)
         bad_response = Signal()
         with m.If(received & (bus.rresp != RESP_OKAY)):
             m.d.sync += bad_response.eq(1)
         m.d.comb += self.error.eq(bursts.error | bad_response)
-        m.d.sync += outstanding.eq(outstanding + requested - (received & bus.rlast))
         return m

@@ -28,10 +28,8 @@ until reset.
 from amaranth import Module, Signal, unsigned
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import exact_log2
-
-from .axi import dma_command_layout, BURST_INCR, MAX_BURST, RESP_OKAY, axi4_write
-from .axi_bursts import BurstSplitter
+from .axi import dma_command_layout, MAX_BURST, RESP_OKAY, axi4_write
+from .axi_bursts import BurstSplitter, address_channel
 
 __all__ = ["AxiWriter"]
 
@@ -86,17 +84,11 @@ class AxiWriter(wiring.Component):
         m.submodules.bursts = bursts = BurstSplitter(
             addr_width=len(bus.awaddr), data_width=self._data_width, max_beats=self._max_beats)
         wiring.connect(m, wiring.flipped(self.cmd), bursts.i)
-        outstanding = Signal(range(self._max_outstanding + 1))
-
-        # Address side. While a burst waits for AWREADY, `outstanding` can only fall: AWVALID
-        # stays high.
-        room = outstanding < self._max_outstanding
-        m.d.comb += [bus.awvalid.eq(bursts.o.valid & room),
-                     bursts.o.ready.eq(bus.awready & room),
-                     bus.awaddr.eq(bursts.o.payload.addr), bus.awlen.eq(bursts.o.payload.len),
-                     bus.awsize.eq(exact_log2(self._data_width // 8)),
-                     bus.awburst.eq(BURST_INCR), bus.awid.eq(0)]
-        issued = bus.awvalid & bus.awready
+        m.d.comb += bus.bready.eq(1)
+        answered = bus.bvalid & bus.bready
+        issued, outstanding = address_channel(m, bursts, bus, "aw",
+                                              max_outstanding=self._max_outstanding,
+                                              done=answered)
 
         # Data side. The lengths of issued bursts whose data has not started wait in `lengths`;
         # never more than max_outstanding, as a burst's data starts before its response. A burst
@@ -132,13 +124,10 @@ class AxiWriter(wiring.Component):
         with m.Elif(issued):
             m.d.sync += early.eq(0)
 
-        m.d.comb += bus.bready.eq(1)
-        answered = bus.bvalid & bus.bready
         bad_response = Signal()
         with m.If(answered & (bus.bresp != RESP_OKAY)):
             m.d.sync += bad_response.eq(1)
         m.d.comb += self.error.eq(bursts.error | bad_response)
-        m.d.sync += outstanding.eq(outstanding + issued - answered)
         # The splitter offers a burst from a command's acceptance to its last burst taken.
         m.d.comb += self.idle.eq(~self.cmd.valid & ~bursts.o.valid & (outstanding == 0))
         return m
