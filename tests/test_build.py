@@ -88,8 +88,13 @@ def test_zcu102_plan_without_vivado(capsys, tmp_path, monkeypatch):
     # The accelerator's AXI ports on the PS: image reads and output writes share HP0, the
     # second expert port is on HPC0, the register block on HPM0 through the protocol
     # converter, the interrupt on pl_ps_irq0.
-    for port in ("image_bus_output_bus_araddr({ 9'h000, image_bus__araddr })",
-                 "image_bus_output_bus_awaddr({ 9'h000, output_bus__awaddr })",
+    # (The addresses come out of the burst splitters' payloads, which the Verilog names by
+    # number; their valids and data keep the ports' names.)
+    for port in ("image_bus_output_bus_arvalid(image_bus__arvalid)",
+                 "image_bus_output_bus_rdata(image_bus__rdata)",
+                 "image_bus_output_bus_awvalid(output_bus__awvalid)",
+                 "image_bus_output_bus_wdata(output_bus__wdata)",
+                 "image_bus_output_bus_araddr({ 9'h000, ", "image_bus_output_bus_awaddr({ 9'h000, ",
                  "params_bus_araddr(", "weights_bus_araddr(", "experts_bus_araddr(",
                  "experts_bus_1_araddr(", "control_rdata(", "pl_ps_irq0(irq)"):
         assert port in verilog, port
