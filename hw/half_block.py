@@ -14,7 +14,6 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import DEFAULT
 
-from .pipeline import delay
 from .scatter import Scatter
 
 __all__ = ["members", "shift_command", "row_buffer", "load_then_run", "issue_calls", "index_rows", "rows_written"]
@@ -128,8 +127,8 @@ def rows_written(m, scatter, row_beats, count, *, restart, name):
     """Rows a scatter has written into its buffer: it takes a row's last beat on ``i``, then
     writes it :attr:`Scatter.LATENCY` cycles later, so a row may be read back from the cycle
     after that. ``count`` (a signal) counts the rows taken; the result is its copy delayed by
-    ``Scatter.LATENCY + 1`` cycles. ``restart`` clears the count and its copies, so a new run
-    never sees the last run's rows."""
+    ``Scatter.LATENCY + 1`` cycles. ``restart`` clears the count and every copy at once, so a
+    unit that starts with the command never sees the last run's rows."""
     beat = Signal(range(row_beats), name=f"{name}_beat")
     with m.If(restart):
         m.d.sync += [count.eq(0), beat.eq(0)]
@@ -137,4 +136,9 @@ def rows_written(m, scatter, row_beats, count, *, restart, name):
         m.d.sync += beat.eq(Mux(beat == row_beats - 1, 0, beat + 1))
         with m.If(beat == row_beats - 1):
             m.d.sync += count.eq(count + 1)
-    return delay(m, Mux(restart, 0, count), Scatter.LATENCY + 1, name=f"{name}_written")
+    written = count
+    for n in range(Scatter.LATENCY + 1):
+        copy = Signal.like(count, name=f"{name}_written_{n}")
+        m.d.sync += copy.eq(Mux(restart, 0, written))
+        written = copy
+    return written

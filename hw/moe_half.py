@@ -47,6 +47,7 @@ from .expert_engine import ExpertEngine
 from .expert_queues import ExpertQueues
 from .gate import Gate
 from .gather import Gather
+from .half_block import index_rows, rows_written
 from .layernorm import LayerNorm, parameter_set_loaded
 from .linear_fetch import bus_name, buses
 from .scatter import Scatter
@@ -164,18 +165,10 @@ class MoeHalf(wiring.Component):
         # Rows of h written: counted at each row's last beat into the scatter, visible
         # Scatter.LATENCY cycles later when the write has happened.
         h_taken = Signal(range(T + 1))
-        h_beat = Signal(range(Bd))
-        with m.If(s_h.i.valid & s_h.i.ready):
-            m.d.sync += h_beat.eq(Mux(h_beat == Bd - 1, 0, h_beat + 1))
-            with m.If(h_beat == Bd - 1):
-                m.d.sync += h_taken.eq(h_taken + 1)
-        # The delayed copies restart with h_taken at the command: the engine gets its command
-        # at once, and must not see the last run's count.
-        h_written = h_taken
-        for i in range(Scatter.LATENCY + 1):
-            reg = Signal.like(h_taken, name=f"h_written_{i}")
-            m.d.sync += reg.eq(Mux(self.cmd.valid & self.cmd.ready, 0, h_written))
-            h_written = reg
+        # The copies restart with the count at the command: the engine gets its command at
+        # once, and must not see the last run's count.
+        h_written = rows_written(m, s_h, Bd, h_taken, restart=self.cmd.valid & self.cmd.ready,
+                                 name="h")
         m.d.comb += eng.h_rows.eq(h_written)
         experts = Signal(16)                          # experts queued for the engine
         # The engine counts finished experts and accepted calls since reset; this run's are
@@ -186,13 +179,6 @@ class MoeHalf(wiring.Component):
 
         params = parameter_set_loaded(m, self.p, Bd, self.cmd.ready)
 
-        def index_rows(port, counter, enable, **fields):
-            m.d.comb += [port.valid.eq(enable & (counter < tokens)),
-                         port.payload.row.eq(counter), port.payload.beats.eq(Bd)]
-            for name, value in fields.items():
-                m.d.comb += getattr(port.payload, name).eq(value)
-            with m.If(port.valid & port.ready):
-                m.d.sync += counter.eq(counter + 1)
 
         with m.If(queues.o.valid & queues.o.ready & queues.o.payload.last):
             m.d.sync += experts.eq(experts + 1)
@@ -202,7 +188,6 @@ class MoeHalf(wiring.Component):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0),
-                                 h_taken.eq(0), h_beat.eq(0),
                                  self.cycles.eq(0), experts.eq(0), started.eq(0),
                                  done_before.eq(eng.experts_done), calls_before.eq(eng.calls)]
                     m.d.sync += [r.eq(0) for r in rows.values()]
@@ -217,8 +202,9 @@ class MoeHalf(wiring.Component):
                              x_load.eq(self.x.valid & self.x.ready)]
                 with m.If(self.x.valid & self.x.ready):
                     m.d.sync += loaded.eq(loaded + 1)
-                index_rows(g_ln.idx, rows["ln"], params & ((rows["ln"] + 1) * Bd <= loaded))
-                index_rows(s_h.idx, rows["h"], 1, score=0, accumulate=0)
+                index_rows(m, g_ln.idx, rows["ln"], tokens, Bd,
+                           params & ((rows["ln"] + 1) * Bd <= loaded))
+                index_rows(m, s_h.idx, rows["h"], tokens, Bd, score=0, accumulate=0)
                 m.d.comb += [eng.cmd.valid.eq(~started[0]), eng.cmd.payload.eq(layer),
                              gate.cmd.valid.eq(~started[1]), gate.cmd.payload.tokens.eq(tokens),
                              queues.cmd.valid.eq(~started[2]),
@@ -234,7 +220,7 @@ class MoeHalf(wiring.Component):
                     m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.calls_taken.eq(1)
-                index_rows(g_out.idx, rows["out"], 1)
+                index_rows(m, g_out.idx, rows["out"], tokens, Bd)
                 # The gather goes on delivering the rows after the last index.
                 with m.If((rows["out"] == tokens) & ~g_out.busy):
                     m.next = "IDLE"
