@@ -1,6 +1,6 @@
 """Keep a top with plain ports alive on a board: a placeholder until the AXI top exists.
 
-Today's tops (e.g. :class:`hw.mlp_half.MlpHalf`) have stream ports, not AXI, so nothing on a board
+Today's tops (e.g. :class:`hw.system.mlp_half.MlpHalf`) have stream ports, not AXI, so nothing on a board
 drives or reads them. Left unconnected, a vendor tool optimises the whole design away. The
 :class:`Exerciser` drives every input bit of the ports it is given from a pseudo-random pattern
 (a 32-bit LFSR shifted through a register as wide as the inputs) and folds every output bit into

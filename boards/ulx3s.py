@@ -7,7 +7,7 @@ they are the YoWASP (WebAssembly) builds, chosen by :data:`YOWASP_ENV`. The boar
 clock, utilisation per cell type), read by :func:`read_report`.
 
 The accelerator goes on the board as :class:`SelfTestShell`: the board self-test
-(:class:`hw.selftest.SelfTest`) on the :data:`model.machine.ULX3S_SELFTEST` machine, clocked by
+(:class:`hw.system.selftest.SelfTest`) on the :data:`model.machine.ULX3S_SELFTEST` machine, clocked by
 the 25 MHz oscillator.
 After configuration (or a press of FIRE 1) it runs one inference from on-chip memory; LED 0
 lights when the output's checksum is the golden one, LED 1 when it is not, LED 7 while it runs;
@@ -72,7 +72,7 @@ class ULX3SPlatform(ULX3S_85F_Platform):
 
 
 class SelfTestShell(Elaboratable):
-    """The ULX3S top of a :class:`hw.selftest.SelfTest`: the ``sync`` domain on ``clk25``,
+    """The ULX3S top of a :class:`hw.system.selftest.SelfTest`: the ``sync`` domain on ``clk25``,
     reset by FIRE 1; LEDs 0, 1 and 7 show passed, failed and running; ``tx`` on the UART."""
 
     def __init__(self, selftest):
@@ -128,7 +128,7 @@ class ULX3SBoard(Board):
         # The accelerator runs its self-test from on-chip memory: the weights must fit.
         if top.name != "accelerator":
             return super().design(top, model, machine)
-        from hw.selftest import SelfTest
+        from hw.system.selftest import SelfTest
         size = machine.layout(model).total_bytes
         if size > EBR_BYTES // 2:
             raise BuildError(f"the ULX3S runs the accelerator's self-test from block RAM, and "

@@ -9,7 +9,7 @@ PL top level: it instantiates the block design's wrapper and places the accelera
 - ``pl_clk0`` (``clock_mhz``, default 300 MHz) clocks the ``sync`` domain; ``pl_resetn0``, through
   a reset synchroniser, resets it;
 - each entry of ``hp_masters`` is an AXI4 master member of the top (signals named as in
-  :mod:`hw.axi`), or a tuple of members that share one port (a read-only and a write-only
+  :mod:`hw.movers.axi`), or a tuple of members that share one port (a read-only and a write-only
   master), connected to the next high-performance port, ``S_AXI_HP0_FPD`` to ``HP3``, then
   ``S_AXI_HPC0_FPD`` and ``HPC1`` (128-bit, 49-bit addresses, at most six); channels no member
   drives are tied off;

@@ -17,7 +17,7 @@ and where. For Xilinx boards it also runs the open estimate (:func:`flow.resourc
 ``estimate.json``.
 
 The top level is a choice from :data:`TOPS` (``--top``); the default is the whole machine,
-:class:`hw.accelerator.Accelerator`. On the ZCU102 the top goes under
+:class:`hw.system.accelerator.Accelerator`. On the ZCU102 the top goes under
 :class:`boards.zcu102.ZynqShell`, its AXI masters on the PS's HP ports and its register block on
 HPM0; on the ULX3S under :class:`boards.exerciser.ExerciserShell`. Ports that are neither AXI nor
 the interrupt are exercised by a placeholder (see :mod:`boards.exerciser`).
@@ -55,7 +55,7 @@ class Top:
 
 
 def _mlp_half(model, machine):
-    from hw.mlp_half import MlpHalf
+    from hw.system.mlp_half import MlpHalf
     # Dense weights come over one memory port.
     return MlpHalf(dim=model.dim, hidden=model.mlp_hidden, max_tokens=model.tokens,
                    eps=model.ln_eps, lanes=machine.lanes, weight_lanes=machine.data_width // 16)
@@ -72,12 +72,12 @@ def register_top(name, make, description, **options):
 
 
 def _accelerator(model, machine):
-    from hw.accelerator import Accelerator
+    from hw.system.accelerator import Accelerator
     return Accelerator(model, machine)
 
 
 register_top("accelerator", _accelerator,
-             "the whole machine: AXI ports, register block, sequencer (hw.accelerator)",
+             "the whole machine: AXI ports, register block, sequencer (hw.system.accelerator)",
              # Five PS ports on the ZCU102: the image reads and the output writes share HP0,
              # the second expert port takes HPC0.
              hp_masters=(("image_bus", "output_bus"), "params_bus", "weights_bus",
@@ -86,7 +86,7 @@ register_top("accelerator", _accelerator,
              # One Yosys run of the whole m3vit-tiny machine exceeds WebAssembly's 4 GiB.
              estimate_parts=("compute", "attention", "mlp", "moe", "embed"))
 register_top("mlp_half", _mlp_half,
-             "dense MLP half-block: LN2, fc1 + GELU, fc2, residual add (hw.mlp_half)")
+             "dense MLP half-block: LN2, fc1 + GELU, fc2, residual add (hw.system.mlp_half)")
 
 DEFAULT_TOP = "accelerator"
 

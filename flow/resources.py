@@ -31,7 +31,7 @@ __all__ = ["estimate", "UNITS", "main"]
 
 
 def _unit(module, cls, **kwargs):
-    """``make(model, machine)`` for ``hw.<module>.<cls>``; each keyword is a value or a
+    """``make(model, machine)`` for ``hw.<module>.<cls>`` (``module`` a dotted path below hw); each keyword is a value or a
     function of ``(model, machine)``."""
     def make(model, machine):
         mod = __import__(f"hw.{module}", fromlist=[cls])
@@ -41,7 +41,7 @@ def _unit(module, cls, **kwargs):
 
 
 def _compute_unit(model, machine):
-    from hw.accelerator import Accelerator
+    from hw.system.accelerator import Accelerator
     return Accelerator(model, machine).compute
 
 
@@ -51,35 +51,35 @@ _lanes = lambda model, machine: machine.lanes  # noqa: E731
 #: machine uses for the model.
 UNITS = {
     "compute_unit": _compute_unit,
-    "multiplier": _unit("multiplier", "Multiplier", a_width=26, b_width=16),
-    "gelu": _unit("gelu", "Gelu", lanes=_lanes),
-    "layernorm": _unit("layernorm", "LayerNorm", dim=lambda model, _: model.dim, lanes=_lanes,
+    "multiplier": _unit("arith.multiplier", "Multiplier", a_width=26, b_width=16),
+    "gelu": _unit("arith.gelu", "Gelu", lanes=_lanes),
+    "layernorm": _unit("units.layernorm", "LayerNorm", dim=lambda model, _: model.dim, lanes=_lanes,
                        gamma_fmt=DEFAULT.small_format, eps=lambda model, _: model.ln_eps),
-    "residual": _unit("residual", "ResidualAdd", lanes=_lanes),
-    "gather": _unit("gather", "Gather", lanes=_lanes, width=DEFAULT.act.width,
+    "residual": _unit("units.residual", "ResidualAdd", lanes=_lanes),
+    "gather": _unit("streams.gather", "Gather", lanes=_lanes, width=DEFAULT.act.width,
                     rows=lambda model, _: model.tokens,
                     row_beats=lambda model, machine: -(-model.mlp_hidden // machine.lanes)),
-    "scatter": _unit("scatter", "Scatter", lanes=_lanes, rows=lambda model, _: model.tokens,
+    "scatter": _unit("streams.scatter", "Scatter", lanes=_lanes, rows=lambda model, _: model.tokens,
                      row_beats=lambda model, machine: -(-model.mlp_hidden // machine.lanes)),
-    "exp": _unit("exp", "Exp2", lanes=1),
-    "reciprocal": _unit("reciprocal", "Reciprocal"),
-    "softmax_stats": _unit("softmax", "SoftmaxStats",
+    "exp": _unit("arith.exp", "Exp2", lanes=1),
+    "reciprocal": _unit("arith.reciprocal", "Reciprocal"),
+    "softmax_stats": _unit("units.softmax", "SoftmaxStats",
                            rows=lambda model, machine: model.heads * machine.attention_slots),
-    "softmax_prob": _unit("softmax", "SoftmaxProb",
+    "softmax_prob": _unit("units.softmax", "SoftmaxProb",
                           lanes=lambda model, machine: machine.attention_slots),
-    "top_k": _unit("top_k", "TopK", experts=lambda model, _: model.experts,
+    "top_k": _unit("units.top_k", "TopK", experts=lambda model, _: model.experts,
                    k=lambda model, _: model.top_k),
-    "gate": _unit("gate", "Gate", experts=lambda model, _: model.experts,
+    "gate": _unit("units.gate", "Gate", experts=lambda model, _: model.experts,
                   k=lambda model, _: model.top_k, lanes=_lanes,
                   max_tokens=lambda model, _: model.tokens),
-    "expert_queues": _unit("expert_queues", "ExpertQueues",
+    "expert_queues": _unit("units.expert_queues", "ExpertQueues",
                            experts=lambda model, _: model.experts,
                            top_k=lambda model, _: model.top_k,
                            max_tokens=lambda model, _: model.tokens),
-    "axi_reader": _unit("axi_reader", "AxiReader",
+    "axi_reader": _unit("movers.axi_reader", "AxiReader",
                         addr_width=lambda _, machine: machine.addr_width,
                         data_width=lambda _, machine: machine.data_width),
-    "axi_writer": _unit("axi_writer", "AxiWriter",
+    "axi_writer": _unit("movers.axi_writer", "AxiWriter",
                         addr_width=lambda _, machine: machine.addr_width,
                         data_width=lambda _, machine: machine.data_width),
     "expert_engine": lambda model, machine: _moe_half(model, machine).engine,
@@ -88,12 +88,12 @@ UNITS = {
 
 
 def _moe_half(model, machine):
-    from hw.accelerator import Accelerator
+    from hw.system.accelerator import Accelerator
     return Accelerator(model, machine).moe
 
 
 def _attention_half(model, machine):
-    from hw.accelerator import Accelerator
+    from hw.system.accelerator import Accelerator
     return Accelerator(model, machine).attention
 
 _GROUPS = {

@@ -1,7 +1,7 @@
 """The host driver: load the weights, run an image for a task, wait, read the output and the
 cycle counters.
 
-Every register offset and field comes from :mod:`model.registers`, every buffer layout from
+Every register offset and field comes from :mod:`model.system.registers`, every buffer layout from
 :mod:`model.weight_image`; the driver reaches the hardware only through a
 :class:`host.memory.Memory` backend, so the same code drives a board (:class:`~host.memory.DevMem`),
 a cocotb simulation of the RTL (:class:`~host.memory.CocotbBus`) or the register block's twin
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.machine import ZCU102
-from model.registers import (BUFFERS, BY_NAME, ERROR_DESCRIPTIONS, MAGIC, STAGE_NAMES,
+from model.system.registers import (BUFFERS, BY_NAME, ERROR_DESCRIPTIONS, MAGIC, STAGE_NAMES,
                              VERSION_MAJOR, VERSION_MINOR, ErrorCode)
 from model.weight_image import (SECTION_ALIGN, check, input_bytes,
                                 input_layout, output_layout, unpack_output)
@@ -50,7 +50,7 @@ _HINTS = {
 
 
 class AcceleratorError(RuntimeError):
-    """The accelerator reported an error: ``code`` is the :class:`model.registers.ErrorCode`."""
+    """The accelerator reported an error: ``code`` is the :class:`model.system.registers.ErrorCode`."""
 
     def __init__(self, code, detail=""):
         self.code = ErrorCode(code)
@@ -77,7 +77,7 @@ def _align(n, to):
 
 @dataclass(frozen=True)
 class Buffers:
-    """Physical addresses of the three buffers (:data:`model.registers.BUFFERS`)."""
+    """Physical addresses of the three buffers (:data:`model.system.registers.BUFFERS`)."""
 
     weights: int
     image: int
@@ -110,7 +110,7 @@ class Buffers:
 @dataclass(frozen=True)
 class Counters:
     """Cycle counters of the last (or current) run: ``total`` and one per stage
-    (:data:`model.registers.STAGES`)."""
+    (:data:`model.system.registers.STAGES`)."""
 
     total: int
     stages: dict

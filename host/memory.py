@@ -11,7 +11,7 @@ Implementations:
 * :class:`DevMem` -- ``mmap`` of ``/dev/mem`` (a board running Linux) or of any file (tests);
 * :class:`CocotbBus` -- cocotbext-axi: an ``AxiRam`` (or any object with ``read``/``write``) for
   DRAM and an ``AxiLiteMaster`` for the registers, in a cocotb simulation;
-* :class:`TwinMemory` -- a bytearray for DRAM and :class:`model.registers.RegisterFile`, the
+* :class:`TwinMemory` -- a bytearray for DRAM and :class:`model.system.registers.RegisterFile`, the
   register block's bit-exact twin, for host code without hardware.
 """
 
@@ -21,7 +21,7 @@ import mmap
 import os
 from typing import Protocol, runtime_checkable
 
-from model.registers import MAP_BYTES, WORD_BYTES
+from model.system.registers import MAP_BYTES, WORD_BYTES
 
 __all__ = ["Memory", "DevMem", "CocotbBus", "TwinMemory"]
 
@@ -31,7 +31,7 @@ class Memory(Protocol):
     """What the driver needs of the hardware.
 
     ``read``/``write`` reach DRAM at physical byte addresses; ``read32``/``write32`` reach the
-    32-bit register at a byte ``offset`` of the register map (:mod:`model.registers`), as one
+    32-bit register at a byte ``offset`` of the register map (:mod:`model.system.registers`), as one
     aligned 32-bit access; ``sleep`` lets time pass between two polls of STATUS (wall-clock
     seconds on a board, simulated cycles in a simulation).
     """
@@ -188,7 +188,7 @@ class CocotbBus:
 
 
 class TwinMemory:
-    """DRAM as a bytearray and the registers as :class:`model.registers.RegisterFile`.
+    """DRAM as a bytearray and the registers as :class:`model.system.registers.RegisterFile`.
 
     ``on_sleep`` (optional, ``callable(self)``) plays the machine: it is called whenever the
     driver waits between polls, and may set ``regs.busy``, write the output buffer and call

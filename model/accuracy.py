@@ -24,19 +24,19 @@ import warnings
 
 import numpy as np
 
-from . import reference
-from .config import M3VIT_TINY
-from .machine import ZCU102
-from .exp import exp2
-from .gelu import gelu
-from .golden import run as golden_run
-from .layernorm import layer_norm
-from .numerics import DEFAULT, EDGEMOE, EXP_FRAC, MANT_FRAC, PROB_FRAC, SUM_FRAC
-from .quantize import LOG2E, quantize
-from .reciprocal import reciprocal
-from .rsqrt import rsqrt
-from .softmax import softmax
-from .weights import load_edge_moe, load_image, shared_weights_dir, synthetic, synthetic_image
+from model import reference
+from model.config import M3VIT_TINY
+from model.machine import ZCU102
+from model.arith.exp import exp2
+from model.arith.gelu import gelu
+from model.golden import run as golden_run
+from model.units.layernorm import layer_norm
+from model.numerics import DEFAULT, EDGEMOE, EXP_FRAC, MANT_FRAC, PROB_FRAC, SUM_FRAC
+from model.quantize import LOG2E, quantize
+from model.arith.reciprocal import reciprocal
+from model.arith.rsqrt import rsqrt
+from model.units.softmax import softmax
+from model.weights import load_edge_moe, load_image, shared_weights_dir, synthetic, synthetic_image
 
 __all__ = ["compare", "unit_errors", "main", "FLIP_MARGIN"]
 

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .attention_half import attention_half
-from .machine import ZCU102
-from .mlp_half import mlp_half
-from .moe_half import moe_half
-from .numerics import DEFAULT
-from .patch_embed import patch_embed
-from .quantize import QuantizedModel, quantize
-from .reference import Trace
-from .schedule import Unit, commands
+from model.system.attention_half import attention_half
+from model.machine import ZCU102
+from model.system.mlp_half import mlp_half
+from model.system.moe_half import moe_half
+from model.numerics import DEFAULT
+from model.units.patch_embed import patch_embed
+from model.quantize import QuantizedModel, quantize
+from model.reference import Trace
+from model.schedule import Unit, commands
 
 __all__ = ["forward", "run", "GoldenTrace", "attention_half", "mlp_half", "moe_half"]
 

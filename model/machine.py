@@ -5,7 +5,7 @@ A :class:`MachineConfig` says how large the machine is (the MAC array, the atten
 query slots, the memory ports) and how fast it is meant to run; a
 :class:`model.config.ModelConfig` says what it computes. The two together fix the weights
 image (:func:`MachineConfig.layout`), the schedule (:mod:`model.schedule`) and the RTL
-(:class:`hw.accelerator.Accelerator`). Presets are named (:data:`MACHINES`); tools select one
+(:class:`hw.system.accelerator.Accelerator`). Presets are named (:data:`MACHINES`); tools select one
 with ``--machine NAME``::
 
     python -m hw.build --board zcu102 --machine zcu102
@@ -37,7 +37,7 @@ class MachineConfig:
     name : str
         Preset name, used in build directories and reports.
     array_rows, array_cols : int
-        The shared multiply-accumulate array (:class:`hw.compute_unit.ComputeUnit`): inputs
+        The shared multiply-accumulate array (:class:`hw.units.compute_unit.ComputeUnit`): inputs
         times outputs per cycle, powers of two. Activations travel between units in beats of
         ``array_rows`` values, so the machine needs a square array today (the compute unit
         alone takes any shape).
@@ -120,7 +120,7 @@ class MachineConfig:
 
     def layout(self, config):
         """The weights image of ``config`` for this machine."""
-        from .weight_image import layout
+        from model.weight_image import layout
         return layout(config, **self.image_shape)
 
     def replace(self, **changes):

@@ -1,6 +1,6 @@
 """Host-side layout of parameters exactly as the hardware reads them.
 
-The shared compute unit (``hw/compute_unit.py``) holds a matrix as tiles of ``cols x rows``
+The shared compute unit (``hw/units/compute_unit.py``) holds a matrix as tiles of ``cols x rows``
 weights, ``cols`` outputs by ``rows`` inputs, in the order it computes them: output tile by
 output tile, and within one, input chunk by input chunk. Matrices that are not tile multiples
 are padded with zero weights, so padded inputs contribute nothing whatever their value.
@@ -107,7 +107,7 @@ def planes(record, ports, port_bytes):
     """A record of ``ports x port_bytes``-byte beats as ``ports`` planes one after the other:
     plane ``p`` holds bytes ``p * port_bytes`` to ``(p + 1) * port_bytes`` of every beat, so
     memory port ``p`` reads it in plain bursts and the beats are whole again side by side
-    (:class:`hw.linear_fetch.LinearFetch`). One port: the record as it is."""
+    (:class:`hw.movers.linear_fetch.LinearFetch`). One port: the record as it is."""
     beat = ports * port_bytes
     if len(record) % beat:
         raise ValueError(f"a record of {len(record)} bytes is not whole {beat}-byte beats")
@@ -133,7 +133,7 @@ def moe_layer_records(qm, block, rows, cols, *, beat_bytes=16, ports=1, gate_add
     cfg = qm.config
     if not cfg.is_moe(block):
         raise ValueError(f"block {block} is not a MoE block (MoE blocks: {cfg.moe_blocks})")
-    from .moe_half import expert_params
+    from model.system.moe_half import expert_params
     act = qm.numerics.act.frac
     beat = ports * beat_bytes
     records, gates = {}, {}
@@ -159,7 +159,7 @@ def moe_layer_records(qm, block, rows, cols, *, beat_bytes=16, ports=1, gate_add
 
 def moe_layer_image(qm, block, task, rows, cols, *, beat_bytes=16, ports=1, gate_at=0x1000,
                     experts_at=0x10000):
-    """Memory image of one MoE layer for the expert engine (``hw/expert_engine.py``): the task's
+    """Memory image of one MoE layer for the expert engine (``hw/units/expert_engine.py``): the task's
     gate record at ``gate_at``, expert ``e``'s fc1 record at ``experts_at + (e << stride_log2)``
     with its fc2 record right after.
 

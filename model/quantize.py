@@ -2,7 +2,7 @@
 
 Two scales are folded into weights here rather than computed at run time: the attention scale
 ``1/sqrt(head_dim)`` and ``log2(e)`` go into the Q rows (the softmax is base 2, see
-:mod:`model.exp`), and ``log2(e)`` into the gates. Everything downstream (golden model,
+:mod:`model.arith.exp`), and ``log2(e)`` into the gates. Everything downstream (golden model,
 packer, RTL) reads these integers, so a layout or format bug cannot hide.
 """
 

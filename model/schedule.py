@@ -4,7 +4,7 @@
 in order. The same list drives both sides:
 
 * the hardware stores it in a small program memory and steps through it
-  (:class:`hw.sequencer.Sequencer`, an interpreter of a few states, one operation per cycle at
+  (:class:`hw.system.sequencer.Sequencer`, an interpreter of a few states, one operation per cycle at
   best);
 * the golden model's forward pass runs the unit twins in the order of its :class:`Command`
   operations (:func:`model.golden.run`),
@@ -40,11 +40,11 @@ import functools
 import sys
 from dataclasses import dataclass
 
-from .attention_half import CALLS as ATTENTION_CALLS
-from .config import ModelConfig, config_by_name
-from .machine import ZCU102, MachineConfig, machine_by_name
-from .packer import tiles
-from .weight_image import input_layout, output_layout
+from model.system.attention_half import CALLS as ATTENTION_CALLS
+from model.config import ModelConfig, config_by_name
+from model.machine import ZCU102, MachineConfig, machine_by_name
+from model.packer import tiles
+from model.weight_image import input_layout, output_layout
 
 __all__ = ["Port", "ImageTo", "ParamsTo", "Unit", "Buffer", "Until", "Source",
            "Shift", "Address", "Read", "Fetch", "Command", "Wait", "Route", "Mark", "Write", "End",

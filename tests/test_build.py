@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from boards.exerciser import Exerciser
 from boards.zcu102 import ZCU102Board, ZCU102Platform, ZynqShell, ps_block_design_tcl
 from flow import build
-from hw.axi import axi4_read
+from hw.movers.axi import axi4_read
 
 
 def run(capsys, *argv):

@@ -1,4 +1,4 @@
-"""The host driver against the register block's bit-exact twin (model.registers.RegisterFile)
+"""The host driver against the register block's bit-exact twin (model.system.registers.RegisterFile)
 through host.memory.TwinMemory, a small machine played by the test; DevMem on a temporary file;
 and (cocotb) against the RTL register block through CocotbBus."""
 
@@ -15,7 +15,7 @@ from host.memory import DevMem, Memory, TwinMemory
 from model.config import M3VIT_TINY, MICRO
 from model.numerics import DEFAULT
 from model.quantize import quantize
-from model.registers import BY_NAME, MAGIC, STAGE_NAMES, ErrorCode, RegisterFile
+from model.system.registers import BY_NAME, MAGIC, STAGE_NAMES, ErrorCode, RegisterFile
 from model.weight_image import (ImageError, config_variant, input_bytes, layout, pack,
                                 pack_output)
 from model.weights import synthetic, synthetic_image

@@ -1,11 +1,11 @@
 # amaranth: UnusedElaboratable=no
-"""The reordered attention engine in RTL against model.attention: micro at full rate and under
+"""The reordered attention engine in RTL against model.units.attention: micro at full rate and under
 random idles and back-pressure, P from 1 to 8 and fewer tokens than slots; m3vit-tiny block 0
 with the published weights when present."""
 
 import pytest
 
-from hw.attention import AttentionEngine
+from hw.units.attention import AttentionEngine
 from model.weights import shared_weights_dir
 from sim.benches.attention import make_design
 from sim.runner import cocotb_tests

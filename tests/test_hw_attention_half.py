@@ -5,7 +5,7 @@ weights when present."""
 
 import pytest
 
-from hw.attention_half import AttentionHalf
+from hw.system.attention_half import AttentionHalf
 from model.weights import shared_weights_dir
 from sim.benches.attention_half import make_design
 from sim.runner import cocotb_tests

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""The burst splitter of the AXI DMAs (hw/axi_bursts.py) in Amaranth's own simulator against its
-twin :func:`model.axi_bursts.bursts`: commands across boundaries under random idles and
+"""The burst splitter of the AXI DMAs (hw/movers/axi_bursts.py) in Amaranth's own simulator against its
+twin :func:`model.movers.axi_bursts.bursts`: commands across boundaries under random idles and
 back-pressure, the AXI rule that a burst on offer stays on offer unchanged, the cycles of the
 docstring's formulas at full rate, dropped commands, and the argument checks."""
 
@@ -10,8 +10,8 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from hw.axi_bursts import BurstSplitter
-from model.axi_bursts import bursts
+from hw.movers.axi_bursts import BurstSplitter
+from model.movers.axi_bursts import bursts
 
 
 def split(splitter, commands, *, idle=0.0, backpressure=0.0, seed=0, expect):

@@ -3,7 +3,7 @@
 
 import pytest
 
-from hw.axi_reader import AxiReader
+from hw.movers.axi_reader import AxiReader
 from sim.benches.axi_reader import make_design
 from sim.runner import cocotb_tests
 

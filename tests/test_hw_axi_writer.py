@@ -3,8 +3,8 @@
 
 import pytest
 
-from hw.axi_writer import AxiWriter
-from model.axi_writer import write_beats
+from hw.movers.axi_writer import AxiWriter
+from model.movers.axi_writer import write_beats
 from sim.benches.axi_writer import make_design
 from sim.runner import cocotb_tests
 

@@ -1,10 +1,10 @@
 # amaranth: UnusedElaboratable=no
-"""Clients sharing one compute unit through hw.compute_mux, against model.compute_mux.serve."""
+"""Clients sharing one compute unit through hw.units.compute_mux, against model.units.compute_mux.serve."""
 
 import pytest
 
-from hw.compute_mux import ComputeMux
-from hw.compute_unit import ComputeUnit
+from hw.units.compute_mux import ComputeMux
+from hw.units.compute_unit import ComputeUnit
 from sim.benches.compute_mux import make_design
 from sim.runner import cocotb_tests
 

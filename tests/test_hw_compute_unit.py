@@ -3,7 +3,7 @@
 
 import pytest
 
-from hw.compute_unit import ComputeUnit
+from hw.units.compute_unit import ComputeUnit
 from sim.benches.compute_unit import make_unit
 from sim.runner import cocotb_tests
 

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the exp unit (hw/exp.py) against its twin (model/exp.py): the cocotb bench
+"""Tests of the exp unit (hw/arith/exp.py) against its twin (model/arith/exp.py): the cocotb bench
 ``sim.benches.exp`` under Verilator, every input of small formats in Amaranth's simulator, and
 the argument checks."""
 
@@ -10,9 +10,9 @@ import pytest
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-from hw.exp import EXP_WIDTH, Exp2, Exp2Datapath
-from hw.interp import InterpDatapath
-from model.exp import FLOOR
+from hw.arith.exp import EXP_WIDTH, Exp2, Exp2Datapath
+from hw.arith.interp import InterpDatapath
+from model.arith.exp import FLOOR
 from model.numerics import DEFAULT, EXP_FRAC
 from sim.benches.exp import corner_inputs, exp_design, twin
 from sim.runner import cocotb_tests

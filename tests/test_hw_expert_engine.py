@@ -3,7 +3,7 @@
 
 import pytest
 
-from hw.expert_engine import ExpertEngine
+from hw.units.expert_engine import ExpertEngine
 from sim.benches.expert_engine import ExpertHarness
 from sim.runner import cocotb_tests
 

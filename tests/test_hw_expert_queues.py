@@ -3,7 +3,7 @@
 
 import pytest
 
-from hw.expert_queues import ExpertQueues
+from hw.units.expert_queues import ExpertQueues
 from sim.benches.expert_queues import make_design
 from sim.runner import cocotb_tests
 

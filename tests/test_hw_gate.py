@@ -1,9 +1,9 @@
 # amaranth: UnusedElaboratable=no
-"""The MoE gate (softmax over experts, top-k) against model.gate.route."""
+"""The MoE gate (softmax over experts, top-k) against model.units.gate.route."""
 
 import pytest
 
-from hw.gate import Gate
+from hw.units.gate import Gate
 from sim.benches.gate import make_design
 from sim.runner import cocotb_tests
 

@@ -4,11 +4,11 @@
 import numpy as np
 import pytest
 
-from hw.gather import Gather
-from hw.scatter import Scatter
-from model.gather import gather
+from hw.streams.gather import Gather
+from hw.streams.scatter import Scatter
+from model.streams.gather import gather
 from model.numerics import DEFAULT
-from model.scatter import scatter
+from model.streams.scatter import scatter
 from sim.benches.gather_scatter import BufferHarness
 from sim.runner import cocotb_tests
 

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the GELU unit (hw/gelu.py) against its twin (model/gelu.py): the cocotb bench
+"""Tests of the GELU unit (hw/arith/gelu.py) against its twin (model/arith/gelu.py): the cocotb bench
 ``sim.benches.gelu`` under Verilator, and the argument checks."""
 
 import random
@@ -9,9 +9,9 @@ import pytest
 from amaranth.hdl import signed
 from amaranth.lib import data
 
-from hw.gelu import Gelu
-from hw.interp import InterpDatapath
-from model.gelu import gelu
+from hw.arith.gelu import Gelu
+from hw.arith.interp import InterpDatapath
+from model.arith.gelu import gelu
 from model.numerics import DEFAULT, EDGEMOE, Fixed
 from sim.benches.gelu import gelu_design
 from sim.runner import cocotb_tests

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the interpolation unit (hw/interp.py) against its twin (model/interp.py): the cocotb
+"""Tests of the interpolation unit (hw/arith/interp.py) against its twin (model/arith/interp.py): the cocotb
 bench ``sim.benches.interp`` under Verilator, and the argument checks."""
 
 import random
@@ -8,10 +8,10 @@ import re
 import pytest
 from amaranth.hdl import signed, unsigned
 
-from hw.interp import Interp, InterpDatapath
-from model.exp import EXP2_TABLE
-from model.gelu import D_TABLE
-from model.reciprocal import RECIP_TABLE
+from hw.arith.interp import Interp, InterpDatapath
+from model.arith.exp import EXP2_TABLE
+from model.arith.gelu import D_TABLE
+from model.arith.reciprocal import RECIP_TABLE
 from sim.benches.interp import interp_design
 from sim.runner import cocotb_tests
 from sim.pysim import stream_through
@@ -19,8 +19,8 @@ from sim.pysim import stream_through
 
 # GELU's bump rises then falls (steps of both signs, 18-bit entries); exp2's table has 28-bit
 # entries and 21-bit steps, the widest operand, on the multiplier's 27-bit port.
-CONFIGS = [dict(table="model.gelu.D_TABLE", t_frac=16),
-           dict(table="model.exp.EXP2_TABLE", t_frac=22)]
+CONFIGS = [dict(table="model.arith.gelu.D_TABLE", t_frac=16),
+           dict(table="model.arith.exp.EXP2_TABLE", t_frac=22)]
 
 test_interp = cocotb_tests("sim.benches.interp", interp_design, configs=CONFIGS)
 
@@ -62,7 +62,7 @@ def test_ports_and_properties():
 
 def test_table_is_checked():
     with pytest.raises(TypeError, match=r"Interpolation table must be a "
-                                        r"model.interp.InterpTable, not \[0, 1\]"):
+                                        r"model.arith.interp.InterpTable, not \[0, 1\]"):
         Interp(table=[0, 1], t_frac=4)
 
 

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the LayerNorm unit (hw/layernorm.py) against its twin (model/layernorm.py): the
+"""Tests of the LayerNorm unit (hw/units/layernorm.py) against its twin (model/units/layernorm.py): the
 cocotb bench ``sim.benches.layernorm`` under Verilator, other shapes in Amaranth's simulator,
 and the argument checks."""
 
@@ -12,8 +12,8 @@ from amaranth.hdl import signed
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from hw.layernorm import MAX_DIM, LayerNorm
-from model.layernorm import layer_norm
+from hw.units.layernorm import MAX_DIM, LayerNorm
+from model.units.layernorm import layer_norm
 from model.numerics import DEFAULT, Fixed
 from sim.benches.layernorm import corner_rows, layernorm_design, random_parameters, random_rows
 from sim.runner import cocotb_tests, default_simulator
@@ -21,7 +21,7 @@ from sim.runner import cocotb_tests, default_simulator
 
 # The machine's gamma format; a power-of-two row, so that constant rows give beta exactly.
 # Icarus too: it leaves a combinational block unknown until one of its inputs changes, which an
-# internal handshake once turned into a hang (see hw/layernorm.py).
+# internal handshake once turned into a hang (see hw/units/layernorm.py).
 test_layernorm = cocotb_tests("sim.benches.layernorm", layernorm_design,
                               configs=[dict(dim=32, lanes=4, gamma_frac=DEFAULT.small_frac,
                                             eps=1e-6)],

@@ -3,7 +3,7 @@
 
 import pytest
 
-from hw.linear_fetch import LinearFetch
+from hw.movers.linear_fetch import LinearFetch
 from sim.benches.linear_fetch import make_design
 from sim.runner import cocotb_tests
 

@@ -4,7 +4,7 @@ m3vit-tiny block 0 with the published weights when present."""
 
 import pytest
 
-from hw.mlp_half import MlpHalf
+from hw.system.mlp_half import MlpHalf
 from model.weights import shared_weights_dir
 from sim.benches.mlp_half import make_design
 from sim.runner import cocotb_tests

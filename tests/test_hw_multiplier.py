@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the multiplier (hw/multiplier.py): its products and clock enable in Amaranth's own
+"""Tests of the multiplier (hw/arith/multiplier.py): its products and clock enable in Amaranth's own
 simulator (a Verilator build would cost more than it checks), and its argument checks."""
 
 import random
@@ -9,7 +9,7 @@ import pytest
 from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
-from hw.multiplier import Multiplier
+from hw.arith.multiplier import Multiplier
 
 
 def simulate(unit, operands, enables):

@@ -6,9 +6,9 @@ m3vit-tiny with the published weights and image when present. Plus the host's im
 import numpy as np
 import pytest
 
-from hw.patch_embed import PatchEmbed
+from hw.units.patch_embed import PatchEmbed
 from model.config import MICRO
-from model.patch_embed import image_bytes
+from model.units.patch_embed import image_bytes
 from model.reference import patchify
 from model.weights import shared_weights_dir, synthetic_image
 from sim.benches.patch_embed import make_design

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the pipeline plumbing (hw/pipeline.py) in Amaranth's own simulator: a delay line and
+"""Tests of the pipeline plumbing (hw/streams/pipeline.py) in Amaranth's own simulator: a delay line and
 a valid pipeline under a random clock enable against a register model, their names and initial
 values, and their argument checks."""
 
@@ -10,7 +10,7 @@ import pytest
 from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
-from hw.pipeline import delay, valid_pipeline
+from hw.streams.pipeline import delay, valid_pipeline
 
 
 def run(m, signals, drive, cycles):

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the reciprocal unit (hw/reciprocal.py) against its twin (model/reciprocal.py): the
+"""Tests of the reciprocal unit (hw/arith/reciprocal.py) against its twin (model/arith/reciprocal.py): the
 cocotb bench ``sim.benches.reciprocal`` under Verilator, many more inputs in Amaranth's
 simulator, and the ports."""
 
@@ -8,8 +8,8 @@ import random
 import pytest
 from amaranth.hdl import signed, unsigned
 
-from hw.interp import InterpDatapath
-from hw.reciprocal import K_WIDTH, RESULT_LAYOUT, Reciprocal, ReciprocalDatapath
+from hw.arith.interp import InterpDatapath
+from hw.arith.reciprocal import K_WIDTH, RESULT_LAYOUT, Reciprocal, ReciprocalDatapath
 from model.numerics import MANT_FRAC, SUM_FRAC, SUM_WIDTH
 from sim.benches.reciprocal import below_one, corner_inputs, random_inputs, reciprocal_design, twin
 from sim.runner import cocotb_tests

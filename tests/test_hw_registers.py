@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hw.registers import RegisterBlock
+from hw.system.registers import RegisterBlock
 from model.config import M3VIT_TINY
-from model.registers import (BY_NAME, ERROR_DESCRIPTIONS, MAGIC, MAP_BYTES, REGISTERS,
+from model.system.registers import (BY_NAME, ERROR_DESCRIPTIONS, MAGIC, MAP_BYTES, REGISTERS,
                              STAGE_NAMES, Access, ErrorCode, Field, Register, RegisterFile,
                              check_map, config_word, markdown)
 from sim.benches.registers import make_design
@@ -64,8 +64,8 @@ def test_check_map_catches_repeated_error_codes():
 
 def test_docs_are_generated():
     assert DOCS.read_text() == markdown(), (
-        "docs/registers.md differs from model/registers.py; regenerate it with "
-        "`python -m model.registers --markdown > docs/registers.md`")
+        "docs/registers.md differs from model/system/registers.py; regenerate it with "
+        "`python -m model.system.registers --markdown > docs/registers.md`")
 
 
 # The twin.

@@ -1,12 +1,12 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the residual add (hw/residual.py) against its twin (model/residual.py): the cocotb
+"""Tests of the residual add (hw/units/residual.py) against its twin (model/units/residual.py): the cocotb
 bench ``sim.benches.residual`` under Verilator, and the argument checks."""
 
 import pytest
 from amaranth.hdl import signed
 from amaranth.lib import data
 
-from hw.residual import ResidualAdd
+from hw.units.residual import ResidualAdd
 from model.numerics import DEFAULT, Fixed
 from sim.benches.residual import residual_design
 from sim.runner import cocotb_tests

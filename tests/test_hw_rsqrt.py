@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the inverse square root unit (hw/rsqrt.py) against its twin (model/rsqrt.py): the
+"""Tests of the inverse square root unit (hw/arith/rsqrt.py) against its twin (model/arith/rsqrt.py): the
 cocotb bench ``sim.benches.rsqrt`` under Verilator, every input of a small width in Amaranth's
 simulator, and the argument checks."""
 
@@ -8,11 +8,11 @@ import random
 import pytest
 from amaranth.hdl import unsigned
 
-from hw.interp import InterpDatapath
-from hw.rsqrt import DEFAULT_WIDTH, Rsqrt
-from model.layernorm import SQUARE_BITS
+from hw.arith.interp import InterpDatapath
+from hw.arith.rsqrt import DEFAULT_WIDTH, Rsqrt
+from model.units.layernorm import SQUARE_BITS
 from model.numerics import MANT_FRAC
-from model.rsqrt import rsqrt
+from model.arith.rsqrt import rsqrt
 from sim.benches.rsqrt import corner_inputs, rsqrt_design
 from sim.runner import cocotb_tests
 from sim.pysim import stream_through

@@ -1,16 +1,16 @@
 # amaranth: UnusedElaboratable=no
-"""The board self-test (hw.selftest) on the ULX3S's shape of the accelerator: it passes with the
+"""The board self-test (hw.system.selftest) on the ULX3S's shape of the accelerator: it passes with the
 golden checksum and reports the cycle count on its UART line; with a watchdog shorter than the
 run it fails and says so. Also its parts' construction checks."""
 
 import pytest
 
-from hw.axi_rom import AxiRom
-from hw.uart import UartTx
+from hw.movers.axi_rom import AxiRom
+from hw.system.uart import UartTx
 from model.config import config_by_name
 from model.machine import ULX3S_SELFTEST
-from model.selftest import checksum, memory, message
-from model.uart import frames
+from model.system.selftest import checksum, memory, message
+from model.system.uart import frames
 from sim.benches.axi_rom import make_design as axi_rom_design
 from sim.benches.selftest import make_design
 from sim.runner import cocotb_tests

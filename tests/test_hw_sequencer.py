@@ -1,12 +1,12 @@
 # amaranth: UnusedElaboratable=no
-"""The sequencer (hw.sequencer) runs model.schedule's program from its ROM: every stream carries
-the payloads of model.sequencer.transfers, in order, for every task, at full rate and under
+"""The sequencer (hw.system.sequencer) runs model.schedule's program from its ROM: every stream carries
+the payloads of model.system.sequencer.transfers, in order, for every task, at full rate and under
 back-pressure; bad programs are refused when the sequencer is built."""
 
 import pytest
 
-from hw.accelerator import Accelerator
-from hw.sequencer import Sequencer
+from hw.system.accelerator import Accelerator
+from hw.system.sequencer import Sequencer
 from model.config import MICRO
 from model.schedule import End, Mark, Unit
 from sim.benches.sequencer import make_design

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the softmax units (hw/softmax.py) against their twins (model/softmax.py): the cocotb
+"""Tests of the softmax units (hw/units/softmax.py) against their twins (model/units/softmax.py): the cocotb
 benches ``sim.benches.softmax`` (the statistics) and ``sim.benches.softmax_prob`` (the
 probabilities) under Verilator, more rows and formats in Amaranth's simulator, and the argument
 checks."""
@@ -11,13 +11,13 @@ import pytest
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-import model.softmax
-from hw.exp import Exp2Datapath
-from hw.reciprocal import K_WIDTH, ReciprocalDatapath
-from hw.softmax import SoftmaxProb, SoftmaxStats
+import model.units.softmax
+from hw.arith.exp import Exp2Datapath
+from hw.arith.reciprocal import K_WIDTH, ReciprocalDatapath
+from hw.units.softmax import SoftmaxProb, SoftmaxStats
 from model.numerics import DEFAULT, EDGEMOE, MANT_FRAC, PROB_FRAC, SUM_WIDTH, Fixed
-from model.reciprocal import reciprocal
-from model.softmax import SUM_FORMAT, probabilities, running_stats
+from model.arith.reciprocal import reciprocal
+from model.units.softmax import SUM_FORMAT, probabilities, running_stats
 from sim.benches.softmax import expected, interleave, softmax_stats_design
 from sim.benches.softmax_prob import softmax_prob_design, twin as prob_twin
 from sim.runner import cocotb_tests
@@ -78,7 +78,7 @@ def test_stats_take_one_score_per_cycle():
 def test_stats_saturate_the_sum(monkeypatch):
     # Rows longer than MAX_ROW, which the twin refuses unless told otherwise: 300 equal scores
     # add up past the sum's largest value, and stay there.
-    monkeypatch.setattr(model.softmax, "MAX_ROW", 1000)
+    monkeypatch.setattr(model.units.softmax, "MAX_ROW", 1000)
     unit = SoftmaxStats(rows=3)
     slots = [[[7] * 300], [[-5] * 299 + [1 << 16]], [list(range(300))]]
     received, want, *_ = run_stats(unit, slots)

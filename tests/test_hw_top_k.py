@@ -3,7 +3,7 @@
 
 import pytest
 
-from hw.top_k import TopK
+from hw.units.top_k import TopK
 from sim.benches.top_k import make_design
 from sim.runner import cocotb_tests
 

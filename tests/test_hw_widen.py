@@ -4,7 +4,7 @@
 import pytest
 from amaranth import signed
 
-from hw.widen import Widen
+from hw.streams.widen import Widen
 from sim.benches.widen import make_design
 from sim.runner import cocotb_tests
 

@@ -1,11 +1,11 @@
 # amaranth: UnusedElaboratable=no
-"""Memory words <-> activation lanes (hw/words.py) against the int32 layout of
+"""Memory words <-> activation lanes (hw/streams/words.py) against the int32 layout of
 model.weight_image, in Amaranth's simulator with idles and back-pressure."""
 
 import numpy as np
 import pytest
 
-from hw.words import LanesToWords, WordsToLanes
+from hw.streams.words import LanesToWords, WordsToLanes
 from model.weight_image import pack_output, unpack_output
 from model.config import MICRO
 from sim.pysim import stream_through

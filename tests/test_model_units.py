@@ -6,20 +6,20 @@ import numpy as np
 import pytest
 
 from model import reference as R
-from model.attention import attention, key_order, passes, schedule
-from model.compute_unit import linear, scale_accumulate
-from model.exp import exp2
-from model.expert_queues import expert_queues
-from model.gate import gate, top_k
-from model.gelu import gelu
-from model.interp import InterpTable
-from model.layernorm import layer_norm
+from model.units.attention import attention, key_order, passes, schedule
+from model.units.compute_unit import linear, scale_accumulate
+from model.arith.exp import exp2
+from model.units.expert_queues import expert_queues
+from model.units.gate import gate, top_k
+from model.arith.gelu import gelu
+from model.arith.interp import InterpTable
+from model.units.layernorm import layer_norm
 from model.numerics import (DEFAULT, EDGEMOE, EXP_FRAC, MANT_FRAC, PROB_FRAC, SUM_FRAC, Fixed,
                             Quantized)
-from model.reciprocal import reciprocal
-from model.residual import residual_add
-from model.rsqrt import rsqrt
-from model.softmax import MAX_ROW, running_stats, softmax
+from model.arith.reciprocal import reciprocal
+from model.units.residual import residual_add
+from model.arith.rsqrt import rsqrt
+from model.units.softmax import MAX_ROW, running_stats, softmax
 
 ACT = DEFAULT.act
 F = ACT.frac

@@ -12,9 +12,9 @@ from model import weight_image as wi
 from model.config import M3VIT_TINY, MICRO
 from model.numerics import DEFAULT, EDGEMOE
 from model.packer import linear_record, moe_layer_image
-from model.patch_embed import PIXEL_FRAC
+from model.units.patch_embed import PIXEL_FRAC
 from model.quantize import quantize
-from model.patch_embed import image_bytes
+from model.units.patch_embed import image_bytes
 from model.weights import synthetic, synthetic_image
 
 

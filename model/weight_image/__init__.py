@@ -29,22 +29,22 @@ Print the layout with ``python -m model.weight_image --config m3vit-tiny``; writ
 ``--weights DIR`` or ``--synthetic SEED`` and ``--out FILE``.
 """
 
-from .format import (FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS, SECTION_ALIGN, WORD_BYTES,
+from model.weight_image.format import (FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS, SECTION_ALIGN, WORD_BYTES,
                      _DIMS, _HEADER, _align, _check_params, _words)
-from .hashes import config_hash, config_variant
-from .sections import ImageLayout, Section, layout
-from .buffers import (BufferLayout, input_bytes, input_layout, output_layout, pack_output,
+from model.weight_image.hashes import config_hash, config_variant
+from model.weight_image.sections import ImageLayout, Section, layout
+from model.weight_image.buffers import (BufferLayout, input_bytes, input_layout, output_layout, pack_output,
                       unpack_output)
-from .packing import _header, _ln_set, pack
-from .checking import ImageError, _ports, _repack_hint, check, read_header, read_shifts
-from .report import _describe, _load, main, markdown, summary
+from model.weight_image.packing import _header, _ln_set, pack
+from model.weight_image.checking import ImageError, _ports, _repack_hint, check, read_header, read_shifts
+from model.weight_image.report import _describe, _load, main, markdown, summary
 
 # When this package was one module these names were importable from it too; they stay so.
 from ..config import CONFIGS, ModelConfig, config_by_name
 from ..numerics import DEFAULT
 from ..packer import (expert_record_layout, linear_record, linear_record_beats,
                       moe_layer_records, tiles)
-from ..patch_embed import PIXEL_FRAC
+from model.units.patch_embed import PIXEL_FRAC
 
 __all__ = [
     "FORMAT_MAGIC", "FORMAT_VERSION", "SECTION_ALIGN", "WORD_BYTES", "HEADER_FIELDS",

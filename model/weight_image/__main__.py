@@ -1,6 +1,6 @@
 """``python -m model.weight_image``: :func:`model.weight_image.report.main`."""
 
-from .report import main
+from model.weight_image.report import main
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .format import WORD_BYTES, _align, _check_params, _words
+from model.weight_image.format import WORD_BYTES, _align, _check_params, _words
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def pack_output(ints, config, beat_bytes=16):
 
 
 def input_layout(config, beat_bytes=16):
-    """The image buffer: :func:`model.patch_embed.image_bytes` (patch-major, one byte per pixel,
+    """The image buffer: :func:`model.units.patch_embed.image_bytes` (patch-major, one byte per pixel,
     a patch's ``C * p * p`` pixels per row), padded to whole beats at the end."""
     _check_params(1, 1, beat_bytes)
     pixels = config.image_channels * config.image_height * config.image_width
@@ -57,7 +57,7 @@ def input_layout(config, beat_bytes=16):
 
 def input_bytes(image, config, beat_bytes=16):
     """The image buffer's contents for pixel codes ``image [C][H][W]``."""
-    from ..patch_embed import image_bytes
+    from model.units.patch_embed import image_bytes
     shape = (config.image_channels, config.image_height, config.image_width)
     if np.shape(image) != shape:
         raise ValueError(f"the image of {config.name} is {shape}, not {np.shape(image)}")

@@ -5,8 +5,8 @@ read it."""
 import zlib
 
 from ..numerics import DEFAULT
-from .format import _DIMS, _HEADER, FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS
-from .sections import layout
+from model.weight_image.format import _DIMS, _HEADER, FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS
+from model.weight_image.sections import layout
 
 
 class ImageError(ValueError):

@@ -6,7 +6,7 @@ import hashlib
 import json
 
 from ..numerics import DEFAULT
-from .format import _DIMS, FORMAT_VERSION
+from model.weight_image.format import _DIMS, FORMAT_VERSION
 
 
 def config_hash(config, rows=16, cols=16, beat_bytes=16, expert_ports=2, numerics=DEFAULT):

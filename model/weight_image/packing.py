@@ -8,8 +8,8 @@ import numpy as np
 
 from ..numerics import DEFAULT
 from ..packer import linear_record, moe_layer_records, tiles
-from .format import _DIMS, _HEADER, FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS, WORD_BYTES, _words
-from .sections import layout
+from model.weight_image.format import _DIMS, _HEADER, FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS, WORD_BYTES, _words
+from model.weight_image.sections import layout
 
 
 def _ln_set(gamma, beta, dim, lanes, beat_bytes):

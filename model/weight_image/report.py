@@ -9,10 +9,10 @@ import sys
 
 from ..config import CONFIGS, config_by_name
 from ..numerics import DEFAULT
-from .buffers import input_layout, output_layout
-from .checking import _ports
-from .format import _HEADER, FORMAT_VERSION, HEADER_FIELDS
-from .packing import pack
+from model.weight_image.buffers import input_layout, output_layout
+from model.weight_image.checking import _ports
+from model.weight_image.format import _HEADER, FORMAT_VERSION, HEADER_FIELDS
+from model.weight_image.packing import pack
 
 
 def _describe(s):

@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass, field, fields
 from ..config import ModelConfig
 from ..numerics import DEFAULT
 from ..packer import expert_record_layout, linear_record_beats, tiles
-from ..patch_embed import PIXEL_FRAC
-from .buffers import input_layout, output_layout
-from .format import _HEADER, FORMAT_VERSION, SECTION_ALIGN, WORD_BYTES, _align, _check_params
-from .hashes import config_hash, config_variant
+from model.units.patch_embed import PIXEL_FRAC
+from model.weight_image.buffers import input_layout, output_layout
+from model.weight_image.format import _HEADER, FORMAT_VERSION, SECTION_ALIGN, WORD_BYTES, _align, _check_params
+from model.weight_image.hashes import config_hash, config_variant
 
 
 @dataclass(frozen=True)

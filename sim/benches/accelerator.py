@@ -1,4 +1,4 @@
-"""cocotb bench of the whole accelerator (:class:`hw.accelerator.Accelerator`): full inferences
+"""cocotb bench of the whole accelerator (:class:`hw.system.accelerator.Accelerator`): full inferences
 from DRAM to DRAM against :func:`model.golden.forward`, bit for bit.
 
 DRAM is one memory behind cocotbext-axi RAM models on every AXI port; the host is
@@ -27,13 +27,13 @@ from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiRamWrite, A
 
 from host.driver import AcceleratorError, Buffers, Driver
 from host.memory import CocotbBus
-from hw.accelerator import Accelerator, read_ports
+from hw.system.accelerator import Accelerator, read_ports
 from model.config import config_by_name
 from model.machine import machine_by_name
 from model.golden import forward
 from model.numerics import DEFAULT
 from model.quantize import quantize
-from model.registers import ErrorCode
+from model.system.registers import ErrorCode
 from model.weight_image import pack
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
                            synthetic_image)

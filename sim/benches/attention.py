@@ -1,4 +1,4 @@
-"""cocotb bench of :class:`hw.attention.AttentionEngine` against :func:`model.attention.attention`.
+"""cocotb bench of :class:`hw.units.attention.AttentionEngine` against :func:`model.units.attention.attention`.
 
 The configuration names the model whose dimensions the engine takes (``micro`` or
 ``m3vit-tiny``), the slots ``P`` and the lanes, plus optional ``idle`` (random gaps on the
@@ -15,11 +15,11 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ClockCycles, RisingEdge
 
-from hw.attention import AttentionEngine
-from model.attention import attention, passes
-from model.compute_unit import linear
+from hw.units.attention import AttentionEngine
+from model.units.attention import attention, passes
+from model.units.compute_unit import linear
 from model.config import config_by_name
-from model.layernorm import layer_norm
+from model.units.layernorm import layer_norm
 from model.numerics import DEFAULT
 from sim.benches.mlp_half import embedded_image
 from sim.runner import bench_config
@@ -70,7 +70,7 @@ class TB:
         got = (await self.sink.wait_for(done + T * D // L, timeout_cycles=budget))[done:]
         y = np.array([unpack_lanes(word, ACT.width, L) for word in got]).reshape(T, D)
         expected = attention(q, QUERY, k, v, ACT, e.heads, e.slots, DEFAULT)
-        assert_bit_exact(y, expected, f"model.attention ({T} tokens)")
+        assert_bit_exact(y, expected, f"model.units.attention ({T} tokens)")
         assert int(self.dut.error.value) == 0
         return y
 

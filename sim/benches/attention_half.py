@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.attention_half.AttentionHalf` against
-:func:`model.attention_half.attention_half`.
+"""cocotb bench of :class:`hw.system.attention_half.AttentionHalf` against
+:func:`model.system.attention_half.attention_half`.
 
 The configuration names the model (``micro`` with synthetic weights, or ``m3vit-tiny`` with the
 published Edge-MoE weights when ``weights="edge-moe"``), the lanes, the attention slots and
@@ -14,8 +14,8 @@ import os
 import cocotb
 import numpy as np
 
-from hw.attention_half import CALLS, AttentionHalf
-from model.attention_half import attention_half
+from hw.system.attention_half import CALLS, AttentionHalf
+from model.system.attention_half import attention_half
 from model.config import config_by_name
 from model.machine import ZCU102
 from model.numerics import DEFAULT

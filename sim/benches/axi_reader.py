@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.axi_reader.AxiReader` on cocotbext-axi's AxiRam, against
-:func:`model.axi_reader.read_beats`."""
+"""cocotb bench of :class:`hw.movers.axi_reader.AxiReader` on cocotbext-axi's AxiRam, against
+:func:`model.movers.axi_reader.read_beats`."""
 
 import random
 
@@ -7,8 +7,8 @@ import cocotb
 from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiRamRead, AxiReadBus
 
-from hw.axi_reader import AxiReader
-from model.axi_reader import read_beats
+from hw.movers.axi_reader import AxiReader
+from model.movers.axi_reader import read_beats
 from sim.runner import bench_config
 from sim.stream import StreamSink, StreamSource, clock_and_reset, pack_struct
 

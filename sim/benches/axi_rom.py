@@ -1,4 +1,4 @@
-"""cocotb bench of :class:`hw.axi_rom.AxiRom`: cocotbext-axi read masters on every port at once,
+"""cocotb bench of :class:`hw.movers.axi_rom.AxiRom`: cocotbext-axi read masters on every port at once,
 random bursts against the ROM's bytes, at full rate and with random pauses on both channels of
 every port (one port stalled must not stall the others); reads past the end answer SLVERR."""
 
@@ -9,7 +9,7 @@ import cocotb
 from cocotb.triggers import Combine
 from cocotbext.axi import AxiMasterRead, AxiReadBus, AxiResp
 
-from hw.axi_rom import AxiRom
+from hw.movers.axi_rom import AxiRom
 from sim.runner import bench_config
 from sim.stream import clock_and_reset
 

@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.axi_writer.AxiWriter` on cocotbext-axi's AxiRam, against
-:func:`model.axi_writer.write_beats`."""
+"""cocotb bench of :class:`hw.movers.axi_writer.AxiWriter` on cocotbext-axi's AxiRam, against
+:func:`model.movers.axi_writer.write_beats`."""
 
 import random
 
@@ -8,9 +8,9 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ReadOnly, RisingEdge
 from cocotbext.axi import AxiRamWrite, AxiWriteBus
 
-from hw.axi import BOUNDARY, MAX_BURST
-from hw.axi_writer import AxiWriter
-from model.axi_writer import write_beats
+from hw.movers.axi import BOUNDARY, MAX_BURST
+from hw.movers.axi_writer import AxiWriter
+from model.movers.axi_writer import write_beats
 from sim.runner import bench_config
 from sim.stream import PERIOD_NS, StreamSource, clock_and_reset, pack_struct
 

@@ -1,6 +1,6 @@
-"""cocotb bench of :class:`hw.compute_mux.ComputeMux`: several clients share one
-:class:`hw.compute_unit.ComputeUnit`; each must get exactly its own results
-(:func:`model.compute_mux.serve`), whatever the interleaving of their commands and streams.
+"""cocotb bench of :class:`hw.units.compute_mux.ComputeMux`: several clients share one
+:class:`hw.units.compute_unit.ComputeUnit`; each must get exactly its own results
+(:func:`model.units.compute_mux.serve`), whatever the interleaving of their commands and streams.
 
 The design is :class:`SharedCompute`, the mux with its unit; the configuration sets the number of
 clients, the array and optional ``idle``/``backpressure``.
@@ -13,10 +13,10 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
-from hw.compute_mux import ComputeMux
-from hw.compute_unit import ComputeUnit
-from hw.gelu import Gelu
-from model.compute_mux import serve
+from hw.units.compute_mux import ComputeMux
+from hw.units.compute_unit import ComputeUnit
+from hw.arith.gelu import Gelu
+from model.units.compute_mux import serve
 from model.numerics import DEFAULT
 from model.packer import bias_words, linear_weight_tiles, tiles, weight_beats
 from sim.benches.compute_unit import Call
@@ -94,5 +94,5 @@ async def test_clients_share_the_unit(dut):
             block = values[row:row + tokens * tiles(out_dim, C)].reshape(tokens, width)
             row += tokens * tiles(out_dim, C)
             assert (block[:, :out_dim] == want).all(), (
-                f"client {client} call {n}: RTL differs from model.compute_unit.linear")
+                f"client {client} call {n}: RTL differs from model.units.compute_unit.linear")
     assert int(dut.clients__0__error.value) == 0

@@ -1,4 +1,4 @@
-"""cocotb bench of :class:`hw.compute_unit.ComputeUnit` against :func:`model.compute_unit.linear`.
+"""cocotb bench of :class:`hw.units.compute_unit.ComputeUnit` against :func:`model.units.compute_unit.linear`.
 
 The design configuration comes from :func:`sim.runner.bench_config`. Each test runs a few calls
 back to back (so weights of one call load while another computes), feeds weights, biases and
@@ -10,8 +10,8 @@ import numpy as np
 import cocotb
 from cocotb.triggers import ClockCycles
 
-from hw.compute_unit import ComputeUnit
-from model.compute_unit import linear
+from hw.units.compute_unit import ComputeUnit
+from model.units.compute_unit import linear
 from model.numerics import DEFAULT
 from model.packer import bias_words, linear_weight_tiles, tiles, weight_beats
 from sim.runner import bench_config
@@ -25,7 +25,7 @@ def make_unit(config):
     """The design under test, as the pytest side builds it (see tests/test_hw_compute_unit.py)."""
     config = dict(config)
     if config.pop("with_gelu", False):
-        from hw.gelu import Gelu
+        from hw.arith.gelu import Gelu
         config["gelu"] = Gelu
     return ComputeUnit(**config)
 

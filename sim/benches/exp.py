@@ -1,4 +1,4 @@
-"""cocotb bench of :class:`hw.exp.Exp2` against its twin :func:`model.exp.exp2`.
+"""cocotb bench of :class:`hw.arith.exp.Exp2` against its twin :func:`model.arith.exp.exp2`.
 
 Run from ``tests/test_hw_exp.py``. The design configuration gives the lane count and the input
 format, e.g. ``{"lanes": 2, "width": 26, "frac": 16}``; :func:`exp_design` builds it, here and
@@ -10,8 +10,8 @@ import random
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from hw.exp import EXP_WIDTH, Exp2
-from model.exp import EXP2_TABLE, FLOOR, exp2
+from hw.arith.exp import EXP_WIDTH, Exp2
+from model.arith.exp import EXP2_TABLE, FLOOR, exp2
 from sim.runner import bench_config
 from sim.stream import PERIOD_NS, StreamSink, StreamSource, clock_and_reset, pack_lanes, unpack_lanes
 
@@ -22,7 +22,7 @@ def exp_design(*, lanes, width, frac):
 
 
 def twin(x, frac):
-    """:func:`model.exp.exp2`, with the hardware's documented answer for ``x > 0``: 1.0."""
+    """:func:`model.arith.exp.exp2`, with the hardware's documented answer for ``x > 0``: 1.0."""
     return exp2([min(int(v), 0) for v in x], frac).tolist()
 
 

@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.expert_engine.ExpertEngine` against
-:func:`model.moe_half.experts_combine`: micro's MoE block with synthetic weights, the expert
+"""cocotb bench of :class:`hw.units.expert_engine.ExpertEngine` against
+:func:`model.system.moe_half.experts_combine`: micro's MoE block with synthetic weights, the expert
 records in cocotbext-axi's AxiRam, ``h`` and ``x`` in on-chip buffers of a harness."""
 
 import json
@@ -16,19 +16,19 @@ from amaranth.lib.wiring import In, Out
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiRamRead, AxiReadBus
 
-from hw.expert_engine import ExpertEngine
+from hw.units.expert_engine import ExpertEngine
 from model.config import config_by_name
 from model.machine import ZCU102
-from model.expert_queues import expert_queues
-from model.compute_unit import linear
-from model.gate import gate
+from model.units.expert_queues import expert_queues
+from model.units.compute_unit import linear
+from model.units.gate import gate
 from model.golden import attention_half
-from model.layernorm import layer_norm
-from model.mlp_half import mlp_half
-from model.moe_half import experts_combine
+from model.units.layernorm import layer_norm
+from model.system.mlp_half import mlp_half
+from model.system.moe_half import experts_combine
 from model.numerics import DEFAULT
 from model.packer import moe_layer_image
-from model.patch_embed import patch_embed
+from model.units.patch_embed import patch_embed
 from model.quantize import quantize
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
                            synthetic_image)

@@ -1,13 +1,13 @@
-"""cocotb bench of :class:`hw.expert_queues.ExpertQueues` against
-:func:`model.expert_queues.expert_queues`."""
+"""cocotb bench of :class:`hw.units.expert_queues.ExpertQueues` against
+:func:`model.units.expert_queues.expert_queues`."""
 
 import numpy as np
 
 import cocotb
 from cocotb.triggers import ClockCycles
 
-from hw.expert_queues import ExpertQueues
-from model.expert_queues import expert_queues
+from hw.units.expert_queues import ExpertQueues
+from model.units.expert_queues import expert_queues
 from model.numerics import PROB_FRAC
 from sim.runner import bench_config
 from sim.stream import StreamSink, StreamSource, clock_and_reset, pack_struct

@@ -1,11 +1,11 @@
-"""cocotb bench of :class:`hw.gate.Gate` against :func:`model.gate.route`."""
+"""cocotb bench of :class:`hw.units.gate.Gate` against :func:`model.units.gate.route`."""
 
 import numpy as np
 
 import cocotb
 
-from hw.gate import Gate
-from model.gate import route
+from hw.units.gate import Gate
+from model.units.gate import route
 from model.numerics import DEFAULT
 from sim.runner import bench_config
 from sim.stream import StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct

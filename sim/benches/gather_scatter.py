@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.gather.Gather` and :class:`hw.scatter.Scatter` on one buffer,
-against :func:`model.gather.gather` and :func:`model.scatter.scatter`."""
+"""cocotb bench of :class:`hw.streams.gather.Gather` and :class:`hw.streams.scatter.Scatter` on one buffer,
+against :func:`model.streams.gather.gather` and :func:`model.streams.scatter.scatter`."""
 
 import numpy as np
 
@@ -9,11 +9,11 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from hw.gather import Gather
-from hw.scatter import Scatter
-from model.gather import gather
+from hw.streams.gather import Gather
+from hw.streams.scatter import Scatter
+from model.streams.gather import gather
 from model.numerics import DEFAULT, PROB_FRAC
-from model.scatter import scatter
+from model.streams.scatter import scatter
 from sim.runner import bench_config
 from sim.stream import (PERIOD_NS, StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct,
                         unpack_lanes)

@@ -1,4 +1,4 @@
-"""cocotb bench of :class:`hw.gelu.Gelu` against its twin :func:`model.gelu.gelu`.
+"""cocotb bench of :class:`hw.arith.gelu.Gelu` against its twin :func:`model.arith.gelu.gelu`.
 
 Run from ``tests/test_hw_gelu.py``. The design configuration gives the lane count and names the
 numerics preset whose activation format the unit takes, e.g. ``{"lanes": 2, "numerics":
@@ -11,8 +11,8 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from hw.gelu import Gelu
-from model.gelu import D_TABLE, LIMIT, gelu
+from hw.arith.gelu import Gelu
+from model.arith.gelu import D_TABLE, LIMIT, gelu
 from model.numerics import numerics_by_name
 from sim.runner import bench_config
 from sim.stream import (

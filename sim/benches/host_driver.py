@@ -1,5 +1,5 @@
 """cocotb bench: the host driver (:class:`host.driver.Driver`) through
-:class:`host.memory.CocotbBus` against the RTL register block (:class:`hw.registers.RegisterBlock`),
+:class:`host.memory.CocotbBus` against the RTL register block (:class:`hw.system.registers.RegisterBlock`),
 with a small machine played here: a START makes it busy for a few hundred cycles, after which
 it writes the output buffer, sets the counters and pulses ``done`` (or reports a fault)."""
 
@@ -12,11 +12,11 @@ from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from host.driver import AcceleratorError, Buffers, Driver
 from host.memory import CocotbBus
-from hw.registers import RegisterBlock, stage_layout
+from hw.system.registers import RegisterBlock, stage_layout
 from model.config import MICRO
 from model.numerics import DEFAULT
 from model.quantize import quantize
-from model.registers import STAGE_NAMES, ErrorCode
+from model.system.registers import STAGE_NAMES, ErrorCode
 from model.weight_image import pack, pack_output
 from model.weights import synthetic, synthetic_image
 from sim.stream import clock_and_reset, pack_struct

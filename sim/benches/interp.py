@@ -1,7 +1,7 @@
-"""cocotb bench of :class:`hw.interp.Interp` against its twin ``model.interp.InterpTable.evaluate``.
+"""cocotb bench of :class:`hw.arith.interp.Interp` against its twin ``model.arith.interp.InterpTable.evaluate``.
 
 Run from ``tests/test_hw_interp.py``. The design configuration names the table by its import
-path and gives the input's fraction bits, e.g. ``{"table": "model.reciprocal.RECIP_TABLE",
+path and gives the input's fraction bits, e.g. ``{"table": "model.arith.reciprocal.RECIP_TABLE",
 "t_frac": 18}``; :func:`table_by_name` resolves it, here and in the pytest file.
 """
 
@@ -11,8 +11,8 @@ import random
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from hw.interp import Interp
-from model.interp import InterpTable
+from hw.arith.interp import Interp
+from model.arith.interp import InterpTable
 from sim.runner import bench_config
 from sim.stream import PERIOD_NS, StreamSink, StreamSource, clock_and_reset
 

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""cocotb bench of :class:`hw.layernorm.LayerNorm` against its twin
-:func:`model.layernorm.layer_norm` (default numerics).
+"""cocotb bench of :class:`hw.units.layernorm.LayerNorm` against its twin
+:func:`model.units.layernorm.layer_norm` (default numerics).
 
 Run from ``tests/test_hw_layernorm.py``. The design configuration gives the row length, the
 lanes, gamma's fraction bits and epsilon, e.g. ``{"dim": 32, "lanes": 4, "gamma_frac": 16,
@@ -13,8 +13,8 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from hw.layernorm import LayerNorm
-from model.layernorm import layer_norm
+from hw.units.layernorm import LayerNorm
+from model.units.layernorm import layer_norm
 from model.numerics import DEFAULT, Fixed, Quantized
 from sim.runner import bench_config
 from sim.stream import (PERIOD_NS, StreamSink, StreamSource, clock_and_reset, pack_lanes,
@@ -57,7 +57,7 @@ def corner_rows(dim, fmt):
 
 
 def parameter_beats(unit, gamma, beta):
-    """The beats of ``unit``'s (a :class:`hw.layernorm.LayerNorm`) parameter stream ``p`` for
+    """The beats of ``unit``'s (a :class:`hw.units.layernorm.LayerNorm`) parameter stream ``p`` for
     Quantized ``gamma`` and ``beta``: channel ``k`` in lane ``k % lanes`` of beat ``k // lanes``."""
     layout, lanes = unit.parameter_layout, unit.lanes
     channels = [pack_struct(layout, gamma=int(g), beta=int(b))

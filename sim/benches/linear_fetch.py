@@ -1,4 +1,4 @@
-"""cocotb bench of :class:`hw.linear_fetch.LinearFetch` on cocotbext-axi's AxiRam: the ``w`` and
+"""cocotb bench of :class:`hw.movers.linear_fetch.LinearFetch` on cocotbext-axi's AxiRam: the ``w`` and
 ``b`` beats must be those :mod:`model.packer` makes for the compute unit. With several ports, one
 memory behind a RAM model on each, each port pausing at its own random times."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import cocotb
 from cocotbext.axi import AxiRamRead, AxiReadBus
 
-from hw.linear_fetch import LinearFetch, bus_name
+from hw.movers.linear_fetch import LinearFetch, bus_name
 from model.numerics import DEFAULT
 from model.packer import bias_words, linear_record, linear_weight_tiles, planes, weight_beats
 from sim.runner import bench_config

@@ -1,4 +1,4 @@
-"""cocotb bench of :class:`hw.mlp_half.MlpHalf` against :func:`model.mlp_half.mlp_half`.
+"""cocotb bench of :class:`hw.system.mlp_half.MlpHalf` against :func:`model.system.mlp_half.mlp_half`.
 
 The configuration names the model (``micro`` with synthetic weights, or ``m3vit-tiny`` with the
 published Edge-MoE weights) and the dense block; the block's input is the golden model's own
@@ -14,14 +14,14 @@ import numpy as np
 
 import cocotb
 
-from hw.mlp_half import GAMMA_FORMAT, MlpHalf
+from hw.system.mlp_half import GAMMA_FORMAT, MlpHalf
 from model.config import config_by_name
 from model.machine import ZCU102
 from model.golden import attention_half
-from model.mlp_half import mlp_half
+from model.system.mlp_half import mlp_half
 from model.numerics import DEFAULT
 from model.packer import bias_words, linear_weight_tiles, weight_beats
-from model.patch_embed import patch_embed
+from model.units.patch_embed import patch_embed
 from model.quantize import quantize
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
                            synthetic_image)

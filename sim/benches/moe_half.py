@@ -1,4 +1,4 @@
-"""cocotb bench of :class:`hw.moe_half.MoeHalf` against :func:`model.moe_half.moe_half`: the
+"""cocotb bench of :class:`hw.system.moe_half.MoeHalf` against :func:`model.system.moe_half.moe_half`: the
 model's first MoE block, its input from the golden model, gate and expert records in
 cocotbext-axi's AxiRam. With ``$EDGEMOE_MEASURE_OUT`` set, the run's figures go there as JSON."""
 
@@ -12,10 +12,10 @@ import numpy as np
 import cocotb
 from cocotbext.axi import AxiRamRead, AxiReadBus
 
-from hw.linear_fetch import bus_name
-from hw.moe_half import MoeHalf
+from hw.movers.linear_fetch import bus_name
+from hw.system.moe_half import MoeHalf
 from model.config import config_by_name
-from model.moe_half import moe_half
+from model.system.moe_half import moe_half
 from model.numerics import DEFAULT
 from sim.benches.expert_engine import layer_data, memory_image
 from sim.benches.layernorm import parameter_beats

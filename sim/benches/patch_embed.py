@@ -1,10 +1,10 @@
-"""cocotb bench of :class:`hw.patch_embed.PatchEmbed` against
-:func:`model.patch_embed.patch_embed`.
+"""cocotb bench of :class:`hw.units.patch_embed.PatchEmbed` against
+:func:`model.units.patch_embed.patch_embed`.
 
 The configuration names the model (``micro`` with synthetic weights and image, or ``m3vit-tiny``
 with the published Edge-MoE weights and image), the unit's widths and the stream conditions
 (``idle`` of the sources, ``backpressure`` on ``o``). The image goes in as the host lays it out,
-:func:`model.patch_embed.image_bytes` cut into little-endian beats.
+:func:`model.units.patch_embed.image_bytes` cut into little-endian beats.
 """
 
 import warnings
@@ -14,11 +14,11 @@ import numpy as np
 import cocotb
 from cocotb.triggers import ClockCycles
 
-from hw.patch_embed import PatchEmbed
+from hw.units.patch_embed import PatchEmbed
 from model.config import config_by_name
 from model.numerics import DEFAULT
 from model.packer import bias_words, linear_weight_tiles, weight_beats
-from model.patch_embed import PIXEL_FRAC, image_bytes, patch_embed
+from model.units.patch_embed import PIXEL_FRAC, image_bytes, patch_embed
 from model.quantize import quantize
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
                            synthetic_image)

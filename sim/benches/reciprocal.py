@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.reciprocal.Reciprocal` against its twin
-:func:`model.reciprocal.reciprocal`.
+"""cocotb bench of :class:`hw.arith.reciprocal.Reciprocal` against its twin
+:func:`model.arith.reciprocal.reciprocal`.
 
 Run from ``tests/test_hw_reciprocal.py``; the unit has no parameters (the configuration is
 empty); :func:`reciprocal_design` builds it, here and in the pytest file.
@@ -10,9 +10,9 @@ import random
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from hw.reciprocal import RESULT_LAYOUT, Reciprocal
+from hw.arith.reciprocal import RESULT_LAYOUT, Reciprocal
 from model.numerics import SUM_FRAC, SUM_WIDTH
-from model.reciprocal import RECIP_TABLE, reciprocal
+from model.arith.reciprocal import RECIP_TABLE, reciprocal
 from sim.stream import PERIOD_NS, StreamSink, StreamSource, clock_and_reset
 
 
@@ -26,7 +26,7 @@ def reciprocal_design():
 
 
 def twin(inputs):
-    """:func:`model.reciprocal.reciprocal`, with the hardware's documented answer for
+    """:func:`model.arith.reciprocal.reciprocal`, with the hardware's documented answer for
     ``s < 1.0``: that of 1.0."""
     r, k = reciprocal([max(s, ONE) for s in inputs])
     return list(zip(r.tolist(), k.tolist()))

@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.registers.RegisterBlock` driven by cocotbext-axi's AxiLiteMaster,
-against its twin :class:`model.registers.RegisterFile`."""
+"""cocotb bench of :class:`hw.system.registers.RegisterBlock` driven by cocotbext-axi's AxiLiteMaster,
+against its twin :class:`model.system.registers.RegisterFile`."""
 
 import logging
 import random
@@ -8,8 +8,8 @@ import cocotb
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp
 
-from hw.registers import RegisterBlock, stage_layout
-from model.registers import (BUFFERS, BY_NAME, BY_OFFSET, REGISTERS, STAGE_NAMES, Access,
+from hw.system.registers import RegisterBlock, stage_layout
+from model.system.registers import (BUFFERS, BY_NAME, BY_OFFSET, REGISTERS, STAGE_NAMES, Access,
                              ErrorCode, RegisterFile, config_word)
 from sim.runner import bench_config
 from sim.stream import clock_and_reset, pack_struct

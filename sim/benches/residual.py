@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.residual.ResidualAdd` against its twin
-:func:`model.residual.residual_add` (default numerics: saturation).
+"""cocotb bench of :class:`hw.units.residual.ResidualAdd` against its twin
+:func:`model.units.residual.residual_add` (default numerics: saturation).
 
 Run from ``tests/test_hw_residual.py``; the design configuration gives the lane count, e.g.
 ``{"lanes": 3}``; :func:`residual_design` builds it, here and in the pytest file.
@@ -10,9 +10,9 @@ import random
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from hw.residual import ResidualAdd
+from hw.units.residual import ResidualAdd
 from model.numerics import DEFAULT
-from model.residual import residual_add
+from model.units.residual import residual_add
 from sim.runner import bench_config
 from sim.stream import PERIOD_NS, StreamSink, StreamSource, clock_and_reset, pack_lanes
 

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""cocotb bench of :class:`hw.rsqrt.Rsqrt` against its twin :func:`model.rsqrt.rsqrt`.
+"""cocotb bench of :class:`hw.arith.rsqrt.Rsqrt` against its twin :func:`model.arith.rsqrt.rsqrt`.
 
 Run from ``tests/test_hw_rsqrt.py``; the design configuration gives the input width, e.g.
 ``{"width": 46}``; :func:`rsqrt_design` builds it, here and in the pytest file.
@@ -10,9 +10,9 @@ import random
 import cocotb
 from cocotb.triggers import RisingEdge
 
-from hw.rsqrt import Rsqrt
-from model.rsqrt import M_FRAC, RSQRT_TABLE
-from model.rsqrt import rsqrt as rsqrt_twin
+from hw.arith.rsqrt import Rsqrt
+from model.arith.rsqrt import M_FRAC, RSQRT_TABLE
+from model.arith.rsqrt import rsqrt as rsqrt_twin
 from sim.runner import bench_config
 from sim.stream import PERIOD_NS, StreamSink, StreamSource, clock_and_reset
 

@@ -1,16 +1,16 @@
-"""cocotb bench of :class:`hw.selftest.SelfTest`: the board self-test runs its inference from the
-on-chip ROM, reaches the expected verdict, and sends :func:`model.selftest.message` on the UART,
-bit for bit (:func:`model.uart.frames`), repeated."""
+"""cocotb bench of :class:`hw.system.selftest.SelfTest`: the board self-test runs its inference from the
+on-chip ROM, reaches the expected verdict, and sends :func:`model.system.selftest.message` on the UART,
+bit for bit (:func:`model.system.uart.frames`), repeated."""
 
 import cocotb
 from cocotb.triggers import (ClockCycles, FallingEdge, First, RisingEdge, SimTimeoutError,
                              with_timeout)
 
-from hw.selftest import SelfTest
+from hw.system.selftest import SelfTest
 from model.config import config_by_name
 from model.machine import machine_by_name
-from model.selftest import message
-from model.uart import frames
+from model.system.selftest import message
+from model.system.uart import frames
 from sim.runner import bench_config
 from sim.stream import PERIOD_NS, clock_and_reset
 

@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.sequencer.Sequencer`: the program of a model on a machine, run for
-each task, must offer on every stream exactly the payloads of :func:`model.sequencer.transfers`,
+"""cocotb bench of :class:`hw.system.sequencer.Sequencer`: the program of a model on a machine, run for
+each task, must offer on every stream exactly the payloads of :func:`model.system.sequencer.transfers`,
 in order, under random back-pressure, and set the routes and stage marks in the program's order.
 
 The bench plays the rest of the machine: it answers the waits a random number of cycles after
@@ -15,7 +15,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from model.config import config_by_name
 from model.machine import machine_by_name
 from model.schedule import CALLS_PER_COMMAND, ImageTo, Unit
-from model.sequencer import STREAMS, transfers
+from model.system.sequencer import STREAMS, transfers
 from sim.runner import bench_config
 from sim.stream import StreamSink, clock_and_reset, pack_struct
 
@@ -23,7 +23,7 @@ WEIGHTS, IMAGE, OUTPUT = 0x10_0000, 0x80_0000, 0x90_0000
 
 
 def make_design(config):
-    from hw.accelerator import Accelerator
+    from hw.system.accelerator import Accelerator
     return Accelerator(config_by_name(config["model"]),
                        machine_by_name(config.get("machine", "zcu102"))).sequencer
 
@@ -116,7 +116,7 @@ async def run(dut, task, sinks, *, seed):
         got = [_fields(design, name, p) for p in sinks[name].payloads[before[name]:]]
         expected = [_masked(design, name, f) for f in want[name]]
         assert got == expected, (f"{name}: the sequencer offered {got}, "
-                                 f"model.sequencer.transfers says {expected}")
+                                 f"model.system.sequencer.transfers says {expected}")
     # Routes and marks as they changed (a route equal to the one before changes nothing).
     want_routes = [r for n, r in enumerate(want["routes"]) if n == 0 or r != want["routes"][n - 1]]
     assert routes[-len(want_routes):] == want_routes, (routes, want_routes)

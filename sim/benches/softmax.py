@@ -1,20 +1,20 @@
-"""cocotb bench of :class:`hw.softmax.SoftmaxStats` against its twins
-:func:`model.softmax.running_stats` and :func:`model.reciprocal.reciprocal`.
+"""cocotb bench of :class:`hw.units.softmax.SoftmaxStats` against its twins
+:func:`model.units.softmax.running_stats` and :func:`model.arith.reciprocal.reciprocal`.
 
 Run from ``tests/test_hw_softmax.py``. The design configuration gives the number of interleaved
 rows and names the numerics preset whose activation format the scores take, e.g. ``{"rows": 3,
 "numerics": "default"}``; :func:`softmax_stats_design` builds it, here and in the pytest file.
-The second pass, :class:`hw.softmax.SoftmaxProb`, has its own bench, ``sim.benches.softmax_prob``.
+The second pass, :class:`hw.units.softmax.SoftmaxProb`, has its own bench, ``sim.benches.softmax_prob``.
 """
 
 import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from hw.softmax import SoftmaxStats
+from hw.units.softmax import SoftmaxStats
 from model.numerics import numerics_by_name
-from model.reciprocal import reciprocal
-from model.softmax import running_stats
+from model.arith.reciprocal import reciprocal
+from model.units.softmax import running_stats
 from sim.runner import bench_config
 from sim.stream import PERIOD_NS, StreamSink, StreamSource, clock_and_reset, pack_struct
 

@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.softmax.SoftmaxProb` against its twin
-:func:`model.softmax.probabilities`.
+"""cocotb bench of :class:`hw.units.softmax.SoftmaxProb` against its twin
+:func:`model.units.softmax.probabilities`.
 
 Run from ``tests/test_hw_softmax.py``. The design configuration gives the lane count and names
 the numerics preset whose activation format the scores take, e.g. ``{"lanes": 2, "numerics":
@@ -12,10 +12,10 @@ import cocotb
 import numpy as np
 from cocotb.triggers import RisingEdge
 
-from hw.softmax import SoftmaxProb
+from hw.units.softmax import SoftmaxProb
 from model.numerics import PROB_FRAC, SUM_FRAC, SUM_WIDTH, numerics_by_name
-from model.reciprocal import reciprocal
-from model.softmax import probabilities, running_stats
+from model.arith.reciprocal import reciprocal
+from model.units.softmax import probabilities, running_stats
 from sim.runner import bench_config
 from sim.stream import PERIOD_NS, StreamSink, StreamSource, clock_and_reset, pack_struct
 
@@ -29,7 +29,7 @@ def softmax_prob_design(*, lanes, numerics):
 
 
 def twin(a, m, s, frac):
-    """:func:`model.softmax.probabilities` of single scores ``a`` with their rows' ``m`` and
+    """:func:`model.units.softmax.probabilities` of single scores ``a`` with their rows' ``m`` and
     ``s``, and the hardware's documented answer for ``a > m``: that of ``a = m``."""
     a = np.minimum(np.asarray(a, dtype=np.int64), m)
     return probabilities(a[:, None], np.asarray(m, dtype=np.int64), s, frac)[:, 0].tolist()

@@ -1,11 +1,11 @@
-"""cocotb bench of :class:`hw.top_k.TopK` against :func:`model.gate.top_k`."""
+"""cocotb bench of :class:`hw.units.top_k.TopK` against :func:`model.units.gate.top_k`."""
 
 import numpy as np
 
 import cocotb
 
-from hw.top_k import TopK
-from model.gate import top_k
+from hw.units.top_k import TopK
+from model.units.gate import top_k
 from model.numerics import DEFAULT
 from sim.runner import bench_config
 from sim.stream import StreamSink, StreamSource, clock_and_reset, pack_struct, unpack_lanes

@@ -1,4 +1,4 @@
-"""cocotb bench of :class:`hw.widen.Widen`: the weight beats of random tiles, narrow in, must come
+"""cocotb bench of :class:`hw.streams.widen.Widen`: the weight beats of random tiles, narrow in, must come
 out as :func:`model.packer.weight_beats` groups them at the wide beat."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import numpy as np
 import cocotb
 from amaranth import signed
 
-from hw.widen import Widen
+from hw.streams.widen import Widen
 from model.packer import weight_beats
 from sim.runner import bench_config
 from sim.stream import StreamSink, StreamSource, clock_and_reset, pack_lanes

@@ -1,0 +1,1 @@
+"""Memory movers: AXI4 signatures, burst splitting, readers, writer, the ROM, the linear-record fetch."""

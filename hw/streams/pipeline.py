@@ -1,0 +1,120 @@
+"""Pipeline plumbing shared by the units: delay lines and valid pipelines.
+
+The stream units of ``hw/`` (GELU, exp, the interpolations, softmax, ...) are built one way: a
+datapath whose registers all share one clock enable, ``advance = ~o.valid | o.ready``, so that the
+whole pipeline moves unless its output holds a result nobody takes. Beside the arithmetic, two
+kinds of registers recur in every one of them:
+
+* a **delay line**, which carries a value (a flag, a shift, a row index) along the stages so that
+  it reaches a later stage in step with the arithmetic it belongs to (:func:`delay`);
+* a **valid pipeline**, one valid bit per stage, whose last bit is the output's ``valid``
+  (:func:`valid_pipeline`).
+
+Both are plain registers under the unit's enable: built here, a unit states only its stages and
+names, and a change to how they are made (a reset, an attribute for synthesis) is made once.
+The registers are the ones each unit wrote by hand before, with the same enable, initial values
+and names, so the logic and the resources are unchanged.
+
+There is no skid buffer here: no unit has one. The units stall as a whole instead, which makes
+``i.ready`` follow ``o.ready`` combinationally; a unit that needs its ``ready`` registered should
+add a skid buffer here rather than write one of its own.
+"""
+
+from amaranth.hdl import Signal
+
+from hw import checks
+
+
+__all__ = ["delay", "valid_pipeline"]
+
+
+def delay(m, value, stages, *, name, en=None, first=1):
+    """``value`` delayed by ``stages`` registers, to be read ``stages`` enabled cycles later.
+
+    Each register takes the shape of ``value`` (and, if ``value`` is a signal, its initial
+    value), so a flag stays a flag and a view stays a view. With ``en``, every register keeps its
+    value in a cycle with ``en`` low: a value carried along a stallable pipeline stays in step
+    with the data around it.
+
+    Parameters
+    ----------
+    m : amaranth.hdl.Module
+        The module that gets the registers, in its ``sync`` domain.
+    value : value-like or value-castable
+        What to delay: a signal, an expression or a view.
+    stages : int
+        Registers, at least 0; 0 gives ``value`` back unchanged.
+    name : str
+        Stem of the registers' names, which are ``{name}_{first}``, ``{name}_{first + 1}``, and
+        so on, so the generated Verilog reads ``shift_2``, ``shift_3``.
+    en : value-like or None
+        Clock enable of every register (a stallable pipeline's ``advance``); None for registers
+        that load every cycle.
+    first : int
+        Number of the first register. Pass the pipeline stage it belongs to when the line
+        starts in the middle of a pipeline, so that a name says its stage (``k_3`` holds the
+        ``k`` of stage 3).
+
+    Returns
+    -------
+    Signal or value-like
+        The last register, ``value`` delayed by ``stages`` cycles (by ``stages`` cycles with
+        ``en`` high), or ``value`` itself if ``stages`` is 0.
+
+    Raises
+    ------
+    ValueError
+        If ``stages`` is not an integer of at least 0, or ``first`` not an integer.
+    """
+    checks.at_least("delay", "stages", stages, 0)
+    if not checks.is_int(first):
+        raise ValueError(f"delay first must be an integer, not {first!r}")
+    for stage in range(first, first + stages):
+        register = Signal.like(value, name=f"{name}_{stage}")
+        if en is None:
+            m.d.sync += register.eq(value)
+        else:
+            with m.If(en):
+                m.d.sync += register.eq(value)
+        value = register
+    return value
+
+
+def valid_pipeline(m, valid, out, stages, *, en, name="valid"):
+    """Drive ``out`` with ``valid`` delayed by ``stages`` enabled registers, one valid bit per
+    stage of a pipeline of ``stages`` stages.
+
+    The last register is ``out`` itself (typically the output stream's ``valid``, which the
+    caller owns), so that ``out`` comes straight from a flip-flop; the ``stages - 1`` registers
+    before it are named ``{name}_1`` to ``{name}_{stages - 1}``, after the stage whose data they
+    mark valid. All of them share the enable of the datapath they accompany, so a bit stays with
+    its data through every stall.
+
+    Parameters
+    ----------
+    m : amaranth.hdl.Module
+        The module that gets the registers, in its ``sync`` domain.
+    valid : value-like
+        One bit: the first stage takes data this cycle (the input's ``valid``).
+    out : Signal
+        The last register, driven here from the ``sync`` domain: nothing else may drive it.
+    stages : int
+        Register stages from ``valid`` to ``out``, at least 1: the pipeline's latency.
+    en : value-like or None
+        Clock enable of every register (the pipeline's ``advance``); None for a pipeline that
+        never stalls.
+    name : str
+        Stem of the names of the registers before ``out``.
+
+    Raises
+    ------
+    ValueError
+        If ``stages`` is not a positive integer.
+    """
+    checks.positive("valid_pipeline", "stages", stages)
+    last = delay(m, valid, stages - 1, name=name, en=en)
+    if en is None:
+        m.d.sync += out.eq(last)
+    else:
+        with m.If(en):
+            m.d.sync += out.eq(last)

@@ -1,0 +1,408 @@
+"""The whole accelerator: a full M3ViT inference from DRAM to DRAM, twin of
+:func:`model.golden.forward`.
+
+::
+
+    control (AXI4-Lite) -- RegisterBlock -- start, task, addresses / status, counters, irq
+                                  |
+                             sequencer (the program of model.weight_image's layout)
+       image bus --> image router --> shift table | PatchEmbed.image
+      params bus --> params router --> pos | LN1 | LN2 (dense) | LN2 (MoE)   (int32 words)
+     weights bus --> LinearFetch --> widen --> w/b routers --> PatchEmbed | AttentionHalf | MlpHalf
+    experts buses <-- MoeHalf's expert engine (weights fetched once per active expert, each
+                      record over expert_ports ports at once)
+      output bus <-- AxiWriter <-- int32 words <-- last block's rows
+
+    PatchEmbed --x--> AttentionHalf --x--> MlpHalf or MoeHalf --x--> AttentionHalf (next block)
+        \\_______________ all four: one ComputeUnit through a ComputeMux ______________/
+
+One :class:`hw.units.compute_unit.ComputeUnit` runs every linear layer; the patch embedding, the
+attention half, the dense MLP half and the MoE half are its clients
+(:class:`hw.units.compute_mux.ComputeMux`). Activations stay on chip: each stage streams its rows into
+the next stage's input buffer.
+
+**The sequencer** runs the program of the configuration (every offset and beat count comes from
+:func:`model.weight_image.layout` at elaboration; only the output shifts are read from the image's
+shift table at the start of each run). For each stage it issues the unit's command, the reads
+of its parameters (position embeddings, LayerNorm sets) and the fetches of its linear records,
+then waits until the unit's calls are all in the compute unit's queue, and launches the next
+stage: so a stage's weights load while the previous stage computes. The MoE half fetches its
+own gate and expert records (expert-aware reordering, :mod:`hw.units.expert_engine`); its number of
+calls is known once the tokens are routed (``MoeHalf.calls_taken``), and the stage after it is
+launched when they are all in the queue, like any other. At the end the last block's rows go to the output
+buffer as int32 words (:func:`model.weight_image.output_layout`), and ``done`` rises when the
+last write is acknowledged.
+
+**Errors.** Start checks are the register block's (busy, zero or unaligned address, task out of
+range). An AXI error response on any port, or a unit rejecting a command, ends the run at once
+with STATUS.ERROR and AXI_READ_ERROR, AXI_WRITE_ERROR or INTERNAL; SOFT_RESET ends it the same
+way without an error. Either holds the datapath in reset while the memory ports drain (no new
+request; outstanding read bursts taken and dropped; a write in progress finished with zeros), so
+the next run starts on quiet ports; STATUS.BUSY stays high until then. The machine never hangs.
+
+**Cycles** (``CYCLES_TOTAL`` and per stage): the total counts from START to done; a stage counts
+the cycles in which its unit is running (they overlap where units overlap). One m3vit-tiny image
+takes about 3.0 M cycles with the default shape (docs/performance.md); throughput is one image at
+a time.
+"""
+
+from amaranth import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from model.machine import ZCU102, MachineConfig
+from model.numerics import DEFAULT
+from model.packer import tiles
+from model.system.registers import ErrorCode
+from model.schedule import CALLS_PER_COMMAND, ParamsTo, Source, Unit, program
+from model.weight_image import input_layout, output_layout
+
+from hw.system.attention_half import AttentionHalf
+from hw.movers.axi import axi4_lite, axi4_read, axi4_write
+from hw.movers.axi_reader import AxiReader
+from hw.movers.axi_writer import AxiWriter
+from hw.units.compute_mux import ComputeMux
+from hw.units.compute_unit import ComputeUnit
+from hw.arith.gelu import Gelu
+from hw.movers.linear_fetch import LinearFetch, bus_name
+from hw.system.mlp_half import MlpHalf
+from hw.system.moe_half import MoeHalf
+from hw.units.patch_embed import PatchEmbed
+from hw.system.registers import RegisterBlock
+from hw.streams.router import StreamRouter
+from hw.system.sequencer import Sequencer
+from hw.streams.fork import StreamFork
+from hw.streams.widen import Widen
+from hw.streams.words import LanesToWords, WordsToLanes
+
+__all__ = ["Accelerator", "CLIENTS", "read_ports"]
+
+#: The compute unit's clients, in mux order (:class:`model.schedule.Unit`).
+CLIENTS = tuple(unit.name.lower() for unit in Unit)
+#: Bits of the count of a client's calls accepted in a run.
+ACCEPT_WIDTH = 16
+
+
+def read_ports(expert_ports):
+    """Names of the machine's AXI4 read masters with ``expert_ports`` expert ports."""
+    return ("image_bus", "params_bus", "weights_bus",
+            *(f"experts_{bus_name(p)}" for p in range(expert_ports)))
+
+
+class Accelerator(wiring.Component):
+    """The machine for one model configuration.
+
+    Parameters
+    ----------
+    config : model.config.ModelConfig
+    lanes : int
+        The compute unit is ``lanes x lanes``; activation beats carry ``lanes`` values.
+    slots : int
+        Query slots of the attention engine.
+    data_width, addr_width : int
+        The AXI4 memory ports (``data_width / 8`` bytes per beat: the weight image's beat).
+    expert_ports : int
+        Memory ports the MoE records are read over at once (``model.weight_image.layout``):
+        the compute unit takes ``expert_ports x data_width / 16`` weights per cycle, which the
+        experts, whose weights are used by few tokens each, need; the dense weights come over
+        one port and are widened on the way.
+
+    Members
+    -------
+    control : ``In(axi4_lite(addr_width=12))``
+        The register block (``docs/registers.md``).
+    image_bus, params_bus, weights_bus, experts_bus, experts_bus_1, ... : ``Out(axi4_read(...))``
+        Image and shift table; position embeddings and LayerNorm sets; dense linear records;
+        MoE gate and expert records, one plane per port (:attr:`read_ports` names them all).
+    output_bus : ``Out(axi4_write(...))``
+    irq : ``Out(1)``
+    progress : ``Out(range(depth + 2))``
+        The stage the sequencer last launched: 0 the patch embedding, ``b + 1`` block ``b``,
+        ``depth + 1`` the output (for benches and debug probes).
+    """
+
+    def __init__(self, config, machine=ZCU102):
+        if not isinstance(machine, MachineConfig):
+            raise TypeError(f"Accelerator: machine must be a MachineConfig, not {machine!r}")
+        cfg = self.config = config
+        self.machine = machine
+        self.layout = machine.layout(cfg)
+        self.program = program(cfg, machine)
+        lanes, weight_lanes = machine.lanes, machine.weight_lanes
+        dims = (cfg.patch_in, cfg.dim, cfg.mlp_hidden, cfg.expert_hidden)
+        self.compute = ComputeUnit(
+            rows=machine.array_rows, cols=machine.array_cols, max_in=max(dims),
+            max_out=max(dims[1:] + (cfg.experts,)),
+            max_weights=max(cfg.patch_in * cfg.dim, cfg.dim * cfg.mlp_hidden,
+                            cfg.dim * cfg.expert_hidden),
+            max_tokens=cfg.tokens, weight_lanes=weight_lanes, gelu=Gelu)
+        shared = dict(lanes=lanes, compute=self.compute)
+        self.embed = PatchEmbed(channels=cfg.image_channels, patch=cfg.patch, dim=cfg.dim,
+                                max_patches=cfg.patches, weight_lanes=weight_lanes,
+                                data_width=machine.data_width, **shared)
+        self.attention = AttentionHalf(dim=cfg.dim, heads=cfg.heads, max_tokens=cfg.tokens,
+                                       slots=machine.attention_slots, weight_lanes=weight_lanes,
+                                       eps=cfg.ln_eps, **shared)
+        self.mlp = MlpHalf(dim=cfg.dim, hidden=cfg.mlp_hidden, max_tokens=cfg.tokens,
+                           weight_lanes=weight_lanes, eps=cfg.ln_eps, **shared)
+        self.moe = MoeHalf(dim=cfg.dim, expert_hidden=cfg.expert_hidden, experts=cfg.experts,
+                           top_k=cfg.top_k, max_tokens=cfg.tokens, data_width=machine.data_width,
+                           addr_width=machine.addr_width, ports=machine.expert_ports,
+                           eps=cfg.ln_eps, **shared)
+        self.regs = RegisterBlock(tasks=cfg.tasks, alignment=machine.beat_bytes,
+                                  variant=self.layout.variant)
+        self.sequencer = Sequencer(
+            self.program, commands={unit: getattr(self, unit.name.lower()).cmd.payload.shape()
+                                    for unit in Unit},
+            shift_count=len(self.layout.shift_names), accept_width=ACCEPT_WIDTH,
+            tasks=cfg.tasks, addr_width=machine.addr_width)
+        read = axi4_read(addr_width=machine.addr_width, data_width=machine.data_width)
+        super().__init__({
+            "control": In(axi4_lite(addr_width=12)),
+            "image_bus": Out(read), "params_bus": Out(read), "weights_bus": Out(read),
+            **{f"experts_{bus_name(p)}": Out(bus.signature)
+               for p, bus in enumerate(self.moe.buses)},
+            "output_bus": Out(axi4_write(addr_width=machine.addr_width,
+                                         data_width=machine.data_width)),
+            "irq": Out(1),
+            "progress": Out(range(cfg.depth + 2)),
+        })
+
+    @property
+    def read_ports(self):
+        """Names of the AXI4 read masters (:func:`read_ports`)."""
+        return read_ports(self.machine.expert_ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, lay, mc = self.config, self.layout, self.machine
+        L, dw, aw, bb = mc.lanes, mc.data_width, mc.addr_width, mc.beat_bytes
+        act = DEFAULT.act
+
+        # --- Control ---------------------------------------------------------------------
+        m.submodules.regs = regs = self.regs
+        wiring.connect(m, wiring.flipped(self.control), regs.bus)
+        m.d.comb += self.irq.eq(regs.irq)
+        abort = Signal()                       # an error ends the run: reset the datapath
+        clear = Signal()                       # the datapath is held in reset
+        draining = Signal()                    # ... until the memory ports are quiet
+        quiet = Signal()
+        m.d.comb += clear.eq(regs.soft_reset | abort | draining)
+        with m.If(regs.soft_reset | abort):
+            m.d.sync += draining.eq(1)
+        with m.Elif(quiet):
+            m.d.sync += draining.eq(0)
+        datapath = ResetInserter(clear)
+
+        def add(name, unit):
+            m.submodules[name] = datapath(unit)
+            return unit
+
+        # --- Datapath units --------------------------------------------------------------
+        cu = add("compute", self.compute)
+        mux = add("compute_mux", ComputeMux(cu, clients=len(CLIENTS)))
+        wiring.connect(m, mux.unit, cu)
+        units = {name: add(name, getattr(self, name)) for name in CLIENTS}
+        for index, name in enumerate(CLIENTS):
+            wiring.connect(m, units[name].cu, mux.clients[index])
+        embed, att, mlp, moe = (units[name] for name in CLIENTS)
+        outstanding = []
+
+        def read_port(unit_bus, port):
+            """A unit's AXI read master to a port of the machine. While draining, no new
+            request goes out and every outstanding burst's data is taken and dropped."""
+            for name, member in unit_bus.signature.members.items():
+                if name in ("arvalid", "arready", "rvalid", "rready"):
+                    continue
+                if member.flow == Out:
+                    m.d.comb += getattr(port, name).eq(getattr(unit_bus, name))
+                else:
+                    m.d.comb += getattr(unit_bus, name).eq(getattr(port, name))
+            m.d.comb += [port.arvalid.eq(unit_bus.arvalid & ~draining),
+                         unit_bus.arready.eq(port.arready & ~draining),
+                         port.rready.eq(unit_bus.rready | draining),
+                         unit_bus.rvalid.eq(port.rvalid & ~draining)]
+            bursts = Signal(8, name=f"port{len(outstanding)}_bursts")
+            m.d.sync += bursts.eq(bursts + (port.arvalid & port.arready) -
+                                  (port.rvalid & port.rready & port.rlast))
+            outstanding.append(bursts)
+
+        for p, bus in enumerate(moe.buses):
+            read_port(bus, getattr(self, f"experts_{bus_name(p)}"))
+
+        max_beats = max(s.beats for s in lay.sections) + input_layout(cfg, bb).length // bb
+        image_reader = add("image_reader", AxiReader(addr_width=aw, data_width=dw,
+                                                     max_beats=max_beats))
+        params_reader = add("params_reader", AxiReader(addr_width=aw, data_width=dw,
+                                                       max_beats=max_beats))
+        fetch = add("fetch", LinearFetch(cols=L, acc_width=cu.acc_width, data_width=dw,
+                                         addr_width=aw, max_beats=max_beats))
+        # The writer is not reset with the datapath: a write in progress is finished (with
+        # zeros) while draining, then the writer alone is reset.
+        writer = AxiWriter(addr_width=aw, data_width=dw)
+        m.submodules.writer = ResetInserter(draining & quiet)(writer)
+        read_port(image_reader.bus, self.image_bus)
+        read_port(params_reader.bus, self.params_bus)
+        read_port(fetch.bus, self.weights_bus)
+        wiring.connect(m, writer.bus, wiring.flipped(self.output_bus))
+        m.d.comb += quiet.eq(Cat(*(b == 0 for b in outstanding)).all() & writer.idle)
+
+        # Image reads: the shift table, then the image.
+        image_router = add("image_router", StreamRouter(unsigned(dw), destinations=2,
+                                                        max_beats=max_beats))
+        wiring.connect(m, image_reader.o, image_router.i)
+        m.d.comb += [embed.image.valid.eq(image_router.o[1].valid),
+                     embed.image.payload.eq(image_router.o[1].payload),
+                     image_router.o[1].ready.eq(embed.image.ready)]
+        shift_count = len(lay.shift_names)
+        shifts = [Signal(8, name=f"shift_{n}") for n in range(shift_count)]
+        shift_beat = Signal(range(tiles(shift_count, bb) + 1))
+        table = image_router.o[0]
+        m.d.comb += table.ready.eq(1)
+        with m.If(table.valid):
+            m.d.sync += shift_beat.eq(shift_beat + 1)
+            for n, shift in enumerate(shifts):
+                with m.If(shift_beat == n // bb):
+                    m.d.sync += shift.eq(table.payload[8 * (n % bb):8 * (n % bb + 1)])
+
+        # Parameter reads: position embeddings and LayerNorm sets, int32 words.
+        params_router = add("params_router", StreamRouter(unsigned(dw),
+                                                          destinations=len(ParamsTo),
+                                                          max_beats=max_beats))
+        wiring.connect(m, params_reader.o, params_router.i)
+        pos = add("pos_words", WordsToLanes(lanes=L, width=act.width, data_width=dw))
+        wiring.connect(m, params_router.o[0], pos.i)
+        wiring.connect(m, pos.o, embed.pos)
+        for index, name in ((ParamsTo.ATTENTION, "attention"), (ParamsTo.MLP, "mlp"),
+                            (ParamsTo.MOE, "moe")):
+            words = add(f"{name}_ln_words", WordsToLanes(lanes=2 * L, width=32, data_width=dw))
+            wiring.connect(m, params_router.o[index], words.i)
+            p = units[name].p
+            m.d.comb += [p.valid.eq(words.o.valid), words.o.ready.eq(p.ready)]
+            for lane in range(L):
+                m.d.comb += [p.payload[lane].gamma.eq(words.o.payload[lane]),
+                             p.payload[lane].beta.eq(words.o.payload[L + lane])]
+
+        # Dense linear records: the fetch's weights and biases go where the sequencer says.
+        # The weights are widened to the compute unit's beat of expert_ports memory beats.
+        dense = ("embed", "attention", "mlp")
+        widen = add("widen", Widen(signed(16), dw // 16, mc.expert_ports))
+        w_router = add("w_router", StreamRouter(widen.o.payload.shape(),
+                                                destinations=len(dense), max_beats=max_beats))
+        b_router = add("b_router", StreamRouter(fetch.b.payload.shape(),
+                                                destinations=len(dense), max_beats=max_beats))
+        wiring.connect(m, fetch.w, widen.i)
+        wiring.connect(m, widen.o, w_router.i)
+        wiring.connect(m, fetch.b, b_router.i)
+        for index, name in enumerate(dense):
+            wiring.connect(m, w_router.o[index], units[name].w)
+            wiring.connect(m, b_router.o[index], units[name].b)
+
+        # --- The sequencer: the program of model.schedule ----------------------------------
+        m.submodules.sequencer = seq = self.sequencer
+
+        def forked(name, source, sinks):
+            """``source`` to every ``(stream, fields)`` of ``sinks`` at once (a StreamFork),
+            ``fields`` mapping each sink field to the source's."""
+            fork = add(f"{name}_fork", StreamFork(source.payload.shape(), len(sinks)))
+            wiring.connect(m, source, fork.i)
+            for o, (sink, fields) in zip(fork.o, sinks):
+                m.d.comb += [sink.valid.eq(o.valid), o.ready.eq(sink.ready)]
+                m.d.comb += [sink.payload[to].eq(o.payload[frm]) for to, frm in fields.items()]
+
+        for name, reader, router in (("image_read", image_reader, image_router),
+                                     ("params_read", params_reader, params_router)):
+            forked(name, getattr(seq, name), [
+                (reader.cmd, {"addr": "addr", "beats": "beats"}),
+                (router.job, {"dest": "to", "beats": "beats"})])
+        forked("fetch", seq.fetch, [
+            (fetch.cmd, {"addr": "addr", "weight_beats": "weight_beats",
+                         "bias_beats": "bias_beats"}),
+            (w_router.job, {"dest": "to", "beats": "w_beats"}),
+            (b_router.job, {"dest": "to", "beats": "b_beats"})])
+        m.d.comb += [writer.cmd.valid.eq(seq.write.valid), seq.write.ready.eq(writer.cmd.ready),
+                     writer.cmd.payload.addr.eq(seq.write.payload.addr),
+                     writer.cmd.payload.beats.eq(seq.write.payload.beats)]
+        for unit in Unit:
+            wiring.connect(m, getattr(seq, f"{unit.name.lower()}_cmd"), units[unit.name.lower()].cmd)
+
+        # --- Activations: each stage's rows into the next stage, where the program routes them
+        to_words = add("out_words", LanesToWords(lanes=L, width=act.width, data_width=dw))
+        sources = {Source.EMBED: embed.o, Source.MLP: mlp.o, Source.MOE: moe.o}
+        for key, source in sources.items():
+            into_att = seq.into_attention == key
+            into_out = seq.into_output == key
+            m.d.comb += source.ready.eq(Mux(into_att, att.x.ready,
+                                            Mux(into_out, to_words.i.ready, 0)))
+        for sink, select in ((att.x, seq.into_attention), (to_words.i, seq.into_output)):
+            valid, payload = 0, sources[Source.EMBED].payload
+            for key, source in sources.items():
+                valid = Mux(select == key, source.valid, valid)
+                payload = Mux(select == key, source.payload, payload)
+            m.d.comb += [sink.valid.eq(valid), sink.payload.eq(payload)]
+        to_moe = seq.attention_to == Unit.MOE
+        for sink, chosen in ((mlp.x, ~to_moe), (moe.x, to_moe)):
+            m.d.comb += [sink.valid.eq(att.o.valid & chosen), sink.payload.eq(att.o.payload)]
+        m.d.comb += att.o.ready.eq(Mux(to_moe, moe.x.ready, mlp.x.ready))
+        m.d.comb += [writer.i.valid.eq(to_words.o.valid | draining),
+                     writer.i.payload.eq(Mux(draining, 0, to_words.o.payload)),
+                     to_words.o.ready.eq(writer.i.ready)]
+
+        # --- The run ----------------------------------------------------------------------
+        # Calls each client has had accepted by the compute unit, and output beats written.
+        accepted = {name: Signal(ACCEPT_WIDTH, name=f"{name}_calls") for name in CLIENTS}
+        for index, name in enumerate(CLIENTS):
+            port = mux.clients[index].cmd
+            with m.If(port.valid & port.ready):
+                m.d.sync += accepted[name].eq(accepted[name] + 1)
+        written = Signal(range(output_layout(cfg, bb).length // bb + 1))
+        with m.If(writer.i.valid & writer.i.ready):
+            m.d.sync += written.eq(written + 1)
+        task = Signal.like(regs.task_id)
+        addr = {name: Signal(aw, name=f"{name}_addr") for name in ("image", "weights", "output")}
+        busy = Signal()
+        with m.If(regs.start):
+            m.d.sync += [task.eq(regs.task_id), busy.eq(1), written.eq(0), shift_beat.eq(0)]
+            m.d.sync += [count.eq(0) for count in accepted.values()]
+            m.d.sync += [addr[name].eq(getattr(regs, f"{name}_addr")) for name in addr]
+        m.d.comb += [seq.start.eq(regs.start), seq.stop.eq(clear | ~busy), seq.task.eq(task),
+                     seq.weights_addr.eq(addr["weights"]), seq.image_addr.eq(addr["image"]),
+                     seq.output_addr.eq(addr["output"]),
+                     seq.shift_beats.eq(shift_beat),
+                     seq.moe_calls_taken.eq(moe.calls_taken),
+                     seq.written.eq(written), seq.writer_idle.eq(writer.idle),
+                     self.progress.eq(seq.progress), regs.done.eq(seq.done)]
+        m.d.comb += [seq.shifts[n].eq(shift) for n, shift in enumerate(shifts)]
+        m.d.comb += [seq.accepted[int(unit)].eq(accepted[unit.name.lower()])
+                     for unit in CALLS_PER_COMMAND]
+        with m.If(seq.done):
+            m.d.sync += busy.eq(0)
+
+        # Counters.
+        total = Signal(64)
+        stage = {name: Signal(32, name=f"{name}_cycles") for name in CLIENTS}
+        with m.If(regs.start):
+            m.d.sync += [total.eq(0)] + [c.eq(0) for c in stage.values()]
+        with m.Elif(busy):
+            m.d.sync += total.eq(total + 1)
+            for name in CLIENTS:
+                with m.If(~units[name].cmd.ready):
+                    m.d.sync += stage[name].eq(stage[name] + 1)
+        m.d.comb += [regs.busy.eq(busy | draining), regs.cycles.eq(total),
+                     regs.stage_cycles.embed.eq(stage["embed"]),
+                     regs.stage_cycles.attention.eq(stage["attention"]),
+                     regs.stage_cycles.mlp.eq(stage["mlp"]),
+                     regs.stage_cycles.moe.eq(stage["moe"])]
+
+        # Faults: an AXI error or a rejected command ends the run.
+        read_error = image_reader.error | params_reader.error | fetch.error | moe.error
+        internal = cu.error | embed.error | att.error | mlp.error
+        with m.If(busy & ~draining & (read_error | writer.error | internal)):
+            m.d.comb += [abort.eq(1), regs.fault.eq(1),
+                         regs.fault_code.eq(Mux(read_error, ErrorCode.AXI_READ_ERROR,
+                                                Mux(writer.error, ErrorCode.AXI_WRITE_ERROR,
+                                                    ErrorCode.INTERNAL)))]
+            m.d.sync += busy.eq(0)
+        with m.If(regs.soft_reset):
+            m.d.sync += busy.eq(0)
+        return m

@@ -1,0 +1,144 @@
+"""The skeleton the half-blocks share (:mod:`hw.system.attention_half`, :mod:`hw.system.mlp_half`,
+:mod:`hw.system.moe_half`): their input buffer, their run, their compute-unit calls and the row indices
+they hand to their gathers and scatters.
+
+A half-block takes a command, loads its input rows into an on-chip buffer, reads them back
+(row by row, through :class:`hw.streams.gather.Gather`) into LayerNorm and the residual add, and makes
+its compute-unit calls in order. Each piece is written once here; the halves state only what is
+theirs (which calls, which rows, where results go).
+"""
+
+from amaranth import Mux, Signal, unsigned
+from amaranth.lib import data, memory, stream
+from amaranth.lib.wiring import In, Out
+
+from model.numerics import DEFAULT
+
+from hw.streams.scatter import Scatter
+
+__all__ = ["members", "shift_command", "row_buffer", "load_then_run", "issue_calls", "index_rows", "rows_written"]
+
+
+def shift_command(compute, calls):
+    """A half's command: ``tokens`` and the output shift of each of its compute-unit ``calls``
+    (``<call>_shift``), as wide as ``compute``'s command fields."""
+    shift = compute.command_layout["shift"].shape
+    return data.StructLayout({
+        "tokens": unsigned(compute.command_layout["tokens"].shape.width),
+        **{f"{call}_shift": shift for call in calls}})
+
+
+def members(*, command, lanes, layernorm, compute=None, **more):
+    """The members every half has: ``cmd`` (``command``), token rows ``x`` and ``o``
+    (``lanes`` activations a beat), LayerNorm parameters ``p``, ``cycles`` and ``error``; with
+    ``compute``, the weights ``w`` and biases ``b`` of its calls; then ``more``."""
+    beat = data.ArrayLayout(DEFAULT.act.width, lanes)
+    return {
+        "cmd": In(stream.Signature(command)),
+        "x": In(stream.Signature(beat)),
+        "p": In(layernorm.p.signature.flip()),
+        **({"w": In(compute.w.signature.flip()), "b": In(compute.b.signature.flip())}
+           if compute is not None else {}),
+        "o": Out(stream.Signature(beat)),
+        "cycles": Out(32),
+        "error": Out(1),
+        **more,
+    }
+
+
+def row_buffer(m, name, *, fmt, lanes, depth, gathers):
+    """A buffer of token rows (``depth`` beats of ``lanes`` values in ``fmt``) read by each of
+    ``gathers`` through its own read port; returns the memory's write port."""
+    beat = data.ArrayLayout(fmt.width, lanes)
+    m.submodules[name] = buffer = memory.Memory(shape=beat, depth=depth, init=[])
+    for gather in gathers:
+        port = buffer.read_port()
+        m.d.comb += [port.addr.eq(gather.rd_addr), gather.rd_data.eq(port.data)]
+    return buffer.write_port()
+
+
+def load_then_run(m, half, write, row_beats, *, on_command=(), on_loaded=()):
+    """The run of a half that loads its input before it computes.
+
+    ``IDLE``: ``half.cmd`` is ready; a command does ``on_command``. ``LOAD``: ``half.x``
+    streams into the buffer (``write``) until ``row_beats`` beats are in; then ``on_loaded``,
+    ``half.cycles`` restarts and the run is on. ``RUN``: ``half.cycles`` counts until the last
+    of ``row_beats`` beats leaves on ``half.o``. Returns ``running``, high from the end of the
+    load to the last beat out.
+    """
+    loaded = Signal(len(write.addr) + 1, name="loaded")    # beats of x in
+    sent = Signal(len(write.addr) + 1, name="sent")        # beats of o out
+    running = Signal()
+    with m.FSM():
+        with m.State("IDLE"):
+            m.d.comb += half.cmd.ready.eq(1)
+            with m.If(half.cmd.valid):
+                m.d.sync += [loaded.eq(0), *on_command]
+                m.next = "LOAD"
+        with m.State("LOAD"):
+            m.d.comb += [half.x.ready.eq(1), write.addr.eq(loaded),
+                         write.data.eq(half.x.payload), write.en.eq(half.x.valid)]
+            with m.If(half.x.valid):
+                m.d.sync += loaded.eq(loaded + 1)
+                with m.If(loaded == row_beats - 1):
+                    m.d.sync += [sent.eq(0), half.cycles.eq(0), running.eq(1), *on_loaded]
+                    m.next = "RUN"
+        with m.State("RUN"):
+            m.d.sync += half.cycles.eq(half.cycles + 1)
+            with m.If(half.o.valid & half.o.ready & (sent == row_beats - 1)):
+                m.d.sync += running.eq(0)
+                m.next = "IDLE"
+    with m.If(half.o.valid & half.o.ready):
+        m.d.sync += sent.eq(sent + 1)
+    return running
+
+
+def issue_calls(m, cu, calls, *, enable, restart, tokens):
+    """The compute unit's ``calls`` (dicts of its command fields but ``tokens``), one after the
+    other on ``cu.cmd`` while ``enable``; ``restart`` starts over at the first. Every field is
+    assigned in every branch: a constant driven alone into part of a signal becomes an
+    input-less ``always @*`` in the Verilog, which simulators never run."""
+    issued = Signal(range(len(calls) + 1), name="calls")
+    m.d.comb += cu.cmd.valid.eq(enable & (issued < len(calls)))
+    for n, call in enumerate(calls):
+        with (m.If(issued == n) if n == 0 else m.Elif(issued == n)):
+            m.d.comb += [cu.cmd.payload.tokens.eq(tokens)]
+            m.d.comb += [cu.cmd.payload[name].eq(value) for name, value in call.items()]
+    with m.If(restart):
+        m.d.sync += issued.eq(0)
+    with m.Elif(cu.cmd.valid & cu.cmd.ready):
+        m.d.sync += issued.eq(issued + 1)
+    return issued
+
+
+def index_rows(m, port, counter, count, beats, enable=1, **fields):
+    """Row indices ``0 .. count - 1`` of ``beats`` beats each on a gather's or scatter's
+    ``idx`` stream while ``enable``, counted in ``counter``; ``fields`` sets the index's other
+    fields."""
+    m.d.comb += [port.valid.eq(enable & (counter < count)),
+                 port.payload.row.eq(counter), port.payload.beats.eq(beats)]
+    for name, value in fields.items():
+        m.d.comb += port.payload[name].eq(value)
+    with m.If(port.valid & port.ready):
+        m.d.sync += counter.eq(counter + 1)
+
+
+def rows_written(m, scatter, row_beats, count, *, restart, name):
+    """Rows a scatter has written into its buffer: it takes a row's last beat on ``i``, then
+    writes it :attr:`Scatter.LATENCY` cycles later, so a row may be read back from the cycle
+    after that. ``count`` (a signal) counts the rows taken; the result is its copy delayed by
+    ``Scatter.LATENCY + 1`` cycles. ``restart`` clears the count and every copy at once, so a
+    unit that starts with the command never sees the last run's rows."""
+    beat = Signal(range(row_beats), name=f"{name}_beat")
+    with m.If(restart):
+        m.d.sync += [count.eq(0), beat.eq(0)]
+    with m.Elif(scatter.i.valid & scatter.i.ready):
+        m.d.sync += beat.eq(Mux(beat == row_beats - 1, 0, beat + 1))
+        with m.If(beat == row_beats - 1):
+            m.d.sync += count.eq(count + 1)
+    written = count
+    for n in range(Scatter.LATENCY + 1):
+        copy = Signal.like(count, name=f"{name}_written_{n}")
+        m.d.sync += copy.eq(Mux(restart, 0, written))
+        written = copy
+    return written

@@ -1,0 +1,259 @@
+"""The accelerator's AXI4-Lite register block: the host's control registers, built from the one
+description in :mod:`model.system.registers` (twin: :class:`model.system.registers.RegisterFile`; the map is
+documented in ``docs/registers.md``).
+
+Latency: a write takes effect at the end of the cycle after both its AW and its W have been
+accepted, and its B response is valid in the cycle after that (2 cycles from AW+W to B); a read's
+R response is valid in the cycle after its AR was accepted (1 cycle). Throughput: one write and
+one read per cycle, concurrently, when the master takes B and R at once (``awready``, ``wready``
+and ``arready`` are high whenever the response they would produce can be handed on). A START
+that passes its checks pulses ``start`` in the cycle after the write takes effect.
+"""
+
+from amaranth import Cat, Const, Module, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from model.system.registers import (BUFFERS, BY_NAME, ERROR_CODE_WIDTH, MAGIC, MAP_BYTES, REGISTERS,
+                             STAGE_NAMES, WORD_BYTES, Access, ErrorCode, config_word,
+                             version_word)
+
+from hw import checks
+from hw.movers.axi import RESP_OKAY, axi4_lite
+
+__all__ = ["RegisterBlock"]
+
+#: Width of the buffer addresses and of the total cycle count (each a LO/HI register pair).
+WIDE = 64
+#: Width of a per-stage cycle counter.
+COUNTER_WIDTH = 32
+
+
+def stage_layout():
+    """The ``stage_cycles`` input: one 32-bit counter per stage, named in lower case."""
+    return data.StructLayout({name.lower(): unsigned(COUNTER_WIDTH) for name in STAGE_NAMES})
+
+
+class RegisterBlock(wiring.Component):
+    """AXI4-Lite slave holding the register map of :mod:`model.system.registers`.
+
+    Reads of unmapped offsets return 0 and writes there (and to RO registers) are ignored, all
+    with an OKAY response; byte strobes are honoured. See ``docs/registers.md`` for the start
+    checks, the status bits and the interrupt.
+
+    The machine's side: it samples ``task_id`` and the addresses when ``start`` pulses (they
+    are the registers' contents and the host may rewrite them during a run); it must raise
+    ``busy`` in the cycle after ``start`` at the latest and hold it until the run ends, pulse
+    ``done`` once per finished run, and pulse ``fault`` with ``fault_code`` (an
+    :class:`~model.system.registers.ErrorCode`, e.g. AXI_READ_ERROR) on an error. ``soft_reset``
+    pulses when the host aborts; the machine returns to idle. ``start`` counts as busy in the
+    cycle it is high, so two STARTs in a row cannot both pass.
+
+    Parameters
+    ----------
+    tasks : int
+        Number of valid tasks (1..255); TASK must be below it.
+    alignment : int
+        Buffer addresses must be multiples of this many bytes (a power of two; 16 for
+        128-bit memory ports).
+    addr_width : int
+        AXI4-Lite address width; the map needs ``log2(MAP_BYTES)`` bits.
+    variant : int
+        CONFIG.VARIANT, a 16-bit build tag for the host to check.
+
+    Members
+    -------
+    bus : ``In(axi4_lite(addr_width=addr_width))``
+    start, soft_reset : ``Out(1)``
+        One-cycle pulses.
+    task_id : ``Out(range(tasks))``
+    image_addr, weights_addr, output_addr : ``Out(64)``
+    irq : ``Out(1)``
+        Level: ``IRQ_STATUS & IRQ_ENABLE`` is nonzero.
+    busy, done, fault : ``In(1)``
+    fault_code : ``In(4)``
+    cycles : ``In(64)``
+        Cycles of the current or last run.
+    stage_cycles : ``In(StructLayout({"embed": 32, ...}))``
+        One counter per stage of :data:`model.system.registers.STAGES`.
+    """
+
+    def __init__(self, *, tasks, alignment, addr_width=12, variant=0):
+        # config_word validates tasks, alignment and variant.
+        self._config = config_word(tasks=tasks, alignment=alignment, variant=variant)
+        need = ceil_log2(MAP_BYTES)
+        checks.in_range("RegisterBlock", "addr_width", addr_width, need, 64,
+                        reason=f" to hold the {MAP_BYTES}-byte map")
+        self._tasks, self._alignment, self._addr_width = tasks, alignment, addr_width
+        super().__init__({
+            "bus": In(axi4_lite(addr_width=addr_width)),
+            "start": Out(1), "soft_reset": Out(1),
+            "task_id": Out(range(max(tasks, 2))),
+            **{f"{buffer.lower()}_addr": Out(WIDE) for buffer in BUFFERS},
+            "irq": Out(1),
+            "busy": In(1), "done": In(1), "fault": In(1), "fault_code": In(ERROR_CODE_WIDTH),
+            "cycles": In(WIDE),
+            "stage_cycles": In(stage_layout()),
+        })
+
+    @property
+    def tasks(self):
+        return self._tasks
+
+    @property
+    def alignment(self):
+        return self._alignment
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        word = slice(ceil_log2(WORD_BYTES), self._addr_width)
+
+        def index(name):
+            return BY_NAME[name].offset // WORD_BYTES
+
+        # Storage of the RW registers, reserved bits kept at 0.
+        rw = {reg.name: Signal(32, init=reg.reset, name=f"reg_{reg.name.lower()}")
+              for reg in REGISTERS if reg.access is Access.RW}
+        for buffer in BUFFERS:
+            m.d.comb += getattr(self, f"{buffer.lower()}_addr").eq(
+                Cat(rw[f"{buffer}_ADDR_LO"], rw[f"{buffer}_ADDR_HI"]))
+        m.d.comb += self.task_id.eq(rw["TASK"])
+        irq_status = Signal(32)
+        m.d.comb += self.irq.eq((irq_status & rw["IRQ_ENABLE"]) != 0)
+        status_done, status_error = Signal(), Signal()
+        error_code = Signal(ERROR_CODE_WIDTH)
+        cycles_hi = Signal(32)
+
+        # Write channel: AW and W are each held until both are there and B can be handed on.
+        aw_held, w_held = Signal(), Signal()
+        aw_word = Signal(self._addr_width - word.start)
+        w_data, w_strb = Signal(32), Signal(4)
+        b_free = ~bus.bvalid | bus.bready
+        perform = aw_held & w_held & b_free
+        m.d.comb += [bus.awready.eq(~aw_held | perform), bus.wready.eq(~w_held | perform),
+                     bus.bresp.eq(RESP_OKAY)]
+        with m.If(bus.awvalid & bus.awready):
+            m.d.sync += [aw_held.eq(1), aw_word.eq(bus.awaddr[word])]
+        with m.Elif(perform):
+            m.d.sync += aw_held.eq(0)
+        with m.If(bus.wvalid & bus.wready):
+            m.d.sync += [w_held.eq(1), w_data.eq(bus.wdata), w_strb.eq(bus.wstrb)]
+        with m.Elif(perform):
+            m.d.sync += w_held.eq(0)
+        with m.If(perform):
+            m.d.sync += bus.bvalid.eq(1)
+        with m.Elif(bus.bready):
+            m.d.sync += bus.bvalid.eq(0)
+
+        byte_mask = Cat(*(bit.replicate(8) for bit in w_strb))
+        written = w_data & byte_mask
+
+        def writes(name):
+            return perform & (aw_word == index(name))
+
+        for name, storage in rw.items():
+            with m.If(writes(name)):
+                m.d.sync += storage.eq(((storage & ~byte_mask) | written) & BY_NAME[name].mask)
+
+        control = BY_NAME["CONTROL"]
+        soft = writes("CONTROL") & (written & control.field("SOFT_RESET").mask).any()
+        start = (writes("CONTROL") & (written & control.field("START").mask).any()) & ~soft
+
+        # Start checks, in the documented order of priority.
+        check = Signal(ERROR_CODE_WIDTH)
+        addresses = [getattr(self, f"{buffer.lower()}_addr") for buffer in BUFFERS]
+        align_bits = ceil_log2(self._alignment)
+        with m.If(self.busy | self.start):
+            m.d.comb += check.eq(ErrorCode.START_WHILE_BUSY)
+        with m.Elif(Cat(*(a == 0 for a in addresses)).any()):
+            m.d.comb += check.eq(ErrorCode.ZERO_ADDRESS)
+        if align_bits:
+            with m.Elif(Cat(*(a[:align_bits] != 0 for a in addresses)).any()):
+                m.d.comb += check.eq(ErrorCode.UNALIGNED_ADDRESS)
+        with m.Elif(rw["TASK"] >= self._tasks):
+            m.d.comb += check.eq(ErrorCode.BAD_TASK)
+        good = start & (check == ErrorCode.NONE)
+        m.d.sync += [self.start.eq(good), self.soft_reset.eq(soft)]
+
+        # Watchdog: busy cycles since the last good start, one TIMEOUT per run.
+        watchdog_count = Signal(32)
+        watchdog_fired = Signal()
+        limit = rw["WATCHDOG"]
+        timeout = self.busy & ~watchdog_fired & (limit != 0) & (watchdog_count >= limit)
+        with m.If(good | soft):
+            m.d.sync += [watchdog_count.eq(0), watchdog_fired.eq(0)]
+        with m.Else():
+            with m.If(self.busy & ~watchdog_fired):
+                m.d.sync += watchdog_count.eq(watchdog_count + 1)
+            with m.If(timeout):
+                m.d.sync += watchdog_fired.eq(1)
+
+        # Status and interrupt causes: clears first, so that an event in the same cycle wins.
+        irq = BY_NAME["IRQ_STATUS"]
+        irq_done, irq_error = irq.field("DONE").mask, irq.field("ERROR").mask
+        with m.If(good | soft):
+            m.d.sync += [status_done.eq(0), status_error.eq(0), error_code.eq(ErrorCode.NONE)]
+        cleared = Signal(32)
+        with m.If(soft):
+            m.d.comb += cleared.eq(irq.mask)
+        with m.Elif(writes("IRQ_STATUS")):
+            m.d.comb += cleared.eq(written & irq.mask)
+        error = Signal()
+        code = Signal(ERROR_CODE_WIDTH)
+        with m.If(self.fault):
+            m.d.comb += [error.eq(1), code.eq(self.fault_code)]
+        with m.Elif(start & ~good):
+            m.d.comb += [error.eq(1), code.eq(check)]
+        with m.Elif(timeout):
+            m.d.comb += [error.eq(1), code.eq(ErrorCode.TIMEOUT)]
+        with m.If(self.done):
+            m.d.sync += status_done.eq(1)
+        with m.If(error):
+            m.d.sync += [status_error.eq(1), error_code.eq(code)]
+        m.d.sync += irq_status.eq((irq_status & ~cleared)
+                                  | (self.done.replicate(32) & irq_done)
+                                  | (error.replicate(32) & irq_error))
+
+        # Read channel.
+        def pack(name, **values):
+            value = Signal(32, name=f"ro_{name.lower()}")
+            for field_name, signal in values.items():
+                f = BY_NAME[name].field(field_name)
+                m.d.comb += value[f.lsb:f.msb + 1].eq(signal)
+            return value
+
+        ro = {
+            "ID": Const(MAGIC, 32),
+            "VERSION": Const(version_word(), 32),
+            "CONFIG": Const(self._config, 32),
+            "STATUS": pack("STATUS", BUSY=self.busy, DONE=status_done, ERROR=status_error,
+                           ERROR_CODE=error_code),
+            "CYCLES_TOTAL_LO": self.cycles[:32],
+            "CYCLES_TOTAL_HI": cycles_hi,
+            **{f"CYCLES_{name}": self.stage_cycles[name.lower()] for name in STAGE_NAMES},
+        }
+        m.d.comb += bus.arready.eq(~bus.rvalid | bus.rready)
+        m.d.comb += bus.rresp.eq(RESP_OKAY)
+        with m.If(bus.arvalid & bus.arready):
+            m.d.sync += bus.rvalid.eq(1)
+            with m.Switch(bus.araddr[word]):
+                for reg in REGISTERS:
+                    with m.Case(reg.offset // WORD_BYTES):
+                        if reg.access is Access.RW:
+                            value = rw[reg.name]
+                        elif reg.access is Access.W1C:
+                            value = irq_status
+                        elif reg.access is Access.WO:
+                            value = 0
+                        else:
+                            value = ro[reg.name]
+                        m.d.sync += bus.rdata.eq(value)
+                        if reg.name == "CYCLES_TOTAL_LO":
+                            m.d.sync += cycles_hi.eq(self.cycles[32:])
+                with m.Default():
+                    m.d.sync += bus.rdata.eq(0)
+        with m.Elif(bus.rready):
+            m.d.sync += bus.rvalid.eq(0)
+        return m

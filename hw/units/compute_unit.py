@@ -1,0 +1,457 @@
+"""The shared compute unit: ``Y = X W^T + b`` for every linear layer, twin of
+:mod:`model.units.compute_unit`.
+
+A ``rows x cols`` multiply-accumulate array: each cycle one chunk of ``rows`` inputs of one
+token meets a tile of ``cols x rows`` weights, and ``cols`` dot products advance by ``rows``
+terms. For each token the unit walks every output tile, and within one every input chunk::
+
+    for token:  for out_tile:  for in_chunk:  acc[c] += sum_r x[r] * W[c][r]
+
+so a call takes ``tokens * ceil(out/cols) * ceil(in/rows)`` cycles plus the pipeline latency.
+
+* **Weights** stream in on ``w`` into a double buffer while the other bank computes: the loader
+  takes command ``n+1``'s matrix as soon as the bank it needs is free. The layout (tiles in
+  compute order, zero padding) is :mod:`model.packer`'s.
+* **Biases** stream in on ``b``, one beat of ``cols`` accumulator words per output tile, rounding
+  half of the output shift folded in (:func:`model.packer.bias_words`), so a dot product starts
+  from its bias word and the output is a plain arithmetic shift: one rounding, half up.
+* **Token rows** stream in on ``x``, ``ceil(in/rows)`` beats per token, into a double row
+  buffer: the next token loads while the current one computes.
+* **Results** leave on ``o``, one beat of ``cols`` values per token and output tile, shifted,
+  saturated to the call's output width and, if asked, passed through GELU.
+
+Commands (``cmd``) are checked: a dimension of zero or beyond the buffers, a token count of zero or
+beyond ``max_tokens``, a shift of zero or an output width the unit cannot give are dropped, with
+``error`` set (sticky), and nothing else happens. Use :meth:`ComputeUnit.command` to build and
+check one in Python.
+
+The internal pipeline never stalls: the issue stage holds a last-chunk step back while the output
+FIFO has no room for it (a credit counter), so back-pressure on ``o`` costs no enable fan-out.
+
+Latency from the issue of a token's last input chunk to its result in the output FIFO:
+:attr:`ComputeUnit.latency` cycles. Throughput: one ``rows x cols`` tile per cycle, i.e.
+``tokens * ceil(out/cols) * ceil(in/rows)`` cycles per call when ``x`` and ``w`` keep pace (the
+weight stream needs ``ceil(out/cols) * ceil(in/rows) * rows * cols / weight_lanes`` beats, hidden
+behind the previous call when that call is at least as long).
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from model.numerics import DEFAULT
+from model.packer import tiles
+
+from hw import checks
+from hw.arith.multiplier import Multiplier
+from hw.streams.pipeline import delay
+
+__all__ = ["ComputeUnit", "ComputeClient"]
+
+
+class ComputeUnit(wiring.Component):
+    """The shared multiply-accumulate array.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array shape: inputs per cycle and outputs per cycle (powers of two).
+    max_in, max_out : int
+        Largest input and output dimension.
+    max_weights : int
+        Weights per bank of the weight buffer (rounded up to whole tiles); default
+        ``max_in * max_out``. A call fits when its padded matrix, ``ceil(in/rows) x
+        ceil(out/cols)`` tiles, does. m3vit-tiny's largest matrix is 768 x 192.
+    max_tokens : int
+        Largest token count of one call.
+    weight_lanes : int
+        Weights per beat of ``w``; must divide ``rows * cols``.
+    act : Fixed
+        Activation format (``x``, ``o``); default ``model.numerics.DEFAULT.act``.
+    weight_width : int
+        Bits of a weight.
+    gelu : component class or None
+        GELU unit for the output stage (``hw.arith.gelu.Gelu``-like: ``lanes`` and ``fmt`` arguments,
+        streams ``i``/``o``, fixed ``latency``); None builds a unit without GELU.
+
+    Members
+    -------
+    cmd : ``In(stream.Signature(ComputeUnit.command_layout))``
+    w : ``In(stream.Signature(ArrayLayout(signed(weight_width), weight_lanes)))``
+    b : ``In(stream.Signature(ArrayLayout(signed(acc_width), cols)))``
+    x : ``In(stream.Signature(ArrayLayout(signed(act.width), rows)))``
+    o : ``Out(stream.Signature(ArrayLayout(signed(act.width), cols)))``
+    error : ``Out(1)``
+        Sticky: a command was dropped because the unit cannot run it.
+    busy : ``Out(1)``
+        High in each cycle in which the array takes a step (for utilisation counts).
+    """
+
+    def __init__(self, *, rows=16, cols=16, max_in=768, max_out=768, max_weights=768 * 192,
+                 max_tokens=256,
+                 weight_lanes=8, act=DEFAULT.act, weight_width=16, gelu=None):
+        max_weights = max_in * max_out if max_weights is None else max_weights
+        for name, value in (("rows", rows), ("cols", cols), ("max_in", max_in),
+                            ("max_out", max_out), ("max_weights", max_weights),
+                            ("max_tokens", max_tokens),
+                            ("weight_lanes", weight_lanes), ("weight_width", weight_width)):
+            checks.positive("ComputeUnit", name, value)
+        for name, value in (("rows", rows), ("cols", cols)):
+            if value & (value - 1):
+                raise ValueError(f"ComputeUnit {name} must be a power of two, not {value}")
+        if (rows * cols) % weight_lanes:
+            raise ValueError(f"ComputeUnit weight_lanes ({weight_lanes}) must divide "
+                             f"rows * cols ({rows * cols})")
+        self._rows, self._cols = rows, cols
+        self._max_in, self._max_out, self._max_tokens = max_in, max_out, max_tokens
+        self._max_weights = max_weights
+        self._weight_lanes, self._act, self._weight_width = weight_lanes, act, weight_width
+        self._gelu = gelu
+        # Exact sum of max_in products, plus the bias word (at most as wide as one product).
+        self._acc_width = act.width + weight_width + ceil_log2(tiles(max_in, rows) * rows) + 1
+        self.command_layout = data.StructLayout({
+            "in_dim": unsigned(ceil_log2(max_in + 1)),
+            "out_dim": unsigned(ceil_log2(max_out + 1)),
+            "tokens": unsigned(ceil_log2(max_tokens + 1)),
+            "shift": unsigned(ceil_log2(self._acc_width)),
+            "out_width": unsigned(ceil_log2(act.width + 1)),
+            "gelu": unsigned(1),
+        })
+        super().__init__({
+            "cmd": In(stream.Signature(self.command_layout)),
+            "w": In(stream.Signature(data.ArrayLayout(signed(weight_width), weight_lanes))),
+            "b": In(stream.Signature(data.ArrayLayout(signed(self._acc_width), cols))),
+            "x": In(stream.Signature(data.ArrayLayout(signed(act.width), rows))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(act.width), cols))),
+            "error": Out(1),
+            "busy": Out(1),
+        })
+
+    rows = property(lambda self: self._rows)
+    cols = property(lambda self: self._cols)
+    acc_width = property(lambda self: self._acc_width)
+    weight_lanes = property(lambda self: self._weight_lanes)
+    weight_width = property(lambda self: self._weight_width)
+
+    @property
+    def max_tiles(self):
+        """Tiles of ``cols x rows`` weights per bank of the weight buffer."""
+        return tiles(self._max_weights, self._rows * self._cols)
+
+    # Pipeline: issue/read (1), multiply (2), adder tree (1), accumulate (1), shift+saturate (1).
+    _MULTIPLY_LATENCY = 2
+
+    @property
+    def latency(self):
+        """Cycles from issuing a token's last input chunk to its result entering the FIFO."""
+        gelu = self._gelu_latency if self._gelu is not None else 0
+        return 1 + self._MULTIPLY_LATENCY + 1 + 1 + 1 + gelu
+
+    def beats(self, command):
+        """Beats of each stream that one call takes or gives: ``{"w", "b", "x", "o": count}``.
+
+        ``command`` is a command payload, either a view of :attr:`command_layout` (the counts
+        are then Amaranth expressions, as :class:`hw.units.compute_mux.ComputeMux` uses them) or a
+        dict of ints (:meth:`command`'s result).
+        """
+        field = (command.__getitem__ if isinstance(command, dict)
+                 else lambda name: getattr(command, name))
+        log_r, log_c = exact_log2(self._rows), exact_log2(self._cols)
+        in_chunks = (field("in_dim") + self._rows - 1) >> log_r
+        out_tiles = (field("out_dim") + self._cols - 1) >> log_c
+        groups = self._rows * self._cols // self._weight_lanes
+        return {"w": in_chunks * out_tiles * groups, "b": out_tiles,
+                "x": field("tokens") * in_chunks, "o": field("tokens") * out_tiles}
+
+    def command(self, *, in_dim, out_dim, tokens, shift, out_width=None, gelu=False):
+        """A checked command payload (dict) for one call; ValueError names what is wrong."""
+        out_width = self._act.width if out_width is None else out_width
+        checks = (("in_dim", in_dim, 1, self._max_in), ("out_dim", out_dim, 1, self._max_out),
+                  ("tokens", tokens, 1, self._max_tokens),
+                  ("shift", shift, 1, self._acc_width - 1),
+                  ("out_width", out_width, 2, self._act.width))
+        for name, value, lo, hi in checks:
+            if not (isinstance(value, int) and lo <= value <= hi):
+                raise ValueError(f"{name} must be an integer in {lo}..{hi} for this compute "
+                                 f"unit, not {value!r}")
+        if tiles(in_dim, self._rows) * tiles(out_dim, self._cols) > self.max_tiles:
+            raise ValueError(f"a {out_dim} x {in_dim} matrix does not fit the weight buffer "
+                             f"({self.max_tiles} tiles of {self._cols} x {self._rows})")
+        if gelu and self._gelu is None:
+            raise ValueError("this compute unit was built without GELU")
+        return dict(in_dim=in_dim, out_dim=out_dim, tokens=tokens, shift=shift,
+                    out_width=out_width, gelu=int(bool(gelu)))
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self._rows, self._cols
+        act, lanes = self._act, self._weight_lanes
+        groups = R * C // lanes
+        max_it, max_ot = tiles(self._max_in, R), tiles(self._max_out, C)
+        max_tiles = self.max_tiles
+
+        # --- Storage: two banks of weights and biases, two token rows -----------------------
+        m.submodules.weights = wmem = memory.Memory(
+            shape=data.ArrayLayout(signed(self._weight_width), R * C), depth=2 * max_tiles,
+            init=[])
+        m.submodules.biases = bmem = memory.Memory(
+            shape=data.ArrayLayout(signed(self._acc_width), C), depth=2 * max_ot, init=[])
+        m.submodules.token_rows = xmem = memory.Memory(
+            shape=data.ArrayLayout(signed(act.width), R), depth=2 * max_it, init=[])
+        w_wr = wmem.write_port(granularity=lanes)
+        w_rd = wmem.read_port()
+        b_wr = bmem.write_port()
+        b_rd = bmem.read_port()
+        x_wr = xmem.write_port()
+        x_rd = xmem.read_port()
+
+        # --- Loader: checks a command, fills the free bank, hands it to the runner -----------
+        bank_full = Signal(2)
+        bank_cmd = [Signal(self.command_layout, name=f"bank{k}_cmd") for k in range(2)]
+        load_bank = Signal()
+        load = Signal(self.command_layout)
+        load_it = Signal(range(max_it + 1))
+        load_ot = Signal(range(max_ot + 1))
+        w_tile = Signal(range(max_tiles + 1))
+        w_group = Signal(range(groups))
+        b_tile = Signal(range(max_ot + 1))
+        w_done, b_done = Signal(), Signal()
+
+        c = self.cmd.payload
+        log_r, log_c = exact_log2(R), exact_log2(C)
+        cmd_bad = ((c.in_dim == 0) | (c.in_dim > self._max_in) | (c.out_dim == 0) |
+                   (c.out_dim > self._max_out) | (c.tokens == 0) |
+                   (c.tokens > self._max_tokens) | (c.shift == 0) |
+                   (c.shift >= self._acc_width) | (c.out_width < 2) |
+                   (c.out_width > act.width) | (c.gelu & (self._gelu is None)) |
+                   (((c.in_dim + R - 1) >> log_r) * ((c.out_dim + C - 1) >> log_c) >
+                    max_tiles))
+
+        with m.FSM(name="loader"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(~bank_full.bit_select(load_bank, 1))
+                with m.If(self.cmd.valid & self.cmd.ready):
+                    with m.If(cmd_bad):
+                        m.d.sync += self.error.eq(1)
+                    with m.Else():
+                        m.d.sync += [
+                            load.eq(c),
+                            load_it.eq((c.in_dim + R - 1) >> log_r),
+                            load_ot.eq((c.out_dim + C - 1) >> log_c),
+                            w_tile.eq(0), w_group.eq(0), b_tile.eq(0),
+                        ]
+                        m.next = "LOAD"
+            with m.State("LOAD"):
+                m.d.comb += [
+                    w_done.eq(w_tile == load_it * load_ot),
+                    b_done.eq(b_tile == load_ot),
+                    self.w.ready.eq(~w_done),
+                    self.b.ready.eq(~b_done),
+                    w_wr.addr.eq(w_tile + Mux(load_bank, max_tiles, 0)),
+                    w_wr.data.as_value().eq(Cat(*[self.w.payload.as_value()] * groups)),
+                    w_wr.en.eq(Mux(self.w.valid & ~w_done, 1 << w_group, 0)),
+                    b_wr.addr.eq(b_tile + Mux(load_bank, max_ot, 0)),
+                    b_wr.data.eq(self.b.payload),
+                    b_wr.en.eq(self.b.valid & ~b_done),
+                ]
+                with m.If(self.w.valid & ~w_done):
+                    with m.If(w_group == groups - 1):
+                        m.d.sync += [w_group.eq(0), w_tile.eq(w_tile + 1)]
+                    with m.Else():
+                        m.d.sync += w_group.eq(w_group + 1)
+                with m.If(self.b.valid & ~b_done):
+                    m.d.sync += b_tile.eq(b_tile + 1)
+                with m.If(w_done & b_done):
+                    for k in range(2):
+                        with m.If(load_bank == k):
+                            m.d.sync += [bank_cmd[k].eq(load), bank_full[k].eq(1)]
+                    m.d.sync += load_bank.eq(~load_bank)
+                    m.next = "IDLE"
+
+        # --- Runner: walks tokens x output tiles x input chunks of the loaded bank ------------
+        run_bank = Signal()
+        run = Signal(self.command_layout)
+        run_it = Signal(range(max_it + 1))
+        run_ot = Signal(range(max_ot + 1))
+        running = Signal()
+        tok = Signal(range(self._max_tokens + 1))      # token being computed
+        ot = Signal(range(max_ot))
+        ic = Signal(range(max_it))
+        tile = Signal(range(max_tiles))
+        rows_in = Signal(range(self._max_tokens + 2))  # token rows completely received
+        x_beat = Signal(range(max_it))
+
+        depth = self.latency + 2
+        outstanding = Signal(range(depth + 1))         # results issued or queued, not yet sent
+        last_chunk = ic == run_it - 1
+        can_issue = running & (rows_in > tok) & (~last_chunk | (outstanding < depth))
+        issue = Signal()
+        m.d.comb += [issue.eq(can_issue), self.busy.eq(issue)]
+
+        with m.If(~running & bank_full.bit_select(run_bank, 1)):
+            for k in range(2):
+                with m.If(run_bank == k):
+                    m.d.sync += run.eq(bank_cmd[k])
+                    m.d.sync += [run_it.eq((bank_cmd[k].in_dim + R - 1) >> log_r),
+                                 run_ot.eq((bank_cmd[k].out_dim + C - 1) >> log_c)]
+            m.d.sync += [running.eq(1), tok.eq(0), ot.eq(0), ic.eq(0), tile.eq(0),
+                         rows_in.eq(0), x_beat.eq(0)]
+
+        # Token rows: row n goes to half n % 2, which is free once token n - 2 is issued.
+        x_ok = running & (rows_in < run.tokens) & (rows_in <= tok + 1)
+        m.d.comb += [
+            self.x.ready.eq(x_ok),
+            x_wr.addr.eq(x_beat + Mux(rows_in[0], max_it, 0)),
+            x_wr.data.eq(self.x.payload),
+            x_wr.en.eq(self.x.valid & x_ok),
+        ]
+        with m.If(self.x.valid & x_ok):
+            with m.If(x_beat == run_it - 1):
+                m.d.sync += [x_beat.eq(0), rows_in.eq(rows_in + 1)]
+            with m.Else():
+                m.d.sync += x_beat.eq(x_beat + 1)
+
+        m.d.comb += [
+            w_rd.addr.eq(tile + Mux(run_bank, max_tiles, 0)),
+            b_rd.addr.eq(ot + Mux(run_bank, max_ot, 0)),
+            x_rd.addr.eq(ic + Mux(tok[0], max_it, 0)),
+        ]
+        with m.If(issue):
+            with m.If(last_chunk):
+                m.d.sync += ic.eq(0)
+                with m.If(ot == run_ot - 1):
+                    m.d.sync += [ot.eq(0), tile.eq(0), tok.eq(tok + 1)]
+                    with m.If(tok == run.tokens - 1):
+                        m.d.sync += [running.eq(0), run_bank.eq(~run_bank)]
+                        for k in range(2):
+                            with m.If(run_bank == k):
+                                m.d.sync += bank_full[k].eq(0)
+                with m.Else():
+                    m.d.sync += [ot.eq(ot + 1), tile.eq(tile + 1)]
+            with m.Else():
+                m.d.sync += [ic.eq(ic + 1), tile.eq(tile + 1)]
+
+        # --- Pipeline ------------------------------------------------------------------------
+        meta_layout = data.StructLayout({
+            "valid": 1, "first": 1, "last": 1, "gelu": 1,
+            "shift": self.command_layout["shift"].shape,
+            "out_width": self.command_layout["out_width"].shape,
+        })
+
+        meta0 = Signal(meta_layout)
+        m.d.comb += [meta0.valid.eq(issue), meta0.first.eq(ic == 0), meta0.last.eq(last_chunk),
+                     meta0.gelu.eq(run.gelu), meta0.shift.eq(run.shift),
+                     meta0.out_width.eq(run.out_width)]
+        meta1 = delay(m, meta0, 1, name="meta_read")  # memories answer one cycle later
+
+        products = [[None] * R for _ in range(C)]
+        for col in range(C):
+            for r in range(R):
+                mul = Multiplier(a_width=act.width, b_width=self._weight_width,
+                                 latency=self._MULTIPLY_LATENCY)
+                m.submodules[f"mul_{col}_{r}"] = mul
+                m.d.comb += [mul.a.eq(x_rd.data[r]), mul.b.eq(w_rd.data[col * R + r]),
+                             mul.en.eq(1)]
+                products[col][r] = mul.p
+        meta2 = delay(m, meta1, self._MULTIPLY_LATENCY, name="meta_mul")
+        bias2 = delay(m, b_rd.data, self._MULTIPLY_LATENCY, name="bias_mul")
+
+        sums = []
+        for col in range(C):
+            s = Signal(signed(self._acc_width), name=f"sum_{col}")
+            m.d.sync += s.eq(sum(products[col]))
+            sums.append(s)
+        meta3 = delay(m, meta2, 1, name="meta_sum")
+        bias3 = delay(m, bias2, 1, name="bias_sum")
+
+        acc = [Signal(signed(self._acc_width), name=f"acc_{col}") for col in range(C)]
+        result = [Signal(signed(self._acc_width), name=f"result_{col}") for col in range(C)]
+        meta4 = Signal(meta_layout)
+        with m.If(meta3.valid):
+            for col in range(C):
+                total = Mux(meta3.first, bias3[col], acc[col]) + sums[col]
+                m.d.sync += [acc[col].eq(total), result[col].eq(total)]
+        m.d.sync += [meta4.eq(meta3), meta4.valid.eq(meta3.valid & meta3.last)]
+
+        # Shift (rounding is in the bias word) and saturate to the call's output width.
+        y = Signal(data.ArrayLayout(signed(act.width), C))
+        hi = Signal(signed(act.width + 1))
+        top_bit = Signal(range(act.width))
+        m.d.comb += [top_bit.eq(meta4.out_width - 1),
+                     hi.eq((Const(1, signed(act.width + 1)) << top_bit) - 1)]
+        for col in range(C):
+            shifted = Signal(signed(self._acc_width), name=f"shifted_{col}")
+            m.d.comb += shifted.eq(result[col] >> meta4.shift)
+            m.d.sync += y[col].eq(Mux(shifted > hi, hi, Mux(shifted < -hi - 1, -hi - 1, shifted)))
+        meta5 = delay(m, meta4, 1, name="meta_out")
+
+        out_valid, out_data = meta5.valid, y
+        if self._gelu is not None:
+            m.submodules.gelu = gelu = self._gelu(lanes=C, fmt=act)
+            m.d.comb += [gelu.i.valid.eq(meta5.valid & meta5.gelu),
+                         gelu.i.payload.eq(y), gelu.o.ready.eq(1)]
+            plain = delay(m, y, self._gelu_latency, name="plain")
+            meta6 = delay(m, meta5, self._gelu_latency, name="meta_gelu")
+            out_valid = meta6.valid
+            out_data = Mux(meta6.gelu, gelu.o.payload, plain)
+
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
+            width=len(self.o.payload.as_value()), depth=depth)
+        m.d.comb += [out_fifo.w_en.eq(out_valid), out_fifo.w_data.eq(out_data),
+                     self.o.valid.eq(out_fifo.r_rdy), self.o.payload.eq(out_fifo.r_data),
+                     out_fifo.r_en.eq(self.o.ready)]
+
+        issued_result = issue & last_chunk
+        sent = self.o.valid & self.o.ready
+        m.d.sync += outstanding.eq(outstanding + issued_result - sent)
+        return m
+
+    @property
+    def _gelu_latency(self):
+        return self._gelu.LATENCY if self._gelu is not None else 0
+
+
+class ComputeClient:
+    """How a unit that runs linear layers holds its compute unit: its own, or a shared one.
+
+    Standalone (``shared=None``) the unit builds ``ComputeUnit(**own)`` and adds it as a
+    submodule. In the machine it is handed the shared unit; it then checks that every call it
+    makes fits that unit (ValueError otherwise) and reaches it through a port ``cu``
+    (``members()``: the unit's own interface flipped), which the machine connects to a
+    :class:`hw.units.compute_mux.ComputeMux`.
+
+    Parameters
+    ----------
+    owner : str
+        The client's name, for messages.
+    shared : ComputeUnit or None
+    own : dict
+        ``ComputeUnit`` arguments of the standalone unit.
+    calls : iterable of ``(in_dim, out_dim, gelu)``
+        Every call the client makes.
+    tokens : int
+        Largest token count of those calls.
+    """
+
+    def __init__(self, owner, shared, *, own, calls, tokens):
+        self.shared = shared is not None
+        self.unit = shared if self.shared else ComputeUnit(**own)
+        for in_dim, out_dim, gelu in calls:
+            try:
+                self.unit.command(in_dim=in_dim, out_dim=out_dim, tokens=tokens, shift=1,
+                                  gelu=gelu)
+            except ValueError as error:
+                raise ValueError(f"{owner} cannot run a {in_dim} -> {out_dim} call on this "
+                                 f"compute unit: {error}") from None
+
+    def members(self):
+        """The client's extra members: ``{"cu": In(unit.signature)}`` when shared."""
+        return {"cu": In(self.unit.signature)} if self.shared else {}
+
+    def ports(self, m, component):
+        """The unit's interface as the client drives it (the unit itself when standalone)."""
+        if self.shared:
+            return wiring.flipped(component.cu)
+        m.submodules.compute = self.unit
+        return self.unit

@@ -1,0 +1,444 @@
+"""The expert engine: expert-aware patch reordering for one MoE layer; twin of
+:func:`model.system.moe_half.experts_combine`.
+
+A layer starts with a command. Its first job is the gate's logits: the gate record is fetched,
+every token's row of ``h`` goes through the compute unit, and the logits leave on ``logits`` (one
+beat per token) for :class:`hw.units.gate.Gate`. Queue entries then arrive from
+:class:`hw.units.expert_queues.ExpertQueues`, expert by expert. For each active expert the engine
+
+1. fetches its fc1 and fc2 records from memory **once** (:class:`hw.movers.linear_fetch.LinearFetch`,
+   at ``base + (expert << stride_log2)``, fc2 at ``fc2_offset`` bytes further), straight into the
+   compute unit's weight double buffer;
+2. gathers its queue's rows of ``h`` into the compute unit for fc1 + GELU, and scatters the
+   results into a hidden buffer (one row per queue position);
+3. gathers those rows back for fc2 and scatters ``x[token] += score * y`` into ``x``.
+
+Experts overlap: the next expert's queue is taken into the second queue bank, and its weights
+load into the compute unit's free bank while the current expert computes, so the array waits for
+weights only when an expert's compute is shorter than its weight fetch. Inactive experts cost
+nothing. The work is spread over five small sequencers that each walk the same expert
+descriptors (fetch, compute-unit commands, row indices, input routing, output routing).
+
+``experts_done`` counts the experts whose every result has been written to ``x``.
+
+**Latency and throughput.** With ``D = dim``, ``Dh = expert_hidden``, ``L = lanes``, the
+records read at one beat of ``ports x data_width`` bits per cycle and the compute unit at one
+``L x L`` tile per cycle (:class:`hw.units.compute_unit.ComputeUnit`):
+
+* the gate job reads the gate record (``gate_weight_beats + gate_bias_beats`` beats) and takes
+  ``tokens * ceil(experts / L) * D / L`` cycles of the array, a row as soon as ``h_rows`` says
+  it is there;
+* an active expert with ``n`` queued tokens makes two calls of ``A = n * (D / L) * (Dh / L)``
+  cycles each (fc1 + GELU, then fc2); its records are ``F1 = (16 D Dh + 64 Dh) / (ports *
+  data_width)`` and ``F2 = (16 D Dh + 64 D) / (ports * data_width)`` beats (16-bit weights,
+  64-bit bias words);
+* a call's record loads into the compute unit's free bank from the moment the call before it
+  starts, so each call starts ``max(A_k, F_(k+1))`` cycles after the one before. Over the calls
+  ``k = 1, 2, ...`` (fc1, fc2 of each active expert in order; ``F`` after the last is 0), from
+  the first queue entry to the last row of the last expert in ``x``::
+
+      cycles = n_1 + F_1 + sum_k max(A_k, F_(k+1)) + overhead
+
+  where ``n_1`` is the first expert's queue, taken one entry per cycle before its fetch starts
+  (the expert is known only after routing, so ``F_1`` is never hidden), and ``overhead`` the
+  array's wait for each call's first row (``in / L`` beats, hidden when the fetch is the
+  longer) and the pipelines at both ends: a few cycles per call.
+
+So the array is busy ``2 n D Dh / L**2`` cycles per expert, and waits for weights wherever
+``F > A``: an expert with fewer than ``16 L**2 / (ports * data_width)`` tokens is bandwidth-bound.
+docs/moe.md compares the formula with simulation.
+"""
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from model.numerics import DEFAULT, PROB_FRAC
+
+from hw.movers.axi import axi4_read
+from hw.units.compute_unit import ComputeClient
+from hw.streams.gather import Gather
+from hw.arith.gelu import Gelu
+from hw.movers.linear_fetch import LinearFetch, bus_name, buses
+from hw.streams.scatter import Scatter
+
+__all__ = ["ExpertEngine"]
+
+
+class ExpertEngine(wiring.Component):
+    """Run every queued expert of one MoE layer over an activation buffer.
+
+    Parameters
+    ----------
+    dim, expert_hidden : int
+        Multiples of ``lanes``.
+    experts, max_tokens : int
+    lanes : int
+        The compute unit is ``lanes x lanes``; activation beats carry ``lanes`` values.
+    data_width, addr_width : int
+        The AXI read ports.
+    ports : int
+        Memory ports the records are read over at once (:class:`hw.movers.linear_fetch.LinearFetch`):
+        ``ports x data_width / 16`` weights per beat.
+    compute : ComputeUnit or None
+        A shared compute unit, reached through the port ``cu``
+        (:class:`hw.units.compute_unit.ComputeClient`); None builds the engine's own.
+
+    Members
+    -------
+    cmd : the layer's parameters (``ExpertEngine.command_layout``), taken once per layer
+    q : queue entries (``ExpertQueues.o``)
+    h_rd_addr, h_rd_data : read port of the ``h`` buffer (LN2 output, row ``t`` at ``t * dim/lanes``)
+    h_rows : rows of ``h`` written so far; the gate job reads a row only once it is there, so it
+        can run while LayerNorm is still producing ``h``
+    x_rd_addr, x_rd_data, x_wr_addr, x_wr_data, x_wr_en : ports of the ``x`` buffer
+    bus, bus_1, ... : AXI4 read masters, one per port (:attr:`buses`)
+    experts_done : ``Out(16)``
+    calls : ``Out(16)``
+        Compute-unit calls accepted since reset (a gate call per layer, two per active expert).
+    array_busy : ``Out(1)``
+        The compute unit's ``busy``: the array takes a step this cycle.
+    error : ``Out(1)``
+    """
+
+    def __init__(self, *, dim, expert_hidden, experts, max_tokens, lanes=16, data_width=128,
+                 addr_width=40, ports=1, compute=None):
+        for name, value in (("dim", dim), ("expert_hidden", expert_hidden)):
+            if not (isinstance(value, int) and value > 0 and value % lanes == 0):
+                raise ValueError(f"ExpertEngine {name} must be a positive multiple of lanes "
+                                 f"({lanes}), not {value!r}")
+        self._dim, self._hidden, self._experts = dim, expert_hidden, experts
+        self._max_tokens, self._lanes = max_tokens, lanes
+        act = DEFAULT.act
+        weight_lanes = ports * data_width // 16
+        self._client = ComputeClient(
+            "ExpertEngine", compute,
+            own=dict(rows=lanes, cols=lanes, max_in=max(dim, expert_hidden),
+                     max_out=max(dim, expert_hidden), max_weights=dim * expert_hidden,
+                     max_tokens=max_tokens, weight_lanes=weight_lanes, act=act, gelu=Gelu),
+            calls=[(dim, experts, False), (dim, expert_hidden, True),
+                   (expert_hidden, dim, False)], tokens=max_tokens)
+        self.compute = self._client.unit
+        if self.compute.weight_lanes != weight_lanes:
+            raise ValueError(f"ExpertEngine needs a compute unit taking {weight_lanes} weights "
+                             f"per beat ({ports} x {data_width}-bit AXI beats of 16-bit "
+                             f"weights), not {self.compute.weight_lanes}")
+        self.fetch = LinearFetch(cols=lanes, acc_width=self.compute.acc_width,
+                                 data_width=data_width, addr_width=addr_width, ports=ports)
+        beats = self.fetch.cmd.payload.shape()["weight_beats"].shape
+        shift = self.compute.command_layout["shift"].shape
+        self.command_layout = data.StructLayout({
+            "base": unsigned(addr_width), "stride_log2": unsigned(6),
+            "fc2_offset": unsigned(addr_width),
+            "fc1_weight_beats": beats, "fc1_bias_beats": beats,
+            "fc2_weight_beats": beats, "fc2_bias_beats": beats,
+            "fc1_shift": shift, "fc2_shift": shift,
+            "tokens": unsigned(ceil_log2(max_tokens + 1)), "gate_addr": unsigned(addr_width),
+            "gate_weight_beats": beats, "gate_bias_beats": beats, "gate_shift": shift})
+        self.entry_layout = data.StructLayout({
+            "expert": unsigned(max(1, ceil_log2(experts))),
+            "token": unsigned(max(1, ceil_log2(max_tokens))),
+            "score": signed(PROB_FRAC + 1),
+            "last": 1})
+        beat = data.ArrayLayout(act.width, lanes)
+        rows = max_tokens * (dim // lanes)
+        super().__init__({
+            "cmd": In(stream.Signature(self.command_layout)),
+            "q": In(stream.Signature(self.entry_layout)),
+            "h_rd_addr": Out(range(rows)), "h_rd_data": In(beat),
+            "h_rows": In(range(max_tokens + 1)),
+            "x_rd_addr": Out(range(rows)), "x_rd_data": In(beat),
+            "x_wr_addr": Out(range(rows)), "x_wr_data": Out(beat), "x_wr_en": Out(1),
+            **{bus_name(p): Out(axi4_read(addr_width=addr_width, data_width=data_width))
+               for p in range(ports)},
+            "logits": Out(stream.Signature(beat)),
+            "experts_done": Out(16),
+            "calls": Out(16),
+            "array_busy": Out(1),
+            "error": Out(1),
+            **self._client.members(),
+        })
+
+    buses = property(buses, doc="The AXI read ports, port 0 first.")
+
+    @property
+    def compute_members(self):
+        """The engine's members that reach a shared compute unit, as a signature's members:
+        ``{"cu": In(compute.signature)}`` when the engine was given one, ``{}`` when it holds
+        its own. A component that holds the engine adds these to its own signature and connects
+        each to the engine's member of the same name."""
+        return self._client.members()
+
+    def elaborate(self, platform):
+        m = Module()
+        L, T = self._lanes, self._max_tokens
+        Bd, Bh = self._dim // L, self._hidden // L
+        act = DEFAULT.act
+        cu, fetch = self._client.ports(m, self), self.fetch
+        m.submodules.fetch = fetch
+        wiring.connect(m, fetch.w, cu.w)
+        wiring.connect(m, fetch.b, cu.b)
+        for fetched, bus in zip(fetch.buses, self.buses):
+            wiring.connect(m, fetched, wiring.flipped(bus))
+
+        m.submodules.gather_h = g_h = Gather(lanes=L, width=act.width, rows=T, row_beats=Bd)
+        m.submodules.gather_hidden = g_hid = Gather(lanes=L, width=act.width, rows=T,
+                                                    row_beats=Bh)
+        m.submodules.scatter_hidden = s_hid = Scatter(lanes=L, rows=T, row_beats=Bh, fmt=act)
+        m.submodules.scatter_x = s_x = Scatter(lanes=L, rows=T, row_beats=Bd, fmt=act)
+        m.submodules.hidden = hmem = memory.Memory(shape=data.ArrayLayout(act.width, L),
+                                                   depth=T * Bh, init=[])
+        hid_rd, hid_acc_rd, hid_wr = hmem.read_port(), hmem.read_port(), hmem.write_port()
+        m.d.comb += [
+            self.h_rd_addr.eq(g_h.rd_addr), g_h.rd_data.eq(self.h_rd_data),
+            hid_rd.addr.eq(g_hid.rd_addr), g_hid.rd_data.eq(hid_rd.data),
+            hid_acc_rd.addr.eq(s_hid.rd_addr), s_hid.rd_data.eq(hid_acc_rd.data),
+            hid_wr.addr.eq(s_hid.wr_addr), hid_wr.data.eq(s_hid.wr_data),
+            hid_wr.en.eq(s_hid.wr_en),
+            self.x_rd_addr.eq(s_x.rd_addr), s_x.rd_data.eq(self.x_rd_data),
+            self.x_wr_addr.eq(s_x.wr_addr), self.x_wr_data.eq(s_x.wr_data),
+            self.x_wr_en.eq(s_x.wr_en),
+            self.array_busy.eq(cu.busy),
+            self.error.eq(cu.error | fetch.error | g_h.error | g_hid.error | s_hid.error |
+                          s_x.error),
+        ]
+
+        layer = Signal(self.command_layout)
+
+        # --- Intake: queue entries into two banks; a descriptor per expert -----------------
+        m.submodules.queues = qmem = memory.Memory(
+            shape=data.StructLayout({"token": self.entry_layout["token"].shape,
+                                     "score": self.entry_layout["score"].shape}),
+            depth=2 * T, init=[])
+        q_wr, q_rd_idx, q_rd_out = qmem.write_port(), qmem.read_port(), qmem.read_port()
+
+        def queue_addr(bank, i):
+            return i + Mux(bank, T, 0)
+
+        desc_layout = data.StructLayout({"expert": self.entry_layout["expert"].shape,
+                                         "n": unsigned(ceil_log2(T + 1)), "bank": 1,
+                                         "seq": 2, "gate": 1})
+        names = ("fetch", "command", "index", "input", "output")
+        fifos = {}
+        for name in names:
+            fifos[name] = f = fifo.SyncFIFOBuffered(width=desc_layout.size, depth=2)
+            m.submodules[f"desc_{name}"] = f
+        descs = {name: data.View(desc_layout, fifos[name].r_data) for name in names}
+
+        bank_busy = Signal(2)
+        in_bank = Signal()
+        in_count = Signal(range(T + 1))
+        seq = Signal(2)
+        room = bank_busy.bit_select(in_bank, 1) == 0
+        for f in fifos.values():
+            room = room & f.w_rdy
+        m.d.comb += [self.q.ready.eq(room),
+                     q_wr.addr.eq(in_count + Mux(in_bank, T, 0)),
+                     q_wr.data.token.eq(self.q.payload.token),
+                     q_wr.data.score.eq(self.q.payload.score),
+                     q_wr.en.eq(self.q.valid & self.q.ready)]
+        new_desc = Signal(desc_layout)
+        m.d.comb += [new_desc.expert.eq(self.q.payload.expert), new_desc.n.eq(in_count + 1),
+                     new_desc.bank.eq(in_bank), new_desc.seq.eq(seq)]
+        push = self.q.valid & self.q.ready & self.q.payload.last
+        # A layer command goes first as the gate job: its logits, over every token.
+        all_room = 1
+        for f in fifos.values():
+            all_room = all_room & f.w_rdy
+        m.d.comb += self.cmd.ready.eq(all_room & (in_count == 0) & ~self.q.valid)
+        start = self.cmd.valid & self.cmd.ready
+        with m.If(start):
+            m.d.sync += layer.eq(self.cmd.payload)
+        gate_desc = Signal(desc_layout)
+        m.d.comb += [gate_desc.gate.eq(1), gate_desc.n.eq(self.cmd.payload.tokens)]
+        for f in fifos.values():
+            m.d.comb += [f.w_data.eq(Mux(start, gate_desc, new_desc)), f.w_en.eq(push | start)]
+        with m.If(self.q.valid & self.q.ready):
+            m.d.sync += in_count.eq(in_count + 1)
+            with m.If(self.q.payload.last):
+                m.d.sync += [in_count.eq(0), in_bank.eq(~in_bank), seq.eq(seq + 1)]
+        release = Signal(2)
+        m.d.sync += bank_busy.eq((bank_busy | Mux(push, 1 << in_bank, 0)) & ~release)
+
+        # --- Fetch: fc1 then fc2 record of each expert --------------------------------------
+        d = descs["fetch"]
+        second = Signal()
+        addr = layer.base + (d.expert << layer.stride_log2)
+        m.d.comb += fetch.cmd.valid.eq(fifos["fetch"].r_rdy)
+        with m.If(d.gate):
+            m.d.comb += [fetch.cmd.payload.addr.eq(layer.gate_addr),
+                         fetch.cmd.payload.weight_beats.eq(layer.gate_weight_beats),
+                         fetch.cmd.payload.bias_beats.eq(layer.gate_bias_beats)]
+            m.d.comb += fifos["fetch"].r_en.eq(fetch.cmd.ready)
+        with m.Else():
+            m.d.comb += [fetch.cmd.payload.addr.eq(Mux(second, addr + layer.fc2_offset, addr)),
+                         fetch.cmd.payload.weight_beats.eq(
+                             Mux(second, layer.fc2_weight_beats, layer.fc1_weight_beats)),
+                         fetch.cmd.payload.bias_beats.eq(
+                             Mux(second, layer.fc2_bias_beats, layer.fc1_bias_beats))]
+            with m.If(fetch.cmd.valid & fetch.cmd.ready):
+                m.d.sync += second.eq(~second)
+                m.d.comb += fifos["fetch"].r_en.eq(second)
+
+        # --- Compute-unit commands ----------------------------------------------------------
+        d = descs["command"]
+        second_cmd = Signal()
+        c = cu.cmd.payload
+        m.d.comb += cu.cmd.valid.eq(fifos["command"].r_rdy)
+        with m.If(d.gate):
+            m.d.comb += [c.in_dim.eq(self._dim), c.out_dim.eq(self._experts), c.tokens.eq(d.n),
+                         c.shift.eq(layer.gate_shift), c.out_width.eq(act.width), c.gelu.eq(0)]
+            m.d.comb += fifos["command"].r_en.eq(cu.cmd.ready)
+        with m.Elif(second_cmd):
+            m.d.comb += [c.in_dim.eq(self._hidden), c.out_dim.eq(self._dim), c.tokens.eq(d.n),
+                         c.shift.eq(layer.fc2_shift), c.out_width.eq(act.width), c.gelu.eq(0)]
+        with m.Else():
+            m.d.comb += [c.in_dim.eq(self._dim), c.out_dim.eq(self._hidden), c.tokens.eq(d.n),
+                         c.shift.eq(layer.fc1_shift), c.out_width.eq(act.width), c.gelu.eq(1)]
+        with m.If(cu.cmd.valid & cu.cmd.ready):
+            m.d.sync += self.calls.eq(self.calls + 1)
+        with m.If(cu.cmd.valid & cu.cmd.ready & ~d.gate):
+            m.d.sync += second_cmd.eq(~second_cmd)
+            m.d.comb += fifos["command"].r_en.eq(second_cmd)
+
+        # --- Row indices: the queue's tokens for fc1, hidden rows 0..n-1 for fc2 ------------
+        d = descs["index"]
+        idx_phase = Signal()
+        idx_i = Signal(range(T + 1))
+        idx_loaded = Signal()                       # q_rd_idx.data holds entry idx_i
+        hid_written = Signal(range(T + 1))
+        hid_written_seq = Signal(2)
+        active = fifos["index"].r_rdy
+        m.d.comb += q_rd_idx.addr.eq(queue_addr(d.bank, idx_i))
+        with m.If(active & d.gate):
+            # The gate reads every token's h row in order.
+            with m.If(idx_i == d.n):
+                m.d.sync += idx_i.eq(0)
+                m.d.comb += fifos["index"].r_en.eq(1)
+            with m.Elif(idx_i < self.h_rows):
+                m.d.comb += [g_h.idx.valid.eq(1), g_h.idx.payload.row.eq(idx_i),
+                             g_h.idx.payload.beats.eq(Bd)]
+                with m.If(g_h.idx.ready):
+                    m.d.sync += idx_i.eq(idx_i + 1)
+        with m.If(active & ~d.gate & ~idx_phase):
+            with m.If(idx_i == d.n):
+                m.d.sync += [idx_phase.eq(1), idx_i.eq(0), idx_loaded.eq(0)]
+            with m.Elif(~idx_loaded):
+                m.d.sync += idx_loaded.eq(1)
+            with m.Else():
+                m.d.comb += [g_h.idx.valid.eq(1), g_h.idx.payload.row.eq(q_rd_idx.data.token),
+                             g_h.idx.payload.beats.eq(Bd)]
+                with m.If(g_h.idx.ready):
+                    m.d.sync += [idx_i.eq(idx_i + 1), idx_loaded.eq(0)]
+        with m.If(active & ~d.gate & idx_phase):
+            with m.If(idx_i == d.n):
+                m.d.sync += [idx_phase.eq(0), idx_i.eq(0)]
+                m.d.comb += fifos["index"].r_en.eq(1)
+            with m.Else():
+                ready_row = (hid_written_seq == d.seq) & (hid_written > idx_i)
+                m.d.comb += [g_hid.idx.valid.eq(ready_row), g_hid.idx.payload.row.eq(idx_i),
+                             g_hid.idx.payload.beats.eq(Bh)]
+                with m.If(g_hid.idx.valid & g_hid.idx.ready):
+                    m.d.sync += idx_i.eq(idx_i + 1)
+
+        # --- Compute-unit input: gathered h rows for fc1, hidden rows for fc2 ---------------
+        d = descs["input"]
+        in_phase = Signal()
+        in_beats = Signal(range(T * max(Bd, Bh) + 1))
+        with m.If(fifos["input"].r_rdy & d.gate):
+            m.d.comb += [cu.x.valid.eq(g_h.o.valid), cu.x.payload.eq(g_h.o.payload),
+                         g_h.o.ready.eq(cu.x.ready)]
+            with m.If(cu.x.valid & cu.x.ready):
+                m.d.sync += in_beats.eq(in_beats + 1)
+                with m.If(in_beats == d.n * Bd - 1):
+                    m.d.sync += in_beats.eq(0)
+                    m.d.comb += fifos["input"].r_en.eq(1)
+        with m.If(fifos["input"].r_rdy & ~d.gate):
+            with m.If(~in_phase):
+                m.d.comb += [cu.x.valid.eq(g_h.o.valid), cu.x.payload.eq(g_h.o.payload),
+                             g_h.o.ready.eq(cu.x.ready)]
+                with m.If(cu.x.valid & cu.x.ready):
+                    m.d.sync += in_beats.eq(in_beats + 1)
+                    with m.If(in_beats == d.n * Bd - 1):
+                        m.d.sync += [in_phase.eq(1), in_beats.eq(0)]
+            with m.Else():
+                m.d.comb += [cu.x.valid.eq(g_hid.o.valid), cu.x.payload.eq(g_hid.o.payload),
+                             g_hid.o.ready.eq(cu.x.ready)]
+                with m.If(cu.x.valid & cu.x.ready):
+                    m.d.sync += in_beats.eq(in_beats + 1)
+                    with m.If(in_beats == d.n * Bh - 1):
+                        m.d.sync += [in_phase.eq(0), in_beats.eq(0)]
+                        m.d.comb += fifos["input"].r_en.eq(1)
+
+        # --- Compute-unit output: fc1 rows to the hidden buffer, fc2 rows into x ------------
+        d = descs["output"]
+        out_phase = Signal()
+        out_beats = Signal(range(T * max(Bd, Bh) + 1))
+        row_beat = Signal(range(Bh))
+        hid_rows = Signal(range(T + 1))
+        hid_idx = Signal(range(T + 1))
+        x_idx = Signal(range(T + 1))
+        x_loaded = Signal()
+        busy_out = fifos["output"].r_rdy & ~d.gate
+        gate_tiles = -(-self._experts // L)
+        with m.If(fifos["output"].r_rdy & d.gate):
+            m.d.comb += [self.logits.valid.eq(cu.o.valid), self.logits.payload.eq(cu.o.payload),
+                         cu.o.ready.eq(self.logits.ready)]
+            with m.If(cu.o.valid & cu.o.ready):
+                m.d.sync += out_beats.eq(out_beats + 1)
+                with m.If(out_beats == d.n * gate_tiles - 1):
+                    m.d.sync += out_beats.eq(0)
+                    m.d.comb += fifos["output"].r_en.eq(1)
+        # Indices of the hidden scatter: rows 0..n-1.
+        m.d.comb += [s_hid.idx.valid.eq(busy_out & ~out_phase & (hid_idx < d.n)),
+                     s_hid.idx.payload.row.eq(hid_idx), s_hid.idx.payload.beats.eq(Bh),
+                     s_hid.idx.payload.score.eq(0), s_hid.idx.payload.accumulate.eq(0)]
+        with m.If(s_hid.idx.valid & s_hid.idx.ready):
+            m.d.sync += hid_idx.eq(hid_idx + 1)
+        # Indices of the x scatter: the queue's tokens and scores, accumulating.
+        m.d.comb += q_rd_out.addr.eq(queue_addr(d.bank, x_idx))
+        with m.If(busy_out & out_phase & (x_idx < d.n)):
+            with m.If(~x_loaded):
+                m.d.sync += x_loaded.eq(1)
+            with m.Else():
+                m.d.comb += [s_x.idx.valid.eq(1), s_x.idx.payload.row.eq(q_rd_out.data.token),
+                             s_x.idx.payload.beats.eq(Bd),
+                             s_x.idx.payload.score.eq(q_rd_out.data.score),
+                             s_x.idx.payload.accumulate.eq(1)]
+                with m.If(s_x.idx.ready):
+                    m.d.sync += [x_idx.eq(x_idx + 1), x_loaded.eq(0)]
+        # Beats.
+        with m.If(busy_out & ~out_phase):
+            m.d.comb += [s_hid.i.valid.eq(cu.o.valid), s_hid.i.payload.eq(cu.o.payload),
+                         cu.o.ready.eq(s_hid.i.ready)]
+            with m.If(cu.o.valid & cu.o.ready):
+                m.d.sync += [out_beats.eq(out_beats + 1), row_beat.eq(row_beat + 1)]
+                with m.If(row_beat == Bh - 1):
+                    m.d.sync += [row_beat.eq(0), hid_rows.eq(hid_rows + 1)]
+                with m.If(out_beats == d.n * Bh - 1):
+                    m.d.sync += [out_phase.eq(1), out_beats.eq(0)]
+        with m.If(busy_out & out_phase):
+            m.d.comb += [s_x.i.valid.eq(cu.o.valid), s_x.i.payload.eq(cu.o.payload),
+                         cu.o.ready.eq(s_x.i.ready)]
+            with m.If(cu.o.valid & cu.o.ready):
+                m.d.sync += out_beats.eq(out_beats + 1)
+                with m.If(out_beats == d.n * Bd - 1):
+                    m.d.sync += [out_phase.eq(0), out_beats.eq(0), hid_rows.eq(0),
+                                 hid_idx.eq(0), x_idx.eq(0), x_loaded.eq(0)]
+                    m.d.comb += [fifos["output"].r_en.eq(1), release.eq(1 << d.bank)]
+
+        # Hidden rows are readable once the scatter has written them (Scatter.LATENCY later).
+        rows_now, seq_now = hid_rows, d.seq
+        for i in range(Scatter.LATENCY + 1):
+            r, s = Signal.like(hid_rows, name=f"hid_rows_{i}"), Signal(2, name=f"hid_seq_{i}")
+            m.d.sync += [r.eq(rows_now), s.eq(seq_now)]
+            rows_now, seq_now = r, s
+        m.d.comb += [hid_written.eq(rows_now), hid_written_seq.eq(seq_now)]
+
+        # An expert is done once its last x row has been written.
+        finished = Signal(Scatter.LATENCY + 1)
+        m.d.sync += finished.eq(Cat(fifos["output"].r_en & ~d.gate, finished[:-1]))
+        with m.If(finished[-1]):
+            m.d.sync += self.experts_done.eq(self.experts_done + 1)
+        return m

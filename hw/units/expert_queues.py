@@ -1,0 +1,142 @@
+"""Expert-aware patch reordering: per-expert queues of (token, score); twin of
+:func:`model.units.expert_queues.expert_queues`.
+
+A build starts with a command naming the token count. The gate's decisions then arrive on ``i``,
+one beat per token in token order, each with the token's ``top_k`` experts and their scores; every
+choice is appended to its expert's queue (``top_k`` cycles per token, one memory write each).
+Once every token is in, the queues leave on ``o`` as one stream of entries, the active experts in
+ascending order and each queue's tokens in ascending order, ``last`` marking an expert's final
+entry: the order in which the MoE layer fetches each active expert's weights once and gathers its
+tokens. Experts with an empty queue cost one cycle and produce nothing.
+
+Latency and throughput: ``top_k`` cycles per token while collecting; then one entry per cycle on
+``o`` (plus one cycle per expert and two for the read pipeline) while emitting. An expert index
+beyond ``experts`` sets ``error`` (sticky) and that choice is dropped.
+"""
+
+from amaranth import Array, Cat, Module, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from model.numerics import PROB_FRAC
+
+from hw import checks
+
+__all__ = ["ExpertQueues"]
+
+
+class ExpertQueues(wiring.Component):
+    """Queues of (token, score) per expert.
+
+    Parameters
+    ----------
+    experts : int
+    top_k : int
+        Choices per token, at most ``experts``.
+    max_tokens : int
+
+    Members
+    -------
+    cmd : ``In(stream.Signature(StructLayout({"tokens"})))``
+    i : ``In(stream.Signature(StructLayout({"experts": ArrayLayout(unsigned, top_k),
+        "scores": ArrayLayout(signed(PROB_FRAC + 1), top_k)})))``
+    o : ``Out(stream.Signature(StructLayout({"expert", "token", "score", "last"})))``
+    idle : ``Out(1)``
+        No build in progress: every entry of the last build has been emitted.
+    error : ``Out(1)``
+    """
+
+    def __init__(self, *, experts, top_k, max_tokens):
+        for name, value in (("experts", experts), ("top_k", top_k), ("max_tokens", max_tokens)):
+            checks.positive("ExpertQueues", name, value)
+        if top_k > experts:
+            raise ValueError(f"ExpertQueues top_k ({top_k}) must not exceed experts ({experts})")
+        self._experts, self._top_k, self._max_tokens = experts, top_k, max_tokens
+        expert = unsigned(ceil_log2(experts + 1))     # one more code, to detect bad indices
+        token = unsigned(ceil_log2(max_tokens))
+        score = signed(PROB_FRAC + 1)
+        self.entry_layout = data.StructLayout({"token": token, "score": score})
+        super().__init__({
+            "cmd": In(stream.Signature(data.StructLayout({
+                "tokens": unsigned(ceil_log2(max_tokens + 1))}))),
+            "i": In(stream.Signature(data.StructLayout({
+                "experts": data.ArrayLayout(expert, top_k),
+                "scores": data.ArrayLayout(score, top_k)}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "expert": unsigned(ceil_log2(experts)), "token": token, "score": score,
+                "last": 1}))),
+            "idle": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        E, K, T = self._experts, self._top_k, self._max_tokens
+        pitch = ceil_log2(T)
+        m.submodules.entries = mem = memory.Memory(shape=self.entry_layout, depth=E << pitch,
+                                                   init=[])
+        wr, rd = mem.write_port(), mem.read_port()
+        counts = Array(Signal(range(T + 1), name=f"count_{e}") for e in range(E))
+        tokens = Signal.like(self.cmd.payload.tokens)
+        token = Signal(range(T + 1))
+        choice = Signal(range(K))
+
+        # Emitting: walk the experts, read each queue through a small FIFO with credits.
+        depth = 4
+        m.submodules.queue = out_fifo = fifo.SyncFIFOBuffered(
+            width=len(self.o.payload.as_value()), depth=depth)
+        expert = Signal(range(E + 1))
+        index = Signal(range(T + 1))
+        queued = Signal(range(depth + 2))
+        in_flight = Signal()
+        flight_last = Signal()
+        flight_expert = Signal.like(self.o.payload.expert)
+        issue = Signal()
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.cmd.ready.eq(1), self.idle.eq(1)]
+                with m.If(self.cmd.valid):
+                    m.d.sync += [tokens.eq(self.cmd.payload.tokens), token.eq(0), choice.eq(0)]
+                    m.d.sync += [c.eq(0) for c in counts]
+                    m.next = "COLLECT"
+            with m.State("COLLECT"):
+                e = self.i.payload.experts[choice]
+                with m.If(token == tokens):
+                    m.d.sync += [expert.eq(0), index.eq(0)]
+                    m.next = "EMIT"
+                with m.Elif(self.i.valid):
+                    with m.If(e < E):
+                        m.d.comb += [wr.addr.eq(Cat(counts[e][:pitch], e[:ceil_log2(E)])),
+                                     wr.data.token.eq(token),
+                                     wr.data.score.eq(self.i.payload.scores[choice]),
+                                     wr.en.eq(1)]
+                        m.d.sync += counts[e].eq(counts[e] + 1)
+                    with m.Else():
+                        m.d.sync += self.error.eq(1)
+                    with m.If(choice == K - 1):
+                        m.d.comb += self.i.ready.eq(1)
+                        m.d.sync += [choice.eq(0), token.eq(token + 1)]
+                    with m.Else():
+                        m.d.sync += choice.eq(choice + 1)
+            with m.State("EMIT"):
+                with m.If(expert == E):
+                    with m.If(queued == 0):
+                        m.next = "IDLE"
+                with m.Elif(index == counts[expert]):
+                    m.d.sync += [expert.eq(expert + 1), index.eq(0)]
+                with m.Elif(queued < depth):
+                    m.d.comb += issue.eq(1)
+                    m.d.sync += index.eq(index + 1)
+
+        m.d.comb += rd.addr.eq(Cat(index[:pitch], expert[:ceil_log2(E)]))
+        m.d.sync += [in_flight.eq(issue), flight_last.eq(index == counts[expert] - 1),
+                     flight_expert.eq(expert)]
+        entry = Signal(self.o.payload.shape())
+        m.d.comb += [entry.expert.eq(flight_expert), entry.token.eq(rd.data.token),
+                     entry.score.eq(rd.data.score), entry.last.eq(flight_last),
+                     out_fifo.w_en.eq(in_flight), out_fifo.w_data.eq(entry)]
+        wiring.connect(m, out_fifo.r_stream, wiring.flipped(self.o))
+        m.d.sync += queued.eq(queued + issue - (self.o.valid & self.o.ready))
+        return m

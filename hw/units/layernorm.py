@@ -1,0 +1,513 @@
+"""The LayerNorm unit in hardware: twin of :func:`model.units.layernorm.layer_norm` (default numerics).
+
+Each token row of ``dim`` activations arrives as ``dim / lanes`` beats on ``i`` and leaves,
+normalised, scaled by gamma and shifted by beta, as as many beats on ``o``. The unit follows the
+golden model step for step, in three passes over a row kept in a row buffer of two banks::
+
+    pass 1 (beats in)   sum, min, max of the row, which is written to the buffer
+                        mean = round(round(sum / 2**Db) * mean_mult / 2**CONST_FRAC)
+                        dmax = max(max - mean, mean - min)
+                        sh = max(0, bitlen(dmax) - (SQUARE_BITS - 1))
+    pass 2 (buffer)     S = eps_term(sh) + sum(((x - mean) >> sh)**2)
+                        r, e = rsqrt(S)                                     (hw.arith.rsqrt.Rsqrt)
+                        c = round(r * sqrt_mant / 2**MANT_FRAC)
+    pass 3 (buffer)     xhat = fit(round((x - mean) * c / 2**(sh + e + CONST_FRAC - j - XF)))
+                        y = fit(round(xhat * gamma / 2**(XF + gamma_frac - out_frac))
+                                + (beta << (out_frac - beta_frac)))
+
+Two FSMs share the work: the *loader* takes a row's beats (pass 1) into one bank and works out
+its mean and ``sh``; the *normaliser* runs passes 2 and 3 over the other bank. So the next row
+loads while the current one is normalised, and a row's pass-2 beats follow the previous row's
+pass-3 beats through the pipeline without a gap.
+
+With ``XF = XHAT_FORMAT.frac``, ``eps_term(sh) = round(eps * D * 2**(2 * fmt.frac) / 4**sh)``
+(a small table indexed by ``sh``) and the constants of ``model.units.layernorm._row_constants(dim)``,
+all read from :mod:`model.units.layernorm`. The shift of pass 3 is negative for small ``sh + e`` (a
+left shift); the hardware shifts the product left by the most that can occur and then right by
+the (non-negative) rest, rounding as the model does.
+
+Multiplies go through :class:`hw.arith.multiplier.Multiplier`: per lane one for the squares of
+pass 2 and ``(x - mean) * c`` of pass 3 (a 27 x 18-bit DSP; ``c`` reaches 18 unsigned bits,
+so its top bit is added as ``(x - mean) << MANT_FRAC`` beside the product), one for
+``xhat * gamma``;
+one for each per-row product, ``mean`` (loader) and ``c`` (normaliser); and the one in the rsqrt
+unit: ``2 * lanes + 3`` DSPs.
+
+**Parameters** (gamma and beta) arrive on the stream ``p``: a set is ``dim / lanes`` beats,
+channel ``k`` in lane ``k % lanes`` of beat ``k // lanes``, like the rows. The unit takes a set
+whole and only between rows: when the loader is ready for a new row and ``p`` is valid, the
+set goes first (as soon as the rows loaded before it have read their parameters: the loader
+waits for the normaliser to finish), and applies from the next row on. A producer that
+changes parameters between two rows offers the set before the second row's first beat (or
+simply waits until every beat of the first row was taken on ``i``). Until a set is loaded,
+gamma and beta are zero.
+"""
+
+import math
+
+import numpy as np
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from model.units.layernorm import CONST_FRAC, SQUARE_BITS, XHAT_FORMAT, _row_constants
+from model.numerics import DEFAULT, MANT_FRAC, shift_round
+
+from hw import checks
+from hw.arith.multiplier import DSP_A_WIDTH, DSP_B_WIDTH, Multiplier
+from hw.streams.pipeline import delay
+from hw.arith.rsqrt import Rsqrt
+
+
+__all__ = ["LayerNorm", "MAX_DIM", "parameter_set_loaded"]
+
+
+#: Longest row: ``x - mean`` then fits one bit more than an activation (the rounding of the
+#: mean's multiplier moves it by far less than ``2**fmt.width / dim``), and ``XHAT_FORMAT`` holds
+#: ``|xhat| < sqrt(dim)``.
+MAX_DIM = 1024
+
+
+# Combinational choices below are Mux expressions rather than m.If blocks: Amaranth's Verilog
+# turns m.If into `always @*` processes, which Icarus does not run at time zero, so a value
+# computed only from registers that keep their initial value (an all-zero row, say) would stay
+# unknown; a Mux becomes a continuous assignment.
+
+def _clamp(value, fmt):
+    """``value`` saturated to ``fmt``'s range."""
+    return Mux(value > fmt.max_int, fmt.max_int, Mux(value < fmt.min_int, fmt.min_int, value))
+
+
+class LayerNorm(wiring.Component):
+    """LayerNorm over token rows of ``dim`` activations, ``lanes`` per beat.
+
+    With ``B = dim / lanes`` beats per row, ``o`` never back-pressured and ``i`` and ``p``
+    keeping pace:
+
+    * throughput: one row every :attr:`row_cycles` ``= 2 * B + ROW_OVERHEAD`` cycles (``2 * B +
+      15``), the normaliser's work per row (the loader's, ``B + MULTIPLIER_LATENCY + 3``, is
+      always less);
+    * latency: :attr:`latency` ``= 2 * B + MULTIPLIER_LATENCY + 2 + ROW_OVERHEAD + PIPELINE``
+      cycles (``2 * B + 26``), from the edge that takes the first beat of a row that finds the
+      unit idle to the edge that delivers its first beat on ``o``; the others follow one per
+      cycle;
+    * a parameter set takes ``B`` cycles, between rows.
+
+    Parameters
+    ----------
+    dim : int
+        Row length ``D``, at most ``MAX_DIM``, a multiple of ``lanes``.
+    lanes : int
+        Values per beat.
+    gamma_fmt : model.numerics.Fixed
+        Format of gamma (the gain), at most ``DSP_B_WIDTH`` bits: ``Quantized.fmt`` of the
+        block's gamma.
+    eps : float
+        Epsilon added to the variance, positive.
+    fmt : model.numerics.Fixed
+        Format of the input activations, at most ``DSP_A_WIDTH - 1`` bits.
+    beta_fmt : model.numerics.Fixed, optional
+        Format of beta (the shift); default ``fmt``.
+    out_fmt : model.numerics.Fixed, optional
+        Format of the results; default ``fmt``. At least as many fraction bits as ``beta_fmt``.
+
+    Members
+    -------
+    p : ``In(stream.Signature(data.ArrayLayout(LayerNorm.parameter_layout, lanes)))``
+        Parameter sets, ``B`` beats each (see the module's documentation).
+    i : ``In(stream.Signature(data.ArrayLayout(signed(fmt.width), lanes)))``
+        Token rows, ``B`` beats each.
+    o : ``Out(stream.Signature(data.ArrayLayout(signed(out_fmt.width), lanes)))``
+        Normalised rows, ``B`` beats each, in order.
+
+    Attributes
+    ----------
+    parameter_layout : data.StructLayout
+        ``{"gamma": signed(gamma_fmt.width), "beta": signed(beta_fmt.width)}``, one channel.
+
+    Raises
+    ------
+    ValueError
+        If a dimension is not a positive integer, ``dim`` exceeds ``MAX_DIM`` or is not a
+        multiple of ``lanes``, ``eps`` is not positive, a format is too wide for the
+        multipliers, or beta has more fraction bits than the output.
+    TypeError
+        If a format is not a :class:`model.numerics.Fixed`.
+    """
+
+    #: Register stages of each :class:`hw.arith.multiplier.Multiplier`.
+    MULTIPLIER_LATENCY = 2
+    #: Stages of passes 2 and 3 from the buffer read to ``o``: read (1), first product (2),
+    #: shift of ``xhat`` (1), second product (2), sum with beta (1).
+    PIPELINE = 1 + MULTIPLIER_LATENCY + 1 + MULTIPLIER_LATENCY + 1
+
+    def __init__(self, *, dim, lanes, gamma_fmt, eps, fmt=DEFAULT.act, beta_fmt=None,
+                 out_fmt=None):
+        for name, value in (("dim", dim), ("lanes", lanes)):
+            checks.positive("LayerNorm", name, value)
+        if dim > MAX_DIM:
+            raise ValueError(f"LayerNorm dim must be at most {MAX_DIM}, not {dim}")
+        if dim % lanes:
+            raise ValueError(f"LayerNorm dim ({dim}) must be a multiple of lanes ({lanes})")
+        beta_fmt = fmt if beta_fmt is None else beta_fmt
+        out_fmt = fmt if out_fmt is None else out_fmt
+        for name, value in (("fmt", fmt), ("gamma_fmt", gamma_fmt), ("beta_fmt", beta_fmt),
+                            ("out_fmt", out_fmt)):
+            checks.fixed("LayerNorm", name, value)
+        if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps > 0):
+            raise ValueError(f"LayerNorm eps must be a positive number, not {eps!r}")
+        # x - mean is one bit wider than x and goes on the multiplier's wide port.
+        if fmt.width + 1 > DSP_A_WIDTH:
+            raise ValueError(f"LayerNorm input format {fmt} is too wide: x - mean must fit "
+                             f"the multiplier's {DSP_A_WIDTH}-bit port, so at most "
+                             f"{DSP_A_WIDTH - 1} bits")
+        if gamma_fmt.width > DSP_B_WIDTH:
+            raise ValueError(f"LayerNorm gamma format {gamma_fmt} is too wide for the "
+                             f"multiplier's {DSP_B_WIDTH}-bit port")
+        if beta_fmt.frac > out_fmt.frac:
+            raise ValueError(f"LayerNorm beta format {beta_fmt} has more fraction bits than "
+                             f"the output format {out_fmt}")
+        self._dim, self._lanes, self._eps = dim, lanes, eps
+        self._fmt, self._gamma_fmt, self._beta_fmt, self._out_fmt = (
+            fmt, gamma_fmt, beta_fmt, out_fmt)
+        self.parameter_layout = data.StructLayout({
+            "gamma": signed(gamma_fmt.width), "beta": signed(beta_fmt.width)})
+        super().__init__({
+            "p": In(stream.Signature(data.ArrayLayout(self.parameter_layout, lanes))),
+            "i": In(stream.Signature(data.ArrayLayout(signed(fmt.width), lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(out_fmt.width), lanes))),
+        })
+
+    dim = property(lambda self: self._dim)
+    lanes = property(lambda self: self._lanes)
+    eps = property(lambda self: self._eps)
+    fmt = property(lambda self: self._fmt)
+    gamma_fmt = property(lambda self: self._gamma_fmt)
+    beta_fmt = property(lambda self: self._beta_fmt)
+    out_fmt = property(lambda self: self._out_fmt)
+
+    @property
+    def beats(self):
+        """Beats per row (and per parameter set): ``dim / lanes``."""
+        return self._dim // self._lanes
+
+    @property
+    def eps_int(self):
+        """``eps * dim`` in the squares' units, exactly as the twin rounds it."""
+        return int(np.int64(round(self._eps * self._dim * 2.0 ** (2 * self._fmt.frac))))
+
+    @property
+    def s_width(self):
+        """Bits of ``S``: ``dim`` squares of ``SQUARE_BITS``-bit values plus the eps term."""
+        return (self._dim * (1 << (SQUARE_BITS - 1)) ** 2 + self.eps_int).bit_length()
+
+    #: Cycles of the normaliser per row beyond its two passes over the beats, when nothing
+    #: stalls: taking the row, draining the squares, sending ``S`` to the rsqrt unit and waiting
+    #: for it, and waiting for ``c``'s product.
+    ROW_OVERHEAD = 1 + (MULTIPLIER_LATENCY + 2) + 1 + Rsqrt.LATENCY + (MULTIPLIER_LATENCY + 1)
+
+    @property
+    def row_cycles(self):
+        """Cycles per row at full rate: ``2 * beats + ROW_OVERHEAD``."""
+        return 2 * self.beats + self.ROW_OVERHEAD
+
+    @property
+    def latency(self):
+        """Cycles from taking the first beat of a row that finds the unit idle to delivering its
+        first result: ``2 * beats + MULTIPLIER_LATENCY + 2 + ROW_OVERHEAD + PIPELINE``."""
+        return 2 * self.beats + self.MULTIPLIER_LATENCY + 2 + self.ROW_OVERHEAD + self.PIPELINE
+
+    def elaborate(self, platform):
+        m = Module()
+        L, B = self._lanes, self.beats
+        fmt, out_fmt = self._fmt, self._out_fmt
+        Db, mean_mult, j, sqrt_mant = _row_constants(self._dim)
+        d_width = fmt.width + 1
+        a_width = max(d_width, SQUARE_BITS)
+        lat = self.MULTIPLIER_LATENCY
+
+        # --- Storage: two rows (one loading, one normalising) and the parameters --------------
+        row_layout = data.ArrayLayout(signed(fmt.width), L)
+        par_layout = data.ArrayLayout(self.parameter_layout, L)
+        m.submodules.rows = rows = Memory(shape=row_layout, depth=2 * B, init=[])
+        m.submodules.parameters = parameters = Memory(shape=par_layout, depth=B, init=[])
+        row_wr, row_rd = rows.write_port(), rows.read_port()
+        par_wr, par_rd = parameters.write_port(), parameters.read_port()
+
+        # --- Arithmetic units -----------------------------------------------------------------
+        m.submodules.rsqrt = rsqrt = Rsqrt(width=self.s_width)
+        # One per-row product for each FSM, which work on different rows at the same time.
+        m.submodules.mean_multiplier = mean_multiplier = Multiplier(
+            a_width=d_width, b_width=DSP_B_WIDTH, latency=lat)
+        m.submodules.scale_multiplier = scale_multiplier = Multiplier(
+            a_width=d_width, b_width=DSP_B_WIDTH, latency=lat)
+        m.d.comb += [mean_multiplier.en.eq(1), scale_multiplier.en.eq(1)]
+        first = [Multiplier(a_width=a_width, b_width=SQUARE_BITS, latency=lat)
+                 for _ in range(L)]
+        second = [Multiplier(a_width=XHAT_FORMAT.width, b_width=self._gamma_fmt.width,
+                             latency=lat) for _ in range(L)]
+        for lane in range(L):
+            m.submodules[f"first_{lane}"] = first[lane]
+            m.submodules[f"second_{lane}"] = second[lane]
+
+        # --- Registers of the loader (pass 1 and the row's statistics) -------------------------
+        load_count = Signal(range(B + 1))
+        load_timer = Signal(range(lat + 2))
+        load_bank = Signal()
+        total = Signal(signed(fmt.width + Db))
+        low, high = Signal(signed(fmt.width)), Signal(signed(fmt.width))
+        sh_max = max(0, d_width - SQUARE_BITS)
+        load_mean = Signal(signed(d_width))
+        load_sh = Signal(range(sh_max + 1))
+        load_eps = Signal(unsigned(self.s_width))
+
+        # --- Registers of the normaliser (passes 2 and 3) ------------------------------------
+        count = Signal(range(B + 1))
+        timer = Signal(range(lat + 2))
+        bank = Signal()
+        mean = Signal(signed(d_width))
+        sh = Signal(range(sh_max + 1))
+        S = Signal(unsigned(self.s_width))
+        r = Signal(unsigned(MANT_FRAC))
+        e = Signal(rsqrt.e_width)
+        c = Signal(unsigned(MANT_FRAC + 1))
+        # The pass-3 shift sh + e + CONST_FRAC - j - XHAT_FORMAT.frac, plus `left` so that it
+        # is never negative.
+        shift_base = CONST_FRAC - j - XHAT_FORMAT.frac
+        left = max(0, -shift_base)
+        xhat_shift = Signal(range(sh_max + (1 << rsqrt.e_width) + shift_base + left + 1))
+
+        # --- The buffer pipeline of passes 2 and 3 --------------------------------------------
+        # Each beat carries its pass along (tag): pass-2 beats of a row follow the previous
+        # row's pass-3 beats without a gap. mean and sh are read in stage 1 and change only
+        # when that stage is about to be free; c and the shift are read in stage 1 + lat and
+        # change only after the row's pass 2, when every older beat has moved past it.
+        advance = ~self.o.valid | self.o.ready
+        issue, issue_pass3 = Signal(), Signal()
+        valid = [issue] + [Signal(name=f"valid_{stage}") for stage in range(1, self.PIPELINE)]
+        tag = [issue_pass3] + [Signal(name=f"tag_{stage}") for stage in range(1, self.PIPELINE)]
+        m.d.comb += [row_rd.addr.eq(Mux(bank, B, 0) + count), par_rd.addr.eq(count),
+                     row_rd.en.eq(advance), par_rd.en.eq(advance)]
+        for stage in range(1, self.PIPELINE):
+            with m.If(advance):
+                m.d.sync += [valid[stage].eq(valid[stage - 1]), tag[stage].eq(tag[stage - 1])]
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(valid[-1] & tag[-1])
+
+        gamma_at = [delay(m, par_rd.data[lane].gamma, lat + 1, en=advance, name=f"gamma{lane}")
+                    for lane in range(L)]
+        beta_at = [delay(m, par_rd.data[lane].beta, 2 * lat + 1, en=advance, name=f"beta{lane}")
+                   for lane in range(L)]
+
+        squares = []
+        for lane in range(L):
+            # Stage 1: x - mean (fits d_width bits, see MAX_DIM), and its 18-bit scaled copy.
+            d = Signal(signed(d_width), name=f"d{lane}")
+            d18 = Signal(signed(SQUARE_BITS), name=f"d18_{lane}")
+            m.d.comb += [d.eq(row_rd.data[lane] - mean), d18.eq(d >> sh)]
+            mul = first[lane]
+            m.d.comb += mul.en.eq(advance)
+            m.d.comb += [mul.a.eq(Mux(tag[1], d, d18)), mul.b.eq(Mux(tag[1], c[:MANT_FRAC], d18))]
+            squares.append(mul.p)
+
+            # Stage 1 + lat: d * c, the top bit of c added beside the DSP's product.
+            d_late = delay(m, d, lat, en=advance, name=f"d{lane}")
+            top_bit = Signal(signed(d_width + MANT_FRAC), name=f"dc_top{lane}")
+            m.d.comb += top_bit.eq(Mux(c[MANT_FRAC], d_late << MANT_FRAC, 0))
+            product = Signal(signed(d_width + MANT_FRAC + 2), name=f"dc{lane}")
+            m.d.comb += product.eq(mul.p + top_bit)
+            # round(product / 2**shift) for shift >= -left: shifted left by left + 1 first,
+            # right by shift + left, then the half added as a carry into the last bit.
+            widened = Signal(signed(len(product) + left + 1), name=f"dc_wide{lane}")
+            m.d.comb += widened.eq(product << (left + 1))
+            halves = Signal(signed(len(widened)), name=f"dc_halves{lane}")
+            m.d.comb += halves.eq(widened >> xhat_shift)
+            rounded = Signal(signed(len(widened)), name=f"xhat_round{lane}")
+            m.d.comb += rounded.eq((halves + 1) >> 1)
+            xhat_next = Signal(signed(XHAT_FORMAT.width), name=f"xhat_next{lane}")
+            m.d.comb += xhat_next.eq(_clamp(rounded, XHAT_FORMAT))
+            xhat = Signal(signed(XHAT_FORMAT.width), name=f"xhat{lane}")
+            with m.If(advance):
+                m.d.sync += xhat.eq(xhat_next)
+
+            # Stage 2 + lat: xhat * gamma, rounded, plus beta, saturated.
+            mul2 = second[lane]
+            m.d.comb += [mul2.en.eq(advance), mul2.a.eq(xhat), mul2.b.eq(gamma_at[lane])]
+            out_shift = XHAT_FORMAT.frac + self._gamma_fmt.frac - out_fmt.frac
+            if out_shift > 0:
+                scaled = (mul2.p + (1 << (out_shift - 1))) >> out_shift
+            else:
+                scaled = mul2.p << -out_shift
+            y = Signal(signed(len(mul2.p) + max(0, -out_shift) + 2), name=f"y{lane}")
+            beta_shifted = beta_at[lane] << (out_fmt.frac - self._beta_fmt.frac)
+            m.d.comb += y.eq(scaled + beta_shifted)
+            y_fit = Signal(signed(out_fmt.width), name=f"y_fit{lane}")
+            m.d.comb += y_fit.eq(_clamp(y, out_fmt))
+            with m.If(advance):
+                m.d.sync += self.o.payload[lane].eq(y_fit)
+
+        square_sum = Signal(unsigned(self.s_width))
+        # Each square is at most 2**(2 * SQUARE_BITS - 2): its low bits carry it whole.
+        m.d.comb += square_sum.eq(sum(p[:2 * SQUARE_BITS - 1] for p in squares))
+
+        # --- Pass 1 helpers: sum, min and max of a beat ---------------------------------------
+        beat = self.i.payload
+        beat_sum = Signal(signed(fmt.width + max(1, math.ceil(math.log2(L))) + 1))
+        m.d.comb += beat_sum.eq(sum(beat[lane] for lane in range(L)))
+        beat_low, beat_high = beat[0], beat[0]
+        for lane in range(1, L):
+            low_k = Signal(signed(fmt.width), name=f"low{lane}")
+            high_k = Signal(signed(fmt.width), name=f"high{lane}")
+            m.d.comb += [low_k.eq(Mux(beat[lane] < beat_low, beat[lane], beat_low)),
+                         high_k.eq(Mux(beat[lane] > beat_high, beat[lane], beat_high))]
+            beat_low, beat_high = low_k, high_k
+
+        normaliser_idle = Signal()
+
+        # mean's first rounding, then its product, then dmax and sh.
+        mean_sum = Signal(signed(d_width))
+        m.d.comb += mean_sum.eq((total + (1 << (Db - 1) if Db else 0)) >> Db)
+        above, below = Signal(signed(d_width + 1)), Signal(signed(d_width + 1))
+        m.d.comb += [above.eq(high - load_mean), below.eq(load_mean - low)]
+        spread = Signal(signed(d_width + 1))
+        m.d.comb += spread.eq(Mux(below > above, below, above))
+        spread_bits = 0
+        for bit in range(len(spread)):
+            spread_bits = Mux(spread[bit], bit + 1, spread_bits)
+        sh_next = Signal.like(load_sh)
+        m.d.comb += sh_next.eq(Mux(spread_bits > SQUARE_BITS - 1,
+                                   spread_bits - (SQUARE_BITS - 1), 0))
+        eps_term = 0
+        for shift in range(sh_max + 1):
+            eps_term = Mux(sh_next == shift, int(shift_round(self.eps_int, 2 * shift)), eps_term)
+
+        # Hand-over of a loaded row to the normaliser: when it is idle and the last beat of its
+        # previous row leaves stage 1 (which reads mean and sh) at this edge.
+        take = Signal()
+
+        with m.FSM(name="loader") as loader:
+            with m.State("LOAD"):
+                # A parameter set waiting at a row boundary goes first, once every row loaded
+                # before it has read its parameters.
+                with m.If((load_count == 0) & self.p.valid):
+                    with m.If(normaliser_idle):
+                        m.next = "PARAMETERS"
+                with m.Else():
+                    m.d.comb += [self.i.ready.eq(1),
+                                 row_wr.addr.eq(Mux(load_bank, B, 0) + load_count),
+                                 row_wr.data.eq(beat), row_wr.en.eq(self.i.valid)]
+                    with m.If(self.i.valid):
+                        with m.If(load_count == 0):
+                            m.d.sync += [total.eq(beat_sum), low.eq(beat_low),
+                                         high.eq(beat_high)]
+                        with m.Else():
+                            m.d.sync += total.eq(total + beat_sum)
+                            with m.If(beat_low < low):
+                                m.d.sync += low.eq(beat_low)
+                            with m.If(beat_high > high):
+                                m.d.sync += high.eq(beat_high)
+                        m.d.sync += load_count.eq(load_count + 1)
+                        with m.If(load_count == B - 1):
+                            m.d.sync += [load_count.eq(0), load_timer.eq(0)]
+                            m.next = "MEAN"
+
+            with m.State("PARAMETERS"):
+                m.d.comb += [self.p.ready.eq(1), par_wr.addr.eq(load_count),
+                             par_wr.data.eq(self.p.payload), par_wr.en.eq(self.p.valid)]
+                with m.If(self.p.valid):
+                    m.d.sync += load_count.eq(load_count + 1)
+                    with m.If(load_count == B - 1):
+                        m.d.sync += load_count.eq(0)
+                        m.next = "LOAD"
+
+            with m.State("MEAN"):
+                m.d.comb += [mean_multiplier.a.eq(mean_sum), mean_multiplier.b.eq(mean_mult)]
+                with m.If(load_timer != lat):
+                    m.d.sync += load_timer.eq(load_timer + 1)
+                with m.Else():
+                    m.d.sync += load_mean.eq(
+                        (mean_multiplier.p + (1 << (CONST_FRAC - 1))) >> CONST_FRAC)
+                    m.next = "SPREAD"
+
+            with m.State("SPREAD"):
+                m.d.sync += [load_sh.eq(sh_next), load_eps.eq(eps_term)]
+                m.next = "FULL"
+
+            with m.State("FULL"):
+                with m.If(take):
+                    # The normaliser has read every beat of the other bank.
+                    m.d.sync += load_bank.eq(~load_bank)
+                    m.next = "LOAD"
+
+        with m.FSM(name="normaliser") as normaliser:
+            with m.State("IDLE"):
+                m.d.comb += take.eq(loader.ongoing("FULL") & (~valid[1] | advance))
+                with m.If(take):
+                    m.d.sync += [mean.eq(load_mean), sh.eq(load_sh), S.eq(load_eps),
+                                 bank.eq(load_bank), count.eq(0)]
+                    m.next = "SQUARES"
+
+            with m.State("SQUARES"):
+                m.d.comb += issue.eq((count != B) & advance)
+                with m.If(issue):
+                    m.d.sync += count.eq(count + 1)
+                # A beat held in a stalled stage counts once, when it moves on.
+                with m.If(valid[1 + lat] & ~tag[1 + lat] & advance):
+                    m.d.sync += S.eq(S + square_sum)
+                # Older beats are ahead of this row's: none is left before stage 2 + lat.
+                with m.If((count == B) & ~Cat(valid[1:2 + lat]).any()):
+                    m.d.sync += count.eq(0)
+                    m.next = "RSQRT_SEND"
+
+            with m.State("RSQRT_SEND"):
+                with m.If(rsqrt.i.ready):
+                    m.next = "RSQRT_WAIT"
+
+            with m.State("RSQRT_WAIT"):
+                with m.If(rsqrt.o.valid):
+                    m.d.sync += [r.eq(rsqrt.o.payload.r), e.eq(rsqrt.o.payload.e), timer.eq(0)]
+                    m.next = "SCALE"
+
+            with m.State("SCALE"):
+                m.d.comb += [scale_multiplier.a.eq(r), scale_multiplier.b.eq(sqrt_mant)]
+                with m.If(timer != lat):
+                    m.d.sync += timer.eq(timer + 1)
+                with m.Else():
+                    m.d.sync += [
+                        c.eq((scale_multiplier.p + (1 << (MANT_FRAC - 1))) >> MANT_FRAC),
+                        xhat_shift.eq(sh + e + shift_base + left),
+                    ]
+                    m.next = "NORMALISE"
+
+            with m.State("NORMALISE"):
+                m.d.comb += [issue.eq(advance), issue_pass3.eq(1)]
+                with m.If(advance):
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == B - 1):
+                        m.next = "IDLE"
+
+        # Outside the FSMs' case statements, so that Icarus sees defined values from time zero:
+        # it would not run those statements before the state first changes, and an unknown
+        # o.ready would keep the rsqrt unit's valid bits unknown for good.
+        m.d.comb += [rsqrt.i.valid.eq(normaliser.ongoing("RSQRT_SEND")), rsqrt.i.payload.eq(S),
+                     rsqrt.o.ready.eq(normaliser.ongoing("RSQRT_WAIT")),
+                     normaliser_idle.eq(normaliser.ongoing("IDLE") & ~loader.ongoing("FULL"))]
+        return m
+
+
+def parameter_set_loaded(m, p, beats, idle):
+    """High once a whole parameter set (``beats`` transfers on the stream ``p``) has gone by
+    since the unit last became ``idle`` (the end of its previous run). A unit that feeds rows to
+    a :class:`LayerNorm` gates them on it, so no row is normalised before its run's parameters
+    are in, however late (or early) they come."""
+    count = Signal(range(beats + 1))
+    was_idle = Signal(init=1)
+    m.d.sync += was_idle.eq(idle)
+    taken = p.valid & p.ready
+    with m.If(idle & ~was_idle):
+        m.d.sync += count.eq(taken)
+    with m.Elif(taken & (count < beats)):
+        m.d.sync += count.eq(count + 1)
+    return count == beats
