@@ -1,7 +1,7 @@
 """Keep a top with plain ports alive on a board: a placeholder until the AXI top exists.
 
-Today's tops (e.g. :class:`hw.system.mlp_half.MlpHalf`) have stream ports, not AXI, so nothing on a board
-drives or reads them. Left unconnected, a vendor tool optimises the whole design away. The
+Today's tops (e.g. :class:`hw.system.mlp_half.MlpHalf`) have stream ports, not AXI, so nothing on a
+board drives or reads them. Left unconnected, a vendor tool optimises the whole design away. The
 :class:`Exerciser` drives every input bit of the ports it is given from a pseudo-random pattern
 (a 32-bit LFSR shifted through a register as wide as the inputs) and folds every output bit into
 one registered XOR that a board routes to a LED. Its cost, besides the design, is one flip-flop

@@ -7,8 +7,8 @@ they are the YoWASP (WebAssembly) builds, chosen by :data:`YOWASP_ENV`. The boar
 clock, utilisation per cell type), read by :func:`read_report`.
 
 The accelerator goes on the board as :class:`SelfTestShell`: the board self-test
-(:class:`hw.system.selftest.SelfTest`) on the :data:`model.machine.ULX3S_SELFTEST` machine, clocked by
-the 25 MHz oscillator.
+(:class:`hw.system.selftest.SelfTest`) on the :data:`model.machine.ULX3S_SELFTEST` machine, clocked
+by the 25 MHz oscillator.
 After configuration (or a press of FIRE 1) it runs one inference from on-chip memory; LED 0
 lights when the output's checksum is the golden one, LED 1 when it is not, LED 7 while it runs;
 the UART (the FTDI port, 115,200 baud 8N1) repeats the verdict and the cycle count every second.

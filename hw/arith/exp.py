@@ -6,8 +6,8 @@ For an input ``x`` with ``frac`` fraction bits::
     n, f = x >> frac, x & (2**frac - 1)              integer part n in [FLOOR, 0], fraction f
     y = (EXP2_TABLE at f + 2**(-n-1)) >> -n          round half up; no half when n = 0
 
-The table lookup is :class:`hw.arith.interp.InterpDatapath` (its multiply is the lane's one DSP); the
-shift by ``-n <= 32`` is a barrel shifter. The twin rejects ``x > 0``; the hardware treats a
+The table lookup is :class:`hw.arith.interp.InterpDatapath` (its multiply is the lane's one DSP);
+the shift by ``-n <= 32`` is a barrel shifter. The twin rejects ``x > 0``; the hardware treats a
 positive ``x`` as 0 and gives ``2**0 = 1.0`` (``1 << EXP_FRAC``).
 
 :class:`Exp2Datapath` is the stallable arithmetic, for units that run exp inside a larger
@@ -50,8 +50,8 @@ class Exp2Datapath(wiring.Component):
     :func:`model.arith.exp.exp2`.
 
     A plain pipelined datapath, without valid bits, stalled by ``en`` like
-    :class:`hw.arith.interp.InterpDatapath`: stage 1 clamps ``x`` to ``[FLOOR, 0]`` and splits it into
-    the shift ``-n`` and the table offset ``f``; the interpolation's four stages look up
+    :class:`hw.arith.interp.InterpDatapath`: stage 1 clamps ``x`` to ``[FLOOR, 0]`` and splits it
+    into the shift ``-n`` and the table offset ``f``; the interpolation's four stages look up
     ``2**f``; the last stage shifts right by ``-n`` with rounding (half up).
 
     Latency of ``LATENCY = InterpDatapath.LATENCY + 2`` = 6 cycles with ``en`` high; throughput

@@ -25,8 +25,8 @@ class Gelu(wiring.Component):
     """GELU of ``lanes`` signed fixed-point values per transfer, bit for bit as the golden model.
 
     Pipeline: stage 1 registers, per lane, ``|x|`` (or 0 outside the table), whether ``|x|`` is
-    inside the table, and ``ReLU(x)``; the lane's :class:`hw.arith.interp.InterpDatapath` interpolates
-    ``d(|x|)`` while the other two wait in step; the last stage computes
+    inside the table, and ``ReLU(x)``; the lane's :class:`hw.arith.interp.InterpDatapath`
+    interpolates ``d(|x|)`` while the other two wait in step; the last stage computes
     ``round_half_up(((ReLU(x) << extra) - d) >> extra)`` with ``extra = D_TABLE.frac - fmt.frac``
     (or ``ReLU(x) - (d << -extra)`` when ``extra < 0``). The whole pipeline stalls while ``o``
     holds a result nobody takes, so ``i.ready`` follows ``o.ready`` combinationally.

@@ -102,8 +102,8 @@ class InterpDatapath(wiring.Component):
     """Linear interpolation in ``table`` at unsigned offsets ``t`` with ``t_frac`` fraction bits.
 
     A plain pipelined datapath, without valid bits, stalled by ``en`` like
-    :class:`hw.arith.multiplier.Multiplier`: stage 1 reads the ROM (and keeps ``r``), the multiplier's
-    stages form the product, the last stage rounds and adds ``T[i]`` into ``y``.
+    :class:`hw.arith.multiplier.Multiplier`: stage 1 reads the ROM (and keeps ``r``), the
+    multiplier's stages form the product, the last stage rounds and adds ``T[i]`` into ``y``.
 
     Latency of ``LATENCY = MULTIPLIER_LATENCY + 2`` = 4 cycles: the result for ``t`` presented
     at a rising edge with ``en`` high is on ``y`` after 4 such edges. Throughput of one

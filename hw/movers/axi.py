@@ -64,8 +64,8 @@ def axi4_lite(*, addr_width, data_width=32):
 def dma_command_layout(owner, *, addr_width, data_width, max_beats, max_outstanding=None):
     """The command ``{addr, beats}`` of an AXI DMA (:class:`hw.movers.axi_reader.AxiReader`,
     :class:`hw.movers.axi_writer.AxiWriter`) and of its burst splitter
-    (:class:`hw.movers.axi_bursts.BurstSplitter`), after checking its parameters (ValueError naming the
-    field); ``max_outstanding`` is checked when given."""
+    (:class:`hw.movers.axi_bursts.BurstSplitter`), after checking its parameters (ValueError naming
+    the field); ``max_outstanding`` is checked when given."""
     if not (checks.is_int(data_width) and 8 <= data_width <= 1024
             and data_width & (data_width - 1) == 0):
         raise ValueError(f"{owner} data_width must be a power of two in 8..1024, "

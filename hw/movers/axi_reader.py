@@ -2,8 +2,8 @@
 stream. Twin of :func:`model.movers.axi_reader.read_beats`.
 
 Each command is split into INCR bursts of at most 256 beats that never cross a 4 KB boundary
-(:class:`hw.movers.axi_bursts.BurstSplitter`). Up to ``max_outstanding`` bursts are requested ahead of
-the data, so a slow memory's latency is hidden; ``rready`` follows the output stream's
+(:class:`hw.movers.axi_bursts.BurstSplitter`). Up to ``max_outstanding`` bursts are requested ahead
+of the data, so a slow memory's latency is hidden; ``rready`` follows the output stream's
 ``ready``, so back-pressure reaches the memory and nothing is buffered.
 
 Latency: a command taken at a clock edge offers its first address in the next cycle; the data

@@ -18,8 +18,8 @@
 
 One :class:`hw.units.compute_unit.ComputeUnit` runs every linear layer; the patch embedding, the
 attention half, the dense MLP half and the MoE half are its clients
-(:class:`hw.units.compute_mux.ComputeMux`). Activations stay on chip: each stage streams its rows into
-the next stage's input buffer.
+(:class:`hw.units.compute_mux.ComputeMux`). Activations stay on chip: each stage streams its rows
+into the next stage's input buffer.
 
 **The sequencer** runs the program of the configuration (every offset and beat count comes from
 :func:`model.weight_image.layout` at elaboration; only the output shifts are read from the image's
@@ -29,8 +29,8 @@ then waits until the unit's calls are all in the compute unit's queue, and launc
 stage: so a stage's weights load while the previous stage computes. The MoE half fetches its
 own gate and expert records (expert-aware reordering, :mod:`hw.units.expert_engine`); its number of
 calls is known once the tokens are routed (``MoeHalf.calls_taken``), and the stage after it is
-launched when they are all in the queue, like any other. At the end the last block's rows go to the output
-buffer as int32 words (:func:`model.weight_image.output_layout`), and ``done`` rises when the
+launched when they are all in the queue, like any other. At the end the last block's rows go to the
+output buffer as int32 words (:func:`model.weight_image.output_layout`), and ``done`` rises when the
 last write is acknowledged.
 
 **Errors.** Start checks are the register block's (busy, zero or unaligned address, task out of

@@ -9,8 +9,8 @@
 One compute unit makes K, Q and V in turn (the LayerNorm runs over the rows once per call; it
 takes a row in ``2 * dim / lanes + 15`` cycles, far less than the compute unit's ``(dim /
 lanes)**2``), then the projection. The attention engine has its own multipliers
-(:mod:`hw.units.attention`), so its two sweeps overlap the compute unit: ``Q K^T`` starts when K and Q
-are in and runs while V is computed; ``A V`` starts when V is in, and the projection takes each
+(:mod:`hw.units.attention`), so its two sweeps overlap the compute unit: ``Q K^T`` starts when K and
+Q are in and runs while V is computed; ``A V`` starts when V is in, and the projection takes each
 attention row as soon as the engine has finished it. So the half-block costs the four linear
 layers plus the start of ``A V`` (about one pass over the keys) and the pipelines.
 Each call's weights load into the compute unit's free bank while the previous call computes;

@@ -1,11 +1,11 @@
 """The skeleton the half-blocks share (:mod:`hw.system.attention_half`, :mod:`hw.system.mlp_half`,
-:mod:`hw.system.moe_half`): their input buffer, their run, their compute-unit calls and the row indices
-they hand to their gathers and scatters.
+:mod:`hw.system.moe_half`): their input buffer, their run, their compute-unit calls and the row
+indices they hand to their gathers and scatters.
 
 A half-block takes a command, loads its input rows into an on-chip buffer, reads them back
-(row by row, through :class:`hw.streams.gather.Gather`) into LayerNorm and the residual add, and makes
-its compute-unit calls in order. Each piece is written once here; the halves state only what is
-theirs (which calls, which rows, where results go).
+(row by row, through :class:`hw.streams.gather.Gather`) into LayerNorm and the residual add, and
+makes its compute-unit calls in order. Each piece is written once here; the halves state only what
+is theirs (which calls, which rows, where results go).
 """
 
 from amaranth import Mux, Signal, unsigned

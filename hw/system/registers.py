@@ -1,6 +1,6 @@
 """The accelerator's AXI4-Lite register block: the host's control registers, built from the one
-description in :mod:`model.system.registers` (twin: :class:`model.system.registers.RegisterFile`; the map is
-documented in ``docs/registers.md``).
+description in :mod:`model.system.registers` (twin: :class:`model.system.registers.RegisterFile`;
+the map is documented in ``docs/registers.md``).
 
 Latency: a write takes effect at the end of the cycle after both its AW and its W have been
 accepted, and its B response is valid in the cycle after that (2 cycles from AW+W to B); a read's

@@ -1,11 +1,11 @@
 """The self-test of a board without a host: one inference from on-chip memory, checked.
 
-:class:`SelfTest` (twin :mod:`model.system.selftest`) puts the whole :class:`hw.system.accelerator.Accelerator`
-over on-chip memory and drives it as a host would:
+:class:`SelfTest` (twin :mod:`model.system.selftest`) puts the whole
+:class:`hw.system.accelerator.Accelerator` over on-chip memory and drives it as a host would:
 
 - an :class:`hw.movers.axi_rom.AxiRom` holds the weights image and the image buffer
-  (:func:`model.system.selftest.memory`: synthetic weights and image from a seed) and serves the four
-  read masters;
+  (:func:`model.system.selftest.memory`: synthetic weights and image from a seed) and serves the
+  four read masters;
 - the output master writes into a sink that keeps no data but a checksum of every word written
   (:func:`model.system.selftest.checksum`) and the number of beats;
 - a small AXI4-Lite master programs the register block (addresses, TASK, WATCHDOG, IRQ_ENABLE,

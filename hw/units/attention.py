@@ -10,8 +10,8 @@ words) and offers it to all ``P`` query slots at once; slot ``s`` takes its next
 row ends one pass later. At most one query block is read per step: reads stay at ``1 + P/N``
 blocks per step whatever ``P``, while the steps fall as ``passes * N``. Within a key, the heads
 take turns (``ways = max(heads, 3)`` cycles per key, a spare way being a bubble): each slot's
-single-pass softmax (:class:`hw.units.softmax.SoftmaxStats`) then sees its rows interleaved, which its
-sum recurrence needs.
+single-pass softmax (:class:`hw.units.softmax.SoftmaxStats`) then sees its rows interleaved, which
+its sum recurrence needs.
 
 **Two sweeps on one multiplier array.**
 

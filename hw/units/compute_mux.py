@@ -1,8 +1,8 @@
 """One compute unit shared by several clients: twin of :func:`model.units.compute_mux.serve`.
 
 Every linear layer of the machine (the patch embedding, Q, K, V, the projection, the dense and
-expert MLPs, the gates) runs on one :class:`hw.units.compute_unit.ComputeUnit`. The units that use it
-are *clients*: each has a port ``cu`` shaped like the unit's own interface seen from outside
+expert MLPs, the gates) runs on one :class:`hw.units.compute_unit.ComputeUnit`. The units that use
+it are *clients*: each has a port ``cu`` shaped like the unit's own interface seen from outside
 (``cmd``, ``w``, ``b``, ``x`` out; ``o`` in), as if it owned the unit. The mux forwards their
 commands in the order it accepts them and routes every stream of a command between the unit and
 the client that issued it::
@@ -13,8 +13,8 @@ the client that issued it::
                  o: to the owner of the oldest command still giving results ◀──┘
 
 Each routing decision is a queue of owners with the command's beat count
-(:meth:`hw.units.compute_unit.ComputeUnit.beats`), so a client may issue several commands ahead, and the
-unit's overlap of one call's weight load with the previous call's compute is kept. The mux adds
+(:meth:`hw.units.compute_unit.ComputeUnit.beats`), so a client may issue several commands ahead, and
+the unit's overlap of one call's weight load with the previous call's compute is kept. The mux adds
 no register on any stream: ``valid``, ``ready`` and payloads pass through multiplexers, so it
 costs no cycle. Up to ``depth`` commands may be in flight; ``cmd`` waits while the queues are
 full.

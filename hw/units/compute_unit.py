@@ -72,8 +72,8 @@ class ComputeUnit(wiring.Component):
     weight_width : int
         Bits of a weight.
     gelu : component class or None
-        GELU unit for the output stage (``hw.arith.gelu.Gelu``-like: ``lanes`` and ``fmt`` arguments,
-        streams ``i``/``o``, fixed ``latency``); None builds a unit without GELU.
+        GELU unit for the output stage (``hw.arith.gelu.Gelu``-like: ``lanes`` and ``fmt``
+        arguments, streams ``i``/``o``, fixed ``latency``); None builds a unit without GELU.
 
     Members
     -------

@@ -79,8 +79,8 @@ class ExpertEngine(wiring.Component):
     data_width, addr_width : int
         The AXI read ports.
     ports : int
-        Memory ports the records are read over at once (:class:`hw.movers.linear_fetch.LinearFetch`):
-        ``ports x data_width / 16`` weights per beat.
+        Memory ports the records are read over at once
+        (:class:`hw.movers.linear_fetch.LinearFetch`): ``ports x data_width / 16`` weights per beat.
     compute : ComputeUnit or None
         A shared compute unit, reached through the port ``cu``
         (:class:`hw.units.compute_unit.ComputeClient`); None builds the engine's own.
@@ -89,7 +89,8 @@ class ExpertEngine(wiring.Component):
     -------
     cmd : the layer's parameters (``ExpertEngine.command_layout``), taken once per layer
     q : queue entries (``ExpertQueues.o``)
-    h_rd_addr, h_rd_data : read port of the ``h`` buffer (LN2 output, row ``t`` at ``t * dim/lanes``)
+    h_rd_addr, h_rd_data : read port of the ``h`` buffer (LN2 output, row ``t`` at ``t *
+    dim/lanes``)
     h_rows : rows of ``h`` written so far; the gate job reads a row only once it is there, so it
         can run while LayerNorm is still producing ``h``
     x_rd_addr, x_rd_data, x_wr_addr, x_wr_data, x_wr_en : ports of the ``x`` buffer

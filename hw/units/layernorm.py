@@ -21,10 +21,10 @@ loads while the current one is normalised, and a row's pass-2 beats follow the p
 pass-3 beats through the pipeline without a gap.
 
 With ``XF = XHAT_FORMAT.frac``, ``eps_term(sh) = round(eps * D * 2**(2 * fmt.frac) / 4**sh)``
-(a small table indexed by ``sh``) and the constants of ``model.units.layernorm._row_constants(dim)``,
-all read from :mod:`model.units.layernorm`. The shift of pass 3 is negative for small ``sh + e`` (a
-left shift); the hardware shifts the product left by the most that can occur and then right by
-the (non-negative) rest, rounding as the model does.
+(a small table indexed by ``sh``) and the constants of
+``model.units.layernorm._row_constants(dim)``, all read from :mod:`model.units.layernorm`. The shift
+of pass 3 is negative for small ``sh + e`` (a left shift); the hardware shifts the product left by
+the most that can occur and then right by the (non-negative) rest, rounding as the model does.
 
 Multiplies go through :class:`hw.arith.multiplier.Multiplier`: per lane one for the squares of
 pass 2 and ``(x - mean) * c`` of pass 3 (a 27 x 18-bit DSP; ``c`` reaches 18 unsigned bits,

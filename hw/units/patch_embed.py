@@ -11,11 +11,12 @@ a token row of ``C * patch * patch`` pixels, the matrix is ``dim x C * patch * p
 lays the image out patch-major (:func:`model.units.patch_embed.image_bytes`), so the image streams
 straight into the compute unit without a buffer: a beat of ``data_width / 8`` pixel bytes (byte
 ``i`` in bits ``8i .. 8i+7``, as an AXI port delivers memory) becomes ``data_width / 8 / lanes``
-beats of ``x``, pixel code ``k`` as the integer ``k`` with :data:`model.units.patch_embed.PIXEL_FRAC`
-fraction bits (the call's output shift, ``PIXEL_FRAC + w.frac - act.frac``, accounts for them).
-Position embeddings arrive as token rows on ``pos``, row 0 first: row 0 is the class token and
-leaves unchanged (it passes the residual add with a zero partner), rows ``1 ..`` are added to the
-compute unit's results, saturating, as :func:`model.units.residual.residual_add` does.
+beats of ``x``, pixel code ``k`` as the integer ``k`` with
+:data:`model.units.patch_embed.PIXEL_FRAC` fraction bits (the call's output shift, ``PIXEL_FRAC +
+w.frac - act.frac``, accounts for them). Position embeddings arrive as token rows on ``pos``, row 0
+first: row 0 is the class token and leaves unchanged (it passes the residual add with a zero
+partner), rows ``1 ..`` are added to the compute unit's results, saturating, as
+:func:`model.units.residual.residual_add` does.
 
 A run: a command (``patches`` and ``shift``), the matrix and biases on ``w`` and ``b``
 (:mod:`model.packer` layout, as for any compute unit call), ``patches * in_dim / (data_width / 8)``

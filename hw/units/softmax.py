@@ -1,16 +1,16 @@
 """Single-pass softmax in hardware: twin of :mod:`model.units.softmax`.
 
 :class:`SoftmaxStats` is the first pass, :func:`model.units.softmax.running_stats` followed by
-:func:`model.arith.reciprocal.reciprocal`: it keeps a running maximum ``m`` and sum ``s`` for each of
-``rows`` rows whose scores arrive interleaved, and emits ``(m, s, r, k)`` at each row's end.
+:func:`model.arith.reciprocal.reciprocal`: it keeps a running maximum ``m`` and sum ``s`` for each
+of ``rows`` rows whose scores arrive interleaved, and emits ``(m, s, r, k)`` at each row's end.
 :class:`SoftmaxProb` is the second pass, :func:`model.units.softmax.probabilities`: ``lanes``
 probabilities ``2**(a - m) * r`` per cycle.
 
 The recurrence of the first pass (per score, SUM_FRAC fraction bits for ``s``)::
 
     first score:  m = a,  s = ONE
-    a > m:        s = sat(round(s * min(round(e, EXP_FRAC - MANT_FRAC), 2**17 - 1), MANT_FRAC) + ONE)
-    otherwise:    s = sat(s + round(e, EXP_FRAC - SUM_FRAC))
+    a > m:        s = sat(round(s * min(round(e, EXP_FRAC - MANT_FRAC), 2**17 - 1), MANT_FRAC) +
+    ONE) otherwise:    s = sat(s + round(e, EXP_FRAC - SUM_FRAC))
     where         e = exp2(-|a - m|)
 
 needs the previous ``m`` before the exponent and the previous ``s`` after it, some ten cycles
@@ -74,8 +74,8 @@ class SoftmaxStats(wiring.Component):
     follows ``o.ready`` combinationally): on entry the slot's ``m`` is read and replaced by
     ``max(m, a)``, and ``-|a - m|`` goes into an :class:`hw.arith.exp.Exp2Datapath`; when the
     exponent is out, the slot's ``s`` is read and the rescale product (one
-    :class:`hw.arith.multiplier.Multiplier`) and the plain sum are formed side by side; two stages later
-    the new ``s`` is chosen, saturated to ``SUM_FORMAT``, and written back; after one more
+    :class:`hw.arith.multiplier.Multiplier`) and the plain sum are formed side by side; two stages
+    later the new ``s`` is chosen, saturated to ``SUM_FORMAT``, and written back; after one more
     register, a row's final ``s`` goes through a :class:`hw.arith.reciprocal.ReciprocalDatapath`.
 
     Latency of ``LATENCY = Exp2Datapath.LATENCY + MULTIPLIER_LATENCY + 1 +
@@ -256,8 +256,8 @@ class SoftmaxProb(wiring.Component):
         p = min(round(exp2(a - m) * r, EXP_FRAC + MANT_FRAC - PROB_FRAC + k), 2**PROB_FRAC - 1)
 
     Pipeline per lane: an :class:`hw.arith.exp.Exp2Datapath` on ``a - m``, one
-    :class:`hw.arith.multiplier.Multiplier` for ``e * r``, and a last stage that shifts by ``k`` with
-    rounding (half up) and clamps. The whole pipeline stalls while ``o`` holds a result nobody
+    :class:`hw.arith.multiplier.Multiplier` for ``e * r``, and a last stage that shifts by ``k``
+    with rounding (half up) and clamps. The whole pipeline stalls while ``o`` holds a result nobody
     takes, so ``i.ready`` follows ``o.ready`` combinationally.
 
     Latency of ``LATENCY = Exp2Datapath.LATENCY + 2 + 1`` = 9 cycles, from the clock edge that

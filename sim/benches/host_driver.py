@@ -1,6 +1,7 @@
 """cocotb bench: the host driver (:class:`host.driver.Driver`) through
-:class:`host.memory.CocotbBus` against the RTL register block (:class:`hw.system.registers.RegisterBlock`),
-with a small machine played here: a START makes it busy for a few hundred cycles, after which
+:class:`host.memory.CocotbBus` against the RTL register block
+(:class:`hw.system.registers.RegisterBlock`), with a small machine played here: a START makes it
+busy for a few hundred cycles, after which
 it writes the output buffer, sets the counters and pulses ``done`` (or reports a fault)."""
 
 import logging

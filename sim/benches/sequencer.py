@@ -1,6 +1,7 @@
 """cocotb bench of :class:`hw.system.sequencer.Sequencer`: the program of a model on a machine, run for
-each task, must offer on every stream exactly the payloads of :func:`model.system.sequencer.transfers`,
-in order, under random back-pressure, and set the routes and stage marks in the program's order.
+each task, must offer on every stream exactly the payloads of
+:func:`model.system.sequencer.transfers`, in order, under random back-pressure, and set the routes
+and stage marks in the program's order.
 
 The bench plays the rest of the machine: it answers the waits a random number of cycles after
 what they wait for (the shift table after its read, a unit's calls after its command, the MoE

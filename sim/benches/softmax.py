@@ -4,7 +4,8 @@
 Run from ``tests/test_hw_softmax.py``. The design configuration gives the number of interleaved
 rows and names the numerics preset whose activation format the scores take, e.g. ``{"rows": 3,
 "numerics": "default"}``; :func:`softmax_stats_design` builds it, here and in the pytest file.
-The second pass, :class:`hw.units.softmax.SoftmaxProb`, has its own bench, ``sim.benches.softmax_prob``.
+The second pass, :class:`hw.units.softmax.SoftmaxProb`, has its own bench,
+``sim.benches.softmax_prob``.
 """
 
 import cocotb
