@@ -94,13 +94,8 @@ class Exp2Datapath(wiring.Component):
             "y": Out(unsigned(EXP_WIDTH)),
         })
 
-    @property
-    def width(self):
-        return self._width
-
-    @property
-    def frac(self):
-        return self._frac
+    width = property(lambda self: self._width)
+    frac = property(lambda self: self._frac)
 
     def elaborate(self, platform):
         m = Module()
@@ -176,17 +171,9 @@ class Exp2(wiring.Component):
             "o": Out(stream.Signature(data.ArrayLayout(unsigned(EXP_WIDTH), lanes))),
         })
 
-    @property
-    def lanes(self):
-        return self._lanes
-
-    @property
-    def width(self):
-        return self._width
-
-    @property
-    def frac(self):
-        return self._frac
+    lanes = property(lambda self: self._lanes)
+    width = property(lambda self: self._width)
+    frac = property(lambda self: self._frac)
 
     def elaborate(self, platform):
         m = Module()

@@ -147,13 +147,8 @@ class InterpDatapath(wiring.Component):
             "y": Out(signed(self._widths.width)),
         })
 
-    @property
-    def table(self):
-        return self._table
-
-    @property
-    def t_frac(self):
-        return self._t_frac
+    table = property(lambda self: self._table)
+    t_frac = property(lambda self: self._t_frac)
 
     @property
     def t_width(self):
@@ -249,13 +244,8 @@ class Interp(wiring.Component):
             "o": Out(stream.Signature(signed(self._widths.width))),
         })
 
-    @property
-    def table(self):
-        return self._table
-
-    @property
-    def t_frac(self):
-        return self._t_frac
+    table = property(lambda self: self._table)
+    t_frac = property(lambda self: self._t_frac)
 
     @property
     def t_width(self):

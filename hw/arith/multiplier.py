@@ -94,17 +94,9 @@ class Multiplier(wiring.Component):
             "p": Out(shape(a_width + b_width)),
         })
 
-    @property
-    def a_width(self):
-        return self._a_width
-
-    @property
-    def b_width(self):
-        return self._b_width
-
-    @property
-    def signed(self):
-        return self._signed
+    a_width = property(lambda self: self._a_width)
+    b_width = property(lambda self: self._b_width)
+    signed = property(lambda self: self._signed)
 
     @property
     def latency(self):

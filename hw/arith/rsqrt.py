@@ -85,9 +85,7 @@ class Rsqrt(wiring.Component):
             "o": Out(stream.Signature(self.result_layout)),
         })
 
-    @property
-    def width(self):
-        return self._width
+    width = property(lambda self: self._width)
 
     @property
     def e_width(self):

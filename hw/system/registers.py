@@ -97,13 +97,8 @@ class RegisterBlock(wiring.Component):
             "stage_cycles": In(stage_layout()),
         })
 
-    @property
-    def tasks(self):
-        return self._tasks
-
-    @property
-    def alignment(self):
-        return self._alignment
+    tasks = property(lambda self: self._tasks)
+    alignment = property(lambda self: self._alignment)
 
     def elaborate(self, platform):
         m = Module()

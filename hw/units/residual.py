@@ -62,13 +62,8 @@ class ResidualAdd(wiring.Component):
             "o": Out(stream.Signature(layout)),
         })
 
-    @property
-    def lanes(self):
-        return self._lanes
-
-    @property
-    def fmt(self):
-        return self._fmt
+    lanes = property(lambda self: self._lanes)
+    fmt = property(lambda self: self._fmt)
 
     def elaborate(self, platform):
         m = Module()

@@ -140,13 +140,8 @@ class SoftmaxStats(wiring.Component):
             "o": Out(stream.Signature(self.result_layout)),
         })
 
-    @property
-    def rows(self):
-        return self._rows
-
-    @property
-    def fmt(self):
-        return self._fmt
+    rows = property(lambda self: self._rows)
+    fmt = property(lambda self: self._fmt)
 
     def elaborate(self, platform):
         m = Module()
@@ -308,13 +303,8 @@ class SoftmaxProb(wiring.Component):
             "o": Out(stream.Signature(data.ArrayLayout(unsigned(PROB_FRAC), lanes))),
         })
 
-    @property
-    def lanes(self):
-        return self._lanes
-
-    @property
-    def fmt(self):
-        return self._fmt
+    lanes = property(lambda self: self._lanes)
+    fmt = property(lambda self: self._fmt)
 
     def elaborate(self, platform):
         m = Module()
