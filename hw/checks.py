@@ -13,7 +13,7 @@ checks here reject it.
 from model.numerics import Fixed
 
 
-__all__ = ["is_int", "positive", "at_least", "in_range", "fixed"]
+__all__ = ["is_int", "positive", "multiple_of", "at_least", "in_range", "fixed"]
 
 
 def is_int(value):
@@ -50,6 +50,28 @@ def positive(owner, name, value):
     """
     if not (is_int(value) and value > 0):
         raise ValueError(f"{owner} {name} must be a positive integer, not {value!r}")
+
+
+def multiple_of(owner, name, value, step, what):
+    """Check that ``value`` is a positive multiple of ``step``: a width that whole beats of
+    ``step`` lanes must cover.
+
+    Parameters
+    ----------
+    owner, name, value
+        As for :func:`positive`.
+    step : int
+    what : str
+        What ``step`` is, for the message (``"lanes"``).
+
+    Raises
+    ------
+    ValueError
+        ``"{owner} {name} must be a positive multiple of {what} ({step}), not {value!r}"``.
+    """
+    if not (is_int(value) and value > 0 and value % step == 0):
+        raise ValueError(f"{owner} {name} must be a positive multiple of {what} ({step}), "
+                         f"not {value!r}")
 
 
 def at_least(owner, name, value, low):

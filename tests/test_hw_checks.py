@@ -63,3 +63,11 @@ def test_fixed():
     for value in (16, None, (16, 8)):
         with raises(TypeError, f"GELU format must be a model.numerics.Fixed, not {value!r}"):
             checks.fixed("GELU", "format", value)
+
+
+@pytest.mark.parametrize("value", [0, 24, -16, 16.0, True])
+def test_multiple_of(value):
+    checks.multiple_of("Half", "dim", 32, 16, "lanes")
+    with pytest.raises(ValueError, match=rf"^Half dim must be a positive multiple of lanes \(16\), "
+                                         rf"not {value!r}$"):
+        checks.multiple_of("Half", "dim", value, 16, "lanes")

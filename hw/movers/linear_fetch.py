@@ -18,6 +18,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
+from hw import checks
 from model.packer import BIAS_WORD_BYTES
 
 from hw.movers.axi import axi4_read
@@ -78,8 +79,7 @@ class LinearFetch(wiring.Component):
 
     def __init__(self, *, cols, acc_width, data_width=128, addr_width=40, ports=1,
                  max_beats=1 << 16):
-        if not (isinstance(ports, int) and ports >= 1):
-            raise ValueError(f"LinearFetch ports must be a positive integer, not {ports!r}")
+        checks.positive("LinearFetch", "ports", ports)
         self._port_bytes = data_width // 8
         data_width *= ports                    # the beat, all ports side by side
         words = data_width // (8 * BIAS_WORD_BYTES)

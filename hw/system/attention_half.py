@@ -26,6 +26,7 @@ beats of token rows on ``x``, LayerNorm parameters on ``p`` (one set), matrices 
 from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 
+from hw import checks
 from model.system.attention_half import CALLS
 from model.numerics import DEFAULT
 
@@ -77,9 +78,7 @@ class AttentionHalf(wiring.Component):
 
     def __init__(self, *, dim, heads, max_tokens, slots=4, lanes=16, weight_lanes=8,
                  eps=1e-6, compute=None):
-        if not (isinstance(dim, int) and dim > 0 and dim % lanes == 0):
-            raise ValueError(f"AttentionHalf dim must be a positive multiple of lanes "
-                             f"({lanes}), not {dim!r}")
+        checks.multiple_of("AttentionHalf", "dim", dim, lanes, "lanes")
         self._dim, self._max_tokens, self._lanes = dim, max_tokens, lanes
         act = DEFAULT.act
         self.engine = AttentionEngine(dim=dim, heads=heads, max_tokens=max_tokens, slots=slots,

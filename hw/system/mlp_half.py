@@ -25,6 +25,7 @@ weights were loaded beforehand, as in the whole machine.
 from amaranth import Module, Signal
 from amaranth.lib import data, memory, wiring
 
+from hw import checks
 from model.numerics import DEFAULT
 
 from hw.units.compute_unit import ComputeClient
@@ -75,9 +76,7 @@ class MlpHalf(wiring.Component):
     def __init__(self, *, dim, hidden, max_tokens, lanes=16, weight_lanes=8, eps=1e-6,
                  compute=None):
         for name, value in (("dim", dim), ("hidden", hidden)):
-            if not (isinstance(value, int) and value > 0 and value % lanes == 0):
-                raise ValueError(f"MlpHalf {name} must be a positive multiple of lanes "
-                                 f"({lanes}), not {value!r}")
+            checks.multiple_of("MlpHalf", name, value, lanes, "lanes")
         self._dim, self._hidden, self._max_tokens, self._lanes = dim, hidden, max_tokens, lanes
         act = DEFAULT.act
         self._client = ComputeClient(

@@ -54,6 +54,7 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from hw import checks
 from model.numerics import DEFAULT, PROB_FRAC
 
 from hw.movers.axi import axi4_read
@@ -106,9 +107,7 @@ class ExpertEngine(wiring.Component):
     def __init__(self, *, dim, expert_hidden, experts, max_tokens, lanes=16, data_width=128,
                  addr_width=40, ports=1, compute=None):
         for name, value in (("dim", dim), ("expert_hidden", expert_hidden)):
-            if not (isinstance(value, int) and value > 0 and value % lanes == 0):
-                raise ValueError(f"ExpertEngine {name} must be a positive multiple of lanes "
-                                 f"({lanes}), not {value!r}")
+            checks.multiple_of("ExpertEngine", name, value, lanes, "lanes")
         self._dim, self._hidden, self._experts = dim, expert_hidden, experts
         self._max_tokens, self._lanes = max_tokens, lanes
         act = DEFAULT.act
