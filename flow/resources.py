@@ -31,8 +31,8 @@ __all__ = ["estimate", "UNITS", "main"]
 
 
 def _unit(module, cls, **kwargs):
-    """``make(model, machine)`` for ``hw.<module>.<cls>`` (``module`` a dotted path below hw); each keyword is a value or a
-    function of ``(model, machine)``."""
+    """``make(model, machine)`` for ``hw.<module>.<cls>`` (``module`` a dotted path below hw); each
+    keyword is a value or a function of ``(model, machine)``."""
     def make(model, machine):
         mod = __import__(f"hw.{module}", fromlist=[cls])
         return getattr(mod, cls)(**{k: v(model, machine) if callable(v) else v

@@ -50,7 +50,8 @@ _HINTS = {
 
 
 class AcceleratorError(RuntimeError):
-    """The accelerator reported an error: ``code`` is the :class:`model.system.registers.ErrorCode`."""
+    """The accelerator reported an error: ``code`` is the
+    :class:`model.system.registers.ErrorCode`."""
 
     def __init__(self, code, detail=""):
         self.code = ErrorCode(code)

@@ -118,7 +118,8 @@ def fit(v, fmt, overflow="saturate"):
 
 
 def bit_length(v):
-    """Bits of magnitude of each non-negative integer below 2**53 (0 for 0), like ``int.bit_length``."""
+    """Bits of magnitude of each non-negative integer below 2**53 (0 for 0), like
+    ``int.bit_length``."""
     # frexp is exact here: every such integer is a float64 without rounding.
     return np.frexp(np.asarray(v, dtype=np.float64))[1].astype(np.int64)
 

@@ -159,7 +159,8 @@ def moe_layer_records(qm, block, rows, cols, *, beat_bytes=16, ports=1, gate_add
 
 def moe_layer_image(qm, block, task, rows, cols, *, beat_bytes=16, ports=1, gate_at=0x1000,
                     experts_at=0x10000):
-    """Memory image of one MoE layer for the expert engine (``hw/units/expert_engine.py``): the task's
+    """Memory image of one MoE layer for the expert engine (``hw/units/expert_engine.py``): the
+    task's
     gate record at ``gate_at``, expert ``e``'s fc1 record at ``experts_at + (e << stride_log2)``
     with its fc2 record right after.
 

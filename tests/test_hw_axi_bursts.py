@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""The burst splitter of the AXI DMAs (hw/movers/axi_bursts.py) in Amaranth's own simulator against its
-twin :func:`model.movers.axi_bursts.bursts`: commands across boundaries under random idles and
+"""The burst splitter of the AXI DMAs (hw/movers/axi_bursts.py) in Amaranth's own simulator against
+its twin :func:`model.movers.axi_bursts.bursts`: commands across boundaries under random idles and
 back-pressure, the AXI rule that a burst on offer stays on offer unchanged, the cycles of the
 docstring's formulas at full rate, dropped commands, and the argument checks."""
 

@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Clients sharing one compute unit through hw.units.compute_mux, against model.units.compute_mux.serve."""
+"""Clients sharing one compute unit through hw.units.compute_mux, against
+model.units.compute_mux.serve."""
 
 import pytest
 

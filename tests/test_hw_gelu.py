@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the GELU unit (hw/arith/gelu.py) against its twin (model/arith/gelu.py): the cocotb bench
-``sim.benches.gelu`` under Verilator, and the argument checks."""
+"""Tests of the GELU unit (hw/arith/gelu.py) against its twin (model/arith/gelu.py): the cocotb
+bench ``sim.benches.gelu`` under Verilator, and the argument checks."""
 
 import random
 import re

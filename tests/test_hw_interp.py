@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the interpolation unit (hw/arith/interp.py) against its twin (model/arith/interp.py): the cocotb
-bench ``sim.benches.interp`` under Verilator, and the argument checks."""
+"""Tests of the interpolation unit (hw/arith/interp.py) against its twin (model/arith/interp.py):
+the cocotb bench ``sim.benches.interp`` under Verilator, and the argument checks."""
 
 import random
 import re

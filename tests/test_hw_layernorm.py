@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the LayerNorm unit (hw/units/layernorm.py) against its twin (model/units/layernorm.py): the
-cocotb bench ``sim.benches.layernorm`` under Verilator, other shapes in Amaranth's simulator,
+"""Tests of the LayerNorm unit (hw/units/layernorm.py) against its twin (model/units/layernorm.py):
+the cocotb bench ``sim.benches.layernorm`` under Verilator, other shapes in Amaranth's simulator,
 and the argument checks."""
 
 import random

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the pipeline plumbing (hw/streams/pipeline.py) in Amaranth's own simulator: a delay line and
-a valid pipeline under a random clock enable against a register model, their names and initial
+"""Tests of the pipeline plumbing (hw/streams/pipeline.py) in Amaranth's own simulator: a delay line
+and a valid pipeline under a random clock enable against a register model, their names and initial
 values, and their argument checks."""
 
 import random

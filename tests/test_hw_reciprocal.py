@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the reciprocal unit (hw/arith/reciprocal.py) against its twin (model/arith/reciprocal.py): the
+"""Tests of the reciprocal unit (hw/arith/reciprocal.py) against its twin
+(model/arith/reciprocal.py): the
 cocotb bench ``sim.benches.reciprocal`` under Verilator, many more inputs in Amaranth's
 simulator, and the ports."""
 

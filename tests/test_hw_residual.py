@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the residual add (hw/units/residual.py) against its twin (model/units/residual.py): the cocotb
-bench ``sim.benches.residual`` under Verilator, and the argument checks."""
+"""Tests of the residual add (hw/units/residual.py) against its twin (model/units/residual.py): the
+cocotb bench ``sim.benches.residual`` under Verilator, and the argument checks."""
 
 import pytest
 from amaranth.hdl import signed

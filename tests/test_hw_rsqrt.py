@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the inverse square root unit (hw/arith/rsqrt.py) against its twin (model/arith/rsqrt.py): the
+"""Tests of the inverse square root unit (hw/arith/rsqrt.py) against its twin
+(model/arith/rsqrt.py): the
 cocotb bench ``sim.benches.rsqrt`` under Verilator, every input of a small width in Amaranth's
 simulator, and the argument checks."""
 

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""The board self-test (hw.system.selftest) on the ULX3S's shape of the accelerator: it passes with the
-golden checksum and reports the cycle count on its UART line; with a watchdog shorter than the
+"""The board self-test (hw.system.selftest) on the ULX3S's shape of the accelerator: it passes with
+the golden checksum and reports the cycle count on its UART line; with a watchdog shorter than the
 run it fails and says so. Also its parts' construction checks."""
 
 import pytest

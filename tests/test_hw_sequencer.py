@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""The sequencer (hw.system.sequencer) runs model.schedule's program from its ROM: every stream carries
+"""The sequencer (hw.system.sequencer) runs model.schedule's program from its ROM: every stream
+carries
 the payloads of model.system.sequencer.transfers, in order, for every task, at full rate and under
 back-pressure; bad programs are refused when the sequencer is built."""
 

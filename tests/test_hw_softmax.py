@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
-"""Tests of the softmax units (hw/units/softmax.py) against their twins (model/units/softmax.py): the cocotb
-benches ``sim.benches.softmax`` (the statistics) and ``sim.benches.softmax_prob`` (the
+"""Tests of the softmax units (hw/units/softmax.py) against their twins (model/units/softmax.py):
+the cocotb benches ``sim.benches.softmax`` (the statistics) and ``sim.benches.softmax_prob`` (the
 probabilities) under Verilator, more rows and formats in Amaranth's simulator, and the argument
 checks."""
 

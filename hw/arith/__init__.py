@@ -1,1 +1,2 @@
-"""Arithmetic: the multiplier and the function units (interpolated tables, exp, reciprocal, inverse square root, GELU)."""
+"""Arithmetic: the multiplier and the function units (interpolated tables, exp, reciprocal, inverse
+square root, GELU)."""

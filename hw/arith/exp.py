@@ -125,7 +125,8 @@ class Exp2Datapath(wiring.Component):
 
 
 class Exp2(wiring.Component):
-    """``2**x`` of ``lanes`` signed inputs per transfer, bit for bit as :func:`model.arith.exp.exp2`.
+    """``2**x`` of ``lanes`` signed inputs per transfer, bit for bit as
+    :func:`model.arith.exp.exp2`.
 
     One :class:`Exp2Datapath` per lane; the whole pipeline stalls while ``o`` holds a result
     nobody takes, so ``i.ready`` follows ``o.ready`` combinationally.

@@ -1,1 +1,2 @@
-"""Memory movers: AXI4 signatures, burst splitting, readers, writer, the ROM, the linear-record fetch."""
+"""Memory movers: AXI4 signatures, burst splitting, readers, writer, the ROM, the linear-record
+fetch."""

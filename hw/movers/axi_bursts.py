@@ -23,8 +23,8 @@ def burst_layout(addr_width):
 
 
 class BurstSplitter(wiring.Component):
-    """Split each command on ``i`` into the INCR bursts of :func:`model.movers.axi_bursts.bursts`, on
-    ``o``.
+    """Split each command on ``i`` into the INCR bursts of :func:`model.movers.axi_bursts.bursts`,
+    on ``o``.
 
     Each burst is as long as it can be: the beats left, the beats to the next ``boundary``, or
     ``max_burst``, whichever is least. A command whose address is not a multiple of

@@ -1,4 +1,5 @@
-"""The LayerNorm unit in hardware: twin of :func:`model.units.layernorm.layer_norm` (default numerics).
+"""The LayerNorm unit in hardware: twin of :func:`model.units.layernorm.layer_norm` (default
+numerics).
 
 Each token row of ``dim`` activations arrives as ``dim / lanes`` beats on ``i`` and leaves,
 normalised, scaled by gamma and shifted by beta, as as many beats on ``o``. The unit follows the

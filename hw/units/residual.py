@@ -1,4 +1,5 @@
-"""The residual add in hardware: ``x + y`` per lane, saturating; twin of :mod:`model.units.residual`."""
+"""The residual add in hardware: ``x + y`` per lane, saturating; twin of
+:mod:`model.units.residual`."""
 
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, stream, wiring

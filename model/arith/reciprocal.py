@@ -18,7 +18,8 @@ RECIP_TABLE = InterpTable.build(lambda m: 1.0 / m, lo=1.0, segments=128, step_lo
 
 
 def reciprocal(s, frac=SUM_FRAC):
-    """``1/s`` for integers ``s >= 2**frac`` -> ``(r, k)`` with ``1/s = r * 2**-(MANT_FRAC + k)``."""
+    """``1/s`` for integers ``s >= 2**frac`` -> ``(r, k)`` with ``1/s = r * 2**-(MANT_FRAC +
+    k)``."""
     s = np.asarray(s, dtype=np.int64)
     if np.any(s < 1 << frac):
         raise ValueError("reciprocal takes inputs >= 1 only")

@@ -19,7 +19,8 @@ RSQRT_TABLE = InterpTable.build(lambda m: 1.0 / np.sqrt(m), lo=1.0, segments=384
 
 
 def rsqrt(S):
-    """``1/sqrt(S)`` for integers ``S > 0`` -> ``(r, e)`` with ``1/sqrt(S) = r * 2**-(MANT_FRAC + e)``."""
+    """``1/sqrt(S)`` for integers ``S > 0`` -> ``(r, e)`` with ``1/sqrt(S) = r * 2**-(MANT_FRAC +
+    e)``."""
     S = np.asarray(S, dtype=np.int64)
     if np.any(S <= 0):
         raise ValueError("rsqrt takes positive inputs only")

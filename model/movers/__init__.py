@@ -1,1 +1,2 @@
-"""Golden twins of hw/movers/ (the same module names): memory movers: AXI4 signatures, burst splitting, readers, writer, the ROM, the linear-record fetch."""
+"""Golden twins of hw/movers/ (the same module names): memory movers: AXI4 signatures, burst
+splitting, readers, writer, the ROM, the linear-record fetch."""

@@ -1,5 +1,5 @@
-"""How the AXI DMAs (``hw/movers/axi_reader.py``, ``hw/movers/axi_writer.py``) cut a command into bursts: twin
-of :class:`hw.movers.axi_bursts.BurstSplitter`."""
+"""How the AXI DMAs (``hw/movers/axi_reader.py``, ``hw/movers/axi_writer.py``) cut a command into
+bursts: twin of :class:`hw.movers.axi_bursts.BurstSplitter`."""
 
 __all__ = ["bursts"]
 

@@ -1,4 +1,5 @@
-"""What the AXI write DMA (``hw/movers/axi_writer.py``) leaves in memory: beats stored little-endian."""
+"""What the AXI write DMA (``hw/movers/axi_writer.py``) leaves in memory: beats stored
+little-endian."""
 
 __all__ = ["write_beats"]
 

@@ -1,4 +1,5 @@
-"""The dense MLP half of a block, ``x + fc2(GELU(fc1(LN2(x))))``: twin of ``hw/system/mlp_half.py``."""
+"""The dense MLP half of a block, ``x + fc2(GELU(fc1(LN2(x))))``: twin of
+``hw/system/mlp_half.py``."""
 
 from model.units.compute_unit import linear
 from model.units.layernorm import layer_norm

@@ -1,4 +1,5 @@
-"""The accelerator's register map, described once: the RTL (:mod:`hw.system.registers`), the host driver
+"""The accelerator's register map, described once: the RTL (:mod:`hw.system.registers`), the host
+driver
 and ``docs/registers.md`` all read it from here. :class:`RegisterFile` is the behavioural twin of
 :class:`hw.system.registers.RegisterBlock`.
 

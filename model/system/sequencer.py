@@ -1,5 +1,5 @@
-"""Twin of :mod:`hw.system.sequencer`: what the sequencer offers on each of its streams, in order, when
-it runs a program (:func:`model.schedule.program`) for one task.
+"""Twin of :mod:`hw.system.sequencer`: what the sequencer offers on each of its streams, in order,
+when it runs a program (:func:`model.schedule.program`) for one task.
 
 The golden model runs the program's unit commands (:func:`model.golden.run`); this twin gives
 the transfers themselves: every read, fetch, command and write with its addresses and fields

@@ -1,1 +1,2 @@
-"""Golden twins of hw/units/ (the same module names): compute units: the shared MAC array and its multiplexer, LayerNorm, softmax, the attention engine, the gate, top-k, expert queues and engine, patch embedding, residual add."""
+"""Golden twins of hw/units/ (the same module names): compute units: the shared MAC array and its
+multiplexer, LayerNorm, softmax, the attention engine, the gate, top-k, expert queues and engine, patch embedding, residual add."""

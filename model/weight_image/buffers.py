@@ -47,8 +47,8 @@ def pack_output(ints, config, beat_bytes=16):
 
 
 def input_layout(config, beat_bytes=16):
-    """The image buffer: :func:`model.units.patch_embed.image_bytes` (patch-major, one byte per pixel,
-    a patch's ``C * p * p`` pixels per row), padded to whole beats at the end."""
+    """The image buffer: :func:`model.units.patch_embed.image_bytes` (patch-major, one byte per
+    pixel, a patch's ``C * p * p`` pixels per row), padded to whole beats at the end."""
     _check_params(1, 1, beat_bytes)
     pixels = config.image_channels * config.image_height * config.image_width
     return BufferLayout(config.patches, config.patch_in, 1, config.patch_in,

@@ -1,5 +1,5 @@
-"""cocotb bench of the whole accelerator (:class:`hw.system.accelerator.Accelerator`): full inferences
-from DRAM to DRAM against :func:`model.golden.forward`, bit for bit.
+"""cocotb bench of the whole accelerator (:class:`hw.system.accelerator.Accelerator`): full
+inferences from DRAM to DRAM against :func:`model.golden.forward`, bit for bit.
 
 DRAM is one memory behind cocotbext-axi RAM models on every AXI port; the host is
 :class:`host.driver.Driver` over :class:`host.memory.CocotbBus` (an ``AxiLiteMaster`` on the

@@ -1,4 +1,5 @@
-"""cocotb bench of :class:`hw.units.attention.AttentionEngine` against :func:`model.units.attention.attention`.
+"""cocotb bench of :class:`hw.units.attention.AttentionEngine` against
+:func:`model.units.attention.attention`.
 
 The configuration names the model whose dimensions the engine takes (``micro`` or
 ``m3vit-tiny``), the slots ``P`` and the lanes, plus optional ``idle`` (random gaps on the

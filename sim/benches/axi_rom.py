@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.movers.axi_rom.AxiRom`: cocotbext-axi read masters on every port at once,
-random bursts against the ROM's bytes, at full rate and with random pauses on both channels of
+"""cocotb bench of :class:`hw.movers.axi_rom.AxiRom`: cocotbext-axi read masters on every port at
+once, random bursts against the ROM's bytes, at full rate and with random pauses on both channels of
 every port (one port stalled must not stall the others); reads past the end answer SLVERR."""
 
 import itertools

@@ -1,4 +1,5 @@
-"""cocotb bench of :class:`hw.units.compute_unit.ComputeUnit` against :func:`model.units.compute_unit.linear`.
+"""cocotb bench of :class:`hw.units.compute_unit.ComputeUnit` against
+:func:`model.units.compute_unit.linear`.
 
 The design configuration comes from :func:`sim.runner.bench_config`. Each test runs a few calls
 back to back (so weights of one call load while another computes), feeds weights, biases and

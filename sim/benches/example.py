@@ -1,4 +1,5 @@
-"""cocotb bench of :class:`sim.example.AddConstant` against its twin :func:`sim.example.add_constant`.
+"""cocotb bench of :class:`sim.example.AddConstant` against its twin
+:func:`sim.example.add_constant`.
 
 Run from ``tests/test_sim_runner.py``; the design configuration (``width``, ``constant``) comes
 from the runner through :func:`sim.runner.bench_config`.

@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.streams.gather.Gather` and :class:`hw.streams.scatter.Scatter` on one buffer,
-against :func:`model.streams.gather.gather` and :func:`model.streams.scatter.scatter`."""
+"""cocotb bench of :class:`hw.streams.gather.Gather` and :class:`hw.streams.scatter.Scatter` on one
+buffer, against :func:`model.streams.gather.gather` and :func:`model.streams.scatter.scatter`."""
 
 import numpy as np
 

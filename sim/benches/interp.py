@@ -1,4 +1,5 @@
-"""cocotb bench of :class:`hw.arith.interp.Interp` against its twin ``model.arith.interp.InterpTable.evaluate``.
+"""cocotb bench of :class:`hw.arith.interp.Interp` against its twin
+``model.arith.interp.InterpTable.evaluate``.
 
 Run from ``tests/test_hw_interp.py``. The design configuration names the table by its import
 path and gives the input's fraction bits, e.g. ``{"table": "model.arith.reciprocal.RECIP_TABLE",

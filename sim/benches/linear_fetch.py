@@ -1,4 +1,5 @@
-"""cocotb bench of :class:`hw.movers.linear_fetch.LinearFetch` on cocotbext-axi's AxiRam: the ``w`` and
+"""cocotb bench of :class:`hw.movers.linear_fetch.LinearFetch` on cocotbext-axi's AxiRam: the ``w``
+and
 ``b`` beats must be those :mod:`model.packer` makes for the compute unit. With several ports, one
 memory behind a RAM model on each, each port pausing at its own random times."""
 

@@ -1,4 +1,5 @@
-"""cocotb bench of :class:`hw.system.mlp_half.MlpHalf` against :func:`model.system.mlp_half.mlp_half`.
+"""cocotb bench of :class:`hw.system.mlp_half.MlpHalf` against
+:func:`model.system.mlp_half.mlp_half`.
 
 The configuration names the model (``micro`` with synthetic weights, or ``m3vit-tiny`` with the
 published Edge-MoE weights) and the dense block; the block's input is the golden model's own

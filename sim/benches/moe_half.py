@@ -1,4 +1,5 @@
-"""cocotb bench of :class:`hw.system.moe_half.MoeHalf` against :func:`model.system.moe_half.moe_half`: the
+"""cocotb bench of :class:`hw.system.moe_half.MoeHalf` against
+:func:`model.system.moe_half.moe_half`: the
 model's first MoE block, its input from the golden model, gate and expert records in
 cocotbext-axi's AxiRam. With ``$EDGEMOE_MEASURE_OUT`` set, the run's figures go there as JSON."""
 

@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.system.registers.RegisterBlock` driven by cocotbext-axi's AxiLiteMaster,
-against its twin :class:`model.system.registers.RegisterFile`."""
+"""cocotb bench of :class:`hw.system.registers.RegisterBlock` driven by cocotbext-axi's
+AxiLiteMaster, against its twin :class:`model.system.registers.RegisterFile`."""
 
 import logging
 import random

@@ -1,4 +1,5 @@
-"""cocotb bench of :class:`hw.system.selftest.SelfTest`: the board self-test runs its inference from the
+"""cocotb bench of :class:`hw.system.selftest.SelfTest`: the board self-test runs its inference from
+the
 on-chip ROM, reaches the expected verdict, and sends :func:`model.system.selftest.message` on the
 UART, bit for bit (:func:`model.system.uart.frames`), repeated."""
 

@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.system.sequencer.Sequencer`: the program of a model on a machine, run for
-each task, must offer on every stream exactly the payloads of
+"""cocotb bench of :class:`hw.system.sequencer.Sequencer`: the program of a model on a machine, run
+for each task, must offer on every stream exactly the payloads of
 :func:`model.system.sequencer.transfers`, in order, under random back-pressure, and set the routes
 and stage marks in the program's order.
 

@@ -1,5 +1,5 @@
-"""cocotb bench of :class:`hw.streams.widen.Widen`: the weight beats of random tiles, narrow in, must come
-out as :func:`model.packer.weight_beats` groups them at the wide beat."""
+"""cocotb bench of :class:`hw.streams.widen.Widen`: the weight beats of random tiles, narrow in,
+must come out as :func:`model.packer.weight_beats` groups them at the wide beat."""
 
 import numpy as np
 
