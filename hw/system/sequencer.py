@@ -142,7 +142,6 @@ class Sequencer(wiring.Component):
                 "write": data.StructLayout({"beats": beats}),
             }),
         })
-        self._shift_count, self._tasks = shift_count, tasks
         read = data.StructLayout({"addr": addr_width, "beats": beats, "to": target})
         fetch = self.word_layout["arg"].shape["fetch"].shape
         super().__init__({

@@ -106,7 +106,7 @@ class System:
         self.dut, self.config = dut, config
         self.model = model_config(config)
         self.machine = machine_config(config)
-        self.shape = shape = self.machine.image_shape
+        self.shape = self.machine.image_shape
         self.buffers = Buffers.plan(BASE, self.model, self.machine)
         self.dram = mmap.mmap(-1, self.buffers.end)
         self.reads = {name: FaultyRead(AxiReadBus.from_prefix(dut, f"{name}_"), dut.clk,
