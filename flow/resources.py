@@ -41,8 +41,7 @@ def _unit(module, cls, **kwargs):
 
 
 def _compute_unit(model, machine):
-    from hw.system.accelerator import Accelerator
-    return Accelerator(model, machine).compute
+    return _accelerator(model, machine).compute
 
 
 _lanes = lambda model, machine: machine.lanes  # noqa: E731
@@ -64,7 +63,7 @@ UNITS = {
     "exp": _unit("arith.exp", "Exp2", lanes=1),
     "reciprocal": _unit("arith.reciprocal", "Reciprocal"),
     "softmax_stats": _unit("units.softmax", "SoftmaxStats",
-                           rows=lambda model, machine: model.heads * machine.attention_slots),
+                           rows=lambda model, machine: _accelerator(model, machine).attention.engine.ways),
     "softmax_prob": _unit("units.softmax", "SoftmaxProb",
                           lanes=lambda model, machine: machine.attention_slots),
     "top_k": _unit("units.top_k", "TopK", experts=lambda model, _: model.experts,
@@ -82,19 +81,45 @@ UNITS = {
     "axi_writer": _unit("movers.axi_writer", "AxiWriter",
                         addr_width=lambda _, machine: machine.addr_width,
                         data_width=lambda _, machine: machine.data_width),
-    "expert_engine": lambda model, machine: _moe_half(model, machine).engine,
-    "attention": lambda model, machine: _attention_half(model, machine).engine,
+    "expert_engine": lambda model, machine: _accelerator(model, machine).moe.engine,
+    "attention": lambda model, machine: _accelerator(model, machine).attention.engine,
+    "compute_mux": lambda model, machine: _compute_mux(model, machine),
+    "rsqrt": _unit("arith.rsqrt", "Rsqrt"),
+    "router": lambda model, machine: _router(model, machine),
+    "patch_embed": lambda model, machine: _accelerator(model, machine).embed,
+    "linear_fetch": _unit("movers.linear_fetch", "LinearFetch", cols=_lanes,
+                          acc_width=lambda model, machine: _accelerator(model, machine)
+                          .compute.acc_width,
+                          data_width=lambda _, machine: machine.data_width,
+                          addr_width=lambda _, machine: machine.addr_width),
+    "registers": lambda model, machine: _accelerator(model, machine).regs,
+    "sequencer": lambda model, machine: _accelerator(model, machine).sequencer,
+    "attention_half": lambda model, machine: _accelerator(model, machine).attention,
+    "mlp_half": lambda model, machine: _accelerator(model, machine).mlp,
+    "moe_half": lambda model, machine: _accelerator(model, machine).moe,
+    "accelerator": lambda model, machine: _accelerator(model, machine),
 }
 
 
-def _moe_half(model, machine):
+def _accelerator(model, machine):
     from hw.system.accelerator import Accelerator
-    return Accelerator(model, machine).moe
+    return Accelerator(model, machine)
 
 
-def _attention_half(model, machine):
-    from hw.system.accelerator import Accelerator
-    return Accelerator(model, machine).attention
+def _compute_mux(model, machine):
+    from hw.system.accelerator import CLIENTS
+    from hw.units.compute_mux import ComputeMux
+    return ComputeMux(_accelerator(model, machine).compute, clients=len(CLIENTS))
+
+
+def _router(model, machine):
+    # The dense weights' router of the accelerator: the widest one.
+    from amaranth.hdl import signed
+    from hw.streams.router import StreamRouter
+    return StreamRouter(signed(16 * machine.weight_lanes), destinations=3,
+                        max_beats=1 << 20)
+
+
 
 _GROUPS = {
     "DSP48E2": ("DSP48E2",),
