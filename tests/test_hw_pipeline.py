@@ -7,10 +7,10 @@ import random
 import re
 
 import pytest
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.sim import Simulator
 
-from hw.streams.pipeline import delay, valid_pipeline
+from hw.streams.pipeline import delay, tree, tree_stages, valid_pipeline
 
 
 def run(m, signals, drive, cycles):
@@ -165,3 +165,41 @@ def test_valid_pipeline_stages_are_checked(stages):
     with pytest.raises(ValueError, match=re.escape(
             f"valid_pipeline stages must be a positive integer, not {stages!r}")):
         valid_pipeline(Module(), Signal(), Signal(), stages, en=None)
+
+
+@pytest.mark.parametrize("count, per_stage", [(2, 1), (5, 1), (16, 1), (16, 2), (7, 3)])
+@pytest.mark.parametrize("enable", [None, 0.5])
+def test_tree_sums_under_random_enable(count, per_stage, enable):
+    """A registered adder tree gives the sum of its inputs ``tree_stages`` enabled cycles later,
+    like a delay line of that many stages."""
+    rng = random.Random(count * 10 + per_stage)
+    m = Module()
+    xs = [Signal(signed(8), name=f"x{i}") for i in range(count)]
+    en = None if enable is None else Signal()
+    y = tree(m, xs, lambda a, b: a + b, name="sum", en=en, per_stage=per_stage)
+    stages = tree_stages(count, per_stage)
+    cycles = 120
+    inputs = [[rng.randint(-128, 127) for _ in range(count)] for _ in range(cycles)]
+    enables = [1 if enable is None else int(rng.random() < enable) for _ in range(cycles)]
+
+    def drive(cycle):
+        values = list(zip(xs, inputs[cycle]))
+        return values + ([] if en is None else [(en, enables[cycle])])
+    seen = run(m, [y], drive, cycles)
+    expected = register_model([sum(v) for v in inputs], enables, stages)
+    # Before the first value has crossed the tree, its registers hold their initial zeros.
+    assert [s[0] for s in seen] == expected
+    assert stages == ((count - 1).bit_length() + per_stage - 1) // per_stage
+
+
+def test_tree_of_maxima_names_its_registers():
+    m = Module()
+    xs = [Signal(8, name=f"x{i}") for i in range(4)]
+    y = tree(m, xs, lambda a, b: Mux(a > b, a, b), name="high")
+    assert y.name == "high_2_0"
+
+
+def test_tree_of_one_value_is_the_value():
+    m = Module()
+    x = Signal(8)
+    assert tree(m, [x], lambda a, b: a + b, name="sum") is x and tree_stages(1) == 0

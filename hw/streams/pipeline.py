@@ -25,7 +25,7 @@ from amaranth.hdl import Signal
 from hw import checks
 
 
-__all__ = ["delay", "valid_pipeline"]
+__all__ = ["delay", "valid_pipeline", "tree", "tree_stages"]
 
 
 def delay(m, value, stages, *, name, en=None, first=1):
@@ -118,3 +118,64 @@ def valid_pipeline(m, valid, out, stages, *, en, name="valid"):
     else:
         with m.If(en):
             m.d.sync += out.eq(last)
+
+
+def tree_stages(count, per_stage=1):
+    """Register stages of a :func:`tree` over ``count`` values with ``per_stage`` levels of
+    ``combine`` between registers: ``ceil(ceil(log2(count)) / per_stage)``, 0 for one value."""
+    checks.positive("tree_stages", "count", count)
+    checks.positive("tree_stages", "per_stage", per_stage)
+    levels = (count - 1).bit_length()
+    return -(-levels // per_stage)
+
+
+def tree(m, values, combine, *, name, en=None, per_stage=1):
+    """Reduce ``values`` pairwise with ``combine``, a register after every ``per_stage`` levels:
+    a balanced tree whose depth between registers is ``per_stage`` uses of ``combine``.
+
+    ``combine(a, b)`` returns the value-like of one node (a sum, a maximum, a compare-select);
+    a node left without a partner at a level passes through unchanged. Level ``n``'s values are
+    registers named ``{name}_{n}_{i}`` where a register ends a stage. The result arrives after
+    :func:`tree_stages` enabled cycles (none for one value, which is returned as is).
+
+    Parameters
+    ----------
+    m : amaranth.hdl.Module
+        The module that gets the registers, in its ``sync`` domain.
+    values : list of value-like
+        What to reduce, at least one.
+    combine : callable
+        ``combine(a, b) -> value-like``; associative, since the tree reorders nothing but groups
+        the values left to right by pairs.
+    name : str
+        Stem of the registers' names.
+    en : value-like or None
+        Clock enable of every register (the pipeline's ``advance``).
+    per_stage : int
+        Levels of ``combine`` between registers.
+
+    Returns
+    -------
+    value-like
+        The last level's single value (a register unless ``values`` has one element).
+    """
+    values = list(values)
+    stages = tree_stages(len(values), per_stage)
+    level = 0
+    while len(values) > 1:
+        values = [combine(values[i], values[i + 1]) if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+        level += 1
+        if level % per_stage == 0 or len(values) == 1:
+            registers = []
+            for i, value in enumerate(values):
+                register = Signal.like(value, name=f"{name}_{level}_{i}")
+                if en is None:
+                    m.d.sync += register.eq(value)
+                else:
+                    with m.If(en):
+                        m.d.sync += register.eq(value)
+                registers.append(register)
+            values = registers
+    assert stages == -(-level // per_stage)
+    return values[0]
