@@ -221,10 +221,18 @@ def analyse(modules, top, *, worst=5):
                       or cname in dsp_registered)
         if sequential:
             starts.update(outs)
-            capture = names.get(conns.get("Q", [None])[0]) if kind in _FLIP_FLOPS else None
+            # A path ends at the register it loads, named by what the register drives (a DSP
+            # by the product register it feeds).
+            out_name = names.get(outs[0]) if outs else None
+            if kind in _DSPS:
+                out_name = next((names.get(cells[c]["connections"]["Q"][0])
+                                 for b in outs for c, port in loads.get(b, ())
+                                 if cells[c]["type"] in _FLIP_FLOPS), out_name)
             for p, bits in ins.items():
+                label = (out_name if kind in _FLIP_FLOPS else
+                         f"{out_name or cname} ({kind}.{p})")
                 for b in bits:
-                    ends.setdefault(b, capture or f"{cname}.{p}")
+                    ends.setdefault(b, label)
             continue
         node = ("c", cname)
         if kind in _LUTS:

@@ -199,23 +199,28 @@ def _ecp5_name(end):
     return re.sub(r"(_DFF|_TRELLIS|\$).*", "", cell) or cell
 
 
+_HEADER = (f"{'unit':16s} {'LUT':>4s} {'carry':>6s} {'DSP reg':>8s} {'bound':>6s} "
+           f"{'ECP5 MHz':>9s}  deepest path (UltraScale+)")
+
+
 def _row(unit, d, e):
-    deepest = d.deepest if d else None
-    line = f"{unit:16s} "
+    """One line of the table: the depth ``d`` (or None) and the ECP5 result ``e`` (a dict, or
+    the one-line reason it is missing)."""
     if d is None:
-        line += f"{'-':>24s}"
+        line = f"{unit:16s} {'-':>4s} {'-':>6s} {'-':>8s} {'-':>6s} "
     else:
-        dsp = d.dsps
-        line += (f"{deepest.luts:2d} LUT {deepest.carry_bits:3d} cb  carry {d.longest_carry.carry_bits:3d}"
-                 f"{'  ok ' if d.within(LUT_LEVELS, CARRY_BITS) else '  OVER'}"
-                 f"  DSP {dsp.get('registered', 0) + dsp.get('absorbable', 0)}/"
-                 f"{sum(dsp.values())}")
-    if isinstance(e, dict) and e.get("fmax_mhz"):
-        line += f"  ECP5 {e['fmax_mhz']:6.1f} MHz"
-    elif isinstance(e, str):
-        line += f"  ECP5 {e}"
-    if deepest:
-        line += f"  {deepest.start} -> {deepest.end}"
+        registered = d.dsps.get("registered", 0) + d.dsps.get("absorbable", 0)
+        line = (f"{unit:16s} {d.deepest.luts:4d} {d.longest_carry.carry_bits:6d} "
+                f"{f'{registered}/{sum(d.dsps.values())}':>8s} "
+                f"{'ok' if d.within(LUT_LEVELS, CARRY_BITS) else 'OVER':>6s} ")
+    if isinstance(e, dict):
+        line += f"{e['fmax_mhz'] or '-':>9}"
+    else:
+        line += f"{'-':>9s}"
+    if d is not None:
+        line += f"  {d.deepest.describe()}"
+    if isinstance(e, str):
+        line += f"  (ECP5: {e})"
     return line
 
 
@@ -236,6 +241,9 @@ def main(argv=None):
     parser.add_argument("--no-ecp5", action="store_true", help="logic depth only")
     parser.add_argument("--no-depth", action="store_true", help="ECP5 Fmax only")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--check", action="store_true",
+                        help=f"exit 1 if a unit is over {LUT_LEVELS} LUT levels or "
+                             f"{CARRY_BITS} carry bits")
     args = parser.parse_args(argv)
     try:
         model, machine = config_by_name(args.config), machine_by_name(args.machine)
@@ -250,6 +258,8 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown unit {unknown[0]!r}; choose from: {', '.join(UNITS)}")
     report = {}
+    if not args.json:
+        print(_HEADER)
     for unit in args.units or list(UNITS):
         name = re.sub(r"\W", "_", unit)
         d = e = None
@@ -280,6 +290,10 @@ def main(argv=None):
     over = [u for u, r in report.items()
             if r["xcup"] and not depth_walk.Depth.from_dict(r["xcup"]).within(LUT_LEVELS,
                                                                              CARRY_BITS)]
+    if args.check and over:
+        print(f"error: over the bound of {LUT_LEVELS} LUT levels and {CARRY_BITS} carry bits: "
+              f"{', '.join(over)}", file=sys.stderr)
+        return 1
     return 0
 
 
