@@ -7,14 +7,16 @@ For an input ``x`` with ``frac`` fraction bits::
     y = (EXP2_TABLE at f + 2**(-n-1)) >> -n          round half up; no half when n = 0
 
 The table lookup is :class:`hw.arith.interp.InterpDatapath` (its multiply is the lane's one DSP);
-the shift by ``-n <= 32`` is a barrel shifter. The twin rejects ``x > 0``; the hardware treats a
-positive ``x`` as 0 and gives ``2**0 = 1.0`` (``1 << EXP_FRAC``).
+the rounding shift is ``((mantissa >> (-n - 1)) + 1) >> 1``, a barrel shifter by ``~n`` (no
+negation) and an add of the mantissa's width; no clamp either: ``n < FLOOR`` shifts by
+``-FLOOR - 1``, which gives 0 as the clamp does. The twin rejects ``x > 0``; the hardware
+treats a positive ``x`` as 0 and gives ``2**0 = 1.0`` (``1 << EXP_FRAC``).
 
 :class:`Exp2Datapath` is the stallable arithmetic, for units that run exp inside a larger
 pipeline (:mod:`hw.units.softmax`); :class:`Exp2` wraps ``lanes`` of them in streams.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,8 +33,12 @@ __all__ = ["Exp2Datapath", "Exp2", "EXP_WIDTH"]
 
 #: Bits of an unsigned exp result: ``1.0`` itself needs ``EXP_FRAC + 1`` bits.
 EXP_WIDTH = EXP_FRAC + 1
-#: Bits of the right shift ``-n``, at most ``-FLOOR``.
-_SHIFT_WIDTH = (-FLOOR).bit_length()
+#: Bits of the last stage's right shift ``-n - 1``, at most ``-FLOOR - 1``: ``FLOOR`` is a power
+#: of two, so that ``n >= FLOOR`` is a test of ``n``'s top bits.
+_SHIFT_WIDTH = (-FLOOR - 1).bit_length()
+assert FLOOR == -(1 << _SHIFT_WIDTH)
+#: Bits of a mantissa in [1, 2] with EXP_FRAC fraction bits.
+_MANTISSA_BITS = EXP_FRAC + 2
 
 
 def _check_format(owner, width, frac):
@@ -50,9 +56,11 @@ class Exp2Datapath(wiring.Component):
     :func:`model.arith.exp.exp2`.
 
     A plain pipelined datapath, without valid bits, stalled by ``en`` like
-    :class:`hw.arith.interp.InterpDatapath`: stage 1 clamps ``x`` to ``[FLOOR, 0]`` and splits it
-    into the shift ``-n`` and the table offset ``f``; the interpolation's four stages look up
-    ``2**f``; the last stage shifts right by ``-n`` with rounding (half up).
+    :class:`hw.arith.interp.InterpDatapath`: stage 1 splits ``x`` into the shift ``-n - 1 = ~n``
+    (``-FLOOR - 1`` below ``FLOOR``), the table offset ``f`` and whether ``x >= 0``; the
+    interpolation's four stages look up ``2**f``; the last stage shifts right by ``-n`` with
+    rounding (half up). At most 3 LUT levels and one 28-bit carry chain between registers on
+    UltraScale+.
 
     Latency of ``LATENCY = InterpDatapath.LATENCY + 2`` = 6 cycles with ``en`` high; throughput
     of one result per cycle with ``en`` high. One ROM of ``EXP2_TABLE.segments + 1`` words and one
@@ -102,25 +110,32 @@ class Exp2Datapath(wiring.Component):
         frac = self._frac
         m.submodules.interp = interp = InterpDatapath(table=EXP2_TABLE, t_frac=frac)
 
-        # Stage 1: clamp to [FLOOR, 0] (the floor may lie below the input's range: then the
-        # comparison is never true), then split. -n is at most -FLOOR.
-        floor = FLOOR << frac
-        clamped = Signal(signed(max(self._width, floor.bit_length() + 1)))
-        m.d.comb += clamped.eq(Mux(self.x > 0, 0, Mux(self.x < floor, floor, self.x)))
+        # Stage 1: split x into n (x >> frac) and f, without a clamp or a negation, which
+        # would be two carry chains: x >= 0 gives 1.0 whatever f; for n in [FLOOR, -1] the
+        # shift -n is ~n + 1, and the last stage shifts by ~n, one less, so that ~n is just the
+        # bits of n inverted; n < FLOOR shifts by -FLOOR - 1 = ~FLOOR, which leaves 0 of any
+        # mantissa, as the twin's clamp to FLOOR does.
+        n = self.x >> frac
+        in_range = n[_SHIFT_WIDTH:].all()           # n >= FLOOR, given n < 0
+        one_1 = Signal()
         shift_1 = Signal(unsigned(_SHIFT_WIDTH))
         t_1 = Signal(unsigned(interp.t_width))
         with m.If(self.en):
-            m.d.sync += [shift_1.eq(-(clamped >> frac)), t_1.eq(clamped[:frac])]
+            m.d.sync += [one_1.eq(~self.x[-1]),
+                         shift_1.eq(Mux(in_range, ~n, ~FLOOR)),
+                         t_1.eq(self.x[:frac])]
         m.d.comb += [interp.t.eq(t_1), interp.en.eq(self.en)]
 
+        one = delay(m, one_1, InterpDatapath.LATENCY, en=self.en, name="one", first=2)
         shift = delay(m, shift_1, InterpDatapath.LATENCY, en=self.en, name="shift", first=2)
 
-        # Last stage: the rounding right shift. The mantissa is in [1, 2] (never negative), and
-        # n = 0 only for x = 0, where it is exactly 1.0: the result fits EXP_WIDTH bits.
-        mantissa = interp.y.as_unsigned()
-        half = (Const(1, 1 << _SHIFT_WIDTH) << shift) >> 1
+        # Last stage: round half up at 2**-n, as ((mantissa >> (-n - 1)) + 1) >> 1: the add has
+        # the mantissa's width, not the shift's range. The mantissa is in [1, 2] (never
+        # negative, so _MANTISSA_BITS bits) and 1.0 is 2 << EXP_FRAC before that last halving.
+        mantissa = interp.y[:_MANTISSA_BITS]
+        halves = Mux(one, 2 << EXP_FRAC, mantissa >> shift)
         with m.If(self.en):
-            m.d.sync += self.y.eq((mantissa + half) >> shift)
+            m.d.sync += self.y.eq((halves + 1) >> 1)
         return m
 
 
