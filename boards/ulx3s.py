@@ -8,19 +8,23 @@ clock, utilisation per cell type), read by :func:`read_report`.
 
 The accelerator goes on the board as :class:`SelfTestShell`: the board self-test
 (:class:`hw.system.selftest.SelfTest`) on the :data:`model.machine.ULX3S_SELFTEST` machine, clocked
-by the 25 MHz oscillator.
+by an EHXPLLL from the 25 MHz oscillator at the machine's ``clock_mhz`` (or ``--clock-mhz``;
+:func:`pll_setting` picks the dividers).
 After configuration (or a press of FIRE 1) it runs one inference from on-chip memory; LED 0
 lights when the output's checksum is the golden one, LED 1 when it is not, LED 7 while it runs;
 the UART (the FTDI port, 115,200 baud 8N1) repeats the verdict and the cycle count every second.
-Other tops sit in :class:`boards.exerciser.ExerciserShell`. nextpnr's Fmax is what the logic
-could reach; the 25 MHz constraint is only the board clock.
+Other tops sit in :class:`boards.exerciser.ExerciserShell` on the 25 MHz clock. nextpnr's Fmax is
+what the logic could reach; the constraint is the PLL's output, derived by nextpnr from the board
+clock and the PLL's dividers.
 """
 
 import json
 import os
 import shutil
 
-from amaranth import ClockDomain, ClockSignal, Elaboratable, Module
+from dataclasses import dataclass
+
+from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal
 from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
@@ -28,12 +32,51 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 from .board import Board, BuildError
 
 __all__ = ["ULX3SBoard", "ULX3SPlatform", "SelfTestShell", "EBR_BYTES", "YOWASP_ENV", "REPORT",
-           "read_report"]
+           "read_report", "pll_setting", "PllSetting"]
 
 #: Block RAM of the LFE5U-85F: 208 EBRs of 18 kbit.
 EBR_BYTES = 208 * 18 * 1024 // 8
 #: The board clock, and the UART's rate.
 CLOCK_HZ, BAUD = 25_000_000, 115_200
+
+#: The EHXPLLL's limits (Lattice TN1263): phase detector input, VCO and output frequencies, MHz.
+PFD_MHZ, VCO_MHZ, OUT_MHZ = (3.125, 400.0), (400.0, 800.0), (3.125, 400.0)
+
+
+@dataclass(frozen=True)
+class PllSetting:
+    """EHXPLLL dividers, fed back from CLKOP: ``mhz = 25 * feedback / reference`` and the VCO at
+    ``mhz * output``."""
+    reference: int
+    feedback: int
+    output: int
+    mhz: float
+
+    @property
+    def vco_mhz(self):
+        return self.mhz * self.output
+
+
+def pll_setting(mhz, *, input_mhz=CLOCK_HZ / 1e6):
+    """The EHXPLLL dividers whose output is nearest ``mhz`` (ties: the highest VCO, which has
+    the least jitter); ValueError outside the output range."""
+    if not (isinstance(mhz, (int, float)) and OUT_MHZ[0] <= mhz <= OUT_MHZ[1]):
+        raise ValueError(f"the ULX3S PLL's output must be between {OUT_MHZ[0]} and "
+                         f"{OUT_MHZ[1]:g} MHz, not {mhz!r}")
+    best = None
+    for reference in range(1, 129):
+        if not PFD_MHZ[0] <= input_mhz / reference <= PFD_MHZ[1]:
+            continue
+        for feedback in range(1, 81):
+            out = input_mhz * feedback / reference
+            output = round(sum(VCO_MHZ) / 2 / out)
+            if not 1 <= output <= 128 or not VCO_MHZ[0] <= out * output <= VCO_MHZ[1]:
+                continue
+            key = (abs(out - mhz), -out * output)
+            if best is None or key < best[0]:
+                best = (key, PllSetting(reference, feedback, output, round(out, 4)))
+    return best[1]
+
 
 #: The tools of the build script, from PyPI. yowasp tools see only their working directory,
 #: which is the plan's: every file they need is in it.
@@ -72,11 +115,14 @@ class ULX3SPlatform(ULX3S_85F_Platform):
 
 
 class SelfTestShell(Elaboratable):
-    """The ULX3S top of a :class:`hw.system.selftest.SelfTest`: the ``sync`` domain on ``clk25``,
-    reset by FIRE 1; LEDs 0, 1 and 7 show passed, failed and running; ``tx`` on the UART."""
+    """The ULX3S top of a :class:`hw.system.selftest.SelfTest`: the ``sync`` domain on an EHXPLLL
+    from ``clk25`` (``pll``, a :class:`PllSetting`; None for ``clk25`` itself), held in reset by
+    FIRE 1 and until the PLL locks; LEDs 0, 1 and 7 show passed, failed and running; ``tx`` on
+    the UART."""
 
-    def __init__(self, selftest):
+    def __init__(self, selftest, pll=None):
         self.selftest = selftest
+        self.pll = pll
 
     def elaborate(self, platform):
         m = Module()
@@ -84,8 +130,24 @@ class SelfTestShell(Elaboratable):
         m.domains.sync = ClockDomain("sync")
         m.submodules.clk = clk = io.Buffer("i", platform.request("clk25", 0, dir="-"))
         m.submodules.fire = fire = io.Buffer("i", platform.request("button_fire", 1, dir="-"))
-        m.d.comb += ClockSignal("sync").eq(clk.i)
-        m.submodules.reset_sync = ResetSynchronizer(fire.i, domain="sync")
+        locked = Signal(init=1)
+        if self.pll is None:
+            m.d.comb += ClockSignal("sync").eq(clk.i)
+        else:
+            pll, clock = self.pll, Signal()
+            m.submodules.pll = Instance(
+                "EHXPLLL",
+                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_FEEDBK_PATH="CLKOP",
+                p_CLKOP_ENABLE="ENABLED", p_CLKI_DIV=pll.reference, p_CLKFB_DIV=pll.feedback,
+                p_CLKOP_DIV=pll.output, p_CLKOP_CPHASE=pll.output - 1, p_CLKOP_FPHASE=0,
+                a_FREQUENCY_PIN_CLKI=f"{CLOCK_HZ / 1e6:g}", a_FREQUENCY_PIN_CLKOP=f"{pll.mhz:g}",
+                a_ICP_CURRENT="12", a_LPF_RESISTOR="8",
+                i_CLKI=clk.i, i_CLKFB=clock, i_RST=0, i_STDBY=0, i_PHASESEL0=0, i_PHASESEL1=0,
+                i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
+                o_CLKOP=clock, o_LOCK=locked)
+            m.d.comb += ClockSignal("sync").eq(clock)
+        m.submodules.reset_sync = ResetSynchronizer(fire.i | ~locked, domain="sync")
         for index, signal in ((0, test.passed), (1, test.failed), (7, test.running)):
             led = io.Buffer("o", platform.request("led", index, dir="-"))
             m.submodules[f"led{index}"] = led
@@ -118,6 +180,7 @@ class ULX3SBoard(Board):
     logs = ("{name}.rpt", "{name}.tim")
 
     def platform(self, args, top):
+        self.pll = pll_setting(args.clock_mhz or args.machine.clock_mhz)
         return ULX3SPlatform()
 
     def shell(self, top):
@@ -135,8 +198,9 @@ class ULX3SBoard(Board):
                              f"{model.name}'s weights ({size:,} bytes) do not fit "
                              f"({EBR_BYTES:,} bytes of EBR, half for the weights): use "
                              f"--config nano")
-        return SelfTestShell(SelfTest(model, machine, divisor=round(CLOCK_HZ / BAUD),
-                                      repeat=CLOCK_HZ))
+        hz = round(self.pll.mhz * 1e6)
+        return SelfTestShell(SelfTest(model, machine, divisor=round(hz / BAUD), repeat=hz),
+                             None if hz == CLOCK_HZ else self.pll)
 
     def tool_available(self):
         return all(shutil.which(t) for t in YOWASP_ENV.values())

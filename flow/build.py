@@ -129,8 +129,8 @@ def main(argv=None):
                         help=f"top level (default {DEFAULT_TOP})")
     parser.add_argument("--out", help="build directory (default build/<board>-<config>)")
     parser.add_argument("--clock-mhz", type=float,
-                        help="ZCU102: pl_clk0, the accelerator clock, in MHz (default: the "
-                             "machine's, 300 for zcu102)")
+                        help="the accelerator clock in MHz: the ZCU102's pl_clk0, the ULX3S "
+                             "PLL's output (default: the machine's clock_mhz)")
     parser.add_argument("--no-estimate", action="store_true",
                         help="skip the Yosys resource estimate (Xilinx boards)")
     parser.add_argument("--no-run", action="store_true",

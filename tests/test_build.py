@@ -4,6 +4,7 @@ vendor run. One ECP5 bitstream build runs only with EDGEMOE_SLOW=1."""
 
 import json
 import os
+import re
 import zipfile
 
 import pytest
@@ -12,6 +13,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from boards.exerciser import Exerciser
+from boards.ulx3s import PFD_MHZ, VCO_MHZ, pll_setting
 from boards.zcu102 import ZCU102Board, ZCU102Platform, ZynqShell, ps_block_design_tcl
 from flow import build
 from hw.movers.axi import axi4_read
@@ -147,6 +149,34 @@ def test_ulx3s_plan(capsys, tmp_path):
     lpf = (tmp_path / "top.lpf").read_text()
     for pin in ("B2", "C2", "H3", "L4", "G2"):
         assert f'SITE "{pin}"' in lpf, pin
+
+
+def test_ulx3s_pll(capsys, tmp_path):
+    """--clock-mhz puts an EHXPLLL between the 25 MHz oscillator and the self-test, with the
+    dividers of the nearest frequency, and sizes the UART's divisor for it."""
+    code, out, _ = run(capsys, "--board", "ulx3s", "--config", "nano", "--no-run",
+                       "--clock-mhz", "120", "--out", str(tmp_path))
+    assert code == 0
+    rtlil = (tmp_path / "top.il").read_text()
+    assert "EHXPLLL" in rtlil
+    for parameter, value in (("CLKI_DIV", 5), ("CLKFB_DIV", 24), ("CLKOP_DIV", 5)):
+        assert re.search(rf"parameter \\{parameter} {value}\b", rtlil), parameter
+    setting = pll_setting(120)
+    assert setting.mhz == 120 and VCO_MHZ[0] <= setting.vco_mhz <= VCO_MHZ[1]
+
+
+@pytest.mark.parametrize("mhz", [7.3, 31.73, 99.9, 133.33, 250])
+def test_pll_setting_within_limits(mhz):
+    s = pll_setting(mhz)
+    # 25 MHz x feedback / reference, the reference at most 8 (the phase detector's 3.125 MHz).
+    assert abs(s.mhz - mhz) / mhz < 0.03
+    assert s.mhz == pytest.approx(25 * s.feedback / s.reference, rel=1e-5)
+    assert VCO_MHZ[0] <= s.vco_mhz <= VCO_MHZ[1] and 25 / s.reference >= PFD_MHZ[0]
+
+
+def test_ulx3s_bad_clock(capsys):
+    err = usage_error(capsys, "--board", "ulx3s", "--config", "nano", "--clock-mhz", "900")
+    assert "between 3.125 and 400 MHz" in err
 
 
 def test_ulx3s_refuses_a_model_too_big_for_block_ram(capsys, tmp_path):
