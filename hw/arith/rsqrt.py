@@ -11,7 +11,7 @@ The shift ``2e - M_FRAC`` is negative for small ``S`` (a left shift): the hardwa
 :class:`hw.arith.interp.InterpDatapath`, whose multiply is the unit's one DSP.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,16 +31,23 @@ __all__ = ["Rsqrt"]
 DEFAULT_WIDTH = 46
 #: ``S`` must stay below 2**53, where the twin computes ``bitlen`` exactly.
 MAX_WIDTH = 53
+#: Bits of a group of pairs, the step of stage 1's shift, and of the pair index inside it.
+_GROUP_BITS = 8
+_PAIR_BITS = 2
+#: Bits stage 1 keeps: the top group and the M_FRAC bits below it.
+_COARSE_BITS = _GROUP_BITS + M_FRAC
 
 
 class Rsqrt(wiring.Component):
     """``1/sqrt(S)`` as a mantissa ``r`` and an exponent ``e``, one ``S`` per cycle.
 
     A pipeline stalled as a whole while ``o`` holds a result nobody takes (so ``i.ready``
-    follows ``o.ready`` combinationally): stage 1 finds ``e`` (the highest non-zero pair of bits
-    of ``S``), stage 2 normalises ``S`` to ``m`` and subtracts the table's first node, then the
-    four stages of :class:`hw.arith.interp.InterpDatapath` interpolate; the clamp to
-    ``2**MANT_FRAC - 1`` is combinational on its output register.
+    follows ``o.ready`` combinationally): stage 1 finds the highest non-zero group of four pairs
+    of bits of ``S`` and shifts ``S`` to it, stage 2 finds the highest non-zero pair inside it
+    (so ``e``), finishes normalising ``S`` to ``m`` and subtracts the table's first node, then
+    the four stages of :class:`hw.arith.interp.InterpDatapath` interpolate; the clamp to
+    ``2**MANT_FRAC - 1`` is combinational on its output register. At most 4 LUT levels (stage
+    1, from ``i``) and one 28-bit carry chain between registers on UltraScale+.
 
     Latency of ``LATENCY = 2 + InterpDatapath.LATENCY`` = 6 cycles, from the clock edge that
     accepts ``S`` on ``i`` to the edge that delivers ``(r, e)`` on ``o`` (with ``o.ready``
@@ -99,30 +106,39 @@ class Rsqrt(wiring.Component):
         advance = ~self.o.valid | self.o.ready
         m.d.comb += [self.i.ready.eq(advance), interp.en.eq(advance)]
 
-        # Stage 1: e, the index of the highest non-zero pair of bits (the last If wins).
-        pairs = (self._width + 1) // 2
-        e_1 = Signal(self.e_width)
-        s_1 = Signal(unsigned(self._width))
-        # Mux expressions, not m.If: see the note in hw/units/layernorm.py on Icarus at time zero.
-        e_next = Signal(self.e_width)
-        highest = 0
-        for pair in range(pairs):
-            highest = Mux(self.i.payload[2 * pair:2 * pair + 2] != 0, pair, highest)
-        m.d.comb += e_next.eq(highest)
-        with m.If(advance):
-            m.d.sync += [e_1.eq(e_next), s_1.eq(self.i.payload)]
+        # e = 4 * g + f splits the normalising shift by 2e into two shifts, one per stage, each
+        # a priority select of 4 to 6 ways: g is the highest non-zero group of 4 pairs (8 bits),
+        # f the highest non-zero pair inside it. A single shift of 23 ways after a priority
+        # encoder of 23 pairs took 5 LUT levels in each stage.
+        s = self.i.payload
+        groups = -(-self._width // _GROUP_BITS)
 
-        # Stage 2: m = S / 4**e with M_FRAC fraction bits, minus the first node 1.0.
-        normalised = Signal(unsigned(M_FRAC + 2))
-        m.d.comb += normalised.eq((s_1 << M_FRAC) >> (e_1 << 1))
+        # Stage 1: the group g, and S << M_FRAC shifted right by 8g, keeping the top group and
+        # the M_FRAC bits below it. S = 0 becomes 1 << M_FRAC, as for S = 1. Mux expressions,
+        # not m.If: see the note in hw/units/layernorm.py on Icarus at time zero.
+        wide = s << M_FRAC
+        coarse = Mux(s[:_GROUP_BITS].any(), wide[:_COARSE_BITS], 1 << M_FRAC)
+        group = 0
+        for g in range(1, groups):
+            nonzero = s[g * _GROUP_BITS:(g + 1) * _GROUP_BITS].any()
+            coarse = Mux(nonzero, wide[g * _GROUP_BITS:g * _GROUP_BITS + _COARSE_BITS], coarse)
+            group = Mux(nonzero, g, group)
+        g_1 = Signal(range(groups))
+        c_1 = Signal(unsigned(_COARSE_BITS))
+        with m.If(advance):
+            m.d.sync += [g_1.eq(group), c_1.eq(coarse)]
+
+        # Stage 2: the pair f, m = S / 4**e with M_FRAC fraction bits, minus the first node 1.0.
+        normalised = c_1[:M_FRAC + 2]
+        pair = Const(0, _PAIR_BITS)
+        for f in range(1, _GROUP_BITS // 2):
+            nonzero = c_1[M_FRAC + 2 * f:M_FRAC + 2 * f + 2].any()
+            normalised = Mux(nonzero, c_1[2 * f:2 * f + M_FRAC + 2], normalised)
+            pair = Mux(nonzero, f, pair)
         t_2 = Signal(interp.t_width)
         e_2 = Signal(self.e_width)
         with m.If(advance):
-            m.d.sync += e_2.eq(e_1)
-            with m.If(s_1 == 0):
-                m.d.sync += t_2.eq(0)
-            with m.Else():
-                m.d.sync += t_2.eq(normalised - (1 << M_FRAC))
+            m.d.sync += [t_2.eq(normalised - (1 << M_FRAC)), e_2.eq(Cat(pair, g_1))]
         m.d.comb += interp.t.eq(t_2)
 
         # The interpolation's stages, with e alongside.
