@@ -78,6 +78,41 @@ def test_clock_enable_stalls_every_register(latency):
     assert got == want
 
 
+def test_operand_enable_holds_a_only():
+    unit = Multiplier(a_width=16, b_width=16, a_enable=True)
+    pairs = operands(16, 16, True, 300, seed=4)
+    rng = random.Random(5)
+    enables = [(int(rng.random() < 0.8), int(rng.random() < 0.5)) for _ in pairs]
+    got, want, a_reg, b_reg, product = [], [], 0, 0, 0
+
+    async def bench(ctx):
+        nonlocal a_reg, b_reg, product
+        for (a, b), (en, a_en) in zip(pairs, enables):
+            ctx.set(unit.a, a)
+            ctx.set(unit.b, b)
+            ctx.set(unit.en, en)
+            ctx.set(unit.a_en, a_en)
+            await ctx.tick()
+            if en:
+                product = a_reg * b_reg
+                b_reg, a_reg = b, (a if a_en else a_reg)
+            got.append(ctx.get(unit.p))
+            want.append(product)
+
+    simulator = Simulator(unit)
+    simulator.add_clock(1e-8)
+    simulator.add_testbench(bench)
+    simulator.run()
+    assert got == want
+
+
+def test_operand_enable_needs_the_operand_register():
+    with pytest.raises(ValueError, match="a_enable needs latency=2"):
+        Multiplier(a_width=8, b_width=8, latency=1, a_enable=True)
+    with pytest.raises(TypeError, match="Multiplier a_enable must be a bool, not 1"):
+        Multiplier(a_width=8, b_width=8, a_enable=1)
+
+
 def test_ports():
     unit = Multiplier(a_width=27, b_width=18)
     assert (unit.a.shape(), unit.b.shape(), unit.p.shape()) == (signed(27), signed(18),

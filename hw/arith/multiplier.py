@@ -45,6 +45,12 @@ class Multiplier(wiring.Component):
         Whether both operands, and so the product, are signed.
     latency : int
         Register stages, 1 or 2.
+    a_enable : bool
+        With ``latency=2``, give the register of ``a`` an enable of its own, ``a_en`` (it loads
+        when ``en & a_en``). A caller that knows a product does not matter (its ``b`` is zero)
+        may hold ``a``; more to the point, copies of one operand that feed several multipliers
+        under different enables stay separate registers in synthesis, one per DSP48E2 (its
+        AREG), instead of being merged into one register that fans out to every slice.
 
     Members
     -------
@@ -54,21 +60,24 @@ class Multiplier(wiring.Component):
         Second operand.
     en : ``In(1)``
         Clock enable of every register of the unit.
+    a_en : ``In(1)``, with ``a_enable`` only
+        Second clock enable of the register of ``a``.
     p : ``Out(signed(a_width + b_width))`` or ``Out(unsigned(a_width + b_width))``
         The product, exact.
 
     Raises
     ------
     ValueError
-        If a width is not a positive integer or does not fit the DSP48E2, or ``latency`` is
-        neither 1 nor 2.
+        If a width is not a positive integer or does not fit the DSP48E2, ``latency`` is
+        neither 1 nor 2, or ``a_enable`` is asked with ``latency=1``.
     TypeError
-        If ``signed`` is not a bool.
+        If ``signed`` or ``a_enable`` is not a bool.
     """
 
-    def __init__(self, *, a_width, b_width, signed=True, latency=2):
-        if not isinstance(signed, bool):
-            raise TypeError(f"Multiplier signed must be a bool, not {signed!r}")
+    def __init__(self, *, a_width, b_width, signed=True, latency=2, a_enable=False):
+        for name, value in (("signed", signed), ("a_enable", a_enable)):
+            if not isinstance(value, bool):
+                raise TypeError(f"Multiplier {name} must be a bool, not {value!r}")
         for name, width, limit in (("a_width", a_width, DSP_A_WIDTH),
                                    ("b_width", b_width, DSP_B_WIDTH)):
             checks.positive("Multiplier", name, width)
@@ -82,15 +91,19 @@ class Multiplier(wiring.Component):
                     f"({DSP_A_WIDTH} x {DSP_B_WIDTH} bits signed), not {width}")
         if not checks.is_int(latency) or latency not in _LATENCIES:
             raise ValueError(f"Multiplier latency must be 1 or 2 cycles, not {latency!r}")
+        if a_enable and latency != 2:
+            raise ValueError("Multiplier a_enable needs latency=2 (a register of a)")
         self._a_width = a_width
         self._b_width = b_width
         self._signed = signed
         self._latency = latency
+        self._a_enable = a_enable
         shape = signed_shape if signed else unsigned_shape
         super().__init__({
             "a": In(shape(a_width)),
             "b": In(shape(b_width)),
             "en": In(1),
+            **({"a_en": In(1)} if a_enable else {}),
             "p": Out(shape(a_width + b_width)),
         })
 
@@ -108,8 +121,14 @@ class Multiplier(wiring.Component):
         if self._latency == 2:
             a = Signal.like(self.a)
             b = Signal.like(self.b)
-            with m.If(self.en):
-                m.d.sync += [a.eq(self.a), b.eq(self.b)]
+            if self._a_enable:
+                with m.If(self.en):
+                    m.d.sync += b.eq(self.b)
+                with m.If(self.en & self.a_en):
+                    m.d.sync += a.eq(self.a)
+            else:
+                with m.If(self.en):
+                    m.d.sync += [a.eq(self.a), b.eq(self.b)]
         else:
             a, b = self.a, self.b
         with m.If(self.en):
