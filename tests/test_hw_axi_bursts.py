@@ -100,8 +100,9 @@ def test_twin_bad_commands():
 
 @pytest.mark.parametrize("data_width", [8, 32, 128, 1024])
 def test_full_rate(data_width):
-    """At full rate the first burst is offered the cycle after its command is taken, a command
-    of ``B`` bursts takes ``1 + B`` cycles, and ``B`` is the docstring's formula."""
+    """At full rate the first burst is offered two cycles after its command is taken, then one
+    every two cycles; a command of ``B`` bursts takes ``1 + 2B`` cycles, and ``B`` is the
+    docstring's formula."""
     data_bytes = data_width // 8
     splitter = BurstSplitter(addr_width=20, data_width=data_width, max_beats=1000)
     commands = random_commands(data_width, 12, data_bytes, max_beats=1000)
@@ -116,10 +117,10 @@ def test_full_rate(data_width):
         r = beats - f
         B = math.ceil(f / M) + (r // K) * math.ceil(K / M) + math.ceil((r % K) / M)
         assert B == len(bursts(addr, beats, data_bytes))
-        assert emitted[first] == start + 1, "first burst not offered the cycle after the command"
-        assert emitted[first:first + B] == list(range(start + 1, start + 1 + B))
+        assert emitted[first] == start + 2, "first burst not offered 2 cycles after the command"
+        assert emitted[first:first + B] == list(range(start + 2, start + 2 + 2 * B, 2))
         if end is not None:
-            assert end - start == 1 + B
+            assert end - start == 1 + 2 * B
         first += B
 
 

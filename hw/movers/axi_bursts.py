@@ -30,15 +30,16 @@ class BurstSplitter(wiring.Component):
     ``max_burst``, whichever is least. A command whose address is not a multiple of
     ``data_width / 8`` bytes or whose beat count is zero is dropped with ``error`` set.
 
-    Latency: a command taken on ``i`` at a clock edge offers its first burst on ``o`` in the
-    next cycle. ``o.valid`` is high from then until the command's last burst is taken, and the
-    burst on offer does not change before it is taken, so ``o`` may drive an AXI address channel
-    (``ARVALID``/``AWVALID`` stay high with a stable payload until ``READY``) through any gate
-    that, once open, stays open until the handshake.
+    Latency: a command taken on ``i`` at a clock edge offers its first burst on ``o`` two
+    cycles later. ``o.valid`` is high while a burst is on offer, and the burst on offer does not
+    change before it is taken, so ``o`` may drive an AXI address channel (``ARVALID``/``AWVALID``
+    stay high with a stable payload until ``READY``) through any gate that, once open, stays open
+    until the handshake.
 
-    Throughput: one burst per cycle while ``o.ready`` is high. ``i.ready`` is low from a
+    Throughput: one burst every two cycles while ``o.ready`` is high (a burst of up to 256
+    beats, so the address channel stays far ahead of the data). ``i.ready`` is low from a
     command's acceptance until the cycle after its last burst is taken, so at full rate a
-    command of ``B`` bursts takes ``1 + B`` cycles and a dropped command one. With
+    command of ``B`` bursts takes ``1 + 2B`` cycles and a dropped command one. With
     ``K = boundary / (data_width / 8)`` beats per boundary, ``M = max_burst``, and the command's
     first ``f = min(beats, K - (addr / (data_width / 8)) mod K)`` beats before a boundary and
     ``r = beats - f`` after it::
@@ -48,11 +49,11 @@ class BurstSplitter(wiring.Component):
     which is the number of ``boundary`` pages the command touches when ``K <= M`` (at AXI's
     4 KiB and 256 beats: ``data_width >= 128``).
 
-    Timing: the worst path runs from the ``addr`` register through the subtraction that gives
-    the beats to the boundary (``log2(boundary)`` bits), its comparison with the beats left and
-    the length multiplexer, to the ``addr_width``-bit adder of the next address: three carry
-    chains in a row. A registered length would shorten it to one chain, at the cost of a cycle
-    per burst.
+    Timing: every path has one carry chain. The beats to the boundary are kept in a register
+    (set from the command's address, then stepped with each burst); a cycle after each step the
+    burst length, the least of the beats left, the beats to the boundary and ``max_burst``, is
+    registered; the burst taken steps the address, the beats left and the beats to the
+    boundary, one adder each.
 
     Parameters
     ----------
@@ -108,20 +109,13 @@ class BurstSplitter(wiring.Component):
         m = Module()
         size = self.size
         boundary, max_burst = self._boundary, self._max_burst
+        page_beats = boundary >> size
         addr = Signal.like(self.i.payload.addr)
         left = Signal.like(self.i.payload.beats)
-        active = Signal()
-
-        # Beats to the next boundary, and the burst length.
-        to_boundary = Signal(range(boundary // (1 << size) + 1))
-        m.d.comb += to_boundary.eq((boundary - addr[:ceil_log2(boundary)]) >> size)
-        burst = Signal(range(max_burst + 1))
-        with m.If((left <= to_boundary) & (left <= max_burst)):
-            m.d.comb += burst.eq(left)
-        with m.Elif(to_boundary <= max_burst):
-            m.d.comb += burst.eq(to_boundary)
-        with m.Else():
-            m.d.comb += burst.eq(max_burst)
+        to_boundary = Signal(range(page_beats + 1))     # beats from addr to the next boundary
+        burst = Signal(range(max_burst + 1))            # the burst on offer, when offering
+        active = Signal()                               # a command is being split
+        offering = Signal()                             # ... and its next burst is on offer
 
         bad = self.i.payload.beats == 0
         if size:
@@ -131,13 +125,30 @@ class BurstSplitter(wiring.Component):
             with m.If(bad):
                 m.d.sync += self.error.eq(1)
             with m.Else():
+                offset = self.i.payload.addr[:ceil_log2(boundary)]
                 m.d.sync += [addr.eq(self.i.payload.addr), left.eq(self.i.payload.beats),
-                             active.eq(1)]
+                             to_boundary.eq((boundary - offset) >> size), active.eq(1)]
 
-        m.d.comb += [self.o.valid.eq(active), self.o.payload.addr.eq(addr),
+        # The burst length, a cycle after the beats left and to the boundary are known.
+        with m.If(active & ~offering):
+            with m.If((left <= to_boundary) & (left <= max_burst)):
+                m.d.sync += burst.eq(left)
+            with m.Elif(to_boundary <= max_burst):
+                m.d.sync += burst.eq(to_boundary)
+            with m.Else():
+                m.d.sync += burst.eq(max_burst)
+            m.d.sync += offering.eq(1)
+
+        m.d.comb += [self.o.valid.eq(offering), self.o.payload.addr.eq(addr),
                      self.o.payload.len.eq(burst - 1)]
         with m.If(self.o.valid & self.o.ready):
-            m.d.sync += [addr.eq(addr + (burst << size)), left.eq(left - burst)]
+            m.d.sync += [addr.eq(addr + (burst << size)), left.eq(left - burst),
+                         offering.eq(0)]
+            # A burst ends at the boundary or before it (then it is max_burst long).
+            with m.If(burst == to_boundary):
+                m.d.sync += to_boundary.eq(page_beats)
+            with m.Else():
+                m.d.sync += to_boundary.eq(to_boundary - burst)
             with m.If(left == burst):
                 m.d.sync += active.eq(0)
         return m

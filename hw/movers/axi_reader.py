@@ -6,12 +6,12 @@ Each command is split into INCR bursts of at most 256 beats that never cross a 4
 of the data, so a slow memory's latency is hidden; ``rready`` follows the output stream's
 ``ready``, so back-pressure reaches the memory and nothing is buffered.
 
-Latency: a command taken at a clock edge offers its first address in the next cycle; the data
+Latency: a command taken at a clock edge offers its first address two cycles later; the data
 path adds none (a beat is on ``o`` in the cycle the memory offers it).
 
 Throughput: one beat per cycle when the memory and the consumer keep pace. The address side
-spends ``1 + B`` cycles on a command of ``B`` bursts (:class:`hw.movers.axi_bursts.BurstSplitter`),
-ahead of the data. A command whose
+spends ``1 + 2B`` cycles on a command of ``B`` bursts
+(:class:`hw.movers.axi_bursts.BurstSplitter`), ahead of the data. A command whose
 address is not aligned to the data width or whose beat count is zero is dropped with ``error``
 set; an error response (SLVERR/DECERR) sets ``error`` too, and its beats are still delivered,
 so that nothing downstream waits forever. ``error`` is sticky until reset.

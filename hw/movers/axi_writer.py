@@ -9,14 +9,15 @@ back-pressure reaches the producer.
 The address of a burst goes out before or with its first beat, never after it, and ``wvalid``
 never waits for ``awready`` (the AXI rule that lets a slave take data before the address).
 
-Latency: a command taken at a clock edge offers its first address in the next cycle, and its
+Latency: a command taken at a clock edge offers its first address two cycles later, and its
 first beat may be taken in that same cycle. ``idle`` rises in the cycle after the last write
 response.
 
 Throughput: one beat per cycle when the memory keeps pace (takes addresses and beats as they
 come, and answers each burst before ``max_outstanding`` more have been issued). The address side
-spends one cycle per command plus one per burst, ahead of the data, so back-to-back commands
-of two beats or more stream without a gap; commands of one beat go at one every two cycles.
+spends one cycle per command plus two per burst (:class:`hw.movers.axi_bursts.BurstSplitter`),
+ahead of the data, so back-to-back commands of three beats or more stream without a gap;
+shorter commands go at one every three cycles.
 
 A command whose address is not aligned to the data width or whose beat count is zero is dropped
 with ``error`` set, and **its data beats are not expected**: the producer must not send them,
