@@ -10,7 +10,8 @@ The table lookup is :class:`hw.arith.interp.InterpDatapath` (its multiply is the
 the rounding shift is ``((mantissa >> (-n - 1)) + 1) >> 1``, a barrel shifter by ``~n`` (no
 negation) and an add of the mantissa's width; no clamp either: ``n < FLOOR`` shifts by
 ``-FLOOR - 1``, which gives 0 as the clamp does. The twin rejects ``x > 0``; the hardware
-treats a positive ``x`` as 0 and gives ``2**0 = 1.0`` (``1 << EXP_FRAC``).
+treats a positive ``x`` as 0 and gives ``2**0 = 1.0`` (``1 << EXP_FRAC``), as half the table's
+end.
 
 :class:`Exp2Datapath` is the stallable arithmetic, for units that run exp inside a larger
 pipeline (:mod:`hw.units.softmax`); :class:`Exp2` wraps ``lanes`` of them in streams.
@@ -57,8 +58,8 @@ class Exp2Datapath(wiring.Component):
 
     A plain pipelined datapath, without valid bits, stalled by ``en`` like
     :class:`hw.arith.interp.InterpDatapath`: stage 1 splits ``x`` into the shift ``-n - 1 = ~n``
-    (``-FLOOR - 1`` below ``FLOOR``), the table offset ``f`` and whether ``x >= 0``; the
-    interpolation's four stages look up ``2**f``; the last stage shifts right by ``-n`` with
+    (``-FLOOR - 1`` below ``FLOOR``) and the table offset ``f`` (for ``x >= 0``, the table's end,
+    2.0, with a shift of 0); the interpolation's four stages look up ``2**f``; the last stage shifts right by ``-n`` with
     rounding (half up). At most 3 LUT levels and one 28-bit carry chain between registers on
     UltraScale+.
 
@@ -111,29 +112,27 @@ class Exp2Datapath(wiring.Component):
         m.submodules.interp = interp = InterpDatapath(table=EXP2_TABLE, t_frac=frac)
 
         # Stage 1: split x into n (x >> frac) and f, without a clamp or a negation, which
-        # would be two carry chains: x >= 0 gives 1.0 whatever f; for n in [FLOOR, -1] the
-        # shift -n is ~n + 1, and the last stage shifts by ~n, one less, so that ~n is just the
-        # bits of n inverted; n < FLOOR shifts by -FLOOR - 1 = ~FLOOR, which leaves 0 of any
-        # mantissa, as the twin's clamp to FLOOR does.
+        # would be two carry chains. For n in [FLOOR, -1] the shift -n is ~n + 1, and the last
+        # stage shifts by ~n, one less, so that ~n is just the bits of n inverted; n < FLOOR
+        # shifts by -FLOOR - 1 = ~FLOOR, which leaves 0 of any mantissa, as the twin's clamp to
+        # FLOOR does. x >= 0 reads the table's end, 2.0, and halves it: 1.0.
         n = self.x >> frac
+        negative = self.x[-1]
         in_range = n[_SHIFT_WIDTH:].all()           # n >= FLOOR, given n < 0
-        one_1 = Signal()
         shift_1 = Signal(unsigned(_SHIFT_WIDTH))
         t_1 = Signal(unsigned(interp.t_width))
         with m.If(self.en):
-            m.d.sync += [one_1.eq(~self.x[-1]),
-                         shift_1.eq(Mux(in_range, ~n, ~FLOOR)),
-                         t_1.eq(self.x[:frac])]
+            m.d.sync += [shift_1.eq(Mux(negative, Mux(in_range, ~n, ~FLOOR), 0)),
+                         t_1.eq(Mux(negative, self.x[:frac], EXP2_TABLE.segments << (
+                             frac - EXP2_TABLE.step_log2)))]
         m.d.comb += [interp.t.eq(t_1), interp.en.eq(self.en)]
 
-        one = delay(m, one_1, InterpDatapath.LATENCY, en=self.en, name="one", first=2)
         shift = delay(m, shift_1, InterpDatapath.LATENCY, en=self.en, name="shift", first=2)
 
         # Last stage: round half up at 2**-n, as ((mantissa >> (-n - 1)) + 1) >> 1: the add has
         # the mantissa's width, not the shift's range. The mantissa is in [1, 2] (never
-        # negative, so _MANTISSA_BITS bits) and 1.0 is 2 << EXP_FRAC before that last halving.
-        mantissa = interp.y[:_MANTISSA_BITS]
-        halves = Mux(one, 2 << EXP_FRAC, mantissa >> shift)
+        # negative, so _MANTISSA_BITS bits).
+        halves = interp.y[:_MANTISSA_BITS] >> shift
         with m.If(self.en):
             m.d.sync += self.y.eq((halves + 1) >> 1)
         return m

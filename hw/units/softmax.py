@@ -14,13 +14,15 @@ The recurrence of the first pass (per score, SUM_FRAC fraction bits for ``s``)::
     where         e = exp2(-|a - m|)
 
 needs the previous ``m`` before the exponent and the previous ``s`` after it, some ten cycles
-later. ``m`` alone is a one-cycle loop (``max``), so the unit updates ``m`` as a score enters and
-``s`` when its exponent is ready; only the ``s`` loop (the multiplier's two stages and the
-sum) constrains the schedule: the same row may come back every ``SoftmaxStats.MIN_ROWS`` = 3
-scores, and with that many rows or more interleaved the unit takes one score per cycle.
+later. ``m`` alone is a short loop (``max``), so the unit updates ``m`` in the two stages after
+a score enters and ``s`` when its exponent is ready; the ``s`` loop (the multiplier's two
+stages and the sum) constrains the schedule: the same row may come back every
+``SoftmaxStats.MIN_ROWS`` = 3 scores, and with that many rows or more interleaved the unit takes
+one score per cycle. Between registers, at most 3 LUT levels and one carry chain (36 bits) on
+UltraScale+.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -71,15 +73,16 @@ class SoftmaxStats(wiring.Component):
     :func:`model.units.softmax.running_stats` streams them (which is part of the specification).
 
     Pipeline, stalled as a whole while ``o`` holds a result nobody takes (so ``i.ready``
-    follows ``o.ready`` combinationally): on entry the slot's ``m`` is read and replaced by
-    ``max(m, a)``, and ``-|a - m|`` goes into an :class:`hw.arith.exp.Exp2Datapath`; when the
-    exponent is out, the slot's ``s`` is read and the rescale product (one
-    :class:`hw.arith.multiplier.Multiplier`) and the plain sum are formed side by side; two stages
-    later the new ``s`` is chosen, saturated to ``SUM_FORMAT``, and written back; after one more
-    register, a row's final ``s`` goes through a :class:`hw.arith.reciprocal.ReciprocalDatapath`.
+    follows ``o.ready`` combinationally): on entry the slot's ``m`` is read and ``a - m`` and
+    ``m - a`` are formed; one stage later ``m`` is replaced by ``max(m, a)`` and ``-|a - m|``
+    goes into an :class:`hw.arith.exp.Exp2Datapath`; when the exponent is out, the slot's ``s``
+    is read and the rescale product (one :class:`hw.arith.multiplier.Multiplier`) and the plain
+    sum (rounding ``e``, then adding ``s``) are formed side by side; two stages later the new
+    ``s`` is chosen, saturated to ``SUM_FORMAT``, and written back; after one more register, a
+    row's final ``s`` goes through a :class:`hw.arith.reciprocal.ReciprocalDatapath`.
 
-    Latency of ``LATENCY = Exp2Datapath.LATENCY + MULTIPLIER_LATENCY + 1 +
-    ReciprocalDatapath.LATENCY`` = 6 + 2 + 1 + 6 = 15 cycles, from the clock edge that accepts
+    Latency of ``LATENCY = 1 + Exp2Datapath.LATENCY + MULTIPLIER_LATENCY + 1 +
+    ReciprocalDatapath.LATENCY`` = 1 + 6 + 2 + 1 + 6 = 16 cycles, from the clock edge that accepts
     a row's last score to the edge that delivers its result on ``o`` (with ``o.ready`` high).
     Throughput of one score per cycle, whatever the rows' lengths, because ``rows >=
     MIN_ROWS``: a slot's ``s`` is written back ``MIN_ROWS`` cycles after it is read, before the
@@ -120,7 +123,7 @@ class SoftmaxStats(wiring.Component):
     #: Fewest interleaved rows: cycles from reading a slot's ``s`` to its new value readable.
     MIN_ROWS = MULTIPLIER_LATENCY + 1
     #: Cycles from accepting a row's last score to delivering its result.
-    LATENCY = Exp2Datapath.LATENCY + MULTIPLIER_LATENCY + 1 + ReciprocalDatapath.LATENCY
+    LATENCY = 1 + Exp2Datapath.LATENCY + MULTIPLIER_LATENCY + 1 + ReciprocalDatapath.LATENCY
 
     def __init__(self, *, rows, fmt=DEFAULT.act):
         checks.at_least("SoftmaxStats", "rows", rows, self.MIN_ROWS)
@@ -159,63 +162,84 @@ class SoftmaxStats(wiring.Component):
 
         # Per slot: the running maximum, the running sum, and whether its next score starts a
         # row.
-        maxima = [Signal(signed(fmt.width), name=f"m_{row}") for row in range(self._rows)]
+        maxima = [Signal(signed(fmt.width), name=f"max_{row}") for row in range(self._rows)]
         sums = [Signal(unsigned(_S_WIDTH), name=f"s_{row}") for row in range(self._rows)]
         fresh = [Signal(init=1, name=f"fresh_{row}") for row in range(self._rows)]
 
-        # Entry: m is updated at once; the exponent starts on -|a - m|.
+        # Entry: the slot's m is read and both differences a - m and m - a are formed side by
+        # side. Stage 1: the sign of m - a says which is larger; the new m goes back to the
+        # slot, in time for its next score MIN_ROWS cycles later, and -|a - m| into the
+        # exponent.
         slot = Signal(row_shape)
         a = self.i.payload.score
-        m_old = Signal(signed(fmt.width))
-        first = Signal()
+        m_old = _select(slot, maxima)
+        entry = {"valid": accept, "last": self.i.payload.last, "slot": slot, "a": a,
+                 "m_old": m_old, "first": _select(slot, fresh),
+                 "m_minus_a": (m_old - a).as_signed(), "a_minus_m": (a - m_old).as_signed()}
+        entry = {name: delay(m, value, 1, en=advance, name=name)
+                 for name, value in entry.items()}
+        with m.If(accept):
+            m.d.sync += slot.eq(Mux(slot == self._rows - 1, 0, slot + 1))
+            for row in range(self._rows):
+                with m.If(slot == row):
+                    m.d.sync += fresh[row].eq(self.i.payload.last)
+
         new_max = Signal()
         m_new = Signal(signed(fmt.width))
         m.d.comb += [
-            m_old.eq(_select(slot, maxima)),
-            first.eq(_select(slot, fresh)),
-            new_max.eq(a > m_old),
-            m_new.eq(Mux(first | new_max, a, m_old)),
-            exp.x.eq(Mux(new_max, m_old - a, a - m_old)),
+            new_max.eq(entry["m_minus_a"][-1]),
+            m_new.eq(Mux(entry["first"] | new_max, entry["a"], entry["m_old"])),
+            exp.x.eq(Mux(new_max, entry["m_minus_a"], entry["a_minus_m"])),
         ]
-        with m.If(accept):
-            m.d.sync += slot.eq(Mux(slot == self._rows - 1, 0, slot + 1))
         for row in range(self._rows):
-            with m.If(accept & (slot == row)):
-                m.d.sync += [maxima[row].eq(m_new), fresh[row].eq(self.i.payload.last)]
+            with m.If(advance & entry["valid"] & (entry["slot"] == row)):
+                m.d.sync += maxima[row].eq(m_new)
 
         # The exponent's stages, with everything the sum update needs alongside.
-        valid_in = Signal()
-        last_in = Signal()
-        m.d.comb += [valid_in.eq(accept), last_in.eq(self.i.payload.last)]
-        carried = {"valid": valid_in, "first": first, "new_max": new_max, "last": last_in,
-                   "slot": slot, "m": m_new}
-        carried = {name: delay(m, value, Exp2Datapath.LATENCY, en=advance, name=name)
+        carried = {"valid": entry["valid"], "first": entry["first"], "new_max": new_max,
+                   "last": entry["last"], "slot": entry["slot"], "m": m_new}
+        carried = {name: delay(m, value, Exp2Datapath.LATENCY, en=advance, name=name, first=2)
                    for name, value in carried.items()}
 
-        # The exponent is out: read s, start the rescale product and form the plain sum.
+        # The exponent is out: read s and start the rescale product. The plain sum takes the
+        # multiplier's two stages too, so that its two adds (rounding e, adding s) have a stage
+        # each: the second reads s again, which no write can have changed in between (the
+        # slot's previous score wrote it two cycles before the first read).
         e = exp.y
         s_old = Signal(unsigned(_S_WIDTH))
         m.d.comb += s_old.eq(_select(carried["slot"], sums))
+        # round(e) is at most 2**MANT_FRAC, past the top only by its top bit: a Mux on that bit
+        # is the min().
         rescale = Signal(unsigned(MANT_FRAC))
         shift = EXP_FRAC - MANT_FRAC
-        rounded = (e + (1 << (shift - 1))) >> shift
-        m.d.comb += [rescale.eq(Mux(rounded > _MANT_TOP, _MANT_TOP, rounded)),
+        rounded = Signal(unsigned(MANT_FRAC + 1))
+        m.d.comb += [rounded.eq((e + (1 << (shift - 1))) >> shift),
+                     rescale.eq(Mux(rounded[-1], _MANT_TOP, rounded)),
                      multiplier.a.eq(s_old), multiplier.b.eq(rescale)]
         shift = EXP_FRAC - SUM_FRAC
+        e_sum = delay(m, (e + (1 << (shift - 1))) >> shift, 1, en=advance, name="e_sum",
+                      first=1 + Exp2Datapath.LATENCY + 1)
+        stage = 1 + Exp2Datapath.LATENCY + 1
+        carried = {name: delay(m, value, 1, en=advance, name=name, first=stage)
+                   for name, value in carried.items()}
         plain = Signal(unsigned(_S_WIDTH + 1))
-        m.d.comb += plain.eq(s_old + ((e + (1 << (shift - 1))) >> shift))
-        carried["plain"] = plain
-        carried = {name: delay(m, value, self.MULTIPLIER_LATENCY, en=advance, name=name)
+        with m.If(advance):
+            m.d.sync += plain.eq(_select(carried["slot"], sums) + e_sum)
+        carried = {name: delay(m, value, self.MULTIPLIER_LATENCY - 1, en=advance, name=name,
+                               first=stage + 1)
                    for name, value in carried.items()}
 
-        # The product is out: the new s, saturated, goes back to the slot.
-        scaled = ((multiplier.p + (1 << (MANT_FRAC - 1))) >> MANT_FRAC) + ONE
+        # The product is out: the new s, saturated, goes back to the slot. round(p) + ONE is
+        # one add: ((p >> (MANT_FRAC - 1)) + 2 * ONE + 1) >> 1. Neither sum reaches
+        # 2**(_S_WIDTH + 1) (s < 2**_S_WIDTH, the addends at most 2**SUM_FRAC), so the
+        # saturation to SUM_FORMAT.max_int = 2**_S_WIDTH - 1 is a test of the top bit.
+        scaled = ((multiplier.p >> (MANT_FRAC - 1)) + (2 * ONE + 1)) >> 1
         s_new = Signal(unsigned(_S_WIDTH + 1))
         s_saturated = Signal(unsigned(_S_WIDTH))
         m.d.comb += [
             s_new.eq(Mux(carried["first"], ONE,
-                         Mux(carried["new_max"], scaled, carried["plain"]))),
-            s_saturated.eq(Mux(s_new > SUM_FORMAT.max_int, SUM_FORMAT.max_int, s_new)),
+                         Mux(carried["new_max"], scaled, plain))),
+            s_saturated.eq(Mux(s_new[-1], SUM_FORMAT.max_int, s_new)),
         ]
         for row in range(self._rows):
             with m.If(advance & carried["valid"] & (carried["slot"] == row)):
@@ -252,7 +276,9 @@ class SoftmaxProb(wiring.Component):
 
     Pipeline per lane: an :class:`hw.arith.exp.Exp2Datapath` on ``a - m``, one
     :class:`hw.arith.multiplier.Multiplier` for ``e * r``, and a last stage that shifts by ``k``
-    with rounding (half up) and clamps. The whole pipeline stalls while ``o`` holds a result nobody
+    with rounding (half up); the clamp never acts (see the last stage) and is left out. Between
+    registers, at most 3 LUT levels and one carry chain (36 bits) on UltraScale+, counting the
+    ports as registers. The whole pipeline stalls while ``o`` holds a result nobody
     takes, so ``i.ready`` follows ``o.ready`` combinationally.
 
     Latency of ``LATENCY = Exp2Datapath.LATENCY + 2 + 1`` = 9 cycles, from the clock edge that
@@ -327,12 +353,13 @@ class SoftmaxProb(wiring.Component):
                       name=f"k_{lane}")
             m.d.comb += [multiplier.a.eq(exp.y), multiplier.b.eq(r)]
 
-            # Last stage: round half up at 2**(base + k), then clamp below 1.
-            half = Const(1 << (base - 1), base) << k
-            p = (multiplier.p + half) >> base >> k
-            top = (1 << PROB_FRAC) - 1
+            # Last stage: round half up at 2**(base + k) as ((p >> (base - 1 + k)) + 1) >> 1, an
+            # add of the result's width. The twin's clamp below 1 never acts: e <= 2**EXP_FRAC
+            # and r < 2**MANT_FRAC, so p < 2**(base + PROB_FRAC), and rounding up p / 2**(base +
+            # k) stays below 2**PROB_FRAC; the sum is cut to PROB_FRAC bits.
+            halves = (multiplier.p >> (base - 1)) >> k
             with m.If(advance):
-                m.d.sync += self.o.payload[lane].eq(Mux(p > top, top, p))
+                m.d.sync += self.o.payload[lane].eq((halves + 1) >> 1)
 
         valid_pipeline(m, self.i.valid, self.o.valid, self.LATENCY, en=advance)
         return m
