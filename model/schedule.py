@@ -4,8 +4,8 @@
 in order. The same list drives both sides:
 
 * the hardware stores it in a small program memory and steps through it
-  (:class:`hw.system.sequencer.Sequencer`, an interpreter of a few states, one operation per cycle
-  at best);
+  (:class:`hw.system.sequencer.Sequencer`, an interpreter of a few states, three cycles per
+  operation at best);
 * the golden model's forward pass runs the unit twins in the order of its :class:`Command`
   operations (:func:`model.golden.run`),
 

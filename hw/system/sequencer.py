@@ -2,10 +2,12 @@
 
 Each operation of the program is one word of the program memory (:attr:`Sequencer.word_layout`:
 an opcode and a union of the operations' operands, each field as wide as the program needs).
-The interpreter reads the word at ``pc``, offers its transfer or tests its condition, and steps
-to the next word when the operation completes. The memory's read port is addressed with the
-*next* ``pc``, so the next word is there in the cycle after a step: **one operation per cycle**
-at best, like the unrolled state machine it replaces. START restarts at word 0; ``stop`` (a
+The interpreter reads the word at ``pc``, decodes it into registers (the addresses added, the
+shifts looked up), offers its transfer or tests its condition, and steps to the next word when
+the operation completes: **three cycles per operation** at best (four for a wait, whose
+condition is registered), so that no path runs from a handshake through the decoding into the
+program memory. The m3vit-tiny program has 187 operations, so this costs a few hundred cycles
+per image, while the units work. START restarts at word 0; ``stop`` (a
 soft reset, an error, the end of the run) ends the run and leaves every output quiet.
 
 * ``read``, ``fetch`` and ``write`` offer one payload on the stream of the same name (the
@@ -205,29 +207,49 @@ class Sequencer(wiring.Component):
         port = rom.read_port()
         word, arg = port.data, port.data.arg
 
+        # Each operation goes through three stages, one register apart: the program memory is
+        # read at pc (LOAD), the word is decoded into the registers that drive the outputs
+        # (DECODE: addresses added, shifts looked up), then the operation runs (RUN) until its
+        # transfer is taken or its condition, registered, holds. So no path runs from a
+        # handshake through the decoding to the program memory.
         pc = Signal(range(len(words)))
+        stage = Signal(range(3))
+        LOAD, DECODE, RUN = 0, 1, 2
         running = Signal()
-        step = Signal()                        # the current operation completes
-        next_pc = Mux(step, pc + 1, pc)
-        m.d.comb += port.addr.eq(Mux(self.start, 0, next_pc))
-        m.d.sync += pc.eq(port.addr)
+        step = Signal()                        # the running operation completes
+        m.d.comb += port.addr.eq(pc)
         with m.If(self.start):
-            m.d.sync += running.eq(1)
+            m.d.sync += [running.eq(1), pc.eq(0), stage.eq(LOAD)]
         with m.Elif(self.stop | self.done):
             m.d.sync += running.eq(0)
-        active = running & ~self.stop
-        op = Signal(Opcode)
-        m.d.comb += op.eq(Mux(active, word.op, Opcode.WAIT))
+        with m.Elif(running):
+            with m.Switch(stage):
+                with m.Case(LOAD):
+                    m.d.sync += stage.eq(DECODE)
+                with m.Case(DECODE):
+                    m.d.sync += stage.eq(RUN)
+                with m.Case(RUN):
+                    with m.If(step):
+                        m.d.sync += [pc.eq(pc + 1), stage.eq(LOAD)]
+        active = running & ~self.stop & (stage == RUN)
+        decode = stage == DECODE
 
+        # Decoded: the operation, and which output it drives.
+        op = Signal(Opcode)
+        with m.If(decode):
+            m.d.sync += op.eq(word.op)
         base = Array([self.weights_addr, self.image_addr])
 
         def offer(stream_, opcode, fields, when=1):
-            """Offer ``fields`` on ``stream_`` while the operation is ``opcode``."""
-            offered = (op == opcode) & when
-            m.d.comb += stream_.valid.eq(offered)
-            for name, value in fields.items():
-                m.d.comb += stream_.payload[name].eq(value)
-            with m.If(offered & stream_.ready):
+            """Offer ``fields`` on ``stream_`` while the operation is ``opcode`` (and ``when``),
+            from registers loaded at DECODE."""
+            chosen = Signal()
+            with m.If(decode):
+                m.d.sync += chosen.eq((word.op == opcode) & when)
+                for name, value in fields.items():
+                    m.d.sync += stream_.payload[name].eq(value)
+            m.d.comb += stream_.valid.eq(active & chosen)
+            with m.If(stream_.valid & stream_.ready):
                 m.d.comb += step.eq(1)
 
         read = arg.read
@@ -257,29 +279,45 @@ class Sequencer(wiring.Component):
                 fields[name] = value
             offer(getattr(self, f"{unit.name.lower()}_cmd"), Opcode.COMMAND, fields,
                   when=(command.unit == unit) & ours)
-        with m.If((op == Opcode.COMMAND) & ~ours):
+        skip = Signal()                        # a command for another task
+        with m.If(decode):
+            m.d.sync += skip.eq((word.op == Opcode.COMMAND) & ~ours)
+        with m.If(active & skip):
             m.d.comb += step.eq(1)
 
-        wait = arg.wait
+        # A wait's condition is registered; it is cleared at DECODE, so a wait takes at least
+        # two cycles. The counts it compares only grow, up to the count waited for.
+        wait = Signal.like(arg.wait)
+        with m.If(decode):
+            m.d.sync += wait.eq(arg.wait)
         accepted = Array(self.accepted[n] for n in range(len(self.accepted)))
-        with m.If(op == Opcode.WAIT):
+        holds = Signal()
+        with m.If(decode):
+            m.d.sync += holds.eq(0)
+        with m.Else():
             with m.Switch(wait.until):
                 with m.Case(Until.SHIFT_TABLE):
-                    m.d.comb += step.eq(active & (self.shift_beats == wait.count))
+                    m.d.sync += holds.eq(self.shift_beats == wait.count)
                 with m.Case(Until.CALLS):
-                    m.d.comb += step.eq(active & (accepted[wait.unit] == wait.count))
+                    m.d.sync += holds.eq(accepted[wait.unit] == wait.count)
                 with m.Case(Until.MOE_CALLS):
-                    m.d.comb += step.eq(active & self.moe_calls_taken)
+                    m.d.sync += holds.eq(self.moe_calls_taken)
                 with m.Case(Until.OUTPUT_WRITTEN):
-                    m.d.comb += step.eq(active & (self.written == wait.count) & self.writer_idle)
+                    m.d.sync += holds.eq((self.written == wait.count) & self.writer_idle)
+        with m.If(active & (op == Opcode.WAIT) & holds):
+            m.d.comb += step.eq(1)
 
-        with m.If(op == Opcode.ROUTE):
-            m.d.sync += [self.into_attention.eq(arg.route.into_attention),
-                         self.attention_to.eq(arg.route.attention_to),
-                         self.into_output.eq(arg.route.into_output)]
+        route = Signal.like(arg.route)
+        mark = Signal.like(arg.mark)
+        with m.If(decode):
+            m.d.sync += [route.eq(arg.route), mark.eq(arg.mark)]
+        with m.If(active & (op == Opcode.ROUTE)):
+            m.d.sync += [self.into_attention.eq(route.into_attention),
+                         self.attention_to.eq(route.attention_to),
+                         self.into_output.eq(route.into_output)]
             m.d.comb += step.eq(1)
-        with m.If(op == Opcode.MARK):
-            m.d.sync += self.progress.eq(arg.mark.stage)
+        with m.If(active & (op == Opcode.MARK)):
+            m.d.sync += self.progress.eq(mark.stage)
             m.d.comb += step.eq(1)
-        m.d.comb += self.done.eq(op == Opcode.END)
+        m.d.comb += self.done.eq(active & (op == Opcode.END))
         return m
