@@ -133,7 +133,10 @@ def test_ports_and_properties():
     assert (unit.fmt, unit.beta_fmt, unit.out_fmt) == (act, act, act)
     assert unit.gamma_fmt == Fixed(DEFAULT.small_width, 16)
     assert unit.row_cycles == 2 * 8 + LayerNorm.ROW_OVERHEAD
-    assert unit.latency == (2 * 8 + LayerNorm.MULTIPLIER_LATENCY + 2 + LayerNorm.ROW_OVERHEAD
+    # Two levels of lanes in pass 1's trees; the normaliser, not the loader, sets the pace.
+    assert unit.stats_stages == 2
+    assert unit.load_overhead == 2 + LayerNorm.MULTIPLIER_LATENCY + LayerNorm.LOAD_EXTRA
+    assert unit.latency == (2 * 8 + unit.load_overhead + LayerNorm.ROW_OVERHEAD
                             + LayerNorm.PIPELINE)
     # eps * D in units of the squares, and S for 1024-value rows within the rsqrt default.
     assert unit.eps_int == round(1e-6 * 32 * 2.0 ** 32)

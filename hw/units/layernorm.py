@@ -21,6 +21,13 @@ its mean and ``sh``; the *normaliser* runs passes 2 and 3 over the other bank. S
 loads while the current one is normalised, and a row's pass-2 beats follow the previous row's
 pass-3 beats through the pipeline without a gap.
 
+Every register-to-register path stays within 4 LUT levels and one carry chain of at most 48
+bits on UltraScale+ (``python -m hw.timing layernorm``): pass 1 reduces each beat in registered
+trees (:func:`hw.streams.pipeline.tree`) before adding it to the row's sums; ``dmax``, ``sh``
+and the eps term take a stage each; the squares are summed four at a time, then into ``S``;
+``x - mean``, its shift, ``(x - mean) * c``, its rounding shift and the rounding each have a
+stage.
+
 With ``XF = XHAT_FORMAT.frac``, ``eps_term(sh) = round(eps * D * 2**(2 * fmt.frac) / 4**sh)``
 (a small table indexed by ``sh``) and the constants of
 ``model.units.layernorm._row_constants(dim)``, all read from :mod:`model.units.layernorm`. The shift
@@ -44,8 +51,6 @@ simply waits until every beat of the first row was taken on ``i``). Until a set 
 gamma and beta are zero.
 """
 
-import math
-
 import numpy as np
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
@@ -58,7 +63,7 @@ from model.numerics import DEFAULT, MANT_FRAC, shift_round
 
 from hw import checks
 from hw.arith.multiplier import DSP_A_WIDTH, DSP_B_WIDTH, Multiplier
-from hw.streams.pipeline import delay
+from hw.streams.pipeline import delay, tree, tree_stages
 from hw.arith.rsqrt import Rsqrt
 
 
@@ -76,6 +81,34 @@ MAX_DIM = 1024
 # computed only from registers that keep their initial value (an all-zero row, say) would stay
 # unknown; a Mux becomes a continuous assignment.
 
+def _shift_right(value, amount, most, alt=None):
+    """``value >> amount`` (arithmetic) for ``0 <= amount <= most``, or ``alt`` (unsigned,
+    narrower) for ``amount == most + 1``: per bit, a tree of 4-to-1 multiplexers on two bits of
+    ``amount`` each, one LUT level each, where Yosys's shifter of 2-to-1 stages and a choice
+    after it map to more. Codes above the last are don't-cares."""
+    top = most + (alt is not None)
+
+    def choice(i, code):
+        if alt is not None and code == most + 1:
+            return alt[i] if i < len(alt) else 0
+        return value[min(i + code, len(value) - 1)]
+
+    def pick(i, base, level):
+        if level < 0:
+            return choice(i, base)
+        options = [pick(i, base + s * 4 ** level, level - 1) for s in range(4)
+                   if base + s * 4 ** level <= top]
+        options += options[-1:] * (4 - len(options))
+        sel = amount[2 * level:2 * level + 2]
+        if len(sel) == 1:
+            return Mux(sel[0], options[1], options[0])
+        return Mux(sel[1], Mux(sel[0], options[3], options[2]),
+                   Mux(sel[0], options[1], options[0]))
+
+    levels = max(1, (top.bit_length() + 1) // 2)
+    return Cat(*(pick(i, 0, levels - 1) for i in range(len(value)))).as_signed()
+
+
 def _clamp(value, fmt):
     """``value`` saturated to ``fmt``'s range."""
     return Mux(value > fmt.max_int, fmt.max_int, Mux(value < fmt.min_int, fmt.min_int, value))
@@ -88,12 +121,12 @@ class LayerNorm(wiring.Component):
     keeping pace:
 
     * throughput: one row every :attr:`row_cycles` ``= 2 * B + ROW_OVERHEAD`` cycles (``2 * B +
-      15``), the normaliser's work per row (the loader's, ``B + MULTIPLIER_LATENCY + 3``, is
-      always less);
-    * latency: :attr:`latency` ``= 2 * B + MULTIPLIER_LATENCY + 2 + ROW_OVERHEAD + PIPELINE``
-      cycles (``2 * B + 26``), from the edge that takes the first beat of a row that finds the
-      unit idle to the edge that delivers its first beat on ``o``; the others follow one per
-      cycle;
+      12``), the normaliser's work per row (the loader's, ``B +`` :attr:`load_overhead`, is
+      less unless rows have very few beats of very many lanes);
+    * latency: :attr:`latency` ``= 2 * B + load_overhead + ROW_OVERHEAD + PIPELINE`` cycles
+      (``2 * B + 34`` with 16 lanes, ``2 * B + 32`` with 4), from the edge that takes the first
+      beat of a row that finds the unit idle to the edge that delivers its first beat on
+      ``o``; the others follow one per cycle;
     * a parameter set takes ``B`` cycles, between rows.
 
     Parameters
@@ -140,9 +173,14 @@ class LayerNorm(wiring.Component):
 
     #: Register stages of each :class:`hw.arith.multiplier.Multiplier`.
     MULTIPLIER_LATENCY = 2
-    #: Stages of passes 2 and 3 from the buffer read to ``o``: read (1), first product (2),
-    #: shift of ``xhat`` (1), second product (2), sum with beta (1).
-    PIPELINE = 1 + MULTIPLIER_LATENCY + 1 + MULTIPLIER_LATENCY + 1
+    #: Stages of passes 2 and 3 from the buffer read to ``o``: read (1), ``x - mean`` (1),
+    #: first product (2), ``(x - mean) * c`` completed (1), shifted (1), rounded and saturated
+    #: to ``xhat`` (1), second product (2), sum with beta (1).
+    PIPELINE = 2 + MULTIPLIER_LATENCY + 3 + MULTIPLIER_LATENCY + 1
+    #: Cycles of the loader per row beyond its statistics (:attr:`stats_stages`) and the mean's
+    #: product: rounding the product to the mean (1), the four stages of ``dmax``, ``sh`` and
+    #: the eps term (4), handing the row over (at least 1).
+    LOAD_EXTRA = 1 + 4 + 1
 
     def __init__(self, *, dim, lanes, gamma_fmt, eps, fmt=DEFAULT.act, beta_fmt=None,
                  out_fmt=None):
@@ -205,20 +243,37 @@ class LayerNorm(wiring.Component):
         return (self._dim * (1 << (SQUARE_BITS - 1)) ** 2 + self.eps_int).bit_length()
 
     #: Cycles of the normaliser per row beyond its two passes over the beats, when nothing
-    #: stalls: taking the row, draining the squares, sending ``S`` to the rsqrt unit and waiting
-    #: for it, and waiting for ``c``'s product.
-    ROW_OVERHEAD = 1 + (MULTIPLIER_LATENCY + 2) + 1 + Rsqrt.LATENCY + (MULTIPLIER_LATENCY + 1)
+    #: stalls: draining the squares (``x - mean``, products, partial sums, ``S``, then the
+    #: cycle that offers ``S`` to the rsqrt unit), waiting for it, and waiting for ``c``'s
+    #: product (the first pass-3 beat issues a cycle before ``c`` is latched, which stage 2
+    #: reads). The next row is taken with the last beat of a row, without a cycle of its own.
+    #: ``MULTIPLIER_LATENCY`` must be at least 2.
+    ROW_OVERHEAD = (MULTIPLIER_LATENCY + 4) + Rsqrt.LATENCY + (MULTIPLIER_LATENCY - 2)
+
+    @property
+    def stats_stages(self):
+        """Register stages of the loader's sum, minimum and maximum of a beat: a registered
+        tree over the lanes, ``ceil(log2(lanes))``."""
+        return tree_stages(self._lanes)
+
+    @property
+    def load_overhead(self):
+        """Cycles of the loader per row beyond its ``beats``: ``stats_stages +
+        MULTIPLIER_LATENCY + LOAD_EXTRA``."""
+        return self.stats_stages + self.MULTIPLIER_LATENCY + self.LOAD_EXTRA
 
     @property
     def row_cycles(self):
-        """Cycles per row at full rate: ``2 * beats + ROW_OVERHEAD``."""
-        return 2 * self.beats + self.ROW_OVERHEAD
+        """Cycles per row at full rate: ``2 * beats + ROW_OVERHEAD``, the normaliser's work (or
+        the loader's, ``beats + load_overhead``, should it be longer: only for rows of very few
+        beats of very many lanes)."""
+        return max(2 * self.beats + self.ROW_OVERHEAD, self.beats + self.load_overhead)
 
     @property
     def latency(self):
         """Cycles from taking the first beat of a row that finds the unit idle to delivering its
-        first result: ``2 * beats + MULTIPLIER_LATENCY + 2 + ROW_OVERHEAD + PIPELINE``."""
-        return 2 * self.beats + self.MULTIPLIER_LATENCY + 2 + self.ROW_OVERHEAD + self.PIPELINE
+        first result: ``2 * beats + load_overhead + ROW_OVERHEAD + PIPELINE``."""
+        return 2 * self.beats + self.load_overhead + self.ROW_OVERHEAD + self.PIPELINE
 
     def elaborate(self, platform):
         m = Module()
@@ -228,6 +283,7 @@ class LayerNorm(wiring.Component):
         d_width = fmt.width + 1
         a_width = max(d_width, SQUARE_BITS)
         lat = self.MULTIPLIER_LATENCY
+        stats = self.stats_stages
 
         # --- Storage: two rows (one loading, one normalising) and the parameters --------------
         row_layout = data.ArrayLayout(signed(fmt.width), L)
@@ -255,7 +311,7 @@ class LayerNorm(wiring.Component):
 
         # --- Registers of the loader (pass 1 and the row's statistics) -------------------------
         load_count = Signal(range(B + 1))
-        load_timer = Signal(range(lat + 2))
+        load_timer = Signal(range(stats + lat + 4))
         load_bank = Signal()
         total = Signal(signed(fmt.width + Db))
         low, high = Signal(signed(fmt.width)), Signal(signed(fmt.width))
@@ -266,12 +322,12 @@ class LayerNorm(wiring.Component):
 
         # --- Registers of the normaliser (passes 2 and 3) ------------------------------------
         count = Signal(range(B + 1))
-        timer = Signal(range(lat + 2))
+        timer = Signal(range(lat + 1))
         bank = Signal()
         mean = Signal(signed(d_width))
         sh = Signal(range(sh_max + 1))
+        eps = Signal(unsigned(self.s_width))
         S = Signal(unsigned(self.s_width))
-        r = Signal(unsigned(MANT_FRAC))
         e = Signal(rsqrt.e_width)
         c = Signal(unsigned(MANT_FRAC + 1))
         # The pass-3 shift sh + e + CONST_FRAC - j - XHAT_FORMAT.frac, plus `left` so that it
@@ -282,11 +338,13 @@ class LayerNorm(wiring.Component):
 
         # --- The buffer pipeline of passes 2 and 3 --------------------------------------------
         # Each beat carries its pass along (tag): pass-2 beats of a row follow the previous
-        # row's pass-3 beats without a gap. mean and sh are read in stage 1 and change only
-        # when that stage is about to be free; c and the shift are read in stage 1 + lat and
-        # change only after the row's pass 2, when every older beat has moved past it.
+        # row's pass-3 beats without a gap. mean and sh are copied into the pipeline with each
+        # beat, so the next row may be taken as the last beat of a row issues. c and the shift
+        # are read in stages 2 to P + 1 and change only after the next row's pass 2 has
+        # drained, when every older beat has moved past them.
+        P = 2 + lat                                     # stage of the first product
         advance = ~self.o.valid | self.o.ready
-        issue, issue_pass3 = Signal(), Signal()
+        issue, issue_pass3, issue_first = Signal(), Signal(), Signal()
         valid = [issue] + [Signal(name=f"valid_{stage}") for stage in range(1, self.PIPELINE)]
         tag = [issue_pass3] + [Signal(name=f"tag_{stage}") for stage in range(1, self.PIPELINE)]
         m.d.comb += [row_rd.addr.eq(Mux(bank, B, 0) + count), par_rd.addr.eq(count),
@@ -296,44 +354,72 @@ class LayerNorm(wiring.Component):
                 m.d.sync += [valid[stage].eq(valid[stage - 1]), tag[stage].eq(tag[stage - 1])]
         with m.If(advance):
             m.d.sync += self.o.valid.eq(valid[-1] & tag[-1])
+        # The first pass-2 beat of a row starts S from the eps term (stage P + 1).
+        first_sq = delay(m, issue_first, P + 1, en=advance, name="first_sq")
+        # Stage 1's copy of mean; stage 2's of the shifts: sh_a is 0 on pass 3, so that one
+        # shifter serves both passes, sh_b is a spare code that makes b's shifter give c.
+        mean_1 = delay(m, mean, 1, en=advance, name="mean")
+        sh_a = delay(m, Mux(issue_pass3, 0, sh), 2, en=advance, name="sh_a")
+        sh_b = delay(m, Mux(issue_pass3, sh_max + 1, sh), 2, en=advance, name="sh_b")
 
-        gamma_at = [delay(m, par_rd.data[lane].gamma, lat + 1, en=advance, name=f"gamma{lane}")
+        # Stage 1 to stage P + 3 for gamma, to stage P + 3 + lat for beta.
+        gamma_at = [delay(m, par_rd.data[lane].gamma, P + 2, en=advance, name=f"gamma{lane}")
                     for lane in range(L)]
-        beta_at = [delay(m, par_rd.data[lane].beta, 2 * lat + 1, en=advance, name=f"beta{lane}")
-                   for lane in range(L)]
+        beta_at = [delay(m, par_rd.data[lane].beta, P + 2 + lat, en=advance,
+                         name=f"beta{lane}") for lane in range(L)]
 
+        # round(dc / 2**shift) saturated to XHAT_FORMAT, in stage P + 2: the shifted value
+        # fits `fit` bits or is far out of range, where only its sign matters.
+        fit = XHAT_FORMAT.width + 2
         squares = []
         for lane in range(L):
-            # Stage 1: x - mean (fits d_width bits, see MAX_DIM), and its 18-bit scaled copy.
+            # Stage 1: x - mean (fits d_width bits, see MAX_DIM). Stage 2: shifted right by sh
+            # on pass 2, which then fits SQUARE_BITS bits (sh is chosen so), so both ports take
+            # it. A stage of its own: Yosys's LUT mapping lets logic after a carry grow deeper
+            # than it need be.
             d = Signal(signed(d_width), name=f"d{lane}")
-            d18 = Signal(signed(SQUARE_BITS), name=f"d18_{lane}")
-            m.d.comb += [d.eq(row_rd.data[lane] - mean), d18.eq(d >> sh)]
+            with m.If(advance):
+                m.d.sync += d.eq(row_rd.data[lane] - mean_1)
+            ds = Signal(signed(d_width), name=f"ds{lane}")
+            db = Signal(signed(SQUARE_BITS), name=f"db{lane}")
+            m.d.comb += [ds.eq(_shift_right(d, sh_a, sh_max)),
+                         db.eq(_shift_right(d, sh_b, sh_max, alt=c[:MANT_FRAC]))]
             mul = first[lane]
             m.d.comb += mul.en.eq(advance)
-            m.d.comb += [mul.a.eq(Mux(tag[1], d, d18)), mul.b.eq(Mux(tag[1], c[:MANT_FRAC], d18))]
-            squares.append(mul.p)
+            m.d.comb += [mul.a.eq(ds), mul.b.eq(db)]
+            squares.append(mul.p[:2 * SQUARE_BITS - 1])
 
-            # Stage 1 + lat: d * c, the top bit of c added beside the DSP's product.
-            d_late = delay(m, d, lat, en=advance, name=f"d{lane}")
-            top_bit = Signal(signed(d_width + MANT_FRAC), name=f"dc_top{lane}")
-            m.d.comb += top_bit.eq(Mux(c[MANT_FRAC], d_late << MANT_FRAC, 0))
-            product = Signal(signed(d_width + MANT_FRAC + 2), name=f"dc{lane}")
-            m.d.comb += product.eq(mul.p + top_bit)
-            # round(product / 2**shift) for shift >= -left: shifted left by left + 1 first,
-            # right by shift + left, then the half added as a carry into the last bit.
-            widened = Signal(signed(len(product) + left + 1), name=f"dc_wide{lane}")
-            m.d.comb += widened.eq(product << (left + 1))
-            halves = Signal(signed(len(widened)), name=f"dc_halves{lane}")
-            m.d.comb += halves.eq(widened >> xhat_shift)
-            rounded = Signal(signed(len(widened)), name=f"xhat_round{lane}")
-            m.d.comb += rounded.eq((halves + 1) >> 1)
+            # Stage P: d * c, the top bit of c added beside the DSP's product. (Taken along as
+            # d or 0, a register unlike the operand's, which the DSP absorbs.)
+            d_top = Signal(signed(d_width), name=f"d_top{lane}")
+            m.d.comb += d_top.eq(Mux(c[MANT_FRAC], d, 0))
+            top_bit = delay(m, d_top, lat, en=advance, name=f"d_top{lane}") << MANT_FRAC
+            dc = Signal(signed(d_width + MANT_FRAC + 2), name=f"dc{lane}")
+            # Stage P + 1: round(dc / 2**shift) for shift >= -left: shifted left by left + 1
+            # first, right by shift + left (a barrel shifter, its own stage) ...
+            halves = Signal(signed(len(dc) + left + 1), name=f"dc_halves{lane}")
+            with m.If(advance):
+                m.d.sync += [dc.eq(mul.p + top_bit),
+                             halves.eq((dc << (left + 1)) >> xhat_shift)]
+            # ... stage P + 2: then the half added as a carry into the last bit, and the
+            # result saturated. Out of `fit` bits, halves is beyond XHAT_FORMAT's range, and so
+            # is rounded; checking the top bits rather than comparing keeps the carry short.
+            in_fit = Signal(name=f"dc_fit{lane}")
+            m.d.comb += in_fit.eq(halves[fit - 1:].all() | ~halves[fit - 1:].any())
+            rounded = Signal(signed(fit), name=f"xhat_round{lane}")
+            m.d.comb += rounded.eq((halves[:fit].as_signed() + 1) >> 1)
+            in_range = Signal(name=f"xhat_fit{lane}")
+            top = rounded[XHAT_FORMAT.width - 1:]
+            m.d.comb += in_range.eq(in_fit & (top.all() | ~top.any()))
             xhat_next = Signal(signed(XHAT_FORMAT.width), name=f"xhat_next{lane}")
-            m.d.comb += xhat_next.eq(_clamp(rounded, XHAT_FORMAT))
+            m.d.comb += xhat_next.eq(Mux(in_range, rounded,
+                                         Mux(halves[-1], XHAT_FORMAT.min_int,
+                                             XHAT_FORMAT.max_int)))
             xhat = Signal(signed(XHAT_FORMAT.width), name=f"xhat{lane}")
             with m.If(advance):
                 m.d.sync += xhat.eq(xhat_next)
 
-            # Stage 2 + lat: xhat * gamma, rounded, plus beta, saturated.
+            # Stage P + 3: xhat * gamma, rounded, plus beta, saturated.
             mul2 = second[lane]
             m.d.comb += [mul2.en.eq(advance), mul2.a.eq(xhat), mul2.b.eq(gamma_at[lane])]
             out_shift = XHAT_FORMAT.frac + self._gamma_fmt.frac - out_fmt.frac
@@ -349,43 +435,56 @@ class LayerNorm(wiring.Component):
             with m.If(advance):
                 m.d.sync += self.o.payload[lane].eq(y_fit)
 
-        square_sum = Signal(unsigned(self.s_width))
-        # Each square is at most 2**(2 * SQUARE_BITS - 2): its low bits carry it whole.
-        m.d.comb += square_sum.eq(sum(p[:2 * SQUARE_BITS - 1] for p in squares))
+        # Stage P: the squares of a beat in partial sums of four; stage P + 1: into S.
+        # Each square is at most 2**(2 * SQUARE_BITS - 2): its low bits carry it whole. Yosys
+        # adds several operands in carry-save form, so four take about as long as two.
+        parts = []
+        for k in range(0, L, 4):
+            part = Signal(unsigned(2 * SQUARE_BITS + 1), name=f"squares_{k // 4}")
+            with m.If(advance):
+                m.d.sync += part.eq(sum(squares[k:k + 4]))
+            parts.append(part)
+        with m.If(valid[P + 1] & ~tag[P + 1] & advance):
+            m.d.sync += S.eq(Mux(first_sq, eps, S) + sum(parts))
+        # Pass 2 has drained into S: S goes to the rsqrt unit in this cycle.
+        drained = Signal()
+        m.d.comb += drained.eq((count == B) & ~Cat(valid[1:P + 2]).any())
 
-        # --- Pass 1 helpers: sum, min and max of a beat ---------------------------------------
-        beat = self.i.payload
-        beat_sum = Signal(signed(fmt.width + max(1, math.ceil(math.log2(L))) + 1))
-        m.d.comb += beat_sum.eq(sum(beat[lane] for lane in range(L)))
-        beat_low, beat_high = beat[0], beat[0]
-        for lane in range(1, L):
-            low_k = Signal(signed(fmt.width), name=f"low{lane}")
-            high_k = Signal(signed(fmt.width), name=f"high{lane}")
-            m.d.comb += [low_k.eq(Mux(beat[lane] < beat_low, beat[lane], beat_low)),
-                         high_k.eq(Mux(beat[lane] > beat_high, beat[lane], beat_high))]
-            beat_low, beat_high = low_k, high_k
+        # --- Pass 1: sum, min and max of each beat, in registered trees, then of the row -------
+        beat = [self.i.payload[lane] for lane in range(L)]
+        beat_sum = tree(m, beat, lambda a, b: a + b, name="beat_sum")
+        beat_low = tree(m, beat, lambda a, b: Mux(b < a, b, a), name="beat_low")
+        beat_high = tree(m, beat, lambda a, b: Mux(b > a, b, a), name="beat_high")
+        taken = Signal()
+        beat_taken = delay(m, taken, stats, name="beat_taken")
+        beat_first = delay(m, taken & (load_count == 0), stats, name="beat_first")
+        with m.If(beat_taken):
+            m.d.sync += [total.eq(Mux(beat_first, 0, total) + beat_sum),
+                         low.eq(Mux(beat_first | (beat_low < low), beat_low, low)),
+                         high.eq(Mux(beat_first | (beat_high > high), beat_high, high))]
 
         normaliser_idle = Signal()
 
-        # mean's first rounding, then its product, then dmax and sh.
+        # mean's first rounding, then its product; then in four stages, registers that follow
+        # load_mean, low and high (which hold still while the loader waits in SPREAD and FULL):
+        # dmax's two candidates, dmax, sh and the eps term.
         mean_sum = Signal(signed(d_width))
         m.d.comb += mean_sum.eq((total + (1 << (Db - 1) if Db else 0)) >> Db)
         above, below = Signal(signed(d_width + 1)), Signal(signed(d_width + 1))
-        m.d.comb += [above.eq(high - load_mean), below.eq(load_mean - low)]
         spread = Signal(signed(d_width + 1))
-        m.d.comb += spread.eq(Mux(below > above, below, above))
-        spread_bits = 0
-        for bit in range(len(spread)):
-            spread_bits = Mux(spread[bit], bit + 1, spread_bits)
-        sh_next = Signal.like(load_sh)
-        m.d.comb += sh_next.eq(Mux(spread_bits > SQUARE_BITS - 1,
-                                   spread_bits - (SQUARE_BITS - 1), 0))
+        # sh = max(0, bitlen(spread) - (SQUARE_BITS - 1)): only the bits above count.
+        sh_next = 0
+        for bit in range(SQUARE_BITS - 1, len(spread)):
+            sh_next = Mux(spread[bit], bit + 2 - SQUARE_BITS, sh_next)
         eps_term = 0
         for shift in range(sh_max + 1):
-            eps_term = Mux(sh_next == shift, int(shift_round(self.eps_int, 2 * shift)), eps_term)
+            eps_term = Mux(load_sh == shift, int(shift_round(self.eps_int, 2 * shift)), eps_term)
+        m.d.sync += [above.eq(high - load_mean), below.eq(load_mean - low),
+                     spread.eq(Mux(below > above, below, above)),
+                     load_sh.eq(sh_next), load_eps.eq(eps_term)]
 
-        # Hand-over of a loaded row to the normaliser: when it is idle and the last beat of its
-        # previous row leaves stage 1 (which reads mean and sh) at this edge.
+        # Hand-over of a loaded row to the normaliser, when it is idle or issues the last beat
+        # of its previous row.
         take = Signal()
 
         with m.FSM(name="loader") as loader:
@@ -396,19 +495,10 @@ class LayerNorm(wiring.Component):
                     with m.If(normaliser_idle):
                         m.next = "PARAMETERS"
                 with m.Else():
-                    m.d.comb += [self.i.ready.eq(1),
+                    m.d.comb += [self.i.ready.eq(1), taken.eq(self.i.valid),
                                  row_wr.addr.eq(Mux(load_bank, B, 0) + load_count),
-                                 row_wr.data.eq(beat), row_wr.en.eq(self.i.valid)]
+                                 row_wr.data.eq(self.i.payload), row_wr.en.eq(self.i.valid)]
                     with m.If(self.i.valid):
-                        with m.If(load_count == 0):
-                            m.d.sync += [total.eq(beat_sum), low.eq(beat_low),
-                                         high.eq(beat_high)]
-                        with m.Else():
-                            m.d.sync += total.eq(total + beat_sum)
-                            with m.If(beat_low < low):
-                                m.d.sync += low.eq(beat_low)
-                            with m.If(beat_high > high):
-                                m.d.sync += high.eq(beat_high)
                         m.d.sync += load_count.eq(load_count + 1)
                         with m.If(load_count == B - 1):
                             m.d.sync += [load_count.eq(0), load_timer.eq(0)]
@@ -424,17 +514,24 @@ class LayerNorm(wiring.Component):
                         m.next = "LOAD"
 
             with m.State("MEAN"):
+                # b is zero elsewhere: a constant operand would be a shared register, which
+                # the DSP could not absorb.
                 m.d.comb += [mean_multiplier.a.eq(mean_sum), mean_multiplier.b.eq(mean_mult)]
-                with m.If(load_timer != lat):
+                # The last beat's sums reach total after `stats` cycles, its product `lat` later.
+                with m.If(load_timer != stats + lat):
                     m.d.sync += load_timer.eq(load_timer + 1)
                 with m.Else():
-                    m.d.sync += load_mean.eq(
-                        (mean_multiplier.p + (1 << (CONST_FRAC - 1))) >> CONST_FRAC)
+                    m.d.sync += [
+                        load_mean.eq((mean_multiplier.p + (1 << (CONST_FRAC - 1))) >> CONST_FRAC),
+                        load_timer.eq(0)]
                     m.next = "SPREAD"
 
             with m.State("SPREAD"):
-                m.d.sync += [load_sh.eq(sh_next), load_eps.eq(eps_term)]
-                m.next = "FULL"
+                # above and below, spread, load_sh, load_eps: one stage each.
+                with m.If(load_timer != 3):
+                    m.d.sync += load_timer.eq(load_timer + 1)
+                with m.Else():
+                    m.next = "FULL"
 
             with m.State("FULL"):
                 with m.If(take):
@@ -444,56 +541,64 @@ class LayerNorm(wiring.Component):
 
         with m.FSM(name="normaliser") as normaliser:
             with m.State("IDLE"):
-                m.d.comb += take.eq(loader.ongoing("FULL") & (~valid[1] | advance))
+                m.d.comb += take.eq(loader.ongoing("FULL"))
                 with m.If(take):
-                    m.d.sync += [mean.eq(load_mean), sh.eq(load_sh), S.eq(load_eps),
-                                 bank.eq(load_bank), count.eq(0)]
                     m.next = "SQUARES"
 
             with m.State("SQUARES"):
-                m.d.comb += issue.eq((count != B) & advance)
+                m.d.comb += [issue.eq((count != B) & advance), issue_first.eq(count == 0)]
                 with m.If(issue):
                     m.d.sync += count.eq(count + 1)
-                # A beat held in a stalled stage counts once, when it moves on.
-                with m.If(valid[1 + lat] & ~tag[1 + lat] & advance):
-                    m.d.sync += S.eq(S + square_sum)
-                # Older beats are ahead of this row's: none is left before stage 2 + lat.
-                with m.If((count == B) & ~Cat(valid[1:2 + lat]).any()):
+                # S is offered to the rsqrt unit (below) once pass 2 has drained into it.
+                with m.If(drained & rsqrt.i.ready):
                     m.d.sync += count.eq(0)
-                    m.next = "RSQRT_SEND"
-
-            with m.State("RSQRT_SEND"):
-                with m.If(rsqrt.i.ready):
                     m.next = "RSQRT_WAIT"
 
             with m.State("RSQRT_WAIT"):
+                # r goes straight into the scale multiplier's operand register (b as in MEAN).
+                m.d.comb += [scale_multiplier.a.eq(rsqrt.o.payload.r),
+                             scale_multiplier.b.eq(sqrt_mant)]
                 with m.If(rsqrt.o.valid):
-                    m.d.sync += [r.eq(rsqrt.o.payload.r), e.eq(rsqrt.o.payload.e), timer.eq(0)]
-                    m.next = "SCALE"
+                    m.d.sync += [e.eq(rsqrt.o.payload.e), timer.eq(0)]
+                    m.next = "SCALE" if lat > 2 else "NORMALISE"
 
-            with m.State("SCALE"):
-                m.d.comb += [scale_multiplier.a.eq(r), scale_multiplier.b.eq(sqrt_mant)]
-                with m.If(timer != lat):
-                    m.d.sync += timer.eq(timer + 1)
-                with m.Else():
-                    m.d.sync += [
-                        c.eq((scale_multiplier.p + (1 << (MANT_FRAC - 1))) >> MANT_FRAC),
-                        xhat_shift.eq(sh + e + shift_base + left),
-                    ]
-                    m.next = "NORMALISE"
+            if lat > 2:
+                with m.State("SCALE"):
+                    with m.If(timer != lat - 3):
+                        m.d.sync += timer.eq(timer + 1)
+                    with m.Else():
+                        m.next = "NORMALISE"
 
             with m.State("NORMALISE"):
                 m.d.comb += [issue.eq(advance), issue_pass3.eq(1)]
                 with m.If(advance):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == B - 1):
+                        m.d.comb += take.eq(loader.ongoing("FULL"))
                         m.next = "IDLE"
+                        with m.If(loader.ongoing("FULL")):
+                            m.next = "SQUARES"
+
+        with m.If(take):
+            m.d.sync += [mean.eq(load_mean), sh.eq(load_sh), eps.eq(load_eps),
+                         bank.eq(load_bank), count.eq(0)]
+
+        # c = round(r * sqrt_mant / 2**MANT_FRAC) and the pass-3 shift, `lat` cycles after r
+        # entered the scale multiplier: as the first pass-3 beat, issued a cycle earlier,
+        # reaches stage 2, which reads c.
+        got_r = Signal()
+        c_load = delay(m, got_r, lat, name="c_load")
+        with m.If(c_load):
+            m.d.sync += [c.eq((scale_multiplier.p + (1 << (MANT_FRAC - 1))) >> MANT_FRAC),
+                         xhat_shift.eq(sh + e + shift_base + left)]
 
         # Outside the FSMs' case statements, so that Icarus sees defined values from time zero:
         # it would not run those statements before the state first changes, and an unknown
         # o.ready would keep the rsqrt unit's valid bits unknown for good.
-        m.d.comb += [rsqrt.i.valid.eq(normaliser.ongoing("RSQRT_SEND")), rsqrt.i.payload.eq(S),
+        m.d.comb += [rsqrt.i.valid.eq(normaliser.ongoing("SQUARES") & drained),
+                     rsqrt.i.payload.eq(S),
                      rsqrt.o.ready.eq(normaliser.ongoing("RSQRT_WAIT")),
+                     got_r.eq(normaliser.ongoing("RSQRT_WAIT") & rsqrt.o.valid),
                      normaliser_idle.eq(normaliser.ongoing("IDLE") & ~loader.ongoing("FULL"))]
         return m
 
