@@ -2,15 +2,21 @@
 description in :mod:`model.system.registers` (twin: :class:`model.system.registers.RegisterFile`;
 the map is documented in ``docs/registers.md``).
 
-Latency: a write takes effect at the end of the cycle after both its AW and its W have been
-accepted, and its B response is valid in the cycle after that (2 cycles from AW+W to B); a read's
-R response is valid in the cycle after its AR was accepted (1 cycle). Throughput: one write and
-one read per cycle, concurrently, when the master takes B and R at once (``awready``, ``wready``
-and ``arready`` are high whenever the response they would produce can be handed on). A START
-that passes its checks pulses ``start`` in the cycle after the write takes effect.
+Latency: a write's B response is valid two cycles after both its AW and its W have been
+accepted, and the write takes effect at the end of that cycle; a read's R response is valid two
+cycles after its AR was accepted. Throughput: one write and one read per cycle, concurrently,
+when the master takes B and R at once (``awready``, ``wready`` and ``arready`` are high whenever
+the response they would produce can be handed on). A START is judged in the cycle after it
+takes effect and, if it passes its checks, pulses ``start`` in the cycle after that; a refused
+START sets ERROR a cycle later still.
+
+Timing: the write is applied from registers (address decoded, strobes applied) a cycle after
+the handshakes; the start checks of register contents are evaluated every cycle into a
+register; the read address is registered before the register multiplexer. No path runs from a
+bus handshake through a decoder into storage.
 """
 
-from amaranth import Cat, Const, Module, Signal, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -121,7 +127,9 @@ class RegisterBlock(wiring.Component):
         error_code = Signal(ERROR_CODE_WIDTH)
         cycles_hi = Signal(32)
 
-        # Write channel: AW and W are each held until both are there and B can be handed on.
+        # Write channel: AW and W are each held until both are there and B can be handed on;
+        # the write itself (strobes applied, register decoded) is done a cycle later, from
+        # registers, as are the start checks after it.
         aw_held, w_held = Signal(), Signal()
         aw_word = Signal(self._addr_width - word.start)
         w_data, w_strb = Signal(32), Signal(4)
@@ -142,11 +150,16 @@ class RegisterBlock(wiring.Component):
         with m.Elif(bus.bready):
             m.d.sync += bus.bvalid.eq(0)
 
-        byte_mask = Cat(*(bit.replicate(8) for bit in w_strb))
-        written = w_data & byte_mask
+        byte_mask, written = Signal(32), Signal(32)
+        write_word = Signal.like(aw_word)
+        write = Signal()                                # a write takes effect this cycle
+        m.d.sync += write.eq(perform)
+        with m.If(perform):
+            mask = Cat(*(bit.replicate(8) for bit in w_strb))
+            m.d.sync += [byte_mask.eq(mask), written.eq(w_data & mask), write_word.eq(aw_word)]
 
         def writes(name):
-            return perform & (aw_word == index(name))
+            return write & (write_word == index(name))
 
         for name, storage in rw.items():
             with m.If(writes(name)):
@@ -155,43 +168,54 @@ class RegisterBlock(wiring.Component):
         control = BY_NAME["CONTROL"]
         soft = writes("CONTROL") & (written & control.field("SOFT_RESET").mask).any()
         start = (writes("CONTROL") & (written & control.field("START").mask).any()) & ~soft
+        m.d.sync += self.soft_reset.eq(soft)
 
-        # Start checks, in the documented order of priority.
-        check = Signal(ERROR_CODE_WIDTH)
+        # Start checks, in the documented order of priority. All but the first are of register
+        # contents: they are evaluated every cycle into a register, and a START is judged in
+        # the cycle after it was written, when that register has seen every earlier write.
         addresses = [getattr(self, f"{buffer.lower()}_addr") for buffer in BUFFERS]
         align_bits = ceil_log2(self._alignment)
-        with m.If(self.busy | self.start):
-            m.d.comb += check.eq(ErrorCode.START_WHILE_BUSY)
-        with m.Elif(Cat(*(a == 0 for a in addresses)).any()):
-            m.d.comb += check.eq(ErrorCode.ZERO_ADDRESS)
+        settled = Signal(ERROR_CODE_WIDTH)
+        with m.If(Cat(*(a == 0 for a in addresses)).any()):
+            m.d.sync += settled.eq(ErrorCode.ZERO_ADDRESS)
         if align_bits:
             with m.Elif(Cat(*(a[:align_bits] != 0 for a in addresses)).any()):
-                m.d.comb += check.eq(ErrorCode.UNALIGNED_ADDRESS)
+                m.d.sync += settled.eq(ErrorCode.UNALIGNED_ADDRESS)
         with m.Elif(rw["TASK"] >= self._tasks):
-            m.d.comb += check.eq(ErrorCode.BAD_TASK)
-        good = start & (check == ErrorCode.NONE)
-        m.d.sync += [self.start.eq(good), self.soft_reset.eq(soft)]
+            m.d.sync += settled.eq(ErrorCode.BAD_TASK)
+        with m.Else():
+            m.d.sync += settled.eq(ErrorCode.NONE)
+        judge = Signal()                                # a START written last cycle
+        m.d.sync += judge.eq(start)
+        check = Mux(self.busy | self.start, ErrorCode.START_WHILE_BUSY, settled)
+        good = judge & (check == ErrorCode.NONE)
+        refused, refused_code = Signal(), Signal(ERROR_CODE_WIDTH)
+        m.d.sync += [self.start.eq(good), refused.eq(judge & ~good), refused_code.eq(check)]
+        restart = good | self.soft_reset
 
-        # Watchdog: busy cycles since the last good start, one TIMEOUT per run.
+        # Watchdog: busy cycles since the last good start, one TIMEOUT per run (reported from
+        # a register, a cycle after the count reaches the limit).
         watchdog_count = Signal(32)
         watchdog_fired = Signal()
         limit = rw["WATCHDOG"]
-        timeout = self.busy & ~watchdog_fired & (limit != 0) & (watchdog_count >= limit)
-        with m.If(good | soft):
+        timeout = Signal()
+        fires = self.busy & ~watchdog_fired & (limit != 0) & (watchdog_count >= limit)
+        m.d.sync += timeout.eq(fires & ~restart)
+        with m.If(restart):
             m.d.sync += [watchdog_count.eq(0), watchdog_fired.eq(0)]
         with m.Else():
             with m.If(self.busy & ~watchdog_fired):
                 m.d.sync += watchdog_count.eq(watchdog_count + 1)
-            with m.If(timeout):
+            with m.If(fires):
                 m.d.sync += watchdog_fired.eq(1)
 
         # Status and interrupt causes: clears first, so that an event in the same cycle wins.
         irq = BY_NAME["IRQ_STATUS"]
         irq_done, irq_error = irq.field("DONE").mask, irq.field("ERROR").mask
-        with m.If(good | soft):
+        with m.If(restart):
             m.d.sync += [status_done.eq(0), status_error.eq(0), error_code.eq(ErrorCode.NONE)]
         cleared = Signal(32)
-        with m.If(soft):
+        with m.If(self.soft_reset):
             m.d.comb += cleared.eq(irq.mask)
         with m.Elif(writes("IRQ_STATUS")):
             m.d.comb += cleared.eq(written & irq.mask)
@@ -199,8 +223,8 @@ class RegisterBlock(wiring.Component):
         code = Signal(ERROR_CODE_WIDTH)
         with m.If(self.fault):
             m.d.comb += [error.eq(1), code.eq(self.fault_code)]
-        with m.Elif(start & ~good):
-            m.d.comb += [error.eq(1), code.eq(check)]
+        with m.Elif(refused):
+            m.d.comb += [error.eq(1), code.eq(refused_code)]
         with m.Elif(timeout):
             m.d.comb += [error.eq(1), code.eq(ErrorCode.TIMEOUT)]
         with m.If(self.done):
@@ -229,11 +253,20 @@ class RegisterBlock(wiring.Component):
             "CYCLES_TOTAL_HI": cycles_hi,
             **{f"CYCLES_{name}": self.stage_cycles[name.lower()] for name in STAGE_NAMES},
         }
-        m.d.comb += bus.arready.eq(~bus.rvalid | bus.rready)
-        m.d.comb += bus.rresp.eq(RESP_OKAY)
+        # The read address is registered, then the register it names is selected into RDATA:
+        # R two cycles after AR, one read per cycle.
+        read_valid = Signal()
+        read_word = Signal.like(aw_word)
+        advance = ~bus.rvalid | bus.rready
+        m.d.comb += [bus.arready.eq(~read_valid | advance), bus.rresp.eq(RESP_OKAY)]
         with m.If(bus.arvalid & bus.arready):
-            m.d.sync += bus.rvalid.eq(1)
-            with m.Switch(bus.araddr[word]):
+            m.d.sync += [read_valid.eq(1), read_word.eq(bus.araddr[word])]
+        with m.Elif(advance):
+            m.d.sync += read_valid.eq(0)
+        with m.If(advance):
+            m.d.sync += bus.rvalid.eq(read_valid)
+        with m.If(advance & read_valid):
+            with m.Switch(read_word):
                 for reg in REGISTERS:
                     with m.Case(reg.offset // WORD_BYTES):
                         if reg.access is Access.RW:
@@ -249,6 +282,4 @@ class RegisterBlock(wiring.Component):
                             m.d.sync += cycles_hi.eq(self.cycles[32:])
                 with m.Default():
                     m.d.sync += bus.rdata.eq(0)
-        with m.Elif(bus.rready):
-            m.d.sync += bus.rvalid.eq(0)
         return m

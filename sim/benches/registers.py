@@ -482,7 +482,7 @@ async def test_latency_and_throughput(dut):
     assert tb.first_valid["b"][-1] - max(aw, w) == 2, (aw, w, tb.first_valid["b"][-1])
     assert b == tb.first_valid["b"][-1], "the master takes B at once"
     await tb.read(offset("TASK"))
-    assert tb.first_valid["r"][-1] - tb.handshakes["ar"][-1] == 1
+    assert tb.first_valid["r"][-1] - tb.handshakes["ar"][-1] == 2
     names = [r.name for r in REGISTERS if r.access is Access.RW and r.name != "WATCHDOG"]
     rng = random.Random(7)
     values = {name: rng.getrandbits(32) for name in names}
