@@ -9,8 +9,11 @@ ascending order and each queue's tokens in ascending order, ``last`` marking an 
 entry: the order in which the MoE layer fetches each active expert's weights once and gathers its
 tokens. Experts with an empty queue cost one cycle and produce nothing.
 
-Latency and throughput: ``top_k`` cycles per token while collecting; then one entry per cycle on
-``o`` (plus one cycle per expert and two for the read pipeline) while emitting. An expert index
+Latency and throughput: ``top_k`` cycles per token while collecting, each choice registered and
+written a cycle later (so one more cycle after the last); then one entry per cycle on ``o`` (plus
+one cycle per expert and two for the read pipeline) while emitting. Every decision is made from
+registers (at most 4 LUT levels on UltraScale+): the current expert's count is a register of its
+own, not a multiplexer over the experts. An expert index
 beyond ``experts`` sets ``error`` (sticky) and that choice is dropped.
 """
 
@@ -77,10 +80,21 @@ class ExpertQueues(wiring.Component):
         m.submodules.entries = mem = memory.Memory(shape=self.entry_layout, depth=E << pitch,
                                                    init=[])
         wr, rd = mem.write_port(), mem.read_port()
+        # While collecting, counts[e] is the length of expert e's queue. While emitting, the
+        # counts shift down by one expert at a time, so that the current expert's is always
+        # counts[0] (a register, not a multiplexer over experts), which counts down its
+        # entries.
         counts = Array(Signal(range(T + 1), name=f"count_{e}") for e in range(E))
         tokens = Signal.like(self.cmd.payload.tokens)
         token = Signal(range(T + 1))
         choice = Signal(range(K))
+        all_in = Signal()                             # token == tokens
+
+        # Collecting: a choice is registered, then written (and counted) in the next cycle.
+        pend = Signal()
+        pend_expert = Signal(range(E))
+        pend_token = Signal.like(token)
+        pend_score = Signal.like(self.i.payload.scores[0])
 
         # Emitting: walk the experts, read each queue through a small FIFO with credits.
         depth = 4
@@ -88,50 +102,63 @@ class ExpertQueues(wiring.Component):
             width=len(self.o.payload.as_value()), depth=depth)
         expert = Signal(range(E + 1))
         index = Signal(range(T + 1))
+        empty = Signal()                              # counts[0] == 0
+        done = Signal()                               # expert == E
         queued = Signal(range(depth + 2))
         in_flight = Signal()
         flight_last = Signal()
         flight_expert = Signal.like(self.o.payload.expert)
         issue = Signal()
 
+        m.d.sync += pend.eq(0)
+        with m.If(pend):
+            m.d.comb += [wr.addr.eq(Cat(counts[pend_expert][:pitch], pend_expert)),
+                         wr.data.token.eq(pend_token), wr.data.score.eq(pend_score),
+                         wr.en.eq(1)]
+            m.d.sync += counts[pend_expert].eq(counts[pend_expert] + 1)
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), self.idle.eq(1)]
                 with m.If(self.cmd.valid):
-                    m.d.sync += [tokens.eq(self.cmd.payload.tokens), token.eq(0), choice.eq(0)]
+                    m.d.sync += [tokens.eq(self.cmd.payload.tokens), token.eq(0), choice.eq(0),
+                                 all_in.eq(self.cmd.payload.tokens == 0)]
                     m.d.sync += [c.eq(0) for c in counts]
                     m.next = "COLLECT"
             with m.State("COLLECT"):
                 e = self.i.payload.experts[choice]
-                with m.If(token == tokens):
-                    m.d.sync += [expert.eq(0), index.eq(0)]
-                    m.next = "EMIT"
+                with m.If(all_in):
+                    with m.If(~pend):                 # the last choice is counted
+                        m.d.sync += [expert.eq(0), index.eq(0), done.eq(0),
+                                     empty.eq(counts[0] == 0)]
+                        m.next = "EMIT"
                 with m.Elif(self.i.valid):
                     with m.If(e < E):
-                        m.d.comb += [wr.addr.eq(Cat(counts[e][:pitch], e[:ceil_log2(E)])),
-                                     wr.data.token.eq(token),
-                                     wr.data.score.eq(self.i.payload.scores[choice]),
-                                     wr.en.eq(1)]
-                        m.d.sync += counts[e].eq(counts[e] + 1)
+                        m.d.sync += [pend.eq(1), pend_expert.eq(e), pend_token.eq(token),
+                                     pend_score.eq(self.i.payload.scores[choice])]
                     with m.Else():
                         m.d.sync += self.error.eq(1)
                     with m.If(choice == K - 1):
                         m.d.comb += self.i.ready.eq(1)
-                        m.d.sync += [choice.eq(0), token.eq(token + 1)]
+                        m.d.sync += [choice.eq(0), token.eq(token + 1),
+                                     all_in.eq(token + 1 == tokens)]
                     with m.Else():
                         m.d.sync += choice.eq(choice + 1)
             with m.State("EMIT"):
-                with m.If(expert == E):
+                with m.If(done):
                     with m.If(queued == 0):
                         m.next = "IDLE"
-                with m.Elif(index == counts[expert]):
-                    m.d.sync += [expert.eq(expert + 1), index.eq(0)]
+                with m.Elif(empty):
+                    m.d.sync += [expert.eq(expert + 1), index.eq(0), done.eq(expert == E - 1),
+                                 empty.eq(counts[1] == 0 if E > 1 else 1)]
+                    m.d.sync += [counts[e].eq(counts[e + 1]) for e in range(E - 1)]
                 with m.Elif(queued < depth):
                     m.d.comb += issue.eq(1)
-                    m.d.sync += index.eq(index + 1)
+                    m.d.sync += [index.eq(index + 1), counts[0].eq(counts[0] - 1),
+                                 empty.eq(counts[0] == 1)]
 
         m.d.comb += rd.addr.eq(Cat(index[:pitch], expert[:ceil_log2(E)]))
-        m.d.sync += [in_flight.eq(issue), flight_last.eq(index == counts[expert] - 1),
+        m.d.sync += [in_flight.eq(issue), flight_last.eq(counts[0] == 1),
                      flight_expert.eq(expert)]
         entry = Signal(self.o.payload.shape())
         m.d.comb += [entry.expert.eq(flight_expert), entry.token.eq(rd.data.token),
