@@ -21,6 +21,13 @@ from hw import checks
 __all__ = ["Gather"]
 
 
+def times_constant(value, k):
+    """``value * k`` for a constant ``k > 0``, as a sum of shifted copies of ``value`` (one per
+    set bit of ``k``): a multiply that Yosys would put in a DSP48E2 between the index port and a
+    register, which no pipeline register could be absorbed into; the few adds are shorter."""
+    return sum(value << bit for bit in range(k.bit_length()) if k >> bit & 1)
+
+
 def row_index_layout(rows, row_beats):
     return data.StructLayout({"row": unsigned(ceil_log2(rows + 1)),
                               "beats": unsigned(ceil_log2(row_beats + 1))})
@@ -94,7 +101,7 @@ class Gather(wiring.Component):
                 m.d.sync += [self.error.eq(1), active.eq(0)]
             with m.Else():
                 m.d.sync += [active.eq(1), beat.eq(0), beats.eq(self.idx.payload.beats),
-                             base.eq(self.idx.payload.row * self._row_beats)]
+                             base.eq(times_constant(self.idx.payload.row, self._row_beats))]
         with m.Elif(issue & last):
             m.d.sync += active.eq(0)
         with m.If(issue & ~last):
