@@ -23,6 +23,7 @@ from model.numerics import DEFAULT, PROB_FRAC
 
 from hw import checks
 from hw.arith.multiplier import Multiplier
+from hw.streams.gather import times_constant
 from hw.streams.pipeline import delay
 
 __all__ = ["Scatter"]
@@ -94,7 +95,7 @@ class Scatter(wiring.Component):
             with m.Else():
                 m.d.sync += [active.eq(1), beat.eq(0), beats.eq(p.beats), score.eq(p.score),
                              accumulate.eq(p.accumulate),
-                             base.eq(p.row * self._row_beats)]
+                             base.eq(times_constant(p.row, self._row_beats))]
         with m.Elif(take & last):
             m.d.sync += active.eq(0)
         with m.If(take & ~last):
@@ -115,7 +116,13 @@ class Scatter(wiring.Component):
         for lane in range(lanes):
             mul = Multiplier(a_width=fmt.width, b_width=PROB_FRAC + 1, latency=2)
             m.submodules[f"mul_{lane}"] = mul
-            m.d.comb += [mul.a.eq(self.i.payload[lane]), mul.b.eq(score), mul.en.eq(1)]
+            # Operands that differ from every other register, so that Yosys keeps them apart
+            # and the DSP48E2 absorbs them: a is y only when the product counts (else it would
+            # be y's delay register), b is score only when y is not zero (else it would be one
+            # register shared by every lane). The product is the same whenever it counts.
+            y_in = self.i.payload[lane]
+            m.d.comb += [mul.a.eq(Mux(accumulate, y_in, 0)),
+                         mul.b.eq(Mux(y_in.any(), score, 0)), mul.en.eq(1)]
             total = dst[lane] + ((mul.p + (1 << (PROB_FRAC - 1))) >> PROB_FRAC)
             summed = Mux(total > hi, hi, Mux(total < lo, lo, total))
             m.d.sync += out[lane].eq(Mux(acc, summed, y[lane]))
