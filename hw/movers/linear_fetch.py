@@ -9,6 +9,11 @@ to ``w`` as they are (a beat holds ``ports x data_width / 16`` weights, lane 0 i
 the bias beats are regrouped into beats of ``cols`` 64-bit words and each word is cut to the
 accumulator width for ``b``.
 
+Latency: a command taken at a clock edge reaches the readers three cycles later, once the
+previous record has been delivered (its length added up, each plane's offset and address
+computed, one register apart), and the readers' first addresses two cycles after that
+(:class:`hw.movers.axi_reader.AxiReader`). The next command is taken while a record streams.
+
 Throughput: one beat per cycle, ``ports x data_width`` bits; ``w`` and ``b`` carry what the
 memory delivers. Errors: those of the AXI readers (``error``).
 """
@@ -117,20 +122,43 @@ class LinearFetch(wiring.Component):
         weights_left = Signal.like(self.cmd.payload.weight_beats)
         biases_left = Signal.like(self.cmd.payload.bias_beats)
         busy = weights_left.any() | biases_left.any()
-        record = self.cmd.payload.weight_beats + self.cmd.payload.bias_beats
+
+        # A command goes to the readers in four steps, one register apart, so that each path
+        # has one adder: taken (the record's length added up), planned (each plane's offset),
+        # addressed (each plane's address), issued (to every reader at once, once the previous
+        # record has been delivered).
+        TAKE, PLAN, ADDRESS, ISSUE = range(4)
+        step = Signal(range(4))
+        cmd = Signal.like(self.cmd.payload)
+        record = Signal(len(cmd.weight_beats) + 1)
         plane_shift = exact_log2(self._port_bytes)
-        m.d.comb += self.cmd.ready.eq(~busy & Cat(rd.cmd.ready for rd in readers).all())
-        for p, rd in enumerate(readers):
-            # Plane p of the record starts p planes of `record` beats on.
-            m.d.comb += [rd.cmd.valid.eq(self.cmd.valid & self.cmd.ready),
-                         rd.cmd.payload.addr.eq(self.cmd.payload.addr +
-                                                ((record * p) << plane_shift)),
-                         rd.cmd.payload.beats.eq(record)]
+        offsets = [Signal(len(cmd.addr), name=f"plane_offset_{p}") for p in range(len(readers))]
+        m.d.comb += self.cmd.ready.eq(step == TAKE)
+        issue = (step == ISSUE) & ~busy & Cat(rd.cmd.ready for rd in readers).all()
+        with m.Switch(step):
+            with m.Case(TAKE):
+                with m.If(self.cmd.valid):
+                    m.d.sync += [cmd.eq(self.cmd.payload), step.eq(PLAN),
+                                 record.eq(self.cmd.payload.weight_beats +
+                                           self.cmd.payload.bias_beats)]
+            with m.Case(PLAN):
+                # Plane p of the record starts p planes of `record` beats on.
+                m.d.sync += [offset.eq((record * p) << plane_shift)
+                             for p, offset in enumerate(offsets)]
+                m.d.sync += step.eq(ADDRESS)
+            with m.Case(ADDRESS):
+                for rd, offset in zip(readers, offsets):
+                    m.d.sync += [rd.cmd.payload.addr.eq(cmd.addr + offset),
+                                 rd.cmd.payload.beats.eq(record)]
+                m.d.sync += step.eq(ISSUE)
+            with m.Case(ISSUE):
+                with m.If(issue):
+                    m.d.sync += [weights_left.eq(cmd.weight_beats),
+                                 biases_left.eq(cmd.bias_beats), step.eq(TAKE)]
+        for rd in readers:
+            m.d.comb += rd.cmd.valid.eq(issue)
         # The readers' beats, side by side: one beat of the record when every port has its part.
         beat = _Zip(m, readers)
-        with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [weights_left.eq(self.cmd.payload.weight_beats),
-                         biases_left.eq(self.cmd.payload.bias_beats)]
 
         # Bias words gather in a register until a beat of C is complete.
         group = Signal(range(C // W))
