@@ -46,6 +46,7 @@ from model.numerics import DEFAULT
 
 from hw import checks
 from hw.units.compute_unit import ComputeClient
+from hw.streams.gather import times_constant
 from hw.units.residual import ResidualAdd
 
 __all__ = ["PatchEmbed"]
@@ -173,6 +174,12 @@ class PatchEmbed(wiring.Component):
         issued = Signal()                              # compute unit command sent
         pairs = Signal(range((T + 1) * Bd + 1))       # pos beats taken by the residual add
         sent = Signal(range((T + 1) * Bd + 1))        # beats of o
+        # The run's last beat, (patches + 1) * Bd - 1, and flags for the comparisons with the
+        # counts, all set with the command: a product and a compare in front of the residual
+        # add's handshake would be a path of 7 LUT levels through an unregistered DSP48E2.
+        last = Signal.like(sent)
+        more = Signal()                               # pos beats are still to come
+        token = Signal(init=1)                        # pos row 0: the class token
         part = Signal(range(parts))                   # x beat within the image beat
         counting = Signal()
         running = Signal()
@@ -191,11 +198,13 @@ class PatchEmbed(wiring.Component):
                     with m.Else():
                         m.d.sync += [patches.eq(c.patches), shift.eq(c.shift), issued.eq(0),
                                      pairs.eq(0), sent.eq(0), part.eq(0), counting.eq(0),
-                                     self.cycles.eq(0)]
+                                     self.cycles.eq(0),
+                                     last.eq(times_constant(c.patches, Bd) + Bd - 1),
+                                     more.eq(1), token.eq(1)]
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
-                with m.If(self.o.valid & self.o.ready & (sent == (patches + 1) * Bd - 1)):
+                with m.If(self.o.valid & self.o.ready & (sent == last)):
                     m.next = "IDLE"
 
         # One call of the compute unit per run. Every field is driven in one place, with the
@@ -223,16 +232,19 @@ class PatchEmbed(wiring.Component):
                 m.d.sync += part.eq(Mux(part == parts - 1, 0, part + 1))
 
         # Position rows meet zero (the class token) and then the compute unit's results.
-        more = running & (pairs < (patches + 1) * Bd)
         m.d.comb += [res.x.valid.eq(more & self.pos.valid), res.x.payload.eq(self.pos.payload),
                      self.pos.ready.eq(more & res.x.ready)]
-        with m.If(pairs < Bd):
+        with m.If(token):
             m.d.comb += [res.y.valid.eq(running), res.y.payload.eq(0)]
         with m.Else():
             m.d.comb += [res.y.valid.eq(cu.o.valid), res.y.payload.eq(cu.o.payload),
                          cu.o.ready.eq(res.y.ready)]
         with m.If(res.x.valid & res.x.ready):
             m.d.sync += pairs.eq(pairs + 1)
+            with m.If(pairs == Bd - 1):
+                m.d.sync += token.eq(0)
+            with m.If(pairs == last):
+                m.d.sync += more.eq(0)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += sent.eq(sent + 1)
 
