@@ -28,6 +28,24 @@ check one in Python.
 The internal pipeline never stalls: the issue stage holds a last-chunk step back while the output
 FIFO has no room for it (a credit counter), so back-pressure on ``o`` costs no enable fan-out.
 
+**Pipeline.** Every register-to-register path is at most 4 LUT levels and one carry chain of at
+most 48 bits on UltraScale+, or goes through a DSP48E2 with its A/B and M registers in use:
+issue and memory read (1 cycle), multiply (2: operand and product registers, absorbed by the
+DSP48E2), a registered adder tree over the ``rows`` products of a column (``log2(rows)`` stages,
+one add, so one carry chain, per stage), accumulate (1, the accumulator split in two halves with
+the carry between them registered), the last carry (1), shift (1), saturation compares (1),
+saturation select (1), then GELU.
+
+Why a tree in fabric and not a DSP48E2 cascade: a column's sum of products is the textbook case
+for a systolic chain of DSP48E2 slices, each adding its product to its neighbour's sum over
+PCIN/PCOUT (no LUTs, no carry chains in fabric, ``rows`` cycles of skew). But Yosys does not
+infer PCIN/PCOUT cascades for UltraScale+ from behavioural code, and instantiating DSP48E2
+primitives would tie the unit to Vivado and need a simulation model for the Verilator and
+Icarus benches (and the skew would need delay lines on x and on the results). The registered
+tree keeps the unit plain Amaranth, bit-exact by construction (exact integer adds), costs
+``log2(rows) - 1`` more cycles of latency than the one-cycle sum, and about ``rows`` adder
+registers per column; one add per stage because two chained adds would be two carry chains.
+
 Latency from the issue of a token's last input chunk to its result in the output FIFO:
 :attr:`ComputeUnit.latency` cycles. Throughput: one ``rows x cols`` tile per cycle, i.e.
 ``tokens * ceil(out/cols) * ceil(in/rows)`` cycles per call when ``x`` and ``w`` keep pace (the
@@ -35,7 +53,7 @@ weight stream needs ``ceil(out/cols) * ceil(in/rows) * rows * cols / weight_lane
 behind the previous call when that call is at least as long).
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
@@ -45,7 +63,7 @@ from model.packer import tiles
 
 from hw import checks
 from hw.arith.multiplier import Multiplier
-from hw.streams.pipeline import delay
+from hw.streams.pipeline import delay, tree, tree_stages
 
 __all__ = ["ComputeUnit", "ComputeClient"]
 
@@ -130,6 +148,8 @@ class ComputeUnit(wiring.Component):
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
+    max_in = property(lambda self: self._max_in)
+    max_out = property(lambda self: self._max_out)
     acc_width = property(lambda self: self._acc_width)
     weight_lanes = property(lambda self: self._weight_lanes)
     weight_width = property(lambda self: self._weight_width)
@@ -139,14 +159,19 @@ class ComputeUnit(wiring.Component):
         """Tiles of ``cols x rows`` weights per bank of the weight buffer."""
         return tiles(self._max_weights, self._rows * self._cols)
 
-    # Pipeline: issue/read (1), multiply (2), adder tree (1), accumulate (1), shift+saturate (1).
+    # Pipeline: issue/read (1), multiply (2), adder tree (one add per stage), accumulate (1),
+    # last carry (1), shift (1), compare (1), saturate (1), GELU.
     _MULTIPLY_LATENCY = 2
+
+    @property
+    def _tree_latency(self):
+        return tree_stages(self._rows)
 
     @property
     def latency(self):
         """Cycles from issuing a token's last input chunk to its result entering the FIFO."""
         gelu = self._gelu_latency if self._gelu is not None else 0
-        return 1 + self._MULTIPLY_LATENCY + 1 + 1 + 1 + gelu
+        return 1 + self._MULTIPLY_LATENCY + self._tree_latency + 1 + 1 + 1 + 1 + 1 + gelu
 
     def beats(self, command):
         """Beats of each stream that one call takes or gives: ``{"w", "b", "x", "o": count}``.
@@ -209,42 +234,62 @@ class ComputeUnit(wiring.Component):
         # --- Loader: checks a command, fills the free bank, hands it to the runner -----------
         bank_full = Signal(2)
         bank_cmd = [Signal(self.command_layout, name=f"bank{k}_cmd") for k in range(2)]
+        bank_it = [Signal(range(max_it + 1), name=f"bank{k}_it") for k in range(2)]
+        bank_ot = [Signal(range(max_ot + 1), name=f"bank{k}_ot") for k in range(2)]
         load_bank = Signal()
         load = Signal(self.command_layout)
         load_it = Signal(range(max_it + 1))
         load_ot = Signal(range(max_ot + 1))
+        load_bad = Signal()
         w_tile = Signal(range(max_tiles + 1))
         w_group = Signal(range(groups))
         b_tile = Signal(range(max_ot + 1))
         w_done, b_done = Signal(), Signal()
 
-        c = self.cmd.payload
+        # A command is checked over a few cycles from its register, a step per stage: its
+        # size in tiles comes out of a multiplier with its registers (a DSP48E2, not a chain of
+        # LUTs and carries behind the command port). The loader is ahead of the array by a
+        # whole call, so the cycles are hidden unless the array waits for this very call.
+        m.submodules.tiles = tiles_mul = Multiplier(a_width=len(load_it), b_width=len(load_ot),
+                                                    signed=False)
+        m.d.comb += [tiles_mul.a.eq(load_it), tiles_mul.b.eq(load_ot), tiles_mul.en.eq(1)]
+        load_tiles = tiles_mul.p
+        wait = Signal(range(tiles_mul.latency + 1))
+        c = load
         log_r, log_c = exact_log2(R), exact_log2(C)
-        cmd_bad = ((c.in_dim == 0) | (c.in_dim > self._max_in) | (c.out_dim == 0) |
-                   (c.out_dim > self._max_out) | (c.tokens == 0) |
-                   (c.tokens > self._max_tokens) | (c.shift == 0) |
-                   (c.shift >= self._acc_width) | (c.out_width < 2) |
-                   (c.out_width > act.width) | (c.gelu & (self._gelu is None)) |
-                   (((c.in_dim + R - 1) >> log_r) * ((c.out_dim + C - 1) >> log_c) >
-                    max_tiles))
+        range_bad = ((c.in_dim == 0) | (c.in_dim > self._max_in) | (c.out_dim == 0) |
+                     (c.out_dim > self._max_out) | (c.tokens == 0) |
+                     (c.tokens > self._max_tokens) | (c.shift == 0) |
+                     (c.shift >= self._acc_width) | (c.out_width < 2) |
+                     (c.out_width > act.width) | (c.gelu & (self._gelu is None)))
 
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(~bank_full.bit_select(load_bank, 1))
                 with m.If(self.cmd.valid & self.cmd.ready):
-                    with m.If(cmd_bad):
-                        m.d.sync += self.error.eq(1)
-                    with m.Else():
-                        m.d.sync += [
-                            load.eq(c),
-                            load_it.eq((c.in_dim + R - 1) >> log_r),
-                            load_ot.eq((c.out_dim + C - 1) >> log_c),
-                            w_tile.eq(0), w_group.eq(0), b_tile.eq(0),
-                        ]
-                        m.next = "LOAD"
+                    m.d.sync += load.eq(self.cmd.payload)
+                    m.next = "CHECK"
+            with m.State("CHECK"):
+                m.d.sync += [load_it.eq((c.in_dim + R - 1) >> log_r),
+                             load_ot.eq((c.out_dim + C - 1) >> log_c),
+                             load_bad.eq(range_bad), wait.eq(0)]
+                m.next = "TILES"
+            with m.State("TILES"):
+                # load_it * load_ot reaches load_tiles tiles_mul.latency cycles after CHECK.
+                m.d.sync += wait.eq(wait + 1)
+                with m.If(wait == tiles_mul.latency):
+                    m.d.sync += [load_bad.eq(load_bad | (load_tiles > max_tiles)),
+                                 w_tile.eq(0), w_group.eq(0), b_tile.eq(0)]
+                    m.next = "DECIDE"
+            with m.State("DECIDE"):
+                with m.If(load_bad):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += [
-                    w_done.eq(w_tile == load_it * load_ot),
+                    w_done.eq(w_tile == load_tiles),
                     b_done.eq(b_tile == load_ot),
                     self.w.ready.eq(~w_done),
                     self.b.ready.eq(~b_done),
@@ -265,15 +310,20 @@ class ComputeUnit(wiring.Component):
                 with m.If(w_done & b_done):
                     for k in range(2):
                         with m.If(load_bank == k):
-                            m.d.sync += [bank_cmd[k].eq(load), bank_full[k].eq(1)]
+                            m.d.sync += [bank_cmd[k].eq(load), bank_it[k].eq(load_it),
+                                         bank_ot[k].eq(load_ot), bank_full[k].eq(1)]
                     m.d.sync += load_bank.eq(~load_bank)
                     m.next = "IDLE"
 
         # --- Runner: walks tokens x output tiles x input chunks of the loaded bank ------------
         run_bank = Signal()
         run = Signal(self.command_layout)
-        run_it = Signal(range(max_it + 1))
-        run_ot = Signal(range(max_ot + 1))
+        # The last input chunk, output tile and token of the call, and the outputs left from
+        # the current tile on (column ``c`` of the tile is real when ``out_left > c``).
+        last_ic = Signal(range(max_it))
+        last_ot = Signal(range(max_ot))
+        last_tok = Signal(range(self._max_tokens))
+        out_left = Signal(range(self._max_out + 1))
         running = Signal()
         tok = Signal(range(self._max_tokens + 1))      # token being computed
         ot = Signal(range(max_ot))
@@ -281,25 +331,37 @@ class ComputeUnit(wiring.Component):
         tile = Signal(range(max_tiles))
         rows_in = Signal(range(self._max_tokens + 2))  # token rows completely received
         x_beat = Signal(range(max_it))
+        # Flags kept in registers rather than compared when needed, to keep ``issue`` short.
+        ahead = Signal(range(3))                       # rows_in - tok
+        x_more = Signal()                              # rows_in < run.tokens
+        last_chunk = Signal()                          # ic == last_ic
+        next_last = Signal.like(last_ic)               # last_ic - 1: ic + 1 == last_ic
+        one_chunk = Signal()                           # last_ic == 0
 
         depth = self.latency + 2
         outstanding = Signal(range(depth + 1))         # results issued or queued, not yet sent
-        last_chunk = ic == run_it - 1
-        can_issue = running & (rows_in > tok) & (~last_chunk | (outstanding < depth))
+        can_issue = running & (ahead != 0) & (~last_chunk | (outstanding < depth))
         issue = Signal()
         m.d.comb += [issue.eq(can_issue), self.busy.eq(issue)]
 
         with m.If(~running & bank_full.bit_select(run_bank, 1)):
             for k in range(2):
                 with m.If(run_bank == k):
-                    m.d.sync += run.eq(bank_cmd[k])
-                    m.d.sync += [run_it.eq((bank_cmd[k].in_dim + R - 1) >> log_r),
-                                 run_ot.eq((bank_cmd[k].out_dim + C - 1) >> log_c)]
+                    m.d.sync += [run.eq(bank_cmd[k]), last_ic.eq(bank_it[k] - 1),
+                                 last_ot.eq(bank_ot[k] - 1),
+                                 last_tok.eq(bank_cmd[k].tokens - 1),
+                                 out_left.eq(bank_cmd[k].out_dim),
+                                 last_chunk.eq(bank_it[k] == 1),
+                                 one_chunk.eq(bank_it[k] == 1), next_last.eq(bank_it[k] - 2)]
             m.d.sync += [running.eq(1), tok.eq(0), ot.eq(0), ic.eq(0), tile.eq(0),
-                         rows_in.eq(0), x_beat.eq(0)]
+                         rows_in.eq(0), x_beat.eq(0), ahead.eq(0), x_more.eq(1)]
 
-        # Token rows: row n goes to half n % 2, which is free once token n - 2 is issued.
-        x_ok = running & (rows_in < run.tokens) & (rows_in <= tok + 1)
+        # Token rows: row n goes to half n % 2, which is free once token n - 2 is issued
+        # (rows_in <= tok + 1).
+        x_ok = running & x_more & (ahead != 2)
+        row_done = self.x.valid & x_ok & (x_beat == last_ic)
+        token_done = issue & last_chunk & (ot == last_ot)
+        m.d.sync += ahead.eq(ahead + row_done - token_done)
         m.d.comb += [
             self.x.ready.eq(x_ok),
             x_wr.addr.eq(x_beat + Mux(rows_in[0], max_it, 0)),
@@ -307,8 +369,9 @@ class ComputeUnit(wiring.Component):
             x_wr.en.eq(self.x.valid & x_ok),
         ]
         with m.If(self.x.valid & x_ok):
-            with m.If(x_beat == run_it - 1):
-                m.d.sync += [x_beat.eq(0), rows_in.eq(rows_in + 1)]
+            with m.If(x_beat == last_ic):
+                m.d.sync += [x_beat.eq(0), rows_in.eq(rows_in + 1),
+                             x_more.eq(rows_in != last_tok)]
             with m.Else():
                 m.d.sync += x_beat.eq(x_beat + 1)
 
@@ -319,10 +382,10 @@ class ComputeUnit(wiring.Component):
         ]
         with m.If(issue):
             with m.If(last_chunk):
-                m.d.sync += ic.eq(0)
-                with m.If(ot == run_ot - 1):
-                    m.d.sync += [ot.eq(0), tile.eq(0), tok.eq(tok + 1)]
-                    with m.If(tok == run.tokens - 1):
+                m.d.sync += [ic.eq(0), last_chunk.eq(one_chunk), out_left.eq(out_left - C)]
+                with m.If(ot == last_ot):
+                    m.d.sync += [ot.eq(0), tile.eq(0), tok.eq(tok + 1), out_left.eq(run.out_dim)]
+                    with m.If(tok == last_tok):
                         m.d.sync += [running.eq(0), run_bank.eq(~run_bank)]
                         for k in range(2):
                             with m.If(run_bank == k):
@@ -330,71 +393,110 @@ class ComputeUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += [ot.eq(ot + 1), tile.eq(tile + 1)]
             with m.Else():
-                m.d.sync += [ic.eq(ic + 1), tile.eq(tile + 1)]
+                m.d.sync += [ic.eq(ic + 1), last_chunk.eq(ic == next_last), tile.eq(tile + 1)]
 
         # --- Pipeline ------------------------------------------------------------------------
+        # ``hi``: the largest output of the call's width, the saturation bound.
         meta_layout = data.StructLayout({
             "valid": 1, "first": 1, "last": 1, "gelu": 1,
             "shift": self.command_layout["shift"].shape,
-            "out_width": self.command_layout["out_width"].shape,
+            "hi": signed(act.width + 1),
         })
 
         meta0 = Signal(meta_layout)
         m.d.comb += [meta0.valid.eq(issue), meta0.first.eq(ic == 0), meta0.last.eq(last_chunk),
                      meta0.gelu.eq(run.gelu), meta0.shift.eq(run.shift),
-                     meta0.out_width.eq(run.out_width)]
+                     meta0.hi.eq(Cat(*[run.out_width > bit + 1 for bit in range(act.width)]))]
         meta1 = delay(m, meta0, 1, name="meta_read")  # memories answer one cycle later
+        # Column c of the tile is real (a padded column has zero weights).
+        used1 = delay(m, Cat(*[out_left > col for col in range(C)]), 1, name="used_read")
 
+        # Each multiplier has its own register of the x it takes. A padded column (weights
+        # zero) holds its x, which leaves its products zero: that enable, different in every
+        # column, keeps synthesis from merging the 16 equal copies of an x register into one
+        # that would feed 16 DSP48E2 slices; each copy stays the slice's own A register.
         products = [[None] * R for _ in range(C)]
         for col in range(C):
             for r in range(R):
                 mul = Multiplier(a_width=act.width, b_width=self._weight_width,
-                                 latency=self._MULTIPLY_LATENCY)
+                                 latency=self._MULTIPLY_LATENCY, a_enable=True)
                 m.submodules[f"mul_{col}_{r}"] = mul
                 m.d.comb += [mul.a.eq(x_rd.data[r]), mul.b.eq(w_rd.data[col * R + r]),
-                             mul.en.eq(1)]
+                             mul.en.eq(1), mul.a_en.eq(used1[col])]
                 products[col][r] = mul.p
         meta2 = delay(m, meta1, self._MULTIPLY_LATENCY, name="meta_mul")
-        bias2 = delay(m, b_rd.data, self._MULTIPLY_LATENCY, name="bias_mul")
 
-        sums = []
-        for col in range(C):
-            s = Signal(signed(self._acc_width), name=f"sum_{col}")
-            m.d.sync += s.eq(sum(products[col]))
-            sums.append(s)
-        meta3 = delay(m, meta2, 1, name="meta_sum")
-        bias3 = delay(m, bias2, 1, name="bias_sum")
+        # The sum of a column's products: a registered tree, one add (one carry chain) per
+        # stage.
+        sums = [tree(m, products[col], lambda a, b: a + b, name=f"sum_{col}")
+                for col in range(C)]
+        meta3 = delay(m, meta2, self._tree_latency, name="meta_sum")
+        bias3 = delay(m, b_rd.data, self._MULTIPLY_LATENCY + self._tree_latency, name="bias")
 
-        acc = [Signal(signed(self._acc_width), name=f"acc_{col}") for col in range(C)]
-        result = [Signal(signed(self._acc_width), name=f"result_{col}") for col in range(C)]
-        meta4 = Signal(meta_layout)
+        # The accumulator in two halves, the carry between them registered, so that no carry
+        # chain spans it (53 bits at m3vit-tiny, beyond the 48 of one chain): a step adds the
+        # low halves, and the high halves with the carry of the step before. The last carry
+        # goes in the next stage (``result``).
+        W = self._acc_width
+        L = W // 2
+        acc_lo = [Signal(L, name=f"acc_lo_{col}") for col in range(C)]
+        acc_hi = [Signal(W - L, name=f"acc_hi_{col}") for col in range(C)]
+        carry = [Signal(name=f"carry_{col}") for col in range(C)]
         with m.If(meta3.valid):
             for col in range(C):
-                total = Mux(meta3.first, bias3[col], acc[col]) + sums[col]
-                m.d.sync += [acc[col].eq(total), result[col].eq(total)]
+                base = Mux(meta3.first, bias3[col].as_unsigned(), Cat(acc_lo[col], acc_hi[col]))
+                term = Cat(sums[col], sums[col][-1].replicate(W - len(sums[col])))
+                low = base[:L] + term[:L]
+                c_in = carry[col] & ~meta3.first
+                # base + term + c_in in one chain: the carry in as a bit below both operands.
+                high = Cat(c_in, base[L:W]) + Cat(c_in, term[L:W])
+                m.d.sync += [acc_lo[col].eq(low[:L]), carry[col].eq(low[L]),
+                             acc_hi[col].eq(high[1:])]
+        meta4 = Signal(meta_layout)
         m.d.sync += [meta4.eq(meta3), meta4.valid.eq(meta3.valid & meta3.last)]
 
-        # Shift (rounding is in the bias word) and saturate to the call's output width.
-        y = Signal(data.ArrayLayout(signed(act.width), C))
-        hi = Signal(signed(act.width + 1))
-        top_bit = Signal(range(act.width))
-        m.d.comb += [top_bit.eq(meta4.out_width - 1),
-                     hi.eq((Const(1, signed(act.width + 1)) << top_bit) - 1)]
+        result = [Signal(signed(W), name=f"result_{col}") for col in range(C)]
         for col in range(C):
-            shifted = Signal(signed(self._acc_width), name=f"shifted_{col}")
-            m.d.comb += shifted.eq(result[col] >> meta4.shift)
-            m.d.sync += y[col].eq(Mux(shifted > hi, hi, Mux(shifted < -hi - 1, -hi - 1, shifted)))
-        meta5 = delay(m, meta4, 1, name="meta_out")
+            m.d.sync += result[col].eq(Cat(acc_lo[col], acc_hi[col] + carry[col]))
+        meta5 = delay(m, meta4, 1, name="meta_result")
 
-        out_valid, out_data = meta5.valid, y
+        # Shift (rounding is in the bias word), then saturate to the call's output width, with
+        # a stage for the shifter's multiplexers, one for the compares (each split at bit A,
+        # which keeps their carry chains short), one for the selection.
+        shifted = [Signal(signed(W), name=f"shifted_{col}") for col in range(C)]
+        for col in range(C):
+            m.d.sync += shifted[col].eq(result[col] >> meta5.shift)
+        meta6 = delay(m, meta5, 1, name="meta_shift")
+
+        A = act.width + 1                               # bits of hi and lo
+        hi, lo = meta6.hi, ~meta6.hi                    # ~hi == -hi - 1, without an adder
+        over = [Signal(name=f"over_{col}") for col in range(C)]
+        under = [Signal(name=f"under_{col}") for col in range(C)]
+        value = [Signal(signed(act.width), name=f"value_{col}") for col in range(C)]
+        for col in range(C):
+            top, bottom = shifted[col][A:].as_signed(), shifted[col][:A]  # shifted[col] ==
+            m.d.sync += [                                                 # top * 2**A + bottom
+                over[col].eq((top > 0) | ((top == 0) & (bottom > hi.as_unsigned()))),
+                under[col].eq((top < -1) | ((top == -1) & (bottom < lo.as_unsigned()))),
+                value[col].eq(bottom[:act.width]),
+            ]
+        meta7 = delay(m, meta6, 1, name="meta_compare")
+
+        y = Signal(data.ArrayLayout(signed(act.width), C))
+        for col in range(C):
+            m.d.sync += y[col].eq(Mux(over[col], meta7.hi,
+                                      Mux(under[col], ~meta7.hi, value[col])))
+        meta8 = delay(m, meta7, 1, name="meta_out")
+
+        out_valid, out_data = meta8.valid, y
         if self._gelu is not None:
             m.submodules.gelu = gelu = self._gelu(lanes=C, fmt=act)
-            m.d.comb += [gelu.i.valid.eq(meta5.valid & meta5.gelu),
+            m.d.comb += [gelu.i.valid.eq(meta8.valid & meta8.gelu),
                          gelu.i.payload.eq(y), gelu.o.ready.eq(1)]
             plain = delay(m, y, self._gelu_latency, name="plain")
-            meta6 = delay(m, meta5, self._gelu_latency, name="meta_gelu")
-            out_valid = meta6.valid
-            out_data = Mux(meta6.gelu, gelu.o.payload, plain)
+            meta9 = delay(m, meta8, self._gelu_latency, name="meta_gelu")
+            out_valid = meta9.valid
+            out_data = Mux(meta9.gelu, gelu.o.payload, plain)
 
         m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
             width=len(self.o.payload.as_value()), depth=depth)
