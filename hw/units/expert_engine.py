@@ -47,6 +47,13 @@ records read at one beat of ``ports x data_width`` bits per cycle and the comput
 So the array is busy ``2 n D Dh / L**2`` cycles per expert, and waits for weights wherever
 ``F > A``: an expert with fewer than ``16 L**2 / (ports * data_width)`` tokens is bandwidth-bound.
 docs/moe.md compares the formula with simulation.
+
+**Timing.** The engine's own decisions are made from registers (at most 4 LUT levels and one
+carry chain on UltraScale+): a record's address is built in registers over two cycles before
+its fetch command (fc2's while fc1's is taken), beats are counted by rows rather than against a
+product, a finished job leaves its descriptor queue a cycle later, and the row indices for the
+gathers and scatters wait in a register each, so those units see only flip-flops on their
+``idx`` ports. Each costs a cycle or two per expert, never a beat of throughput.
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
@@ -216,8 +223,10 @@ class ExpertEngine(wiring.Component):
         def queue_addr(bank, i):
             return i + Mux(bank, T, 0)
 
+        # ``last``: n - 1, the last row of the job, so that counting needs no subtraction.
         desc_layout = data.StructLayout({"expert": self.entry_layout["expert"].shape,
-                                         "n": unsigned(ceil_log2(T + 1)), "bank": 1,
+                                         "n": unsigned(ceil_log2(T + 1)),
+                                         "last": unsigned(ceil_log2(T)), "bank": 1,
                                          "seq": 2, "gate": 1})
         names = ("fetch", "command", "index", "input", "output")
         fifos = {}
@@ -240,7 +249,8 @@ class ExpertEngine(wiring.Component):
                      q_wr.en.eq(self.q.valid & self.q.ready)]
         new_desc = Signal(desc_layout)
         m.d.comb += [new_desc.expert.eq(self.q.payload.expert), new_desc.n.eq(in_count + 1),
-                     new_desc.bank.eq(in_bank), new_desc.seq.eq(seq)]
+                     new_desc.last.eq(in_count), new_desc.bank.eq(in_bank),
+                     new_desc.seq.eq(seq)]
         push = self.q.valid & self.q.ready & self.q.payload.last
         # A layer command goes first as the gate job: its logits, over every token.
         all_room = 1
@@ -251,7 +261,8 @@ class ExpertEngine(wiring.Component):
         with m.If(start):
             m.d.sync += layer.eq(self.cmd.payload)
         gate_desc = Signal(desc_layout)
-        m.d.comb += [gate_desc.gate.eq(1), gate_desc.n.eq(self.cmd.payload.tokens)]
+        m.d.comb += [gate_desc.gate.eq(1), gate_desc.n.eq(self.cmd.payload.tokens),
+                     gate_desc.last.eq(self.cmd.payload.tokens - 1)]
         for f in fifos.values():
             m.d.comb += [f.w_data.eq(Mux(start, gate_desc, new_desc)), f.w_en.eq(push | start)]
         with m.If(self.q.valid & self.q.ready):
@@ -262,24 +273,39 @@ class ExpertEngine(wiring.Component):
         m.d.sync += bank_busy.eq((bank_busy | Mux(push, 1 << in_bank, 0)) & ~release)
 
         # --- Fetch: fc1 then fc2 record of each expert --------------------------------------
+        # The command is built in registers, a step at a time (the expert's offset, the
+        # record's address, then fc2's as fc1's is taken), so that no shift and no 40-bit
+        # adds sit between the descriptor and the fetch's command port.
         d = descs["fetch"]
-        second = Signal()
-        addr = layer.base + (d.expert << layer.stride_log2)
-        m.d.comb += fetch.cmd.valid.eq(fifos["fetch"].r_rdy)
-        with m.If(d.gate):
-            m.d.comb += [fetch.cmd.payload.addr.eq(layer.gate_addr),
-                         fetch.cmd.payload.weight_beats.eq(layer.gate_weight_beats),
-                         fetch.cmd.payload.bias_beats.eq(layer.gate_bias_beats)]
-            m.d.comb += fifos["fetch"].r_en.eq(fetch.cmd.ready)
-        with m.Else():
-            m.d.comb += [fetch.cmd.payload.addr.eq(Mux(second, addr + layer.fc2_offset, addr)),
-                         fetch.cmd.payload.weight_beats.eq(
-                             Mux(second, layer.fc2_weight_beats, layer.fc1_weight_beats)),
-                         fetch.cmd.payload.bias_beats.eq(
-                             Mux(second, layer.fc2_bias_beats, layer.fc1_bias_beats))]
-            with m.If(fetch.cmd.valid & fetch.cmd.ready):
-                m.d.sync += second.eq(~second)
-                m.d.comb += fifos["fetch"].r_en.eq(second)
+        f_cmd = Signal.like(fetch.cmd.payload)
+        f_offset = Signal(self.command_layout["base"].shape)
+        f_last = Signal()                           # the descriptor's last record
+        m.d.comb += fetch.cmd.payload.eq(f_cmd)
+        with m.FSM(name="fetcher"):
+            with m.State("TAKE"):
+                with m.If(fifos["fetch"].r_rdy & d.gate):
+                    m.d.sync += [f_cmd.addr.eq(layer.gate_addr),
+                                 f_cmd.weight_beats.eq(layer.gate_weight_beats),
+                                 f_cmd.bias_beats.eq(layer.gate_bias_beats), f_last.eq(1)]
+                    m.next = "SEND"
+                with m.Elif(fifos["fetch"].r_rdy):
+                    m.d.sync += f_offset.eq(d.expert << layer.stride_log2)
+                    m.next = "RECORD"
+            with m.State("RECORD"):
+                m.d.sync += [f_cmd.addr.eq(layer.base + f_offset),
+                             f_cmd.weight_beats.eq(layer.fc1_weight_beats),
+                             f_cmd.bias_beats.eq(layer.fc1_bias_beats), f_last.eq(0)]
+                m.next = "SEND"
+            with m.State("SEND"):
+                m.d.comb += fetch.cmd.valid.eq(1)
+                with m.If(fetch.cmd.ready):
+                    with m.If(f_last):
+                        m.d.comb += fifos["fetch"].r_en.eq(1)
+                        m.next = "TAKE"
+                    with m.Else():
+                        m.d.sync += [f_cmd.addr.eq(f_cmd.addr + layer.fc2_offset),
+                                     f_cmd.weight_beats.eq(layer.fc2_weight_beats),
+                                     f_cmd.bias_beats.eq(layer.fc2_bias_beats), f_last.eq(1)]
 
         # --- Compute-unit commands ----------------------------------------------------------
         d = descs["command"]
@@ -311,122 +337,114 @@ class ExpertEngine(wiring.Component):
         hid_written_seq = Signal(2)
         active = fifos["index"].r_rdy
         m.d.comb += q_rd_idx.addr.eq(queue_addr(d.bank, idx_i))
+        h_free, h_load, h_req = _slot(m, g_h.idx, "h_idx")
+        hid_free, hid_load, hid_req = _slot(m, g_hid.idx, "hid_idx")
         with m.If(active & d.gate):
             # The gate reads every token's h row in order.
             with m.If(idx_i == d.n):
                 m.d.sync += idx_i.eq(0)
                 m.d.comb += fifos["index"].r_en.eq(1)
-            with m.Elif(idx_i < self.h_rows):
-                m.d.comb += [g_h.idx.valid.eq(1), g_h.idx.payload.row.eq(idx_i),
-                             g_h.idx.payload.beats.eq(Bd)]
-                with m.If(g_h.idx.ready):
-                    m.d.sync += idx_i.eq(idx_i + 1)
+            with m.Elif((idx_i < self.h_rows) & h_free):
+                m.d.comb += [h_load.eq(1), h_req.row.eq(idx_i), h_req.beats.eq(Bd)]
+                m.d.sync += idx_i.eq(idx_i + 1)
         with m.If(active & ~d.gate & ~idx_phase):
             with m.If(idx_i == d.n):
                 m.d.sync += [idx_phase.eq(1), idx_i.eq(0), idx_loaded.eq(0)]
             with m.Elif(~idx_loaded):
                 m.d.sync += idx_loaded.eq(1)
-            with m.Else():
-                m.d.comb += [g_h.idx.valid.eq(1), g_h.idx.payload.row.eq(q_rd_idx.data.token),
-                             g_h.idx.payload.beats.eq(Bd)]
-                with m.If(g_h.idx.ready):
-                    m.d.sync += [idx_i.eq(idx_i + 1), idx_loaded.eq(0)]
+            with m.Elif(h_free):
+                m.d.comb += [h_load.eq(1), h_req.row.eq(q_rd_idx.data.token),
+                             h_req.beats.eq(Bd)]
+                m.d.sync += [idx_i.eq(idx_i + 1), idx_loaded.eq(0)]
         with m.If(active & ~d.gate & idx_phase):
             with m.If(idx_i == d.n):
                 m.d.sync += [idx_phase.eq(0), idx_i.eq(0)]
                 m.d.comb += fifos["index"].r_en.eq(1)
             with m.Else():
                 ready_row = (hid_written_seq == d.seq) & (hid_written > idx_i)
-                m.d.comb += [g_hid.idx.valid.eq(ready_row), g_hid.idx.payload.row.eq(idx_i),
-                             g_hid.idx.payload.beats.eq(Bh)]
-                with m.If(g_hid.idx.valid & g_hid.idx.ready):
+                with m.If(ready_row & hid_free):
+                    m.d.comb += [hid_load.eq(1), hid_req.row.eq(idx_i), hid_req.beats.eq(Bh)]
                     m.d.sync += idx_i.eq(idx_i + 1)
 
         # --- Compute-unit input: gathered h rows for fc1, hidden rows for fc2 ---------------
+        # Beats are counted by rows (no multiplier), and a finished job leaves its queue of
+        # descriptors a cycle later, from a register (``in_pop``), not from the count.
         d = descs["input"]
         in_phase = Signal()
-        in_beats = Signal(range(T * max(Bd, Bh) + 1))
-        with m.If(fifos["input"].r_rdy & d.gate):
+        in_pop = Signal()
+        m.d.sync += in_pop.eq(0)
+        m.d.comb += fifos["input"].r_en.eq(in_pop)
+        in_active = fifos["input"].r_rdy & ~in_pop
+        in_end = _count_rows(m, "in", cu.x.valid & cu.x.ready, d.last,
+                             Mux(in_phase, Bh - 1, Bd - 1), T, max(Bd, Bh))
+        with m.If(in_active & ~in_phase):
             m.d.comb += [cu.x.valid.eq(g_h.o.valid), cu.x.payload.eq(g_h.o.payload),
                          g_h.o.ready.eq(cu.x.ready)]
-            with m.If(cu.x.valid & cu.x.ready):
-                m.d.sync += in_beats.eq(in_beats + 1)
-                with m.If(in_beats == d.n * Bd - 1):
-                    m.d.sync += in_beats.eq(0)
-                    m.d.comb += fifos["input"].r_en.eq(1)
-        with m.If(fifos["input"].r_rdy & ~d.gate):
-            with m.If(~in_phase):
-                m.d.comb += [cu.x.valid.eq(g_h.o.valid), cu.x.payload.eq(g_h.o.payload),
-                             g_h.o.ready.eq(cu.x.ready)]
-                with m.If(cu.x.valid & cu.x.ready):
-                    m.d.sync += in_beats.eq(in_beats + 1)
-                    with m.If(in_beats == d.n * Bd - 1):
-                        m.d.sync += [in_phase.eq(1), in_beats.eq(0)]
+        with m.If(in_active & in_phase):
+            m.d.comb += [cu.x.valid.eq(g_hid.o.valid), cu.x.payload.eq(g_hid.o.payload),
+                         g_hid.o.ready.eq(cu.x.ready)]
+        with m.If(in_end):
+            with m.If(d.gate | in_phase):
+                m.d.sync += [in_phase.eq(0), in_pop.eq(1)]
             with m.Else():
-                m.d.comb += [cu.x.valid.eq(g_hid.o.valid), cu.x.payload.eq(g_hid.o.payload),
-                             g_hid.o.ready.eq(cu.x.ready)]
-                with m.If(cu.x.valid & cu.x.ready):
-                    m.d.sync += in_beats.eq(in_beats + 1)
-                    with m.If(in_beats == d.n * Bh - 1):
-                        m.d.sync += [in_phase.eq(0), in_beats.eq(0)]
-                        m.d.comb += fifos["input"].r_en.eq(1)
+                m.d.sync += in_phase.eq(1)
 
         # --- Compute-unit output: fc1 rows to the hidden buffer, fc2 rows into x ------------
         d = descs["output"]
         out_phase = Signal()
-        out_beats = Signal(range(T * max(Bd, Bh) + 1))
+        out_pop = Signal()
+        m.d.sync += out_pop.eq(0)
+        m.d.comb += [fifos["output"].r_en.eq(out_pop),
+                     release.eq(Mux(out_pop & ~d.gate, 1 << d.bank, 0))]
+        out_active = fifos["output"].r_rdy & ~out_pop
         row_beat = Signal(range(Bh))
         hid_rows = Signal(range(T + 1))
         hid_idx = Signal(range(T + 1))
         x_idx = Signal(range(T + 1))
         x_loaded = Signal()
-        busy_out = fifos["output"].r_rdy & ~d.gate
+        busy_out = out_active & ~d.gate
         gate_tiles = -(-self._experts // L)
-        with m.If(fifos["output"].r_rdy & d.gate):
+        out_end = _count_rows(m, "out", cu.o.valid & cu.o.ready, d.last,
+                              Mux(d.gate, gate_tiles - 1, Mux(out_phase, Bd - 1, Bh - 1)), T,
+                              max(Bd, Bh, gate_tiles))
+        with m.If(out_active & d.gate):
             m.d.comb += [self.logits.valid.eq(cu.o.valid), self.logits.payload.eq(cu.o.payload),
                          cu.o.ready.eq(self.logits.ready)]
-            with m.If(cu.o.valid & cu.o.ready):
-                m.d.sync += out_beats.eq(out_beats + 1)
-                with m.If(out_beats == d.n * gate_tiles - 1):
-                    m.d.sync += out_beats.eq(0)
-                    m.d.comb += fifos["output"].r_en.eq(1)
+            with m.If(out_end):
+                m.d.sync += out_pop.eq(1)
         # Indices of the hidden scatter: rows 0..n-1.
-        m.d.comb += [s_hid.idx.valid.eq(busy_out & ~out_phase & (hid_idx < d.n)),
-                     s_hid.idx.payload.row.eq(hid_idx), s_hid.idx.payload.beats.eq(Bh),
-                     s_hid.idx.payload.score.eq(0), s_hid.idx.payload.accumulate.eq(0)]
-        with m.If(s_hid.idx.valid & s_hid.idx.ready):
+        s_hid_free, s_hid_load, s_hid_req = _slot(m, s_hid.idx, "s_hid_idx")
+        with m.If(busy_out & ~out_phase & (hid_idx < d.n) & s_hid_free):
+            m.d.comb += [s_hid_load.eq(1), s_hid_req.row.eq(hid_idx), s_hid_req.beats.eq(Bh),
+                         s_hid_req.score.eq(0), s_hid_req.accumulate.eq(0)]
             m.d.sync += hid_idx.eq(hid_idx + 1)
         # Indices of the x scatter: the queue's tokens and scores, accumulating.
         m.d.comb += q_rd_out.addr.eq(queue_addr(d.bank, x_idx))
+        s_x_free, s_x_load, s_x_req = _slot(m, s_x.idx, "s_x_idx")
         with m.If(busy_out & out_phase & (x_idx < d.n)):
             with m.If(~x_loaded):
                 m.d.sync += x_loaded.eq(1)
-            with m.Else():
-                m.d.comb += [s_x.idx.valid.eq(1), s_x.idx.payload.row.eq(q_rd_out.data.token),
-                             s_x.idx.payload.beats.eq(Bd),
-                             s_x.idx.payload.score.eq(q_rd_out.data.score),
-                             s_x.idx.payload.accumulate.eq(1)]
-                with m.If(s_x.idx.ready):
-                    m.d.sync += [x_idx.eq(x_idx + 1), x_loaded.eq(0)]
+            with m.Elif(s_x_free):
+                m.d.comb += [s_x_load.eq(1), s_x_req.row.eq(q_rd_out.data.token),
+                             s_x_req.beats.eq(Bd), s_x_req.score.eq(q_rd_out.data.score),
+                             s_x_req.accumulate.eq(1)]
+                m.d.sync += [x_idx.eq(x_idx + 1), x_loaded.eq(0)]
         # Beats.
         with m.If(busy_out & ~out_phase):
             m.d.comb += [s_hid.i.valid.eq(cu.o.valid), s_hid.i.payload.eq(cu.o.payload),
                          cu.o.ready.eq(s_hid.i.ready)]
             with m.If(cu.o.valid & cu.o.ready):
-                m.d.sync += [out_beats.eq(out_beats + 1), row_beat.eq(row_beat + 1)]
+                m.d.sync += row_beat.eq(row_beat + 1)
                 with m.If(row_beat == Bh - 1):
                     m.d.sync += [row_beat.eq(0), hid_rows.eq(hid_rows + 1)]
-                with m.If(out_beats == d.n * Bh - 1):
-                    m.d.sync += [out_phase.eq(1), out_beats.eq(0)]
+            with m.If(out_end):
+                m.d.sync += out_phase.eq(1)
         with m.If(busy_out & out_phase):
             m.d.comb += [s_x.i.valid.eq(cu.o.valid), s_x.i.payload.eq(cu.o.payload),
                          cu.o.ready.eq(s_x.i.ready)]
-            with m.If(cu.o.valid & cu.o.ready):
-                m.d.sync += out_beats.eq(out_beats + 1)
-                with m.If(out_beats == d.n * Bd - 1):
-                    m.d.sync += [out_phase.eq(0), out_beats.eq(0), hid_rows.eq(0),
-                                 hid_idx.eq(0), x_idx.eq(0), x_loaded.eq(0)]
-                    m.d.comb += [fifos["output"].r_en.eq(1), release.eq(1 << d.bank)]
+            with m.If(out_end):
+                m.d.sync += [out_phase.eq(0), hid_rows.eq(0), hid_idx.eq(0), x_idx.eq(0),
+                             x_loaded.eq(0), out_pop.eq(1)]
 
         # Hidden rows are readable once the scatter has written them (Scatter.LATENCY later).
         rows_now, seq_now = hid_rows, d.seq
@@ -438,7 +456,39 @@ class ExpertEngine(wiring.Component):
 
         # An expert is done once its last x row has been written.
         finished = Signal(Scatter.LATENCY + 1)
-        m.d.sync += finished.eq(Cat(fifos["output"].r_en & ~d.gate, finished[:-1]))
+        m.d.sync += finished.eq(Cat(out_pop & ~d.gate, finished[:-1]))
         with m.If(finished[-1]):
             m.d.sync += self.experts_done.eq(self.experts_done + 1)
         return m
+
+
+def _count_rows(m, name, step, last_row, last_beat, rows, beats):
+    """Count ``step`` transfers by rows of ``last_beat + 1`` beats; returns whether this step
+    is the last beat of row ``last_row`` (the job's end), when the counts start again."""
+    beat = Signal(range(beats), name=f"{name}_beat")
+    row = Signal(range(rows), name=f"{name}_row")
+    row_end = beat == last_beat
+    end = step & row_end & (row == last_row)
+    with m.If(step):
+        m.d.sync += beat.eq(Mux(row_end, 0, beat + 1))
+        with m.If(row_end):
+            m.d.sync += row.eq(Mux(row == last_row, 0, row + 1))
+    return end
+
+
+def _slot(m, port, name):
+    """A register in front of the stream ``port``, so that its ``valid`` and payload come
+    straight from flip-flops (the gathers and scatters decide from them at once). Returns
+    ``(free, load, request)``: while ``free``, driving ``load`` high puts ``request`` (a
+    payload the caller drives) in the register, which offers it until ``port`` takes it. One
+    request per two cycles at most: a row of beats takes longer."""
+    valid = Signal(name=f"{name}_valid")
+    held = Signal.like(port.payload, name=f"{name}_held")
+    load = Signal(name=f"{name}_load")
+    request = Signal.like(port.payload, name=f"{name}_request")
+    m.d.comb += [port.valid.eq(valid), port.payload.eq(held)]
+    with m.If(port.ready):
+        m.d.sync += valid.eq(0)
+    with m.If(load):
+        m.d.sync += [valid.eq(1), held.eq(request)]
+    return ~valid, load, request
