@@ -50,3 +50,12 @@ def test_matrix_beyond_the_weight_buffer():
 
 def test_default_buffer_holds_m3vit_tiny_largest_matrix():
     assert ComputeUnit().max_tiles == 768 * 192 // 256
+
+
+def test_latency_counts_the_pipeline_stages():
+    # Issue/read 1, multiply 2, adder tree log2(rows), accumulate, last carry, shift, compare and
+    # select 1 each, then GELU.
+    from hw.arith.gelu import Gelu
+    assert ComputeUnit(**SMALL).latency == 1 + 2 + 2 + 5
+    assert ComputeUnit().latency == 1 + 2 + 4 + 5 == 12
+    assert ComputeUnit(gelu=Gelu).latency == 12 + Gelu.LATENCY
