@@ -87,11 +87,11 @@ class Gather(wiring.Component):
         active = Signal()
         base = Signal(range(self._rows * self._row_beats))
         beat = Signal(range(self._row_beats))
-        beats = Signal(range(self._row_beats + 1))
+        left = Signal(range(self._row_beats))          # beats after the current one
+        last = Signal()                                # left == 0, registered
         in_flight = Signal()                           # a read answered next cycle
         queued = Signal(range(depth + 2))              # reads issued, not yet sent on o
         issue = active & (queued < depth)
-        last = beat == beats - 1
 
         bad = ((self.idx.payload.row >= self._rows) | (self.idx.payload.beats == 0) |
                (self.idx.payload.beats > self._row_beats))
@@ -100,12 +100,15 @@ class Gather(wiring.Component):
             with m.If(bad):
                 m.d.sync += [self.error.eq(1), active.eq(0)]
             with m.Else():
-                m.d.sync += [active.eq(1), beat.eq(0), beats.eq(self.idx.payload.beats),
+                m.d.sync += [active.eq(1), beat.eq(0), left.eq(self.idx.payload.beats - 1),
+                             last.eq(self.idx.payload.beats == 1),
                              base.eq(times_constant(self.idx.payload.row, self._row_beats))]
         with m.Elif(issue & last):
             m.d.sync += active.eq(0)
+        # The row's last beat as a flag of its own: a count compared with the beat count
+        # would put a carry chain in front of the index handshake.
         with m.If(issue & ~last):
-            m.d.sync += beat.eq(beat + 1)
+            m.d.sync += [beat.eq(beat + 1), left.eq(left - 1), last.eq(left == 1)]
 
         m.d.comb += [self.rd_addr.eq(base + beat), self.rd_en.eq(issue),
                      self.busy.eq(active | (queued != 0))]

@@ -80,11 +80,11 @@ class Scatter(wiring.Component):
         active = Signal()
         base = Signal(range(self._rows * self._row_beats))
         beat = Signal(range(self._row_beats))
-        beats = Signal(range(self._row_beats + 1))
+        left = Signal(range(self._row_beats))          # beats after the current one
+        last = Signal()                                # left == 0, registered
         score = Signal(signed(PROB_FRAC + 1))
         accumulate = Signal()
         take = active & self.i.valid
-        last = beat == beats - 1
 
         p = self.idx.payload
         bad = (p.row >= self._rows) | (p.beats == 0) | (p.beats > self._row_beats)
@@ -93,13 +93,16 @@ class Scatter(wiring.Component):
             with m.If(bad):
                 m.d.sync += [self.error.eq(1), active.eq(0)]
             with m.Else():
-                m.d.sync += [active.eq(1), beat.eq(0), beats.eq(p.beats), score.eq(p.score),
+                m.d.sync += [active.eq(1), beat.eq(0), left.eq(p.beats - 1),
+                             last.eq(p.beats == 1), score.eq(p.score),
                              accumulate.eq(p.accumulate),
                              base.eq(times_constant(p.row, self._row_beats))]
         with m.Elif(take & last):
             m.d.sync += active.eq(0)
+        # The row's last beat as a flag of its own: a count compared with the beat count
+        # would put a carry chain in front of the index handshake.
         with m.If(take & ~last):
-            m.d.sync += beat.eq(beat + 1)
+            m.d.sync += [beat.eq(beat + 1), left.eq(left - 1), last.eq(left == 1)]
 
         # Stage 0: read dst, operands into the multipliers. Stage 1: dst arrives, product
         # registered. Stage 2: round, add, saturate, write.
