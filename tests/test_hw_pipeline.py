@@ -10,7 +10,7 @@ import pytest
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.sim import Simulator
 
-from hw.streams.pipeline import delay, tree, tree_stages, valid_pipeline
+from hw.streams.pipeline import countdown, delay, tree, tree_stages, valid_pipeline
 
 
 def run(m, signals, drive, cycles):
@@ -203,3 +203,29 @@ def test_tree_of_one_value_is_the_value():
     m = Module()
     x = Signal(8)
     assert tree(m, [x], lambda a, b: a + b, name="sum") is x and tree_stages(1) == 0
+
+
+@pytest.mark.parametrize("total", [0, 1, 2, 5])
+def test_countdown_knows_its_last_step(total):
+    """After a load of ``total``, ``active`` stays high for exactly ``total`` steps (random
+    idles between them) and ``last`` is high exactly on the last."""
+    rng = random.Random(total)
+    m = Module()
+    load, step = Signal(), Signal()
+    limit = Signal(8, init=total)
+    active, last = countdown(m, name="n", load=load, total=limit, step=step)
+    cycles = 40
+    loads = [int(c == 1) for c in range(cycles)]
+    steps = [int(rng.random() < 0.6) for _ in range(cycles)]
+
+    def drive(cycle):
+        return [(load, loads[cycle]), (step, steps[cycle])]
+    seen = run(m, [active, last], drive, cycles)
+    # seen[c] is after edge c: the load at cycle 1 shows from seen[1] on.
+    left = 0
+    for c in range(1, cycles - 1):
+        if c == 1:
+            left = total
+        assert seen[c] == [int(left > 0), int(left == 1)], (c, seen[c], left)
+        if steps[c + 1] and left and not loads[c + 1]:
+            left -= 1

@@ -25,7 +25,7 @@ from amaranth.hdl import Signal
 from hw import checks
 
 
-__all__ = ["delay", "valid_pipeline", "tree", "tree_stages"]
+__all__ = ["delay", "valid_pipeline", "tree", "tree_stages", "countdown"]
 
 
 def delay(m, value, stages, *, name, en=None, first=1):
@@ -179,3 +179,36 @@ def tree(m, values, combine, *, name, en=None, per_stage=1):
             values = registers
     assert stages == -(-level // per_stage)
     return values[0]
+
+
+def countdown(m, *, name, load, total, step):
+    """A count of steps to go whose end is known a cycle ahead, so that no comparison sits
+    between a handshake and what it decides.
+
+    On ``load`` (which wins over ``step``) the count is set to ``total``, a value that must
+    have been stable since the cycle before (a register); on each ``step`` while ``active`` it
+    falls by one. ``active`` (some steps remain) and ``last`` (the next step is the last) are
+    registers.
+
+    Parameters
+    ----------
+    m : amaranth.hdl.Module
+    name : str
+        Stem of the registers' names (``{name}_left``, ``{name}_active``, ``{name}_last``).
+    load, step : value-like
+        One bit each.
+    total : Signal
+        Steps from a load, at least 0.
+
+    Returns
+    -------
+    (active, last) : (Signal, Signal)
+    """
+    left = Signal.like(total, name=f"{name}_left")
+    active = Signal(name=f"{name}_active")
+    last = Signal(name=f"{name}_last")
+    with m.If(load):
+        m.d.sync += [left.eq(total), active.eq(total != 0), last.eq(total == 1)]
+    with m.Elif(step & active):
+        m.d.sync += [left.eq(left - 1), last.eq(left == 2), active.eq(~last)]
+    return active, last
