@@ -83,10 +83,13 @@ class ResidualAdd(wiring.Component):
             for lane in range(self._lanes):
                 total = Signal(signed(self._fmt.width + 1), name=f"sum_{lane}")
                 m.d.comb += total.eq(self.x.payload[lane] + self.y.payload[lane])
-                with m.If(total > high):
-                    m.d.sync += self.o.payload[lane].eq(high)
-                with m.Elif(total < low):
+                # The sum of two values of the format is out of range exactly when its top two
+                # bits differ, the top one giving the side: a LUT after the carry, where
+                # comparing with the bounds took a second carry chain and more LUTs.
+                with m.If(total[-1] == total[-2]):
+                    m.d.sync += self.o.payload[lane].eq(total)
+                with m.Elif(total[-1]):
                     m.d.sync += self.o.payload[lane].eq(low)
                 with m.Else():
-                    m.d.sync += self.o.payload[lane].eq(total)
+                    m.d.sync += self.o.payload[lane].eq(high)
         return m
