@@ -97,12 +97,15 @@ class Gather(wiring.Component):
                (self.idx.payload.beats > self._row_beats))
         m.d.comb += self.idx.ready.eq(~active | (issue & last))
         with m.If(self.idx.valid & self.idx.ready):
+            # Loaded whether or not the entry is bad (unused while inactive), so that only
+            # active waits for the checks.
+            m.d.sync += [beat.eq(0), left.eq(self.idx.payload.beats - 1),
+                         last.eq(self.idx.payload.beats == 1),
+                         base.eq(times_constant(self.idx.payload.row, self._row_beats))]
             with m.If(bad):
                 m.d.sync += [self.error.eq(1), active.eq(0)]
             with m.Else():
-                m.d.sync += [active.eq(1), beat.eq(0), left.eq(self.idx.payload.beats - 1),
-                             last.eq(self.idx.payload.beats == 1),
-                             base.eq(times_constant(self.idx.payload.row, self._row_beats))]
+                m.d.sync += active.eq(1)
         with m.Elif(issue & last):
             m.d.sync += active.eq(0)
         # The row's last beat as a flag of its own: a count compared with the beat count

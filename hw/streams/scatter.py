@@ -90,13 +90,15 @@ class Scatter(wiring.Component):
         bad = (p.row >= self._rows) | (p.beats == 0) | (p.beats > self._row_beats)
         m.d.comb += [self.idx.ready.eq(~active | (take & last)), self.i.ready.eq(active)]
         with m.If(self.idx.valid & self.idx.ready):
+            # Loaded whether or not the entry is bad (unused while inactive; beats in flight
+            # took theirs along), so that only active waits for the checks.
+            m.d.sync += [beat.eq(0), left.eq(p.beats - 1), last.eq(p.beats == 1),
+                         score.eq(p.score), accumulate.eq(p.accumulate),
+                         base.eq(times_constant(p.row, self._row_beats))]
             with m.If(bad):
                 m.d.sync += [self.error.eq(1), active.eq(0)]
             with m.Else():
-                m.d.sync += [active.eq(1), beat.eq(0), left.eq(p.beats - 1),
-                             last.eq(p.beats == 1), score.eq(p.score),
-                             accumulate.eq(p.accumulate),
-                             base.eq(times_constant(p.row, self._row_beats))]
+                m.d.sync += active.eq(1)
         with m.Elif(take & last):
             m.d.sync += active.eq(0)
         # The row's last beat as a flag of its own: a count compared with the beat count
