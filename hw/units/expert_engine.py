@@ -339,6 +339,11 @@ class ExpertEngine(wiring.Component):
         m.d.comb += q_rd_idx.addr.eq(queue_addr(d.bank, idx_i))
         h_free, h_load, h_req = _slot(m, g_h.idx, "h_idx")
         hid_free, hid_load, hid_req = _slot(m, g_hid.idx, "hid_idx")
+        # Hidden row idx_i is written, as of the cycle before: a cycle late at worst, never
+        # early, since a row once written stays so for the expert, and idx_i moves only on a
+        # load into the slot, which then stays full for a cycle.
+        row_ready = Signal()
+        m.d.sync += row_ready.eq((hid_written_seq == d.seq) & (hid_written > idx_i))
         with m.If(active & d.gate):
             # The gate reads every token's h row in order.
             with m.If(idx_i == d.n):
@@ -361,8 +366,7 @@ class ExpertEngine(wiring.Component):
                 m.d.sync += [idx_phase.eq(0), idx_i.eq(0)]
                 m.d.comb += fifos["index"].r_en.eq(1)
             with m.Else():
-                ready_row = (hid_written_seq == d.seq) & (hid_written > idx_i)
-                with m.If(ready_row & hid_free):
+                with m.If(row_ready & hid_free):
                     m.d.comb += [hid_load.eq(1), hid_req.row.eq(idx_i), hid_req.beats.eq(Bh)]
                     m.d.sync += idx_i.eq(idx_i + 1)
 
