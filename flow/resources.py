@@ -63,7 +63,8 @@ UNITS = {
     "exp": _unit("arith.exp", "Exp2", lanes=1),
     "reciprocal": _unit("arith.reciprocal", "Reciprocal"),
     "softmax_stats": _unit("units.softmax", "SoftmaxStats",
-                           rows=lambda model, machine: _accelerator(model, machine).attention.engine.ways),
+                           rows=lambda model, machine:
+                           _accelerator(model, machine).attention.engine.ways),
     "softmax_prob": _unit("units.softmax", "SoftmaxProb",
                           lanes=lambda model, machine: machine.attention_slots),
     "top_k": _unit("units.top_k", "TopK", experts=lambda model, _: model.experts,

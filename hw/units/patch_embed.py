@@ -33,7 +33,7 @@ lanes`` cycles, and the next patch loads while the current one computes. Latency
 weights loaded and the streams keeping pace: ``cycles = in_dim / lanes + patches * ceil(dim/lanes)
 * in_dim / lanes + ComputeUnit.latency + 3``: the first patch's x beats, the products, the compute
 unit's pipeline, its output FIFO, the residual add (``ResidualAdd.LATENCY``) and the counting of
-both end cycles. m3vit-tiny: 48 + 73,728 + 6 + 3 = 73,785 cycles (measured by
+both end cycles. m3vit-tiny: 48 + 73,728 + 12 + 3 = 73,791 cycles (measured by
 ``python -m pytest tests/test_hw_patch_embed.py -k m3vit -rA``). The class token leaves as soon
 as ``pos`` row 0 arrives, before any product.
 """
