@@ -59,9 +59,9 @@ class Exp2Datapath(wiring.Component):
     A plain pipelined datapath, without valid bits, stalled by ``en`` like
     :class:`hw.arith.interp.InterpDatapath`: stage 1 splits ``x`` into the shift ``-n - 1 = ~n``
     (``-FLOOR - 1`` below ``FLOOR``) and the table offset ``f`` (for ``x >= 0``, the table's end,
-    2.0, with a shift of 0); the interpolation's four stages look up ``2**f``; the last stage shifts right by ``-n`` with
-    rounding (half up). At most 3 LUT levels and one 28-bit carry chain between registers on
-    UltraScale+.
+    2.0, with a shift of 0); the interpolation's four stages look up ``2**f``; the last stage
+    shifts right by ``-n`` with rounding (half up). At most 3 LUT levels and one 28-bit carry
+    chain between registers on UltraScale+.
 
     Latency of ``LATENCY = InterpDatapath.LATENCY + 2`` = 6 cycles with ``en`` high; throughput
     of one result per cycle with ``en`` high. One ROM of ``EXP2_TABLE.segments + 1`` words and one
