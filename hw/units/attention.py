@@ -34,10 +34,17 @@ as soon as each is complete, while the second sweep goes on. The next command is
 last beat has left. The sweeps never stall: back-pressure on ``o`` only delays the read-out.
 
 **Latency and throughput.** Each sweep takes ``passes * N * ways`` cycles plus its pipeline
-(:attr:`AttentionEngine.QK_LATENCY` plus :attr:`hw.units.softmax.SoftmaxStats.LATENCY` to the last
-statistics; :attr:`AttentionEngine.AV_LATENCY` to the last output row); for m3vit-tiny (129
-tokens, 3 x 64, P = 4) that is 33 x 129 x 3 = 12,771 cycles each. ``P * head_dim`` DSP48E2 serve
-both sweeps, plus ``3 P`` in the softmax statistics and ``2 P`` in the probabilities.
+(:attr:`AttentionEngine.qk_latency` = 11 plus :attr:`hw.units.softmax.SoftmaxStats.LATENCY` = 16
+to the last statistics; :attr:`AttentionEngine.av_latency` = 13 plus 3 to the last output row,
+for m3vit-tiny); for m3vit-tiny (129 tokens, 3 x 64, P = 4) that is 33 x 129 x 3 = 12,771 cycles
+each. No pipeline stage lies in a per-key loop: the sweep issues one step per cycle whatever the
+latencies. ``P * head_dim`` DSP48E2 serve both sweeps, plus ``3 P`` in the softmax statistics
+and ``2 P`` in the probabilities.
+
+**Timing.** The adder trees' and the accumulators' sums are split in two carry chains (see
+``_LOW_BITS``), their rounding takes a stage to join the halves and one to round and saturate;
+the slots' validity and addresses come from flags and bases kept beside the sweep counters; the
+probabilities start from registers; and each multiplier has its own A register.
 
 A command with zero tokens or more than ``max_tokens`` sets ``error`` (sticky) and is dropped;
 :meth:`AttentionEngine.command` raises in Python.
@@ -61,11 +68,31 @@ from hw.units.softmax import SoftmaxProb, SoftmaxStats
 __all__ = ["AttentionEngine"]
 
 
-def _round_saturate(value, shift, width):
-    """``value * 2**-shift`` rounded half up and saturated to ``width`` signed bits."""
-    rounded = (value + (1 << (shift - 1))) >> shift
+#: Bits of the low part of a split sum: the sums of the adder trees and the accumulators are
+#: kept as ``hi * 2**_LOW_BITS + lo`` with ``lo >= 0``, two carry chains of at most 32 bits
+#: side by side where a single one would take 50 (UltraScale+ timing closes on 48).
+_LOW_BITS = 24
+
+
+def _split(value):
+    """``value`` as ``(lo, hi)``, ``value = hi * 2**_LOW_BITS + lo``."""
+    return value[:_LOW_BITS], value[_LOW_BITS:].as_signed()
+
+
+def _halves(lo, hi, shift):
+    """``floor((hi * 2**_LOW_BITS + lo) / 2**(shift - 1))``: one add, as ``hi * 2**_LOW_BITS``
+    is a multiple of ``2**(shift - 1)``. The first step of :func:`_round_saturate`."""
+    assert 1 <= shift <= _LOW_BITS + 1
+    return (hi << (_LOW_BITS - shift + 1)) + lo[shift - 1:]
+
+
+def _round_saturate(halves, width):
+    """The value whose :func:`_halves` is ``halves``, times ``2**-shift``, rounded half up and
+    saturated to ``width`` signed bits: ``(halves + 1) >> 1``, with the two saturation tests
+    made on ``halves`` beside the add, not after it."""
     top, bottom = (1 << (width - 1)) - 1, -(1 << (width - 1))
-    return Mux(rounded > top, top, Mux(rounded < bottom, bottom, rounded))
+    return Mux(halves >= (1 << width) - 1, top,
+               Mux(halves < -(1 << width) - 1, bottom, (halves + 1) >> 1))
 
 
 class AttentionEngine(wiring.Component):
@@ -101,8 +128,9 @@ class AttentionEngine(wiring.Component):
         Blocks of ``head_dim`` words read from the Q, K and V buffers in the last run.
     """
 
-    #: Pipeline stages of a buffer read and of a multiplier.
-    _READ, _MULTIPLY = 1, 2
+    #: Pipeline stages of a buffer read, of the register between the score and statistics
+    #: reads and the probabilities (the score store's banks are muxed), and of a multiplier.
+    _READ, _PROB_IN, _MULTIPLY = 1, 1, 2
 
     def __init__(self, *, dim, heads, max_tokens, slots=4, lanes=16, fmt=DEFAULT.act,
                  q_fmt=DEFAULT.query):
@@ -152,15 +180,16 @@ class AttentionEngine(wiring.Component):
     @property
     def qk_latency(self):
         """Cycles from a ``Q K^T`` step's issue to its score entering the softmax: buffer read,
-        multiplier, adder tree (one level per cycle), rounding."""
-        return self._READ + self._MULTIPLY + ceil_log2(self._head_dim) + 1
+        multiplier, adder tree (one level per cycle), joining its split sum, rounding."""
+        return self._READ + self._MULTIPLY + ceil_log2(self._head_dim) + 2
 
     @property
     def av_latency(self):
-        """Cycles from an ``A V`` step's issue to its products: score read (1), probability
-        (the value block is read meanwhile), multiplier (2). The accumulator takes them then,
-        and a row's sums are written to the output buffer one cycle later."""
-        return self._READ + SoftmaxProb.LATENCY + self._MULTIPLY
+        """Cycles from an ``A V`` step's issue to its products: score read (1), a register,
+        probability (the value block is read meanwhile), multiplier (2). The accumulator takes
+        them then, and a row's sums are written to the output buffer three cycles later (the
+        last sum, its halves, the rounding)."""
+        return self._READ + self._PROB_IN + SoftmaxProb.LATENCY + self._MULTIPLY
 
     def sweep_cycles(self, tokens):
         """Steps of one sweep over ``tokens`` tokens (its cycles without the pipeline)."""
@@ -234,21 +263,46 @@ class AttentionEngine(wiring.Component):
         pass_ways = Signal(range((rows_per_slot + 1) * ways))         # p * ways
         pass_store = Signal(range((rows_per_slot + 1) * T * ways))    # p * T * ways
         step = Signal(range(T * ways))                # j * ways + way: the step in the pass
-        last_step = (way == ways - 1) & (j == tokens - 1) & (pass_q + 1 >= tokens)
+        # Flags and the previous pass's bases, kept in registers beside the counters so that
+        # the slots' validity and addresses below take no compare or subtraction of them:
+        # last_pass is p * P + 1 >= tokens; per slot s, in_pass[s] is j >= s (it has loaded
+        # its query of this pass), fits[s] and fits_prev[s] say whether its queries of this
+        # pass and of the previous one exist (p * P + s < tokens, and the same one pass
+        # earlier; false in the first pass).
+        prev_q = Signal.like(pass_q)
+        prev_ways = Signal.like(pass_ways)
+        prev_store = Signal.like(pass_store)
+        last_pass = Signal()
+        in_pass = [Signal(name=f"slot{s}_in_pass") for s in range(P)]
+        fits = [Signal(name=f"slot{s}_fits") for s in range(P)]
+        fits_prev = [Signal(name=f"slot{s}_fits_prev") for s in range(P)]
+        last_key = j == tokens - 1
+        last_step = (way == ways - 1) & last_key & last_pass
         with m.If(sweeping):
             m.d.sync += [way.eq(way + 1), step.eq(step + 1)]
             with m.If(way == ways - 1):
                 m.d.sync += [way.eq(0), j.eq(j + 1), key_block.eq(key_block + heads)]
-                with m.If(j == tokens - 1):
+                m.d.sync += [in_pass[s].eq(in_pass[s] | (j == s - 1)) for s in range(1, P)]
+                with m.If(last_key):
                     m.d.sync += [j.eq(0), key_block.eq(0), step.eq(0), pass_q.eq(pass_q + P),
                                  pass_block.eq(pass_block + P * heads),
                                  pass_ways.eq(pass_ways + ways),
-                                 pass_store.eq(pass_store + T * ways)]
+                                 pass_store.eq(pass_store + T * ways),
+                                 prev_q.eq(pass_q), prev_ways.eq(pass_ways),
+                                 prev_store.eq(pass_store),
+                                 last_pass.eq(pass_q + P + 1 >= tokens)]
+                    m.d.sync += [in_pass[s].eq(0) for s in range(1, P)]
+                    m.d.sync += [fits[s].eq(pass_q + P + s < tokens) for s in range(P)]
+                    m.d.sync += [fits_prev[s].eq(fits[s]) for s in range(P)]
             with m.If(last_step):
                 m.d.sync += sweeping.eq(0)
         with m.If(start_sweep):
             m.d.sync += [sweeping.eq(1), j.eq(0), way.eq(0), pass_q.eq(0), key_block.eq(0),
-                         pass_block.eq(0), pass_ways.eq(0), pass_store.eq(0), step.eq(0)]
+                         pass_block.eq(0), pass_ways.eq(0), pass_store.eq(0), step.eq(0),
+                         last_pass.eq(tokens <= 1)]
+            m.d.sync += [in_pass[s].eq(s == 0) for s in range(P)]
+            m.d.sync += [fits[s].eq(s < tokens) for s in range(P)]
+            m.d.sync += [fits_prev[s].eq(0) for s in range(P)]
 
         # Per slot at this step: its query, whether it holds one, and where its row is.
         head = Signal(range(heads))
@@ -257,21 +311,20 @@ class AttentionEngine(wiring.Component):
         slot_valid, slot_first, slot_last, slot_load = [], [], [], []
         slot_row, store_addr, stats_addr = [], [], []
         for s in range(P):
-            loaded_this_pass = j >= s
             q = Signal(range(T + 2 * P), name=f"slot{s}_query")
-            m.d.comb += q.eq(Mux(loaded_this_pass, pass_q, pass_q - P) + s)
+            m.d.comb += q.eq(Mux(in_pass[s], pass_q, prev_q) + s)
             valid = Signal(name=f"slot{s}_valid")
-            m.d.comb += valid.eq(sweeping & (loaded_this_pass | (pass_q != 0)) & (q < tokens))
+            m.d.comb += valid.eq(sweeping & Mux(in_pass[s], fits[s], fits_prev[s]))
             slot_valid.append(valid)
             slot_first.append(j == s)
             slot_last.append(j == (tokens - 1 if s == 0 else s - 1))
             slot_load.append(valid & (j == s) & real_way)
             slot_row.append(q)
             sa = Signal(range(rows_per_slot * T * ways), name=f"slot{s}_store_addr")
-            m.d.comb += sa.eq(Mux(loaded_this_pass, pass_store, pass_store - T * ways) + step)
+            m.d.comb += sa.eq(Mux(in_pass[s], pass_store, prev_store) + step)
             store_addr.append(sa)
             ta = Signal(range(rows_per_slot * ways), name=f"slot{s}_stats_addr")
-            m.d.comb += ta.eq(Mux(loaded_this_pass, pass_ways, pass_ways - ways) + way)
+            m.d.comb += ta.eq(Mux(in_pass[s], pass_ways, prev_ways) + way)
             stats_addr.append(ta)
 
         # --- The multiplier array, shared by the two sweeps ---------------------------------
@@ -290,12 +343,8 @@ class AttentionEngine(wiring.Component):
         q_rd = q_mem.read_port()
         m.d.comb += [k_rd.addr.eq(key_block + head),
                      q_rd.addr.eq(pass_block + key_block + head)]
-        any_load = Signal()
-        m.d.comb += any_load.eq(qk & Cat(*slot_load).any())
         with m.If(qk & real_way):
             m.d.sync += self.k_blocks.eq(self.k_blocks + 1)
-        with m.If(any_load):
-            m.d.sync += self.q_blocks.eq(self.q_blocks + 1)
 
         # Stage 1: the blocks are read; each slot's query block is the one just read if it
         # loads now, else the one it holds for this head.
@@ -303,8 +352,10 @@ class AttentionEngine(wiring.Component):
         k_block = [k_rd.data[lane * fmt.width:(lane + 1) * fmt.width].as_signed()
                    for lane in range(hd)]
         qk_operands = [[None] * hd for _ in range(P)]
+        loads_1 = []
         for s in range(P):
             load_1 = delay(m, qk & slot_load[s], 1, name=f"slot{s}_load")
+            loads_1.append(load_1)
             # held[i]: the slot's query block of head i.
             held = [Signal(q_rd.data.shape(), name=f"slot{s}_query_{i}") for i in range(heads)]
             current = held[0]
@@ -318,25 +369,35 @@ class AttentionEngine(wiring.Component):
                 qk_operands[s][lane] = (k_block[lane], query[lane * q_fmt.width:
                                                              (lane + 1) * q_fmt.width].as_signed())
 
-        # Stages 3.. : the adder tree of each slot, one level per cycle, then the rounding.
+        # A query block read (counted a cycle late, from the registers).
+        with m.If(Cat(*loads_1).any()):
+            m.d.sync += self.q_blocks.eq(self.q_blocks + 1)
+
+        # Stages 3.. : the adder tree of each slot, one level per cycle, its sums split (see
+        # _LOW_BITS); then the two halves joined and shifted, and the rounding.
         score_shift = q_fmt.frac + fmt.frac - fmt.frac
         scores = []
         for s in range(P):
-            level = [multipliers[s][lane].p for lane in range(hd)]
+            level = [_split(multipliers[s][lane].p) for lane in range(hd)]
             depth = 0
             while len(level) > 1:
                 nxt = []
                 for i in range(0, len(level) - 1, 2):
-                    total = Signal(signed(len(level[i]) + 1), name=f"slot{s}_sum{depth}_{i}")
-                    m.d.sync += total.eq(level[i] + level[i + 1])
-                    nxt.append(total)
+                    (lo_a, hi_a), (lo_b, hi_b) = level[i], level[i + 1]
+                    lo = Signal(unsigned(len(lo_a) + 1), name=f"slot{s}_sum{depth}_{i}_lo")
+                    hi = Signal(signed(len(hi_a) + 1), name=f"slot{s}_sum{depth}_{i}_hi")
+                    m.d.sync += [lo.eq(lo_a + lo_b), hi.eq(hi_a + hi_b)]
+                    nxt.append((lo, hi))
                 if len(level) % 2:
-                    carry = Signal.like(level[-1], name=f"slot{s}_sum{depth}_carry")
-                    m.d.sync += carry.eq(level[-1])
-                    nxt.append(carry)
+                    carry = [Signal.like(part, name=f"slot{s}_sum{depth}_carry_{which}")
+                             for part, which in zip(level[-1], ("lo", "hi"))]
+                    m.d.sync += [register.eq(part) for register, part in zip(carry, level[-1])]
+                    nxt.append(tuple(carry))
                 level, depth = nxt, depth + 1
+            halves = Signal.like(_halves(*level[0], score_shift), name=f"slot{s}_halves")
+            m.d.sync += halves.eq(_halves(*level[0], score_shift))
             score = Signal(signed(fmt.width), name=f"slot{s}_score")
-            m.d.sync += score.eq(_round_saturate(level[0], score_shift, fmt.width))
+            m.d.sync += score.eq(_round_saturate(halves, fmt.width))
             scores.append(score)
 
         # The score enters the slot's softmax statistics and its store.
@@ -387,59 +448,86 @@ class AttentionEngine(wiring.Component):
             stats_rd = stats_mems[s].read_port()
             m.d.comb += [score_rd.addr.eq(store_addr[s]), stats_rd.addr.eq(stats_addr[s])]
             lane = prob.i.payload[s]
-            m.d.comb += [lane.a.eq(score_rd.data), lane.m.eq(stats_rd.data.m),
+            m.d.sync += [lane.a.eq(score_rd.data), lane.m.eq(stats_rd.data.m),
                          lane.r.eq(stats_rd.data.r), lane.k.eq(stats_rd.data.k)]
 
         # The value block is read when the probabilities are out.
         v_rd = v_mem.read_port()
         m.d.comb += v_rd.addr.eq(delay(m, key_block + head,
-                                       self._READ + SoftmaxProb.LATENCY - 1, name="v_addr"))
+                                       self._READ + self._PROB_IN + SoftmaxProb.LATENCY - 1,
+                                       name="v_addr"))
         with m.If(avs & real_way):
             m.d.sync += self.v_blocks.eq(self.v_blocks + 1)
         for s in range(P):
+            # The slots' multipliers of a lane share their K or V operand. Zeroed while the slot
+            # holds no query, which changes no result, it loads P registers that differ (the
+            # multipliers' A registers), so that synthesis keeps one in each DSP48E2 instead of
+            # merging them into one that none can absorb.
+            qk_on = delay(m, qk & slot_valid[s], self._READ, name=f"slot{s}_qk_on")
+            av_on = delay(m, avs & slot_valid[s],
+                          self._READ + self._PROB_IN + SoftmaxProb.LATENCY,
+                          name=f"slot{s}_av_on")
+            on = Mux(av, av_on, qk_on)
             for lane in range(hd):
                 mul = multipliers[s][lane]
                 k_value, q_value = qk_operands[s][lane]
                 v_value = v_rd.data[lane * fmt.width:(lane + 1) * fmt.width].as_signed()
-                m.d.comb += [mul.a.eq(Mux(av, v_value, k_value)),
+                m.d.comb += [mul.a.eq(Mux(on, Mux(av, v_value, k_value), 0)),
                              mul.b.eq(Mux(av, prob.o.payload[s], q_value))]
 
         # Accumulators: per slot and lane a ring of `ways` sums that turns once per cycle, so
-        # its far end is this way's sum of the previous key.
+        # its far end is this way's sum of the previous key. Each sum is split (see _LOW_BITS):
+        # T terms below 2**_LOW_BITS take ceil_log2(T) more bits.
         lat = self.av_latency                           # the products are ready now
         way_v = delay(m, way, lat, name="av_way")
         step_v = delay(m, avs, lat, name="av_step")
         out_width = fmt.width
         out_shift = PROB_FRAC + fmt.frac - fmt.frac
-        finished, finished_row, sums = [], [], []
+        lo_width, hi_width = _LOW_BITS + ceil_log2(T), acc_width - _LOW_BITS
+        finished, finished_row, ends = [], [], []
         for s in range(P):
             first = delay(m, slot_first[s], lat, name=f"slot{s}_av_first")
             last = delay(m, avs & slot_valid[s] & slot_last[s], lat, name=f"slot{s}_av_last")
             row = delay(m, slot_row[s], lat, name=f"slot{s}_av_row")
-            ring = [[Signal(signed(acc_width), name=f"slot{s}_acc{lane}_{pos}")
-                     for pos in range(ways)] for lane in range(hd)]
+            rings = [[(Signal(unsigned(lo_width), name=f"slot{s}_acc{lane}_{pos}_lo"),
+                       Signal(signed(hi_width), name=f"slot{s}_acc{lane}_{pos}_hi"))
+                      for pos in range(ways)] for lane in range(hd)]
             with m.If(step_v):
                 for lane in range(hd):
-                    product = multipliers[s][lane].p
-                    m.d.sync += ring[lane][0].eq(Mux(first, 0, ring[lane][ways - 1]) + product)
-                    m.d.sync += [ring[lane][pos].eq(ring[lane][pos - 1])
-                                 for pos in range(1, ways)]
+                    ring = rings[lane]
+                    for part, product in enumerate(_split(multipliers[s][lane].p)):
+                        m.d.sync += ring[0][part].eq(Mux(first, 0, ring[ways - 1][part])
+                                                     + product)
+                        m.d.sync += [ring[pos][part].eq(ring[pos - 1][part])
+                                     for pos in range(1, ways)]
             # One cycle later ring[0] holds the way's new sum.
             finished.append(delay(m, last & step_v & (way_v < heads), 1, name=f"slot{s}_done"))
             finished_row.append(delay(m, row, 1, name=f"slot{s}_done_row"))
-            sums.append(Cat(*(_round_saturate(ring[lane][0], out_shift, out_width)[:out_width]
-                              for lane in range(hd))))
+            ends.append([ring[0] for ring in rings])
+
+        # The finished sums (of one slot at a time) are joined and shifted, then rounded, a
+        # stage each, and written to the output buffer.
         way_done = delay(m, way_v, 1, name="done_way")
-        o_wr = o_mem.write_port()
-        data_out, row_out = sums[0], finished_row[0]
+        ended, row_out = ends[0], finished_row[0]
         for s in range(1, P):
-            data_out = Mux(finished[s], sums[s], data_out)
+            ended = [tuple(Mux(finished[s], new, old) for new, old in zip(sum_s, sum_ended))
+                     for sum_s, sum_ended in zip(ends[s], ended)]
             row_out = Mux(finished[s], finished_row[s], row_out)
-        rows_done = Signal(range(T + 1))
         any_done = Cat(*finished).any()
-        m.d.comb += [o_wr.addr.eq(row_out * heads + way_done), o_wr.data.eq(data_out),
-                     o_wr.en.eq(any_done)]
-        with m.If(any_done & (way_done == heads - 1)):
+        out_halves = []
+        for lane in range(hd):
+            halves = _halves(*ended[lane], out_shift)
+            out_halves.append(delay(m, halves, 1, name=f"out_halves{lane}"))
+        data_out = Signal(unsigned(hd * out_width))
+        m.d.sync += data_out.eq(Cat(*(_round_saturate(halves, out_width)[:out_width]
+                                      for halves in out_halves)))
+        out_addr_w = delay(m, row_out * heads + way_done, 2, name="out_write_addr")
+        out_en = delay(m, any_done, 2, name="out_write_en")
+        way_out = delay(m, way_done, 2, name="out_write_way")
+        o_wr = o_mem.write_port()
+        rows_done = Signal(range(T + 1))
+        m.d.comb += [o_wr.addr.eq(out_addr_w), o_wr.data.eq(data_out), o_wr.en.eq(out_en)]
+        with m.If(out_en & (way_out == heads - 1)):
             m.d.sync += rows_done.eq(rows_done + 1)
 
         # --- Read-out: rows in token order as soon as they are complete ----------------------
