@@ -183,7 +183,7 @@ class Accelerator(wiring.Component):
         m.submodules.regs = regs = self.regs
         wiring.connect(m, wiring.flipped(self.control), regs.bus)
         m.d.comb += self.irq.eq(regs.irq)
-        abort = Signal()                       # an error ends the run: reset the datapath
+        abort = Signal()                       # an error ended the run: reset the datapath
         clear = Signal()                       # the datapath is held in reset
         draining = Signal()                    # ... until the memory ports are quiet
         quiet = Signal()
@@ -394,14 +394,18 @@ class Accelerator(wiring.Component):
                      regs.stage_cycles.mlp.eq(stage["mlp"]),
                      regs.stage_cycles.moe.eq(stage["moe"])]
 
-        # Faults: an AXI error or a rejected command ends the run.
+        # Faults: an AXI error or a rejected command ends the run, a cycle after it is seen
+        # (the abort resets the whole datapath: it comes from a register, not from the OR of
+        # every unit's error).
         read_error = image_reader.error | params_reader.error | fetch.error | moe.error
         internal = cu.error | embed.error | att.error | mlp.error
-        with m.If(busy & ~draining & (read_error | writer.error | internal)):
-            m.d.comb += [abort.eq(1), regs.fault.eq(1),
-                         regs.fault_code.eq(Mux(read_error, ErrorCode.AXI_READ_ERROR,
-                                                Mux(writer.error, ErrorCode.AXI_WRITE_ERROR,
-                                                    ErrorCode.INTERNAL)))]
+        fault_code = Signal.like(regs.fault_code)
+        m.d.sync += abort.eq(busy & ~draining & ~abort & (read_error | writer.error | internal))
+        m.d.sync += fault_code.eq(Mux(read_error, ErrorCode.AXI_READ_ERROR,
+                                      Mux(writer.error, ErrorCode.AXI_WRITE_ERROR,
+                                          ErrorCode.INTERNAL)))
+        m.d.comb += [regs.fault.eq(abort), regs.fault_code.eq(fault_code)]
+        with m.If(abort):
             m.d.sync += busy.eq(0)
         with m.If(regs.soft_reset):
             m.d.sync += busy.eq(0)

@@ -7,7 +7,7 @@
     attention engine --> compute unit (proj) --> residual add <--gather-- x buffer --> o
 
 One compute unit makes K, Q and V in turn (the LayerNorm runs over the rows once per call; it
-takes a row in ``2 * dim / lanes + 15`` cycles, far less than the compute unit's ``(dim /
+takes a row in ``2 * dim / lanes + 12`` cycles, far less than the compute unit's ``(dim /
 lanes)**2``), then the projection. The attention engine has its own multipliers
 (:mod:`hw.units.attention`), so its two sweeps overlap the compute unit: ``Q K^T`` starts when K and
 Q are in and runs while V is computed; ``A V`` starts when V is in, and the projection takes each
@@ -32,11 +32,12 @@ from model.numerics import DEFAULT
 
 from hw.units.attention import AttentionEngine
 from hw.units.compute_unit import ComputeClient
-from hw.streams.gather import Gather
+from hw.streams.gather import Gather, times_constant
 from hw.system.half_block import (index_rows, issue_calls, load_then_run, members, row_buffer,
                          shift_command)
 from hw.units.layernorm import LayerNorm, parameter_set_loaded
 from hw.units.residual import ResidualAdd
+from hw.streams.pipeline import countdown
 
 __all__ = ["AttentionHalf", "CALLS"]
 
@@ -118,19 +119,20 @@ class AttentionHalf(wiring.Component):
 
         command = Signal(self.command_layout)
         tokens = command.tokens
-        row_beats = tokens * B                          # beats of one matrix of token rows
         engine_started = Signal()
         ln_rows = Signal(range(3 * T + 1))              # LayerNorm rows requested (K, Q, V)
         ln_row = Signal(range(T))
         res_rows = Signal(range(T + 1))
-        x_in = Signal(range(3 * T * B + 1))             # beats into the compute unit from LN
-        y_out = Signal(range(3 * T * B + 1))            # K, Q, V beats out of the compute unit
+        last_token = Signal(range(T))                   # tokens - 1
+        ln_total = Signal(range(3 * T + 1))             # LayerNorm rows of a run: 3 tokens
+        three_matrices = Signal(range(3 * T * B + 1))   # K, Q and V beats: 3 tokens B
         new_command = self.cmd.valid & self.cmd.ready
-        running = load_then_run(
-            m, self, x_wr, row_beats,
+        running, begin, row_beats = load_then_run(
+            m, self, x_wr, times_constant(tokens, B),
             on_command=[command.eq(self.cmd.payload), engine_started.eq(0)],
-            on_loaded=[x_in.eq(0), y_out.eq(0), ln_rows.eq(0), ln_row.eq(0), res_rows.eq(0)])
-
+            on_prepare=[last_token.eq(tokens - 1), ln_total.eq(times_constant(tokens, 3)),
+                        three_matrices.eq(times_constant(tokens, 3 * B))],
+            on_loaded=[ln_rows.eq(0), ln_row.eq(0), res_rows.eq(0)])
         # The engine's run and the compute unit's four calls go out as soon as the command is
         # in, so K's weights may load while x does.
         m.d.comb += [engine.cmd.valid.eq(~self.cmd.ready & ~engine_started),
@@ -144,31 +146,43 @@ class AttentionHalf(wiring.Component):
 
         # LayerNorm rows: 0..tokens-1 three times, one pass per call.
         params = parameter_set_loaded(m, self.p, B, self.cmd.ready)
-        m.d.comb += [g_ln.idx.valid.eq(running & params & (ln_rows < 3 * tokens)),
+        ln_rows_left, _ = countdown(m, name="ln_rows", load=begin, total=ln_total,
+                                    step=g_ln.idx.valid & g_ln.idx.ready)
+        m.d.comb += [g_ln.idx.valid.eq(running & params & ln_rows_left),
                      g_ln.idx.payload.row.eq(ln_row), g_ln.idx.payload.beats.eq(B)]
         with m.If(g_ln.idx.valid & g_ln.idx.ready):
-            m.d.sync += [ln_rows.eq(ln_rows + 1),
-                         ln_row.eq(Mux(ln_row == tokens - 1, 0, ln_row + 1))]
+            m.d.sync += ln_row.eq(Mux(ln_row == last_token, 0, ln_row + 1))
         index_rows(m, g_res.idx, res_rows, tokens, B, running)
 
         # Compute unit input: LayerNorm rows for K, Q and V, then the attention rows.
-        with m.If(x_in < 3 * row_beats):
+        from_ln, _ = countdown(m, name="x_in", load=begin, total=three_matrices,
+                               step=cu.x.valid & cu.x.ready)
+        with m.If(from_ln):
             wiring.connect(m, ln.o, cu.x)
-            with m.If(cu.x.valid & cu.x.ready):
-                m.d.sync += x_in.eq(x_in + 1)
         with m.Else():
             wiring.connect(m, engine.o, cu.x)
 
         # Compute unit output: K, Q and V to the engine, then the projection to the residual.
+        # Which one is counted down a matrix at a time: `matrix` is 0, 1, 2 for K, Q, V, 3
+        # after.
+        matrix = Signal(range(4))
+        taken = cu.o.valid & cu.o.ready
+        matrix_last = Signal()
+        matrix_end = matrix_last & (matrix != 3)
+        _, last_beat = countdown(m, name="y_out", load=begin | (taken & matrix_end),
+                                           total=row_beats, step=taken)
+        m.d.comb += matrix_last.eq(last_beat)
+        with m.If(begin):
+            m.d.sync += matrix.eq(0)
+        with m.Elif(taken & matrix_end):
+            m.d.sync += matrix.eq(matrix + 1)
         outputs = (engine.k, engine.q, engine.v)
-        for n, port in enumerate(outputs):
-            with (m.If(y_out < row_beats) if n == 0 else
-                  m.Elif(y_out < (n + 1) * row_beats)):
-                m.d.comb += [port.valid.eq(cu.o.valid), port.payload.eq(cu.o.payload),
-                             cu.o.ready.eq(port.ready)]
-        with m.Else():
-            m.d.comb += [res.y.valid.eq(cu.o.valid), res.y.payload.eq(cu.o.payload),
-                         cu.o.ready.eq(res.y.ready)]
-        with m.If(cu.o.valid & cu.o.ready & (y_out < 3 * row_beats)):
-            m.d.sync += y_out.eq(y_out + 1)
+        with m.Switch(matrix):
+            for n, port in enumerate(outputs):
+                with m.Case(n):
+                    m.d.comb += [port.valid.eq(cu.o.valid), port.payload.eq(cu.o.payload),
+                                 cu.o.ready.eq(port.ready)]
+            with m.Default():
+                m.d.comb += [res.y.valid.eq(cu.o.valid), res.y.payload.eq(cu.o.payload),
+                             cu.o.ready.eq(res.y.ready)]
         return m

@@ -14,6 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import DEFAULT
 
+from hw.streams.pipeline import countdown
 from hw.streams.scatter import Scatter
 
 __all__ = ["members", "shift_command", "row_buffer", "load_then_run", "issue_calls", "index_rows", "rows_written"]
@@ -57,40 +58,57 @@ def row_buffer(m, name, *, fmt, lanes, depth, gathers):
     return buffer.write_port()
 
 
-def load_then_run(m, half, write, row_beats, *, on_command=(), on_loaded=()):
+def load_then_run(m, half, write, row_beats, *, on_command=(), on_prepare=(), on_loaded=()):
     """The run of a half that loads its input before it computes.
 
-    ``IDLE``: ``half.cmd`` is ready; a command does ``on_command``. ``LOAD``: ``half.x``
-    streams into the buffer (``write``) until ``row_beats`` beats are in; then ``on_loaded``,
-    ``half.cycles`` restarts and the run is on. ``RUN``: ``half.cycles`` counts until the last
-    of ``row_beats`` beats leaves on ``half.o``. Returns ``running``, high from the end of the
-    load to the last beat out.
+    ``IDLE``: ``half.cmd`` is ready; a command does ``on_command``. ``PREPARE``: the run's
+    totals are computed from the command's registers into registers (``row_beats``, an
+    expression of them, and ``on_prepare``, more such statements), ``ARM``: the counts of the
+    load are set from them; so no product or comparison of a run-time total sits between a
+    handshake and a register. ``LOAD``: ``half.x`` streams into the buffer (``write``) until
+    ``row_beats`` beats are in; then ``on_loaded``, ``half.cycles`` restarts and the run is on.
+    ``RUN``: ``half.cycles`` counts until the last of ``row_beats`` beats leaves on ``half.o``.
+
+    Returns ``(running, begin, total)``: ``running`` is high from the end of the load to the
+    last beat out; ``begin`` (combinational) in the cycle the load ends; ``total`` is the
+    register of ``row_beats``, set from ``ARM`` on.
     """
-    loaded = Signal(len(write.addr) + 1, name="loaded")    # beats of x in
-    sent = Signal(len(write.addr) + 1, name="sent")        # beats of o out
+    total = Signal(len(write.addr) + 1, name="row_beats")
+    loaded = Signal(len(write.addr), name="loaded")       # beats of x in
     running = Signal()
+    arm, begin = Signal(), Signal()
+    load_active, load_last = countdown(m, name="load", load=arm, total=total,
+                                       step=half.x.valid & half.x.ready)
+    _, send_last = countdown(m, name="send", load=begin, total=total,
+                             step=half.o.valid & half.o.ready)
     with m.FSM():
         with m.State("IDLE"):
             m.d.comb += half.cmd.ready.eq(1)
             with m.If(half.cmd.valid):
                 m.d.sync += [loaded.eq(0), *on_command]
-                m.next = "LOAD"
+                m.next = "PREPARE"
+        with m.State("PREPARE"):
+            m.d.sync += [total.eq(row_beats), *on_prepare]
+            m.next = "ARM"
+        with m.State("ARM"):
+            m.d.comb += arm.eq(1)
+            m.next = "LOAD"
         with m.State("LOAD"):
-            m.d.comb += [half.x.ready.eq(1), write.addr.eq(loaded),
-                         write.data.eq(half.x.payload), write.en.eq(half.x.valid)]
-            with m.If(half.x.valid):
+            m.d.comb += [half.x.ready.eq(load_active), write.addr.eq(loaded),
+                         write.data.eq(half.x.payload),
+                         write.en.eq(half.x.valid & load_active)]
+            with m.If(half.x.valid & load_active):
                 m.d.sync += loaded.eq(loaded + 1)
-                with m.If(loaded == row_beats - 1):
-                    m.d.sync += [sent.eq(0), half.cycles.eq(0), running.eq(1), *on_loaded]
+                with m.If(load_last):
+                    m.d.comb += begin.eq(1)
+                    m.d.sync += [half.cycles.eq(0), running.eq(1), *on_loaded]
                     m.next = "RUN"
         with m.State("RUN"):
             m.d.sync += half.cycles.eq(half.cycles + 1)
-            with m.If(half.o.valid & half.o.ready & (sent == row_beats - 1)):
+            with m.If(half.o.valid & half.o.ready & send_last):
                 m.d.sync += running.eq(0)
                 m.next = "IDLE"
-    with m.If(half.o.valid & half.o.ready):
-        m.d.sync += sent.eq(sent + 1)
-    return running
+    return running, begin, total
 
 
 def issue_calls(m, cu, calls, *, enable, restart, tokens):

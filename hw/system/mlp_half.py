@@ -29,12 +29,13 @@ from hw import checks
 from model.numerics import DEFAULT
 
 from hw.units.compute_unit import ComputeClient
-from hw.streams.gather import Gather
+from hw.streams.gather import Gather, times_constant
 from hw.arith.gelu import Gelu
 from hw.system.half_block import (index_rows, issue_calls, load_then_run, members, row_buffer,
                          rows_written, shift_command)
 from hw.units.layernorm import LayerNorm, parameter_set_loaded
 from hw.units.residual import ResidualAdd
+from hw.streams.pipeline import countdown
 from hw.streams.scatter import Scatter
 
 __all__ = ["MlpHalf", "GAMMA_FORMAT"]
@@ -125,14 +126,20 @@ class MlpHalf(wiring.Component):
 
         command = Signal(self.command_layout)
         tokens = command.tokens
-        fc1_in = Signal(range(T * Bd + 1))          # beats into the compute unit from LN
-        fc1_out = Signal(range(T * Bh + 1))         # fc1 results taken by the scatter
+        hidden_beats = Signal(range(T * Bh + 1))    # fc1's results: tokens * Bh
         rows = {name: Signal(range(T + 1), name=f"{name}_rows")
                 for name in ("ln", "res", "hidden", "scatter")}
         new_command = self.cmd.valid & self.cmd.ready
-        running = load_then_run(
-            m, self, x_wr, tokens * Bd, on_command=[command.eq(self.cmd.payload)],
-            on_loaded=[fc1_in.eq(0), fc1_out.eq(0), *(r.eq(0) for r in rows.values())])
+        running, begin, row_beats = load_then_run(
+            m, self, x_wr, times_constant(tokens, Bd), on_command=[command.eq(self.cmd.payload)],
+            on_prepare=[hidden_beats.eq(times_constant(tokens, Bh))],
+            on_loaded=[r.eq(0) for r in rows.values()])
+        # fc1's phase on the compute unit's input and output, counted down from the run's
+        # start.
+        fc1_in, _ = countdown(m, name="fc1_in", load=begin, total=row_beats,
+                              step=cu.x.valid & cu.x.ready)
+        fc1_out, _ = countdown(m, name="fc1_out", load=begin, total=hidden_beats,
+                               step=cu.o.valid & cu.o.ready)
 
         # The two calls go out from the start of the run, so fc1's weights may load while x
         # does.
@@ -154,18 +161,14 @@ class MlpHalf(wiring.Component):
                    running & (rows["hidden"] < written))
 
         # Compute unit input: LayerNorm rows during fc1, hidden rows during fc2.
-        with m.If(fc1_in < tokens * Bd):
+        with m.If(fc1_in):
             wiring.connect(m, ln.o, cu.x)
-            with m.If(cu.x.valid & cu.x.ready):
-                m.d.sync += fc1_in.eq(fc1_in + 1)
         with m.Else():
             wiring.connect(m, g_h.o, cu.x)
 
         # Compute unit output: fc1 results to the hidden buffer, fc2 results to the residual.
-        with m.If(fc1_out < tokens * Bh):
+        with m.If(fc1_out):
             wiring.connect(m, cu.o, s_h.i)
-            with m.If(cu.o.valid & cu.o.ready):
-                m.d.sync += fc1_out.eq(fc1_out + 1)
         with m.Else():
             wiring.connect(m, cu.o, res.y)
         return m

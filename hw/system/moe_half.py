@@ -20,15 +20,16 @@ beat per cycle and the memory keeping pace::
     cycles = T * (B + LayerNorm.ROW_OVERHEAD) + route + experts
 
 * LayerNorm is the slowest stage while the rows come in: it takes a row every ``2 B +
-  ROW_OVERHEAD`` cycles (:class:`hw.units.layernorm.LayerNorm`, ``ROW_OVERHEAD`` = 15) where loading
-  it takes ``B``, so it ends about ``T * (B + ROW_OVERHEAD)`` cycles after the last beat of
+  ROW_OVERHEAD`` cycles (:class:`hw.units.layernorm.LayerNorm`, ``ROW_OVERHEAD`` = 12) where
+  loading it takes ``B``, so it ends about ``T * (B + ROW_OVERHEAD)`` cycles after the last beat of
   ``x``. The gate logits (``ceil(experts / lanes) * B`` cycles of the array per token), the gate
   (about ``experts`` cycles per token, :class:`hw.units.gate.Gate`) and the queues (``top_k`` per
   token, :class:`hw.units.expert_queues.ExpertQueues`) keep pace with it, each a row behind.
-* ``route``: the last row through LayerNorm's latency (``2 B + 26``), the scatter into ``h``,
+* ``route``: the last row through LayerNorm's latency (``2 B + 34``), the scatter into ``h``,
   its gate logits, the gate's last group of three tokens (``3 * experts`` cycles in, then
   ``SoftmaxProb.LATENCY + 3`` per token), the queues' last choices and the walk to the first
-  active expert: a few hundred cycles (measured: 122 for micro, 195 for m3vit-tiny).
+  active expert: a few hundred cycles (measured before the pipelining of issue 18: 122 for
+  micro, 195 for m3vit-tiny).
 * ``experts``: :class:`hw.units.expert_engine.ExpertEngine`'s formula, from the first queue entry
   (its ``n_1 + F_1 + sum_k max(A_k, F_(k+1))`` and a few cycles per call); the first expert's
   fetch ``F_1`` is never hidden, as the experts are known only once every token is routed.
@@ -46,10 +47,11 @@ from model.numerics import DEFAULT
 from hw.units.expert_engine import ExpertEngine
 from hw.units.expert_queues import ExpertQueues
 from hw.units.gate import Gate
-from hw.streams.gather import Gather
+from hw.streams.gather import Gather, times_constant
 from hw.system.half_block import index_rows, rows_written
 from hw.units.layernorm import LayerNorm, parameter_set_loaded
 from hw.movers.linear_fetch import bus_name, buses
+from hw.streams.pipeline import countdown
 from hw.streams.scatter import Scatter
 
 __all__ = ["MoeHalf"]
@@ -179,9 +181,39 @@ class MoeHalf(wiring.Component):
 
         params = parameter_set_loaded(m, self.p, Bd, self.cmd.ready)
 
-
         with m.If(queues.o.valid & queues.o.ready & queues.o.payload.last):
             m.d.sync += experts.eq(experts + 1)
+
+        # The load counted down from the run's total, and whole rows loaded counted up, so
+        # that no product of the token count sits in front of a handshake.
+        total = Signal(range(T * Bd + 1))
+        arm = Signal()
+        loading, _ = countdown(m, name="load", load=arm, total=total,
+                               step=self.x.valid & self.x.ready)
+        row_beat = Signal(range(Bd))
+        rows_in = Signal(range(T + 1))
+        with m.If(arm):
+            m.d.sync += [row_beat.eq(0), rows_in.eq(0)]
+        with m.Elif(self.x.valid & self.x.ready):
+            m.d.sync += row_beat.eq(Mux(row_beat == Bd - 1, 0, row_beat + 1))
+            with m.If(row_beat == Bd - 1):
+                m.d.sync += rows_in.eq(rows_in + 1)
+
+        # Whether every routed expert is done and every call taken, judged on a snapshot of
+        # the counts taken two cycles before (differences first, then comparisons): late,
+        # but consistent, and only the end of the run waits for it.
+        calls_now, done_now = Signal(16), Signal(16)
+        calls_expected, experts_then = Signal(16), Signal(16)
+        routed_then = Signal()
+        m.d.sync += [calls_now.eq(eng.calls - calls_before),
+                     done_now.eq(eng.experts_done - done_before),
+                     calls_expected.eq(2 * experts + 1), experts_then.eq(experts),
+                     routed_then.eq((started == 0b111) & queues.idle & (experts != 0))]
+        routed = Signal()
+        all_calls, all_done = Signal(), Signal()
+        m.d.sync += [routed.eq(routed_then),
+                     all_calls.eq(calls_now == calls_expected),
+                     all_done.eq(experts_then == done_now)]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -191,19 +223,25 @@ class MoeHalf(wiring.Component):
                                  self.cycles.eq(0), experts.eq(0), started.eq(0),
                                  done_before.eq(eng.experts_done), calls_before.eq(eng.calls)]
                     m.d.sync += [r.eq(0) for r in rows.values()]
-                    m.next = "RUN"
+                    m.next = "PREPARE"
+            with m.State("PREPARE"):
+                m.d.sync += total.eq(times_constant(tokens, Bd))
+                m.next = "ARM"
+            with m.State("ARM"):
+                m.d.comb += arm.eq(1)
+                m.next = "RUN"
             with m.State("RUN"):
                 # The rows load while LayerNorm takes each one once it is in, and writes h row
                 # by row while the engine's gate job follows it (h_rows): so the gate ends soon
                 # after the last row arrives.
-                with m.If(loaded == tokens * Bd):
+                with m.If(~loading):
                     m.d.sync += self.cycles.eq(self.cycles + 1)
-                m.d.comb += [self.x.ready.eq(loaded != tokens * Bd),
+                m.d.comb += [self.x.ready.eq(loading),
                              x_load.eq(self.x.valid & self.x.ready)]
                 with m.If(self.x.valid & self.x.ready):
                     m.d.sync += loaded.eq(loaded + 1)
                 index_rows(m, g_ln.idx, rows["ln"], tokens, Bd,
-                           params & ((rows["ln"] + 1) * Bd <= loaded))
+                           params & (rows["ln"] < rows_in))
                 index_rows(m, s_h.idx, rows["h"], tokens, Bd, score=0, accumulate=0)
                 m.d.comb += [eng.cmd.valid.eq(~started[0]), eng.cmd.payload.eq(layer),
                              gate.cmd.valid.eq(~started[1]), gate.cmd.payload.tokens.eq(tokens),
@@ -213,10 +251,8 @@ class MoeHalf(wiring.Component):
                                                      gate.cmd.valid & gate.cmd.ready,
                                                      queues.cmd.valid & queues.cmd.ready))
                 # Once the queues are empty the count of active experts is final.
-                routed = (started == 0b111) & queues.idle & (experts != 0)
-                m.d.comb += self.calls_taken.eq(
-                    routed & ((eng.calls - calls_before)[:16] == 2 * experts + 1))
-                with m.If(routed & (experts == (eng.experts_done - done_before)[:16])):
+                m.d.comb += self.calls_taken.eq(routed & all_calls)
+                with m.If(routed & all_done):
                     m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += self.calls_taken.eq(1)
