@@ -27,9 +27,9 @@ beat per cycle and the memory keeping pace::
   token, :class:`hw.units.expert_queues.ExpertQueues`) keep pace with it, each a row behind.
 * ``route``: the last row through LayerNorm's latency (``2 B + 34``), the scatter into ``h``,
   its gate logits, the gate's last group of three tokens (``3 * experts`` cycles in, then
-  ``SoftmaxProb.LATENCY + 3`` per token), the queues' last choices and the walk to the first
-  active expert: a few hundred cycles (measured before the pipelining of issue 18: 122 for
-  micro, 195 for m3vit-tiny).
+  ``SoftmaxProb.LATENCY + top_k + 2`` per token), the queues' last choices and the walk to the
+  first active expert: a few hundred cycles (measured before the pipelining of issue 18: 122
+  for micro, 195 for m3vit-tiny).
 * ``experts``: :class:`hw.units.expert_engine.ExpertEngine`'s formula, from the first queue entry
   (its ``n_1 + F_1 + sum_k max(A_k, F_(k+1))`` and a few cycles per call); the first expert's
   fetch ``F_1`` is never hidden, as the experts are known only once every token is routed.
