@@ -228,6 +228,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m hw.timing",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("units", nargs="*", help="units to time (default: all)")
+    parser.add_argument("--unit", action="append", default=[], metavar="NAME",
+                        help="a unit to time (may be repeated; the same as naming it)")
     parser.add_argument("--list", action="store_true", help="list the units and exit")
     parser.add_argument("--config", default=M3VIT_TINY.name,
                         help=f"model configuration: {', '.join(CONFIGS)} (default m3vit-tiny)")
@@ -254,6 +256,7 @@ def main(argv=None):
     if args.list:
         print("\n".join(UNITS))
         return 0
+    args.units += args.unit
     unknown = [u for u in args.units if u not in UNITS]
     if unknown:
         parser.error(f"unknown unit {unknown[0]!r}; choose from: {', '.join(UNITS)}")
