@@ -44,13 +44,15 @@ def _is_address(port):
 @dataclass(frozen=True)
 class Path:
     """One register-to-register path: where it starts and ends (named from the design), its LUT
-    levels, carry bits and combinational DSP slices, and the cell types along it."""
+    levels, carry bits and combinational DSP slices, the cell types along it, and the named
+    nets it passes through (what to read when a path has to be cut)."""
     start: str
     end: str
     luts: int
     carry_bits: int
     dsps: int
     cells: tuple = ()
+    through: tuple = ()
 
     def describe(self):
         parts = [f"{self.luts} LUT"]
@@ -62,7 +64,8 @@ class Path:
 
     def as_dict(self):
         return {"start": self.start, "end": self.end, "luts": self.luts,
-                "carry_bits": self.carry_bits, "dsps": self.dsps}
+                "carry_bits": self.carry_bits, "dsps": self.dsps,
+                "through": list(self.through)}
 
 
 @dataclass
@@ -91,8 +94,10 @@ class Depth:
 
     @classmethod
     def from_dict(cls, d):
-        return cls(Path(**d["deepest"]), Path(**d["longest_carry"]),
-                   [Path(**p) for p in d["worst"]], d["dsps"], d["unknown"])
+        def path(p):
+            return Path(**{**p, "through": tuple(p.get("through", ()))})
+        return cls(path(d["deepest"]), path(d["longest_carry"]),
+                   [path(p) for p in d["worst"]], d["dsps"], d["unknown"])
 
 
 def stitch(modules, top):
@@ -306,14 +311,17 @@ def analyse(modules, top, *, worst=5):
         raise ValueError(f"combinational loop in {top} through {', '.join(sorted(stuck)[:3])}")
 
     def path(end, arrival, back):
-        chain, n = [], end
+        chain, through, n = [], [], end
         while n in back:
             n = back[n]
             if n in weight:
                 chain.append(cells[n[1]]["type"])
+            elif n in back and not names.get(n, "$").startswith("$"):
+                through.append(names[n])
         start = names.get(n, str(n))
         luts, carry, dsps = arrival[end]
-        return Path(start, ends[end], luts, carry, dsps, tuple(reversed(chain)))
+        return Path(start, ends[end], luts, carry, dsps, tuple(reversed(chain)),
+                    tuple(reversed(through)))
 
     endpoints = sorted((b for b in ends if by_luts[b] is not None), key=lambda b: by_luts[b],
                        reverse=True)

@@ -10,7 +10,7 @@ import pytest
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.sim import Simulator
 
-from hw.streams.pipeline import countdown, delay, tree, tree_stages, valid_pipeline
+from hw.streams.pipeline import countdown, delay, tree, tree_stages, valid_pipeline, wide_counter
 
 
 def run(m, signals, drive, cycles):
@@ -229,3 +229,28 @@ def test_countdown_knows_its_last_step(total):
         assert seen[c] == [int(left > 0), int(left == 1)], (c, seen[c], left)
         if steps[c + 1] and left and not loads[c + 1]:
             left -= 1
+
+
+@pytest.mark.parametrize("width, part", [(8, 3), (7, 7), (10, 4)])
+def test_wide_counter_is_exact_once_still(width, part):
+    """A count split into parts with registered carries wraps like one counter of ``width``
+    bits, and reads exact ``parts - 1`` cycles after its last step."""
+    rng = random.Random(width * part)
+    m = Module()
+    clear, step = Signal(), Signal()
+    count = wide_counter(m, name="count", width=width, clear=clear, step=step, part=part)
+    settle = -(-width // part) - 1
+    drives, expected, true = [], [], 0
+    for burst in range(12):
+        cleared = burst == 6
+        drives.append([(clear, int(cleared)), (step, 0)])
+        true = 0 if cleared else true
+        for _ in range(rng.randrange(1, 3 * 2 ** width)):
+            on = int(rng.random() < 0.8)
+            drives.append([(clear, 0), (step, on)])
+            true += on
+        drives += [[(clear, 0), (step, 0)]] * (settle + 1)
+        expected.append((len(drives) - 1, true % 2 ** width))
+    seen = run(m, [count], lambda c: drives[c], len(drives))
+    for cycle, value in expected:
+        assert seen[cycle][0] == value

@@ -15,17 +15,16 @@ names, and a change to how they are made (a reset, an attribute for synthesis) i
 The registers are the ones each unit wrote by hand before, with the same enable, initial values
 and names, so the logic and the resources are unchanged.
 
-There is no skid buffer here: no unit has one. The units stall as a whole instead, which makes
-``i.ready`` follow ``o.ready`` combinationally; a unit that needs its ``ready`` registered should
-add a skid buffer here rather than write one of its own.
+The units stall as a whole, which makes ``i.ready`` follow ``o.ready`` combinationally; where a
+chain of units makes that ready path too deep, :class:`hw.streams.skid.SkidBuffer` cuts it.
 """
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Cat, Signal
 
 from hw import checks
 
 
-__all__ = ["delay", "valid_pipeline", "tree", "tree_stages", "countdown"]
+__all__ = ["delay", "valid_pipeline", "tree", "tree_stages", "countdown", "wide_counter"]
 
 
 def delay(m, value, stages, *, name, en=None, first=1):
@@ -212,3 +211,41 @@ def countdown(m, *, name, load, total, step):
     with m.Elif(step & active):
         m.d.sync += [left.eq(left - 1), last.eq(left == 2), active.eq(~last)]
     return active, last
+
+
+def wide_counter(m, *, name, width, clear, step, part=32):
+    """A ``width``-bit count of cycles with ``step`` high, cleared by ``clear``, built from
+    ``part``-bit counters with a register on the carry between them, so that no carry chain
+    is longer than ``part + 1`` bits whatever the width.
+
+    Part ``k`` takes its carry ``k`` cycles late: the count reads exact ``ceil(width / part) - 1``
+    cycles after its last step (a cycle counter read once a run has ended, not while it counts).
+
+    Parameters
+    ----------
+    m : amaranth.hdl.Module
+    name : str
+        Stem of the registers' names (``{name}_0``, ``{name}_1``, ... low part first).
+    width, part : int
+        Bits of the count and of each part, both positive.
+    clear, step : value-like
+        One bit each; ``clear`` wins.
+
+    Returns
+    -------
+    value-like
+        The count, ``width`` bits.
+    """
+    checks.positive("wide_counter", "width", width)
+    checks.positive("wide_counter", "part", part)
+    parts = [Signal(min(part, width - low), name=f"{name}_{k}")
+             for k, low in enumerate(range(0, width, part))]
+    carries = [step] + [Signal(name=f"{name}_carry_{k}") for k in range(1, len(parts))]
+    for k, count in enumerate(parts):
+        if k + 1 < len(parts):
+            m.d.sync += Cat(count, carries[k + 1]).eq(count + carries[k])
+        else:
+            m.d.sync += count.eq(count + carries[k])
+    with m.If(clear):
+        m.d.sync += [count.eq(0) for count in parts] + [carry.eq(0) for carry in carries[1:]]
+    return Cat(*parts)

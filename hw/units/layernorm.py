@@ -406,11 +406,19 @@ class LayerNorm(wiring.Component):
             # is rounded; checking the top bits rather than comparing keeps the carry short.
             in_fit = Signal(name=f"dc_fit{lane}")
             m.d.comb += in_fit.eq(halves[fit - 1:].all() | ~halves[fit - 1:].any())
+            h = halves[:fit]
             rounded = Signal(signed(fit), name=f"xhat_round{lane}")
-            m.d.comb += rounded.eq((halves[:fit].as_signed() + 1) >> 1)
+            m.d.comb += rounded.eq((h.as_signed() + 1) >> 1)
+            # Whether rounded fits XHAT_FORMAT, decided from h rather than from the sum, so
+            # that the adder is not on the saturation's path: (h + 1) >> 1 fits iff h is in
+            # [2 min - 1, 2 max], that is iff h >> 1 fits (its top two bits agree), except
+            # h = 2 max + 1, and also h = 2 min - 1: both have the low bits all ones and bit
+            # `w` clear, and differ in the sign.
+            w = XHAT_FORMAT.width
+            edge = h[:w].all() & ~h[w]
             in_range = Signal(name=f"xhat_fit{lane}")
-            top = rounded[XHAT_FORMAT.width - 1:]
-            m.d.comb += in_range.eq(in_fit & (top.all() | ~top.any()))
+            m.d.comb += in_range.eq(in_fit & Mux(h[w + 1] == h[w], ~(edge & ~h[w + 1]),
+                                                 edge & h[w + 1]))
             xhat_next = Signal(signed(XHAT_FORMAT.width), name=f"xhat_next{lane}")
             m.d.comb += xhat_next.eq(Mux(in_range, rounded,
                                          Mux(halves[-1], XHAT_FORMAT.min_int,
