@@ -44,7 +44,14 @@ and ``2 P`` in the probabilities.
 **Timing.** The adder trees' and the accumulators' sums are split in two carry chains (see
 ``_LOW_BITS``), their rounding takes a stage to join the halves and one to round and saturate;
 the slots' validity and addresses come from flags and bases kept beside the sweep counters; the
-probabilities start from registers; and each multiplier has its own A register.
+probabilities start from registers; and each multiplier has its own A register. No compare
+takes a sum, difference or product of ``tokens``: the run's last buffer block
+(``tokens * heads - 1``) and output beats are loaded with the command, by shifted adds; the keys
+of a pass are counted down (:func:`hw.streams.pipeline.countdown`), so ``j == tokens - 1`` is a
+register; the next pass's flags test one register, ``tokens - (p + 1) * P``, against constants;
+and an output row's first block (``row * heads``) is formed a stage before it is written. Every
+path is within 4 LUT levels and a 36-bit carry, with all DSP48E2 absorbable
+(``python -m hw.timing attention --no-ecp5``, m3vit-tiny).
 
 A command with zero tokens or more than ``max_tokens`` sets ``error`` (sticky) and is dropped;
 :meth:`AttentionEngine.command` raises in Python.
@@ -61,7 +68,8 @@ from model.units.softmax import MAX_ROW
 
 from hw import checks
 from hw.arith.multiplier import Multiplier
-from hw.streams.pipeline import delay
+from hw.streams.gather import times_constant
+from hw.streams.pipeline import countdown, delay
 from hw.arith.reciprocal import K_WIDTH
 from hw.units.softmax import SoftmaxProb, SoftmaxStats
 
@@ -226,6 +234,10 @@ class AttentionEngine(wiring.Component):
 
         # --- Run control (the states are at the end, once their conditions exist) -----------
         tokens = Signal.like(self.cmd.payload.tokens)
+        # Loaded with the command, so that no product or subtraction of `tokens` lies before a
+        # compare: the last block of a buffer (tokens * heads - 1) and the beats of a run.
+        last_block = Signal(range(T * heads + 1))
+        beats = Signal(range(T * heads * G + 1))
         running = Signal()                            # from a command to its last output beat
         start_sweep = Signal()
 
@@ -247,7 +259,7 @@ class AttentionEngine(wiring.Component):
                 m.d.sync += group.eq(Mux(group == G - 1, 0, group + 1))
                 with m.If(group == G - 1):
                     m.d.sync += addr.eq(addr + 1)
-                    with m.If(addr == tokens * heads - 1):
+                    with m.If(addr == last_block):
                         m.d.sync += done.eq(1)
             with m.If(self.cmd.valid & self.cmd.ready):
                 m.d.sync += [addr.eq(0), group.eq(0), done.eq(0)]
@@ -265,18 +277,24 @@ class AttentionEngine(wiring.Component):
         step = Signal(range(T * ways))                # j * ways + way: the step in the pass
         # Flags and the previous pass's bases, kept in registers beside the counters so that
         # the slots' validity and addresses below take no compare or subtraction of them:
-        # last_pass is p * P + 1 >= tokens; per slot s, in_pass[s] is j >= s (it has loaded
-        # its query of this pass), fits[s] and fits_prev[s] say whether its queries of this
-        # pass and of the previous one exist (p * P + s < tokens, and the same one pass
-        # earlier; false in the first pass).
+        # last_key is j == tokens - 1 (the keys counted down); last_pass is p * P + 1 >= tokens;
+        # per slot s, in_pass[s] is j >= s (it has loaded its query of this pass), fits[s] and
+        # fits_prev[s] say whether its queries of this pass and of the previous one exist
+        # (p * P + s < tokens, and the same one pass earlier; false in the first pass). The next
+        # pass's flags are tests of `after`, tokens - (p + 1) * P, against constants.
         prev_q = Signal.like(pass_q)
         prev_ways = Signal.like(pass_ways)
         prev_store = Signal.like(pass_store)
         last_pass = Signal()
+        after = Signal(range(-3 * P - T, T + 1))
         in_pass = [Signal(name=f"slot{s}_in_pass") for s in range(P)]
         fits = [Signal(name=f"slot{s}_fits") for s in range(P)]
         fits_prev = [Signal(name=f"slot{s}_fits_prev") for s in range(P)]
-        last_key = j == tokens - 1
+        key_end = sweeping & (way == ways - 1)        # a key's last step
+        pass_end = Signal()
+        _, last_key = countdown(m, name="keys", load=start_sweep | pass_end, total=tokens,
+                                step=key_end)
+        m.d.comb += pass_end.eq(key_end & last_key)
         last_step = (way == ways - 1) & last_key & last_pass
         with m.If(sweeping):
             m.d.sync += [way.eq(way + 1), step.eq(step + 1)]
@@ -290,16 +308,16 @@ class AttentionEngine(wiring.Component):
                                  pass_store.eq(pass_store + T * ways),
                                  prev_q.eq(pass_q), prev_ways.eq(pass_ways),
                                  prev_store.eq(pass_store),
-                                 last_pass.eq(pass_q + P + 1 >= tokens)]
+                                 last_pass.eq(after <= 1), after.eq(after - P)]
                     m.d.sync += [in_pass[s].eq(0) for s in range(1, P)]
-                    m.d.sync += [fits[s].eq(pass_q + P + s < tokens) for s in range(P)]
+                    m.d.sync += [fits[s].eq(after > s) for s in range(P)]
                     m.d.sync += [fits_prev[s].eq(fits[s]) for s in range(P)]
             with m.If(last_step):
                 m.d.sync += sweeping.eq(0)
         with m.If(start_sweep):
             m.d.sync += [sweeping.eq(1), j.eq(0), way.eq(0), pass_q.eq(0), key_block.eq(0),
                          pass_block.eq(0), pass_ways.eq(0), pass_store.eq(0), step.eq(0),
-                         last_pass.eq(tokens <= 1)]
+                         last_pass.eq(tokens <= 1), after.eq(tokens - P)]
             m.d.sync += [in_pass[s].eq(s == 0) for s in range(P)]
             m.d.sync += [fits[s].eq(s < tokens) for s in range(P)]
             m.d.sync += [fits_prev[s].eq(0) for s in range(P)]
@@ -317,7 +335,7 @@ class AttentionEngine(wiring.Component):
             m.d.comb += valid.eq(sweeping & Mux(in_pass[s], fits[s], fits_prev[s]))
             slot_valid.append(valid)
             slot_first.append(j == s)
-            slot_last.append(j == (tokens - 1 if s == 0 else s - 1))
+            slot_last.append(last_key if s == 0 else j == s - 1)
             slot_load.append(valid & (j == s) & real_way)
             slot_row.append(q)
             sa = Signal(range(rows_per_slot * T * ways), name=f"slot{s}_store_addr")
@@ -411,9 +429,13 @@ class AttentionEngine(wiring.Component):
             valid_q = delay(m, qk & slot_valid[s], lat, name=f"slot{s}_qk_valid")
             last_q = delay(m, slot_last[s], lat, name=f"slot{s}_qk_last")
             real_q = way_q < heads
+            # The statistics are taken while the run lasts, which is whenever they come. Not a
+            # constant 1: with every unit's enable constant, synthesis merges their constant
+            # registers (the sign of the reciprocal's step) into one flip-flop shared by P
+            # DSP48E2 slices, which none of them can then absorb.
             m.d.comb += [unit.i.valid.eq(valid_q),
                          unit.i.payload.score.eq(Mux(real_q, scores[s], 0)),
-                         unit.i.payload.last.eq(last_q | ~real_q), unit.o.ready.eq(1)]
+                         unit.i.payload.last.eq(last_q | ~real_q), unit.o.ready.eq(running)]
             store = memory.Memory(shape=signed(fmt.width), depth=rows_per_slot * T * ways,
                                   init=[])
             m.submodules[f"score_store_{s}"] = store
@@ -484,7 +506,7 @@ class AttentionEngine(wiring.Component):
         out_width = fmt.width
         out_shift = PROB_FRAC + fmt.frac - fmt.frac
         lo_width, hi_width = _LOW_BITS + ceil_log2(T), acc_width - _LOW_BITS
-        finished, finished_row, ends = [], [], []
+        finished, finished_base, ends = [], [], []
         for s in range(P):
             first = delay(m, slot_first[s], lat, name=f"slot{s}_av_first")
             last = delay(m, avs & slot_valid[s] & slot_last[s], lat, name=f"slot{s}_av_last")
@@ -502,17 +524,19 @@ class AttentionEngine(wiring.Component):
                                      for pos in range(1, ways)]
             # One cycle later ring[0] holds the way's new sum.
             finished.append(delay(m, last & step_v & (way_v < heads), 1, name=f"slot{s}_done"))
-            finished_row.append(delay(m, row, 1, name=f"slot{s}_done_row"))
+            # The row's first block in the output buffer, row * heads.
+            finished_base.append(delay(m, times_constant(row, heads), 1,
+                                      name=f"slot{s}_done_base"))
             ends.append([ring[0] for ring in rings])
 
         # The finished sums (of one slot at a time) are joined and shifted, then rounded, a
         # stage each, and written to the output buffer.
         way_done = delay(m, way_v, 1, name="done_way")
-        ended, row_out = ends[0], finished_row[0]
+        ended, base_out = ends[0], finished_base[0]
         for s in range(1, P):
             ended = [tuple(Mux(finished[s], new, old) for new, old in zip(sum_s, sum_ended))
                      for sum_s, sum_ended in zip(ends[s], ended)]
-            row_out = Mux(finished[s], finished_row[s], row_out)
+            base_out = Mux(finished[s], finished_base[s], base_out)
         any_done = Cat(*finished).any()
         out_halves = []
         for lane in range(hd):
@@ -521,7 +545,7 @@ class AttentionEngine(wiring.Component):
         data_out = Signal(unsigned(hd * out_width))
         m.d.sync += data_out.eq(Cat(*(_round_saturate(halves, out_width)[:out_width]
                                       for halves in out_halves)))
-        out_addr_w = delay(m, row_out * heads + way_done, 2, name="out_write_addr")
+        out_addr_w = delay(m, base_out + way_done, 2, name="out_write_addr")
         out_en = delay(m, any_done, 2, name="out_write_en")
         way_out = delay(m, way_done, 2, name="out_write_way")
         o_wr = o_mem.write_port()
@@ -575,7 +599,9 @@ class AttentionEngine(wiring.Component):
                         m.d.sync += self.error.eq(1)
                     with m.Else():
                         m.d.sync += [tokens.eq(n), running.eq(1), self.qk_cycles.eq(0),
-                                     self.av_cycles.eq(0)]
+                                     self.av_cycles.eq(0),
+                                     last_block.eq(times_constant(n, heads) - 1),
+                                     beats.eq(times_constant(n, heads * G))]
                         m.next = "LOAD"
             with m.State("LOAD"):
                 with m.If(loaded["q"] & loaded["k"]):
@@ -603,7 +629,7 @@ class AttentionEngine(wiring.Component):
                 with m.If((rows_done == tokens) & ~sweeping):
                     m.next = "OUT"
             with m.State("OUT"):
-                with m.If(sent == tokens * heads * G):
+                with m.If(sent == beats):
                     m.d.sync += running.eq(0)
                     m.next = "IDLE"
         return m
