@@ -316,7 +316,7 @@ def analyse(modules, top, *, worst=5):
             n = back[n]
             if n in weight:
                 chain.append(cells[n[1]]["type"])
-            elif n in back and not names.get(n, "$").startswith("$"):
+            elif n in back and not names.get(n, "$").split(".")[-1].startswith("$"):
                 through.append(names[n])
         start = names.get(n, str(n))
         luts, carry, dsps = arrival[end]

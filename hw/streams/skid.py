@@ -35,13 +35,14 @@ class SkidBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         spare = Signal.like(self.i.payload, name="spare")
-        spare_full = Signal()
-        m.d.comb += self.i.ready.eq(~spare_full)
+        # Kept as "empty" rather than "full", so that i.ready is the flip-flop itself.
+        spare_empty = Signal(init=1)
+        m.d.comb += self.i.ready.eq(spare_empty)
         with m.If(~self.o.valid | self.o.ready):
-            with m.If(spare_full):
-                m.d.sync += [self.o.payload.eq(spare), self.o.valid.eq(1), spare_full.eq(0)]
+            with m.If(~spare_empty):
+                m.d.sync += [self.o.payload.eq(spare), self.o.valid.eq(1), spare_empty.eq(1)]
             with m.Else():
                 m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
-        with m.Elif(self.i.valid & ~spare_full):
-            m.d.sync += [spare.eq(self.i.payload), spare_full.eq(1)]
+        with m.Elif(self.i.valid & spare_empty):
+            m.d.sync += [spare.eq(self.i.payload), spare_empty.eq(0)]
         return m
