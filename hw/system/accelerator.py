@@ -195,7 +195,12 @@ class Accelerator(wiring.Component):
             m.d.sync += draining.eq(1)
         with m.Elif(quiet):
             m.d.sync += draining.eq(0)
-        datapath = ResetInserter(clear)
+        # The datapath's reset is `clear` a cycle late, from a register: it reaches every
+        # flip-flop of the datapath, where synthesis merges it with each one's own logic. In
+        # the cycle between, draining already holds back every new memory request.
+        datapath_reset = Signal()
+        m.d.sync += datapath_reset.eq(clear)
+        datapath = ResetInserter(datapath_reset)
 
         def add(name, unit):
             m.submodules[name] = datapath(unit)
@@ -210,24 +215,26 @@ class Accelerator(wiring.Component):
             return buffer.o
 
         # --- Datapath units --------------------------------------------------------------
-        # The compute unit's operands, each client's commands and each client's results pass
-        # through a skid buffer: the unit's operand ready would otherwise reach through the
-        # mux and a client into its memory port, a client's command through the mux's choice
-        # into the other clients, and a client's result ready into the unit's output queue.
+        # The compute unit's streams, and each client's commands, weights, biases and results,
+        # pass through a skid buffer: the unit's operand ready would otherwise reach through
+        # the mux and a client into its memory port, a client's command or weights through the
+        # mux's choice into the other clients, and a client's result ready into the unit's
+        # output queue.
         cu = add("compute", self.compute)
         mux = add("compute_mux", ComputeMux(cu, clients=len(CLIENTS)))
         wiring.connect(m, mux.unit.cmd, cu.cmd)
         for stream_name in ("w", "b", "x"):
             wiring.connect(m, skid(f"compute_{stream_name}", getattr(mux.unit, stream_name)),
                            getattr(cu, stream_name))
-        wiring.connect(m, cu.o, mux.unit.o)
+        wiring.connect(m, skid("compute_o", cu.o), mux.unit.o)
         m.d.comb += [mux.unit.error.eq(cu.error), mux.unit.busy.eq(cu.busy)]
         units = {name: add(name, getattr(self, name)) for name in CLIENTS}
         for index, name in enumerate(CLIENTS):
             client, port = units[name].cu, mux.clients[index]
-            for stream_name in ("w", "b", "x"):
-                wiring.connect(m, getattr(client, stream_name), getattr(port, stream_name))
-            wiring.connect(m, skid(f"{name}_call", client.cmd), port.cmd)
+            wiring.connect(m, client.x, port.x)
+            for stream_name, what in (("cmd", "call"), ("w", "weights"), ("b", "biases")):
+                wiring.connect(m, skid(f"{name}_{what}", getattr(client, stream_name)),
+                               getattr(port, stream_name))
             wiring.connect(m, skid(f"{name}_results", port.o), client.o)
             m.d.comb += [client.error.eq(port.error), client.busy.eq(port.busy)]
         embed, att, mlp, moe = (units[name] for name in CLIENTS)

@@ -93,6 +93,7 @@ class ExpertQueues(wiring.Component):
         # Collecting: a choice is registered, then written (and counted) in the next cycle.
         pend = Signal()
         pend_expert = Signal(range(E))
+        pend_one_hot = Signal(E)                      # the same, decoded for the count
         pend_token = Signal.like(token)
         pend_score = Signal.like(self.i.payload.scores[0])
 
@@ -115,7 +116,10 @@ class ExpertQueues(wiring.Component):
             m.d.comb += [wr.addr.eq(Cat(counts[pend_expert][:pitch], pend_expert)),
                          wr.data.token.eq(pend_token), wr.data.score.eq(pend_score),
                          wr.en.eq(1)]
-            m.d.sync += counts[pend_expert].eq(counts[pend_expert] + 1)
+            # Each count increments itself: no multiplexer over experts before the adder.
+            for e, count in enumerate(counts):
+                with m.If(pend_one_hot[e]):
+                    m.d.sync += count.eq(count + 1)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -135,6 +139,7 @@ class ExpertQueues(wiring.Component):
                 with m.Elif(self.i.valid):
                     with m.If(e < E):
                         m.d.sync += [pend.eq(1), pend_expert.eq(e), pend_token.eq(token),
+                                     pend_one_hot.eq(Cat(*(e == n for n in range(E)))),
                                      pend_score.eq(self.i.payload.scores[choice])]
                     with m.Else():
                         m.d.sync += self.error.eq(1)
