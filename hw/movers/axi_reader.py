@@ -3,11 +3,12 @@ stream. Twin of :func:`model.movers.axi_reader.read_beats`.
 
 Each command is split into INCR bursts of at most 256 beats that never cross a 4 KB boundary
 (:class:`hw.movers.axi_bursts.BurstSplitter`). Up to ``max_outstanding`` bursts are requested ahead
-of the data, so a slow memory's latency is hidden; ``rready`` follows the output stream's
-``ready``, so back-pressure reaches the memory and nothing is buffered.
+of the data, so a slow memory's latency is hidden. The data passes through a skid buffer
+(:class:`hw.streams.skid.SkidBuffer`): ``rready`` is a register, so back-pressure reaches the
+memory a cycle late, with at most two beats held, and no consumer's ready chain reaches the bus.
 
-Latency: a command taken at a clock edge offers its first address two cycles later; the data
-path adds none (a beat is on ``o`` in the cycle the memory offers it).
+Latency: a command taken at a clock edge offers its first address two cycles later; a beat is on
+``o`` the cycle after the memory offers it.
 
 Throughput: one beat per cycle when the memory and the consumer keep pace. The address side
 spends ``1 + 2B`` cycles on a command of ``B`` bursts
@@ -22,6 +23,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 from hw.movers.axi import dma_command_layout, RESP_OKAY, axi4_read
 from hw.movers.axi_bursts import BurstSplitter, address_channel
+from hw.streams.skid import SkidBuffer
 
 __all__ = ["AxiReader"]
 
@@ -66,8 +68,10 @@ class AxiReader(wiring.Component):
             addr_width=len(bus.araddr), data_width=self._data_width, max_beats=self._max_beats)
         wiring.connect(m, wiring.flipped(self.cmd), bursts.i)
 
-        m.d.comb += [self.o.valid.eq(bus.rvalid), self.o.payload.eq(bus.rdata),
-                     bus.rready.eq(self.o.ready)]
+        m.submodules.data = data = SkidBuffer(unsigned(self._data_width))
+        m.d.comb += [data.i.valid.eq(bus.rvalid), data.i.payload.eq(bus.rdata),
+                     bus.rready.eq(data.i.ready)]
+        wiring.connect(m, data.o, wiring.flipped(self.o))
         received = bus.rvalid & bus.rready
         address_channel(m, bursts, bus, "ar", max_outstanding=self._max_outstanding,
                         done=received & bus.rlast)

@@ -41,9 +41,10 @@ request; outstanding read bursts taken and dropped; a write in progress finished
 the next run starts on quiet ports; STATUS.BUSY stays high until then. The machine never hangs.
 
 **Cycles** (``CYCLES_TOTAL`` and per stage): the total counts from START to done; a stage counts
-the cycles in which its unit is running (they overlap where units overlap). One m3vit-tiny image
-takes about 3.0 M cycles with the default shape (docs/performance.md); throughput is one image at
-a time.
+the cycles in which its unit is running (they overlap where units overlap). The total is two
+32-bit halves with a registered carry (no 64-bit carry chain), exact once the run has ended. One
+m3vit-tiny image takes about 3.0 M cycles with the default shape (docs/performance.md);
+throughput is one image at a time.
 """
 
 from amaranth import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
@@ -69,9 +70,11 @@ from hw.system.mlp_half import MlpHalf
 from hw.system.moe_half import MoeHalf
 from hw.units.patch_embed import PatchEmbed
 from hw.system.registers import RegisterBlock
+from hw.streams.pipeline import wide_counter
 from hw.streams.router import StreamRouter
 from hw.system.sequencer import Sequencer
 from hw.streams.fork import StreamFork
+from hw.streams.skid import SkidBuffer
 from hw.streams.widen import Widen
 from hw.streams.words import LanesToWords, WordsToLanes
 
@@ -192,19 +195,51 @@ class Accelerator(wiring.Component):
             m.d.sync += draining.eq(1)
         with m.Elif(quiet):
             m.d.sync += draining.eq(0)
-        datapath = ResetInserter(clear)
+        # The datapath's reset is `clear` a cycle late, from a register: it reaches every
+        # flip-flop of the datapath, where synthesis merges it with each one's own logic. In
+        # the cycle between, draining already holds back every new memory request.
+        datapath_reset = Signal()
+        m.d.sync += datapath_reset.eq(clear)
+        datapath = ResetInserter(datapath_reset)
 
         def add(name, unit):
             m.submodules[name] = datapath(unit)
             return unit
 
+        # The units stall as a whole, so a ready travels back through every unit of a chain
+        # in one cycle. A skid buffer (a registered ready) ends such a path where it would
+        # cross from one unit into another past the logic depth bound (docs/timing.md).
+        def skid(name, source):
+            buffer = add(f"{name}_skid", SkidBuffer(source.payload.shape()))
+            wiring.connect(m, source, buffer.i)
+            return buffer.o
+
         # --- Datapath units --------------------------------------------------------------
+        # The compute unit's streams, and each client's commands, weights, biases and results,
+        # pass through a skid buffer: the unit's operand ready would otherwise reach through
+        # the mux and a client into its memory port, a client's command or weights through the
+        # mux's choice into the other clients, and a client's result ready into the unit's
+        # output queue.
         cu = add("compute", self.compute)
         mux = add("compute_mux", ComputeMux(cu, clients=len(CLIENTS)))
-        wiring.connect(m, mux.unit, cu)
+        wiring.connect(m, mux.unit.cmd, cu.cmd)
+        for stream_name in ("w", "b", "x"):
+            wiring.connect(m, skid(f"compute_{stream_name}", getattr(mux.unit, stream_name)),
+                           getattr(cu, stream_name))
+        wiring.connect(m, skid("compute_o", cu.o), mux.unit.o)
+        m.d.comb += [mux.unit.error.eq(cu.error), mux.unit.busy.eq(cu.busy)]
         units = {name: add(name, getattr(self, name)) for name in CLIENTS}
+        calls = {}                                    # each client's calls, past its skid
         for index, name in enumerate(CLIENTS):
-            wiring.connect(m, units[name].cu, mux.clients[index])
+            client, port = units[name].cu, mux.clients[index]
+            wiring.connect(m, client.x, port.x)
+            calls[name] = skid(f"{name}_call", client.cmd)
+            wiring.connect(m, calls[name], port.cmd)
+            for stream_name, what in (("w", "weights"), ("b", "biases")):
+                wiring.connect(m, skid(f"{name}_{what}", getattr(client, stream_name)),
+                               getattr(port, stream_name))
+            wiring.connect(m, skid(f"{name}_results", port.o), client.o)
+            m.d.comb += [client.error.eq(port.error), client.busy.eq(port.busy)]
         embed, att, mlp, moe = (units[name] for name in CLIENTS)
         outstanding = []
 
@@ -222,9 +257,13 @@ class Accelerator(wiring.Component):
                          unit_bus.arready.eq(port.arready & ~draining),
                          port.rready.eq(unit_bus.rready | draining),
                          unit_bus.rvalid.eq(port.rvalid & ~draining)]
+            # Bursts in flight, for `quiet`. A burst's end is counted a cycle late (from a
+            # register, so that rready, which comes from deep in the datapath, ends there):
+            # the count is never low, and a port reads quiet a cycle later at worst.
             bursts = Signal(8, name=f"port{len(outstanding)}_bursts")
-            m.d.sync += bursts.eq(bursts + (port.arvalid & port.arready) -
-                                  (port.rvalid & port.rready & port.rlast))
+            ended = Signal(name=f"port{len(outstanding)}_ended")
+            m.d.sync += [ended.eq(port.rvalid & port.rready & port.rlast),
+                         bursts.eq(bursts + (port.arvalid & port.arready) - ended)]
             outstanding.append(bursts)
 
         for p, bus in enumerate(moe.buses):
@@ -251,9 +290,7 @@ class Accelerator(wiring.Component):
         image_router = add("image_router", StreamRouter(unsigned(dw), destinations=2,
                                                         max_beats=max_beats))
         wiring.connect(m, image_reader.o, image_router.i)
-        m.d.comb += [embed.image.valid.eq(image_router.o[1].valid),
-                     embed.image.payload.eq(image_router.o[1].payload),
-                     image_router.o[1].ready.eq(embed.image.ready)]
+        wiring.connect(m, skid("image", image_router.o[1]), embed.image)
         shift_count = len(lay.shift_names)
         shifts = [Signal(8, name=f"shift_{n}") for n in range(shift_count)]
         shift_beat = Signal(range(tiles(shift_count, bb) + 1))
@@ -272,16 +309,16 @@ class Accelerator(wiring.Component):
         wiring.connect(m, params_reader.o, params_router.i)
         pos = add("pos_words", WordsToLanes(lanes=L, width=act.width, data_width=dw))
         wiring.connect(m, params_router.o[0], pos.i)
-        wiring.connect(m, pos.o, embed.pos)
+        wiring.connect(m, skid("pos", pos.o), embed.pos)
         for index, name in ((ParamsTo.ATTENTION, "attention"), (ParamsTo.MLP, "mlp"),
                             (ParamsTo.MOE, "moe")):
             words = add(f"{name}_ln_words", WordsToLanes(lanes=2 * L, width=32, data_width=dw))
             wiring.connect(m, params_router.o[index], words.i)
-            p = units[name].p
-            m.d.comb += [p.valid.eq(words.o.valid), words.o.ready.eq(p.ready)]
+            ln, p = skid(f"{name}_ln", words.o), units[name].p
+            m.d.comb += [p.valid.eq(ln.valid), ln.ready.eq(p.ready)]
             for lane in range(L):
-                m.d.comb += [p.payload[lane].gamma.eq(words.o.payload[lane]),
-                             p.payload[lane].beta.eq(words.o.payload[L + lane])]
+                m.d.comb += [p.payload[lane].gamma.eq(ln.payload[lane]),
+                             p.payload[lane].beta.eq(ln.payload[L + lane])]
 
         # Dense linear records: the fetch's weights and biases go where the sequencer says.
         # The weights are widened to the compute unit's beat of expert_ports memory beats.
@@ -295,8 +332,8 @@ class Accelerator(wiring.Component):
         wiring.connect(m, widen.o, w_router.i)
         wiring.connect(m, fetch.b, b_router.i)
         for index, name in enumerate(dense):
-            wiring.connect(m, w_router.o[index], units[name].w)
-            wiring.connect(m, b_router.o[index], units[name].b)
+            wiring.connect(m, skid(f"{name}_w", w_router.o[index]), units[name].w)
+            wiring.connect(m, skid(f"{name}_b", b_router.o[index]), units[name].b)
 
         # --- The sequencer: the program of model.schedule ----------------------------------
         m.submodules.sequencer = seq = self.sequencer
@@ -327,8 +364,13 @@ class Accelerator(wiring.Component):
             wiring.connect(m, getattr(seq, f"{unit.name.lower()}_cmd"), units[unit.name.lower()].cmd)
 
         # --- Activations: each stage's rows into the next stage, where the program routes them
+        # Each stage's output goes through a skid buffer before the routing multiplexers, and
+        # the output words before the writer: otherwise the writer's ready would reach
+        # through the multiplexers into every stage.
         to_words = add("out_words", LanesToWords(lanes=L, width=act.width, data_width=dw))
-        sources = {Source.EMBED: embed.o, Source.MLP: mlp.o, Source.MOE: moe.o}
+        sources = {Source.EMBED: skid("embed", embed.o), Source.MLP: skid("mlp", mlp.o),
+                   Source.MOE: skid("moe", moe.o)}
+        att_o = skid("attention", att.o)
         for key, source in sources.items():
             into_att = seq.into_attention == key
             into_out = seq.into_output == key
@@ -342,11 +384,12 @@ class Accelerator(wiring.Component):
             m.d.comb += [sink.valid.eq(valid), sink.payload.eq(payload)]
         to_moe = seq.attention_to == Unit.MOE
         for sink, chosen in ((mlp.x, ~to_moe), (moe.x, to_moe)):
-            m.d.comb += [sink.valid.eq(att.o.valid & chosen), sink.payload.eq(att.o.payload)]
-        m.d.comb += att.o.ready.eq(Mux(to_moe, moe.x.ready, mlp.x.ready))
-        m.d.comb += [writer.i.valid.eq(to_words.o.valid | draining),
-                     writer.i.payload.eq(Mux(draining, 0, to_words.o.payload)),
-                     to_words.o.ready.eq(writer.i.ready)]
+            m.d.comb += [sink.valid.eq(att_o.valid & chosen), sink.payload.eq(att_o.payload)]
+        m.d.comb += att_o.ready.eq(Mux(to_moe, moe.x.ready, mlp.x.ready))
+        words = skid("out_words", to_words.o)
+        m.d.comb += [writer.i.valid.eq(words.valid | draining),
+                     writer.i.payload.eq(Mux(draining, 0, words.payload)),
+                     words.ready.eq(writer.i.ready)]
 
         # --- The run ----------------------------------------------------------------------
         # Calls each client has had accepted by the compute unit, and output beats written.
@@ -369,7 +412,9 @@ class Accelerator(wiring.Component):
                      seq.weights_addr.eq(addr["weights"]), seq.image_addr.eq(addr["image"]),
                      seq.output_addr.eq(addr["output"]),
                      seq.shift_beats.eq(shift_beat),
-                     seq.moe_calls_taken.eq(moe.calls_taken),
+                     # The MoE half counts a call taken when its skid takes it; the program
+                     # waits until the mux has (the next block's calls must come after).
+                     seq.moe_calls_taken.eq(moe.calls_taken & ~calls["moe"].valid),
                      seq.written.eq(written), seq.writer_idle.eq(writer.idle),
                      self.progress.eq(seq.progress), regs.done.eq(seq.done)]
         m.d.comb += [seq.shifts[n].eq(shift) for n, shift in enumerate(shifts)]
@@ -379,12 +424,12 @@ class Accelerator(wiring.Component):
             m.d.sync += busy.eq(0)
 
         # Counters.
-        total = Signal(64)
+        total = wide_counter(m, name="total", width=len(regs.cycles), clear=regs.start,
+                             step=busy)
         stage = {name: Signal(32, name=f"{name}_cycles") for name in CLIENTS}
         with m.If(regs.start):
-            m.d.sync += [total.eq(0)] + [c.eq(0) for c in stage.values()]
+            m.d.sync += [c.eq(0) for c in stage.values()]
         with m.Elif(busy):
-            m.d.sync += total.eq(total + 1)
             for name in CLIENTS:
                 with m.If(~units[name].cmd.ready):
                     m.d.sync += stage[name].eq(stage[name] + 1)
