@@ -28,6 +28,7 @@ from model.packer import BIAS_WORD_BYTES
 
 from hw.movers.axi import axi4_read
 from hw.movers.axi_reader import AxiReader
+from hw.streams.pipeline import countdown
 
 __all__ = ["LinearFetch", "bus_name", "buses"]
 
@@ -119,10 +120,6 @@ class LinearFetch(wiring.Component):
         m.d.comb += self.error.eq(Cat(rd.error for rd in readers).any())
         C, W = self._cols, self._words
 
-        weights_left = Signal.like(self.cmd.payload.weight_beats)
-        biases_left = Signal.like(self.cmd.payload.bias_beats)
-        busy = weights_left.any() | biases_left.any()
-
         # A command goes to the readers in four steps, one register apart, so that each path
         # has one adder: taken (the record's length added up), planned (each plane's offset),
         # addressed (each plane's address), issued (to every reader at once, once the previous
@@ -134,7 +131,17 @@ class LinearFetch(wiring.Component):
         plane_shift = exact_log2(self._port_bytes)
         offsets = [Signal(len(cmd.addr), name=f"plane_offset_{p}") for p in range(len(readers))]
         m.d.comb += self.cmd.ready.eq(step == TAKE)
-        issue = (step == ISSUE) & ~busy & Cat(rd.cmd.ready for rd in readers).all()
+        # The readers' beats, side by side: one beat of the record when every port has its part.
+        beat = _Zip(m, readers)
+        # The record's beats still to deliver, counted down with their end known a cycle
+        # ahead: which stream a beat goes to is a register, not a test of a wide count.
+        issue = Signal()
+        weights_left, _ = countdown(m, name="weights", load=issue, total=cmd.weight_beats,
+                                    step=self.w.valid & self.w.ready)
+        biases_left, _ = countdown(m, name="biases", load=issue, total=cmd.bias_beats,
+                                   step=beat.valid & beat.ready & ~weights_left)
+        m.d.comb += issue.eq((step == ISSUE) & ~weights_left & ~biases_left &
+                             Cat(rd.cmd.ready for rd in readers).all())
         with m.Switch(step):
             with m.Case(TAKE):
                 with m.If(self.cmd.valid):
@@ -153,12 +160,9 @@ class LinearFetch(wiring.Component):
                 m.d.sync += step.eq(ISSUE)
             with m.Case(ISSUE):
                 with m.If(issue):
-                    m.d.sync += [weights_left.eq(cmd.weight_beats),
-                                 biases_left.eq(cmd.bias_beats), step.eq(TAKE)]
+                    m.d.sync += step.eq(TAKE)
         for rd in readers:
             m.d.comb += rd.cmd.valid.eq(issue)
-        # The readers' beats, side by side: one beat of the record when every port has its part.
-        beat = _Zip(m, readers)
 
         # Bias words gather in a register until a beat of C is complete.
         group = Signal(range(C // W))
@@ -167,15 +171,12 @@ class LinearFetch(wiring.Component):
         with m.If(self.b.valid & self.b.ready):
             m.d.sync += self.b.valid.eq(0)
 
-        with m.If(weights_left.any()):
+        with m.If(weights_left):
             m.d.comb += [self.w.valid.eq(beat.valid), self.w.payload.eq(beat.payload),
                          beat.ready.eq(self.w.ready)]
-            with m.If(beat.valid & beat.ready):
-                m.d.sync += weights_left.eq(weights_left - 1)
-        with m.Elif(biases_left.any()):
+        with m.Elif(biases_left):
             m.d.comb += beat.ready.eq(~b_full)
             with m.If(beat.valid & beat.ready):
-                m.d.sync += biases_left.eq(biases_left - 1)
                 incoming = beat.payload
                 if held is None:
                     words = [incoming[64 * i:64 * (i + 1)] for i in range(W)]

@@ -142,7 +142,7 @@ class AttentionHalf(wiring.Component):
         issue_calls(m, cu, [
             dict(in_dim=self._dim, out_dim=self._dim, shift=command[f"{call}_shift"],
                  out_width=DEFAULT.query.width if call == "q" else act.width, gelu=0)
-            for call in CALLS], enable=~self.cmd.ready, restart=new_command, tokens=tokens)
+            for call in CALLS], start=new_command, tokens=tokens)
 
         # LayerNorm rows: 0..tokens-1 three times, one pass per call.
         params = parameter_set_loaded(m, self.p, B, self.cmd.ready)

@@ -111,22 +111,24 @@ def load_then_run(m, half, write, row_beats, *, on_command=(), on_prepare=(), on
     return running, begin, total
 
 
-def issue_calls(m, cu, calls, *, enable, restart, tokens):
+def issue_calls(m, cu, calls, *, start, tokens):
     """The compute unit's ``calls`` (dicts of its command fields but ``tokens``), one after the
-    other on ``cu.cmd`` while ``enable``; ``restart`` starts over at the first. Every field is
-    assigned in every branch: a constant driven alone into part of a signal becomes an
-    input-less ``always @*`` in the Verilog, which simulators never run."""
-    issued = Signal(range(len(calls) + 1), name="calls")
-    m.d.comb += cu.cmd.valid.eq(enable & (issued < len(calls)))
+    other on ``cu.cmd`` from the cycle after ``start``. ``cu.cmd.valid`` is a register (set by
+    ``start``, cleared as the last call is taken), so that no decoding of the half's state sits
+    in front of the compute unit's command port. Every field is assigned in every branch: a
+    constant driven alone into part of a signal becomes an input-less ``always @*`` in the
+    Verilog, which simulators never run."""
+    issued = Signal(range(len(calls)), name="calls")
     for n, call in enumerate(calls):
         with (m.If(issued == n) if n == 0 else m.Elif(issued == n)):
             m.d.comb += [cu.cmd.payload.tokens.eq(tokens)]
             m.d.comb += [cu.cmd.payload[name].eq(value) for name, value in call.items()]
-    with m.If(restart):
-        m.d.sync += issued.eq(0)
+    with m.If(start):
+        m.d.sync += [issued.eq(0), cu.cmd.valid.eq(1)]
     with m.Elif(cu.cmd.valid & cu.cmd.ready):
         m.d.sync += issued.eq(issued + 1)
-    return issued
+        with m.If(issued == len(calls) - 1):
+            m.d.sync += cu.cmd.valid.eq(0)
 
 
 def index_rows(m, port, counter, count, beats, enable=1, **fields):

@@ -148,7 +148,7 @@ class MlpHalf(wiring.Component):
                  out_width=act.width, gelu=1),
             dict(in_dim=self._hidden, out_dim=self._dim, shift=command.fc2_shift,
                  out_width=act.width, gelu=0)],
-            enable=~self.cmd.ready, restart=new_command, tokens=tokens)
+            start=new_command, tokens=tokens)
 
         params = parameter_set_loaded(m, self.p, Bd, self.cmd.ready)
         index_rows(m, g_ln.idx, rows["ln"], tokens, Bd, running & params)

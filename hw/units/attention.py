@@ -551,7 +551,8 @@ class AttentionEngine(wiring.Component):
         o_wr = o_mem.write_port()
         rows_done = Signal(range(T + 1))
         m.d.comb += [o_wr.addr.eq(out_addr_w), o_wr.data.eq(data_out), o_wr.en.eq(out_en)]
-        with m.If(out_en & (way_out == heads - 1)):
+        row_done = out_en & (way_out == heads - 1)
+        with m.If(row_done):
             m.d.sync += rows_done.eq(rows_done + 1)
 
         # --- Read-out: rows in token order as soon as they are complete ----------------------
@@ -563,7 +564,19 @@ class AttentionEngine(wiring.Component):
         sent = Signal(range(T * heads * G + 1))
         group_1 = Signal(range(G))
         advance = ~self.o.valid | self.o.ready
-        can_read = running & (out_token < rows_done)
+        # Whether a complete row is waiting (out_token < rows_done), from comparisons made a
+        # cycle ahead: each count moves by at most one a cycle, so the two registered
+        # comparisons and last cycle's two steps decide it exactly, and no comparator sits
+        # between o.ready and the read-out's registers. (out_token never passes rows_done.)
+        token_read = Signal()
+        behind, behind_by_two = Signal(), Signal()     # out_token < rows_done, + 1 < rows_done
+        token_read_1, row_done_1 = Signal(), Signal()
+        m.d.sync += [behind.eq(out_token < rows_done),
+                     behind_by_two.eq(out_token + 1 < rows_done),
+                     token_read_1.eq(token_read), row_done_1.eq(row_done)]
+        waiting = Mux(token_read_1 == row_done_1, behind,
+                      Mux(row_done_1, 1, behind_by_two))
+        can_read = running & waiting
         m.d.comb += [o_rd.addr.eq(out_addr), o_rd.en.eq(advance)]
         with m.If(advance):
             m.d.sync += [self.o.valid.eq(can_read), group_1.eq(out_group)]
@@ -572,6 +585,7 @@ class AttentionEngine(wiring.Component):
                 with m.If(out_group == G - 1):
                     m.d.sync += [out_addr.eq(out_addr + 1), out_head.eq(out_head + 1)]
                     with m.If(out_head == heads - 1):
+                        m.d.comb += token_read.eq(1)
                         m.d.sync += [out_head.eq(0), out_token.eq(out_token + 1)]
         groups = [o_rd.data[g * L * fmt.width:(g + 1) * L * fmt.width] for g in range(G)]
         selected = groups[0]
@@ -584,7 +598,8 @@ class AttentionEngine(wiring.Component):
             m.d.sync += [out_addr.eq(0), out_group.eq(0), out_head.eq(0), out_token.eq(0),
                          sent.eq(0),
                          rows_done.eq(0), self.q_blocks.eq(0), self.k_blocks.eq(0),
-                         self.v_blocks.eq(0)]
+                         self.v_blocks.eq(0), behind.eq(0), behind_by_two.eq(0),
+                         token_read_1.eq(0), row_done_1.eq(0)]
 
         # --- The run ----------------------------------------------------------------------------
         # After the last Q K^T step, its statistics are written qk_latency + SoftmaxStats.LATENCY

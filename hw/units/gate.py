@@ -97,8 +97,12 @@ class Gate(wiring.Component):
         with m.If(self.cmd.valid & ~running):
             n = self.cmd.payload.tokens
             m.d.sync += [left.eq(n), any_left.eq(n != 0), one_left.eq(n == 1), running.eq(1)]
+        # i.ready is a register: whether a beat could be taken, as of the cycle before and not
+        # if one was taken then. Only taking a beat ends the run, fills a bank or uses up the
+        # count, so the state it was judged on still holds. It costs a cycle after each beat;
+        # the compute unit gives a token's logits once per ceil(dim / lanes) cycles at most.
         can_fill = running & ~full.bit_select(fill_bank, 1) & any_left
-        m.d.comb += self.i.ready.eq(can_fill)
+        m.d.sync += self.i.ready.eq(can_fill & ~(self.i.valid & self.i.ready))
         complete = Signal()
         release = Signal(2)
         with m.If(self.i.valid & self.i.ready):
