@@ -76,16 +76,19 @@ def load_then_run(m, half, write, row_beats, *, on_command=(), on_prepare=(), on
     total = Signal(len(write.addr) + 1, name="row_beats")
     loaded = Signal(len(write.addr), name="loaded")       # beats of x in
     running = Signal()
+    idle = Signal(init=1)
     arm, begin = Signal(), Signal()
     load_active, load_last = countdown(m, name="load", load=arm, total=total,
                                        step=half.x.valid & half.x.ready)
     _, send_last = countdown(m, name="send", load=begin, total=total,
                              step=half.o.valid & half.o.ready)
+    # cmd.ready is a register (high in IDLE), not a decode of the state: the sequencer steps
+    # its program on the handshake.
+    m.d.comb += half.cmd.ready.eq(idle)
     with m.FSM():
         with m.State("IDLE"):
-            m.d.comb += half.cmd.ready.eq(1)
             with m.If(half.cmd.valid):
-                m.d.sync += [loaded.eq(0), *on_command]
+                m.d.sync += [loaded.eq(0), idle.eq(0), *on_command]
                 m.next = "PREPARE"
         with m.State("PREPARE"):
             m.d.sync += [total.eq(row_beats), *on_prepare]
@@ -106,7 +109,7 @@ def load_then_run(m, half, write, row_beats, *, on_command=(), on_prepare=(), on
         with m.State("RUN"):
             m.d.sync += half.cycles.eq(half.cycles + 1)
             with m.If(half.o.valid & half.o.ready & send_last):
-                m.d.sync += running.eq(0)
+                m.d.sync += [running.eq(0), idle.eq(1)]
                 m.next = "IDLE"
     return running, begin, total
 

@@ -215,11 +215,14 @@ class MoeHalf(wiring.Component):
                      all_calls.eq(calls_now == calls_expected),
                      all_done.eq(experts_then == done_now)]
 
+        # cmd.ready is a register (high in IDLE), not a decode of the state: the sequencer
+        # steps its program on the handshake.
+        idle = Signal(init=1)
+        m.d.comb += self.cmd.ready.eq(idle)
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0),
+                    m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0), idle.eq(0),
                                  self.cycles.eq(0), experts.eq(0), started.eq(0),
                                  done_before.eq(eng.experts_done), calls_before.eq(eng.calls)]
                     m.d.sync += [r.eq(0) for r in rows.values()]
@@ -259,5 +262,6 @@ class MoeHalf(wiring.Component):
                 index_rows(m, g_out.idx, rows["out"], tokens, Bd)
                 # The gather goes on delivering the rows after the last index.
                 with m.If((rows["out"] == tokens) & ~g_out.busy):
+                    m.d.sync += idle.eq(1)
                     m.next = "IDLE"
         return m

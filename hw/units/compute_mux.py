@@ -30,7 +30,7 @@ Clients share the unit's ``error`` and ``busy``. A command the unit rejects (``e
 beats, so its client waits: the machine treats ``error`` as fatal and resets.
 """
 
-from amaranth import Cat, Module, Signal
+from amaranth import Array, Cat, Module, Signal, Value
 from amaranth.lib import data, fifo, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
@@ -155,6 +155,9 @@ class ComputeMux(wiring.Component):
             head = data.View(layout, queue.r_data)
             active = Signal(name=f"{name}_active")
             serving = Signal(N, name=f"{name}_owner")
+            # The owner also in binary, to select the payload: a 4:1 choice per bit is one
+            # LUT6 (two selects, four data), where a one-hot and-or of four needs two levels.
+            serving_index = Signal(owner_shape, name=f"{name}_owner_index")
             left = Signal(len(head.beats), name=f"{name}_left")
             at_last = Signal(name=f"{name}_last")
             unit_port = getattr(self.unit, name)
@@ -164,6 +167,7 @@ class ComputeMux(wiring.Component):
                 with m.If(queue.r_rdy):
                     m.d.sync += [active.eq(1),
                                  serving.eq(Cat(*[head.owner == i for i in range(N)])),
+                                 serving_index.eq(head.owner),
                                  left.eq(head.beats), at_last.eq(head.beats == 1)]
             with m.Elif(transfer):
                 m.d.sync += [left.eq(left - 1), at_last.eq(left == 2)]
@@ -179,9 +183,12 @@ class ComputeMux(wiring.Component):
                         m.d.comb += unit_port.ready.eq(client_port.ready)
                 else:                                     # client -> unit
                     with m.If(selected):
-                        m.d.comb += [unit_port.valid.eq(client_port.valid),
-                                     unit_port.payload.eq(client_port.payload)]
+                        m.d.comb += unit_port.valid.eq(client_port.valid)
                     m.d.comb += client_port.ready.eq(selected & unit_port.ready)
+            if name != "o":
+                payloads = Array(Value.cast(getattr(client, name).payload)
+                                 for client in self.clients)
+                m.d.comb += unit_port.payload.eq(payloads[serving_index])
 
         for index in range(N):
             m.d.comb += [self.clients[index].error.eq(self.unit.error),
