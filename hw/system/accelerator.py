@@ -215,9 +215,9 @@ class Accelerator(wiring.Component):
             return buffer.o
 
         # --- Datapath units --------------------------------------------------------------
-        # The compute unit's streams, and each client's commands, weights, biases and results,
-        # pass through a skid buffer: the unit's operand ready would otherwise reach through
-        # the mux and a client into its memory port, a client's command or weights through the
+        # The compute unit's streams, and each client's calls, weights, biases, rows and
+        # results, pass through a skid buffer: the unit's operand ready would otherwise reach
+        # through the mux and a client into its memory port, a client's streams through the
         # mux's choice into the other clients, and a client's result ready into the unit's
         # output queue.
         cu = add("compute", self.compute)
@@ -232,10 +232,9 @@ class Accelerator(wiring.Component):
         calls = {}                                    # each client's calls, past its skid
         for index, name in enumerate(CLIENTS):
             client, port = units[name].cu, mux.clients[index]
-            wiring.connect(m, client.x, port.x)
             calls[name] = skid(f"{name}_call", client.cmd)
             wiring.connect(m, calls[name], port.cmd)
-            for stream_name, what in (("w", "weights"), ("b", "biases")):
+            for stream_name, what in (("w", "weights"), ("b", "biases"), ("x", "rows")):
                 wiring.connect(m, skid(f"{name}_{what}", getattr(client, stream_name)),
                                getattr(port, stream_name))
             wiring.connect(m, skid(f"{name}_results", port.o), client.o)
@@ -360,8 +359,12 @@ class Accelerator(wiring.Component):
         m.d.comb += [writer.cmd.valid.eq(seq.write.valid), seq.write.ready.eq(writer.cmd.ready),
                      writer.cmd.payload.addr.eq(seq.write.payload.addr),
                      writer.cmd.payload.beats.eq(seq.write.payload.beats)]
+        # Each unit's command through a skid buffer: the sequencer's valid depends on its
+        # `stop`, and a unit's handshake steps the program counter.
         for unit in Unit:
-            wiring.connect(m, getattr(seq, f"{unit.name.lower()}_cmd"), units[unit.name.lower()].cmd)
+            name = unit.name.lower()
+            wiring.connect(m, skid(f"{name}_command", getattr(seq, f"{name}_cmd")),
+                           units[name].cmd)
 
         # --- Activations: each stage's rows into the next stage, where the program routes them
         # Each stage's output goes through a skid buffer before the routing multiplexers, and
@@ -371,18 +374,25 @@ class Accelerator(wiring.Component):
         sources = {Source.EMBED: skid("embed", embed.o), Source.MLP: skid("mlp", mlp.o),
                    Source.MOE: skid("moe", moe.o)}
         att_o = skid("attention", att.o)
+        # The routes decoded into one flag per choice, registered: a route changes a cycle
+        # after the program sets it, long before the rows it concerns.
+        into_att, into_out = {}, {}
+        for key in sources:
+            into_att[key] = Signal(name=f"into_attention_{key.name.lower()}")
+            into_out[key] = Signal(name=f"into_output_{key.name.lower()}")
+            m.d.sync += [into_att[key].eq(seq.into_attention == key),
+                         into_out[key].eq(seq.into_output == key)]
         for key, source in sources.items():
-            into_att = seq.into_attention == key
-            into_out = seq.into_output == key
-            m.d.comb += source.ready.eq(Mux(into_att, att.x.ready,
-                                            Mux(into_out, to_words.i.ready, 0)))
-        for sink, select in ((att.x, seq.into_attention), (to_words.i, seq.into_output)):
+            m.d.comb += source.ready.eq(Mux(into_att[key], att.x.ready,
+                                            Mux(into_out[key], to_words.i.ready, 0)))
+        for sink, into in ((att.x, into_att), (to_words.i, into_out)):
             valid, payload = 0, sources[Source.EMBED].payload
             for key, source in sources.items():
-                valid = Mux(select == key, source.valid, valid)
-                payload = Mux(select == key, source.payload, payload)
+                valid = Mux(into[key], source.valid, valid)
+                payload = Mux(into[key], source.payload, payload)
             m.d.comb += [sink.valid.eq(valid), sink.payload.eq(payload)]
-        to_moe = seq.attention_to == Unit.MOE
+        to_moe = Signal()
+        m.d.sync += to_moe.eq(seq.attention_to == Unit.MOE)
         for sink, chosen in ((mlp.x, ~to_moe), (moe.x, to_moe)):
             m.d.comb += [sink.valid.eq(att_o.valid & chosen), sink.payload.eq(att_o.payload)]
         m.d.comb += att_o.ready.eq(Mux(to_moe, moe.x.ready, mlp.x.ready))
@@ -439,15 +449,18 @@ class Accelerator(wiring.Component):
                      regs.stage_cycles.mlp.eq(stage["mlp"]),
                      regs.stage_cycles.moe.eq(stage["moe"])]
 
-        # Faults: an AXI error or a rejected command ends the run, a cycle after it is seen
-        # (the abort resets the whole datapath: it comes from a register, not from the OR of
-        # every unit's error).
-        read_error = image_reader.error | params_reader.error | fetch.error | moe.error
-        internal = cu.error | embed.error | att.error | mlp.error
+        # Faults: an AXI error or a rejected command ends the run, two cycles after it is seen
+        # (the abort resets the whole datapath: it comes from a register, and that from
+        # registered ORs of the units' sticky errors).
+        read_error, write_error, internal = Signal(), Signal(), Signal()
+        m.d.sync += [read_error.eq(image_reader.error | params_reader.error | fetch.error |
+                                   moe.error),
+                     write_error.eq(writer.error),
+                     internal.eq(cu.error | embed.error | att.error | mlp.error)]
         fault_code = Signal.like(regs.fault_code)
-        m.d.sync += abort.eq(busy & ~draining & ~abort & (read_error | writer.error | internal))
+        m.d.sync += abort.eq(busy & ~draining & ~abort & (read_error | write_error | internal))
         m.d.sync += fault_code.eq(Mux(read_error, ErrorCode.AXI_READ_ERROR,
-                                      Mux(writer.error, ErrorCode.AXI_WRITE_ERROR,
+                                      Mux(write_error, ErrorCode.AXI_WRITE_ERROR,
                                           ErrorCode.INTERNAL)))
         m.d.comb += [regs.fault.eq(abort), regs.fault_code.eq(fault_code)]
         with m.If(abort):

@@ -19,8 +19,9 @@ no register on any stream: ``valid``, ``ready`` and payloads pass through multip
 decisions are registered, so that every path stays short (at most 4 LUT levels on UltraScale+):
 
 * a command's beat counts are computed in 4 stages after it is accepted (its chunks and tiles,
-  then products in multipliers with their registers), while ``cmd`` waits; the unit checks a
-  command for as long before it takes weights, so the first ``w`` beat is not later for it;
+  then products in multipliers with their registers), while ``cmd`` waits (a cycle more, for
+  its registered room); the unit checks a command for as long before it takes weights, so the
+  first ``w`` beat is not later for it;
 * each stream takes the head of its queue into registers (one-hot owner, beats left, last beat)
   before routing it, so it idles one cycle between two commands.
 
@@ -83,7 +84,6 @@ class ComputeMux(wiring.Component):
         # The command: the lowest-index client offering one, while the beat counts of the last
         # one are not still being computed and every queue has room.
         queues = {}
-        pending = Signal()
         room = Signal()
         chosen = Signal(owner_shape)
         offered = Signal()
@@ -132,7 +132,6 @@ class ComputeMux(wiring.Component):
             m.d.sync += beats["b"].eq(out_tiles)
         owner = delay(m, owner0, 3, name="owner")
         push = steps[4]
-        m.d.comb += pending.eq(Cat(*steps[1:]).any())
 
         for name in ("w", "b", "x", "o"):
             layout = data.StructLayout({"owner": owner_shape, "beats": len(beats[name])})
@@ -142,10 +141,11 @@ class ComputeMux(wiring.Component):
             entry = data.View(layout, queue.w_data)
             m.d.comb += [entry.owner.eq(owner), entry.beats.eq(beats[name]), queue.w_en.eq(push)]
         # No command is accepted while one is in the pipeline: the queues' room holds for it.
-        m.d.comb += room.eq(~pending)
-        for queue, _ in queues.values():
-            with m.If(~queue.w_rdy):
-                m.d.comb += room.eq(0)
+        # `room` is a register, judged a cycle ahead: nothing in the pipeline next cycle (no
+        # command accepted now, none in steps 1 to 3) and room in every queue now with no push
+        # now (pops only add room). It costs a cycle after each push.
+        m.d.sync += room.eq(~accepted & ~Cat(*steps[1:5]).any() &
+                            Cat(queue.w_rdy for queue, _ in queues.values()).all())
 
         # Each stream: the oldest command's owner, until that command's beats have passed. The
         # head of the queue goes into registers first (one-hot owner, beats left, last beat),

@@ -63,7 +63,7 @@ from model.packer import tiles
 
 from hw import checks
 from hw.arith.multiplier import Multiplier
-from hw.streams.pipeline import delay, tree, tree_stages
+from hw.streams.pipeline import countdown, delay, tree, tree_stages
 
 __all__ = ["ComputeUnit", "ComputeClient"]
 
@@ -244,7 +244,6 @@ class ComputeUnit(wiring.Component):
         w_tile = Signal(range(max_tiles + 1))
         w_group = Signal(range(groups))
         b_tile = Signal(range(max_ot + 1))
-        w_done, b_done = Signal(), Signal()
 
         # A command is checked over a few cycles from its register, a step per stage: its
         # size in tiles comes out of a multiplier with its registers (a DSP48E2, not a chain of
@@ -262,6 +261,15 @@ class ComputeUnit(wiring.Component):
                      (c.tokens > self._max_tokens) | (c.shift == 0) |
                      (c.shift >= self._acc_width) | (c.out_width < 2) |
                      (c.out_width > act.width) | (c.gelu & (self._gelu is None)))
+
+        # Tiles of w and beats of b still to load, counted down: `ready` is a register, not a
+        # comparison of the counts behind the loader's state.
+        start_load = Signal()
+        w_loading, _ = countdown(m, name="w_tiles_left", load=start_load, total=load_tiles,
+                                 step=self.w.valid & (w_group == groups - 1))
+        b_loading, _ = countdown(m, name="b_tiles_left", load=start_load, total=load_ot,
+                                 step=self.b.valid)
+        w_done, b_done = ~w_loading, ~b_loading
 
         with m.FSM(name="loader"):
             with m.State("IDLE"):
@@ -286,13 +294,12 @@ class ComputeUnit(wiring.Component):
                     m.d.sync += self.error.eq(1)
                     m.next = "IDLE"
                 with m.Else():
+                    m.d.comb += start_load.eq(1)
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += [
-                    w_done.eq(w_tile == load_tiles),
-                    b_done.eq(b_tile == load_ot),
-                    self.w.ready.eq(~w_done),
-                    self.b.ready.eq(~b_done),
+                    self.w.ready.eq(w_loading),
+                    self.b.ready.eq(b_loading),
                     w_wr.addr.eq(w_tile + Mux(load_bank, max_tiles, 0)),
                     w_wr.data.as_value().eq(Cat(*[self.w.payload.as_value()] * groups)),
                     w_wr.en.eq(Mux(self.w.valid & ~w_done, 1 << w_group, 0)),
