@@ -48,7 +48,7 @@ throughput is one image at a time.
 """
 
 from amaranth import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.machine import ZCU102, MachineConfig
@@ -243,24 +243,33 @@ class Accelerator(wiring.Component):
         outstanding = []
 
         def read_port(unit_bus, port):
-            """A unit's AXI read master to a port of the machine. While draining, no new
-            request goes out and every outstanding burst's data is taken and dropped."""
+            """A unit's AXI read master to a port of the machine. Requests go out through a
+            skid buffer, so that the slave's ARREADY ends at a register, not in the unit's
+            burst logic. While draining, no new request goes out and every outstanding
+            burst's data is taken and dropped."""
+            n = len(outstanding)
+            ar_fields = ("arid", "araddr", "arlen", "arsize", "arburst")
+            ar = add(f"port{n}_ar_skid", SkidBuffer(data.StructLayout(
+                {name: len(getattr(unit_bus, name)) for name in ar_fields})))
+            m.d.comb += [ar.i.valid.eq(unit_bus.arvalid), unit_bus.arready.eq(ar.i.ready)]
+            m.d.comb += [ar.i.payload[name].eq(getattr(unit_bus, name)) for name in ar_fields]
+            m.d.comb += [getattr(port, name).eq(ar.o.payload[name]) for name in ar_fields]
             for name, member in unit_bus.signature.members.items():
-                if name in ("arvalid", "arready", "rvalid", "rready"):
+                if name in ar_fields or name in ("arvalid", "arready", "rvalid", "rready"):
                     continue
                 if member.flow == Out:
                     m.d.comb += getattr(port, name).eq(getattr(unit_bus, name))
                 else:
                     m.d.comb += getattr(unit_bus, name).eq(getattr(port, name))
-            m.d.comb += [port.arvalid.eq(unit_bus.arvalid & ~draining),
-                         unit_bus.arready.eq(port.arready & ~draining),
+            m.d.comb += [port.arvalid.eq(ar.o.valid & ~draining),
+                         ar.o.ready.eq(port.arready & ~draining),
                          port.rready.eq(unit_bus.rready | draining),
                          unit_bus.rvalid.eq(port.rvalid & ~draining)]
             # Bursts in flight, for `quiet`. A burst's end is counted a cycle late (from a
             # register, so that rready, which comes from deep in the datapath, ends there):
             # the count is never low, and a port reads quiet a cycle later at worst.
-            bursts = Signal(8, name=f"port{len(outstanding)}_bursts")
-            ended = Signal(name=f"port{len(outstanding)}_ended")
+            bursts = Signal(8, name=f"port{n}_bursts")
+            ended = Signal(name=f"port{n}_ended")
             m.d.sync += [ended.eq(port.rvalid & port.rready & port.rlast),
                          bursts.eq(bursts + (port.arvalid & port.arready) - ended)]
             outstanding.append(bursts)
@@ -373,7 +382,6 @@ class Accelerator(wiring.Component):
         to_words = add("out_words", LanesToWords(lanes=L, width=act.width, data_width=dw))
         sources = {Source.EMBED: skid("embed", embed.o), Source.MLP: skid("mlp", mlp.o),
                    Source.MOE: skid("moe", moe.o)}
-        att_o = skid("attention", att.o)
         # The routes decoded into one flag per choice, registered: a route changes a cycle
         # after the program sets it, long before the rows it concerns.
         into_att, into_out = {}, {}
@@ -391,11 +399,19 @@ class Accelerator(wiring.Component):
                 valid = Mux(into[key], source.valid, valid)
                 payload = Mux(into[key], source.payload, payload)
             m.d.comb += [sink.valid.eq(valid), sink.payload.eq(payload)]
+        # The attention output goes where the program says, through a skid buffer on each
+        # side of the choice: the choice's ready then ends at a register in front of the
+        # attention half's residual add, and its valid at one in front of the sink's loading.
+        att_o = skid("attention", att.o)
         to_moe = Signal()
         m.d.sync += to_moe.eq(seq.attention_to == Unit.MOE)
-        for sink, chosen in ((mlp.x, ~to_moe), (moe.x, to_moe)):
-            m.d.comb += [sink.valid.eq(att_o.valid & chosen), sink.payload.eq(att_o.payload)]
-        m.d.comb += att_o.ready.eq(Mux(to_moe, moe.x.ready, mlp.x.ready))
+        into = {}
+        for name, chosen in (("mlp", ~to_moe), ("moe", to_moe)):
+            into[name] = add(f"attention_to_{name}_skid", SkidBuffer(att.o.payload.shape()))
+            m.d.comb += [into[name].i.valid.eq(att_o.valid & chosen),
+                         into[name].i.payload.eq(att_o.payload)]
+            wiring.connect(m, into[name].o, units[name].x)
+        m.d.comb += att_o.ready.eq(Mux(to_moe, into["moe"].i.ready, into["mlp"].i.ready))
         words = skid("out_words", to_words.o)
         m.d.comb += [writer.i.valid.eq(words.valid | draining),
                      writer.i.payload.eq(Mux(draining, 0, words.payload)),

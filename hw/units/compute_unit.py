@@ -271,9 +271,13 @@ class ComputeUnit(wiring.Component):
                                  step=self.b.valid)
         w_done, b_done = ~w_loading, ~b_loading
 
+        # cmd.ready is a register, judged a cycle ahead: idle, no command taken, and the bank
+        # to load free (only the loader fills a bank, so a free bank stays free). It comes a
+        # cycle after the loader returns to idle or the bank frees.
         with m.FSM(name="loader"):
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(~bank_full.bit_select(load_bank, 1))
+                m.d.sync += self.cmd.ready.eq(~bank_full.bit_select(load_bank, 1) &
+                                              ~(self.cmd.valid & self.cmd.ready))
                 with m.If(self.cmd.valid & self.cmd.ready):
                     m.d.sync += load.eq(self.cmd.payload)
                     m.next = "CHECK"
