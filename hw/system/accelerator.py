@@ -418,6 +418,8 @@ class Accelerator(wiring.Component):
                      words.ready.eq(writer.i.ready)]
 
         # --- The run ----------------------------------------------------------------------
+        moe_calls_taken = Signal()
+        m.d.sync += moe_calls_taken.eq(moe.calls_taken)
         # Calls each client has had accepted by the compute unit, and output beats written.
         accepted = {name: Signal(ACCEPT_WIDTH, name=f"{name}_calls") for name in CLIENTS}
         for index, name in enumerate(CLIENTS):
@@ -439,8 +441,9 @@ class Accelerator(wiring.Component):
                      seq.output_addr.eq(addr["output"]),
                      seq.shift_beats.eq(shift_beat),
                      # The MoE half counts a call taken when its skid takes it; the program
-                     # waits until the mux has (the next block's calls must come after).
-                     seq.moe_calls_taken.eq(moe.calls_taken & ~calls["moe"].valid),
+                     # waits until the mux has (the next block's calls must come after). The
+                     # half's flag is registered first: it comes from the half's state.
+                     seq.moe_calls_taken.eq(moe_calls_taken & ~calls["moe"].valid),
                      seq.written.eq(written), seq.writer_idle.eq(writer.idle),
                      self.progress.eq(seq.progress), regs.done.eq(seq.done)]
         m.d.comb += [seq.shifts[n].eq(shift) for n, shift in enumerate(shifts)]
