@@ -136,14 +136,14 @@ class RegisteredPorts(wiring.Component):
     the unit's own paths, not paths from pins."""
 
     def __init__(self, unit):
-        self.unit = unit
+        self._unit = unit      # not ``unit``: a member of that name may be in the signature
         super().__init__(unit.signature)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.unit = self.unit
+        m.submodules.unit = self._unit
         for path, member, outer in self.signature.flatten(self):
-            inner = self.unit
+            inner = self._unit
             for step in path:
                 inner = inner[step] if isinstance(step, int) else getattr(inner, step)
             if member.flow == wiring.In:

@@ -17,7 +17,8 @@ from model.numerics import DEFAULT
 from hw.streams.pipeline import countdown
 from hw.streams.scatter import Scatter
 
-__all__ = ["members", "shift_command", "row_buffer", "load_then_run", "issue_calls", "index_rows", "rows_written"]
+__all__ = ["members", "shift_command", "row_buffer", "load_then_run", "issue_calls", "index_rows",
+           "count_rows", "rows_written"]
 
 
 def shift_command(compute, calls):
@@ -146,19 +147,26 @@ def index_rows(m, port, counter, count, beats, enable=1, **fields):
         m.d.sync += counter.eq(counter + 1)
 
 
+def count_rows(m, beat_taken, row_beats, count, *, restart, name):
+    """Whole rows of ``row_beats`` beats counted up in ``count`` (a signal) as ``beat_taken``
+    marks each beat; ``restart`` clears the count and the beat within the row."""
+    beat = Signal(range(row_beats), name=f"{name}_beat")
+    with m.If(restart):
+        m.d.sync += [count.eq(0), beat.eq(0)]
+    with m.Elif(beat_taken):
+        m.d.sync += beat.eq(Mux(beat == row_beats - 1, 0, beat + 1))
+        with m.If(beat == row_beats - 1):
+            m.d.sync += count.eq(count + 1)
+
+
 def rows_written(m, scatter, row_beats, count, *, restart, name):
     """Rows a scatter has written into its buffer: it takes a row's last beat on ``i``, then
     writes it :attr:`Scatter.LATENCY` cycles later, so a row may be read back from the cycle
     after that. ``count`` (a signal) counts the rows taken; the result is its copy delayed by
     ``Scatter.LATENCY + 1`` cycles. ``restart`` clears the count and every copy at once, so a
     unit that starts with the command never sees the last run's rows."""
-    beat = Signal(range(row_beats), name=f"{name}_beat")
-    with m.If(restart):
-        m.d.sync += [count.eq(0), beat.eq(0)]
-    with m.Elif(scatter.i.valid & scatter.i.ready):
-        m.d.sync += beat.eq(Mux(beat == row_beats - 1, 0, beat + 1))
-        with m.If(beat == row_beats - 1):
-            m.d.sync += count.eq(count + 1)
+    count_rows(m, scatter.i.valid & scatter.i.ready, row_beats, count, restart=restart,
+               name=name)
     written = count
     for n in range(Scatter.LATENCY + 1):
         copy = Signal.like(count, name=f"{name}_written_{n}")

@@ -48,7 +48,7 @@ from hw.units.expert_engine import ExpertEngine
 from hw.units.expert_queues import ExpertQueues
 from hw.units.gate import Gate
 from hw.streams.gather import Gather, times_constant
-from hw.system.half_block import index_rows, rows_written
+from hw.system.half_block import count_rows, index_rows, rows_written
 from hw.units.layernorm import LayerNorm, parameter_set_loaded
 from hw.movers.linear_fetch import bus_name, buses
 from hw.streams.pipeline import countdown
@@ -190,14 +190,8 @@ class MoeHalf(wiring.Component):
         arm = Signal()
         loading, _ = countdown(m, name="load", load=arm, total=total,
                                step=self.x.valid & self.x.ready)
-        row_beat = Signal(range(Bd))
         rows_in = Signal(range(T + 1))
-        with m.If(arm):
-            m.d.sync += [row_beat.eq(0), rows_in.eq(0)]
-        with m.Elif(self.x.valid & self.x.ready):
-            m.d.sync += row_beat.eq(Mux(row_beat == Bd - 1, 0, row_beat + 1))
-            with m.If(row_beat == Bd - 1):
-                m.d.sync += rows_in.eq(rows_in + 1)
+        count_rows(m, self.x.valid & self.x.ready, Bd, rows_in, restart=arm, name="in")
 
         # Whether every routed expert is done and every call taken, judged on a snapshot of
         # the counts taken two cycles before (differences first, then comparisons): late,
@@ -215,8 +209,7 @@ class MoeHalf(wiring.Component):
                      all_calls.eq(calls_now == calls_expected),
                      all_done.eq(experts_then == done_now)]
 
-        # cmd.ready is a register (high in IDLE), not a decode of the state: the sequencer
-        # steps its program on the handshake.
+        # cmd.ready is a register, as in half_block.load_then_run.
         idle = Signal(init=1)
         m.d.comb += self.cmd.ready.eq(idle)
         with m.FSM():
