@@ -3,8 +3,8 @@ the expert combine ``dst += score * y``; twin of :mod:`model.streams.scatter`.
 
 Each entry of ``idx`` names a row, its beat count, a score and whether to accumulate; the row's
 beats then arrive on ``i``. Every beat goes through the same three-stage read-modify-write
-pipeline (read ``dst`` and multiply ``y * score`` on one DSP48E2 per lane, round and add with
-saturation, write), so both modes take one beat per cycle with a latency of 3 cycles from beat
+pipeline (read ``dst`` and multiply ``y * score`` on one DSP48E2 per lane, round and add,
+saturate and write), so both modes take one beat per cycle with a latency of 4 cycles from beat
 to write. Rows within one call must be distinct (as an expert's queue is), so no write can race
 a read of the same address.
 
@@ -50,7 +50,7 @@ class Scatter(wiring.Component):
     error : ``Out(1)``
     """
 
-    LATENCY = 3
+    LATENCY = 4
 
     def __init__(self, *, lanes, rows, row_beats, fmt=DEFAULT.act):
         for name, value in (("lanes", lanes), ("rows", rows), ("row_beats", row_beats)):
@@ -107,12 +107,13 @@ class Scatter(wiring.Component):
             m.d.sync += [beat.eq(beat + 1), left.eq(left - 1), last.eq(left == 1)]
 
         # Stage 0: read dst, operands into the multipliers. Stage 1: dst arrives, product
-        # registered. Stage 2: round, add, saturate, write.
+        # registered. Stage 2: round and add. Stage 3: saturate, write. (Saturating in stage 2
+        # put two adds and two comparisons on one path.)
         m.d.comb += self.rd_addr.eq(base + beat)
-        valid = delay(m, take, 2, name="valid")
-        addr = delay(m, self.rd_addr, 2, name="addr")
-        acc = delay(m, accumulate, 2, name="accumulate")
-        y = delay(m, self.i.payload, 2, name="y")
+        valid = delay(m, take, 3, name="valid")
+        addr = delay(m, self.rd_addr, 3, name="addr")
+        acc = delay(m, accumulate, 3, name="accumulate")
+        y = delay(m, self.i.payload, 3, name="y")
         dst = Signal.like(self.rd_data)
         m.d.sync += dst.eq(self.rd_data)
 
@@ -128,7 +129,8 @@ class Scatter(wiring.Component):
             y_in = self.i.payload[lane]
             m.d.comb += [mul.a.eq(Mux(accumulate, y_in, 0)),
                          mul.b.eq(Mux(y_in.any(), score, 0)), mul.en.eq(1)]
-            total = dst[lane] + ((mul.p + (1 << (PROB_FRAC - 1))) >> PROB_FRAC)
+            total = Signal(signed(fmt.width + 2), name=f"total_{lane}")
+            m.d.sync += total.eq(dst[lane] + ((mul.p + (1 << (PROB_FRAC - 1))) >> PROB_FRAC))
             summed = Mux(total > hi, hi, Mux(total < lo, lo, total))
             m.d.sync += out[lane].eq(Mux(acc, summed, y[lane]))
         m.d.sync += [self.wr_en.eq(valid), self.wr_addr.eq(addr)]

@@ -25,7 +25,7 @@ beat per cycle and the memory keeping pace::
   ``x``. The gate logits (``ceil(experts / lanes) * B`` cycles of the array per token), the gate
   (about ``experts`` cycles per token, :class:`hw.units.gate.Gate`) and the queues (``top_k`` per
   token, :class:`hw.units.expert_queues.ExpertQueues`) keep pace with it, each a row behind.
-* ``route``: the last row through LayerNorm's latency (``2 B + 34``), the scatter into ``h``,
+* ``route``: the last row through LayerNorm's latency (``2 B + 35``), the scatter into ``h``,
   its gate logits, the gate's last group of three tokens (``3 * experts`` cycles in, then
   ``SoftmaxProb.LATENCY + top_k + 2`` per token), the queues' last choices and the walk to the
   first active expert: a few hundred cycles (measured before the pipelining of issue 18: 122

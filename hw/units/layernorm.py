@@ -124,7 +124,7 @@ class LayerNorm(wiring.Component):
       12``), the normaliser's work per row (the loader's, ``B +`` :attr:`load_overhead`, is
       less unless rows have very few beats of very many lanes);
     * latency: :attr:`latency` ``= 2 * B + load_overhead + ROW_OVERHEAD + PIPELINE`` cycles
-      (``2 * B + 34`` with 16 lanes, ``2 * B + 32`` with 4), from the edge that takes the first
+      (``2 * B + 35`` with 16 lanes, ``2 * B + 33`` with 4), from the edge that takes the first
       beat of a row that finds the unit idle to the edge that delivers its first beat on
       ``o``; the others follow one per cycle;
     * a parameter set takes ``B`` cycles, between rows.
@@ -175,8 +175,8 @@ class LayerNorm(wiring.Component):
     MULTIPLIER_LATENCY = 2
     #: Stages of passes 2 and 3 from the buffer read to ``o``: read (1), ``x - mean`` (1),
     #: first product (2), ``(x - mean) * c`` completed (1), shifted (1), rounded and saturated
-    #: to ``xhat`` (1), second product (2), sum with beta (1).
-    PIPELINE = 2 + MULTIPLIER_LATENCY + 3 + MULTIPLIER_LATENCY + 1
+    #: to ``xhat`` (1), second product (2), sum with beta (1), saturated (1).
+    PIPELINE = 2 + MULTIPLIER_LATENCY + 3 + MULTIPLIER_LATENCY + 2
     #: Cycles of the loader per row beyond its statistics (:attr:`stats_stages`) and the mean's
     #: product: rounding the product to the mean (1), the four stages of ``dmax``, ``sh`` and
     #: the eps term (4), handing the row over (at least 1).
@@ -427,7 +427,7 @@ class LayerNorm(wiring.Component):
             with m.If(advance):
                 m.d.sync += xhat.eq(xhat_next)
 
-            # Stage P + 3: xhat * gamma, rounded, plus beta, saturated.
+            # Stage P + 3: xhat * gamma; stage P + 3 + lat: rounded, plus beta; then saturated.
             mul2 = second[lane]
             m.d.comb += [mul2.en.eq(advance), mul2.a.eq(xhat), mul2.b.eq(gamma_at[lane])]
             out_shift = XHAT_FORMAT.frac + self._gamma_fmt.frac - out_fmt.frac
@@ -435,13 +435,13 @@ class LayerNorm(wiring.Component):
                 scaled = (mul2.p + (1 << (out_shift - 1))) >> out_shift
             else:
                 scaled = mul2.p << -out_shift
+            # The sum is registered before it is saturated: the rounding add, the add of beta
+            # and the comparisons in one cycle were the unit's deepest path.
             y = Signal(signed(len(mul2.p) + max(0, -out_shift) + 2), name=f"y{lane}")
             beta_shifted = beta_at[lane] << (out_fmt.frac - self._beta_fmt.frac)
-            m.d.comb += y.eq(scaled + beta_shifted)
-            y_fit = Signal(signed(out_fmt.width), name=f"y_fit{lane}")
-            m.d.comb += y_fit.eq(_clamp(y, out_fmt))
             with m.If(advance):
-                m.d.sync += self.o.payload[lane].eq(y_fit)
+                m.d.sync += [y.eq(scaled + beta_shifted),
+                             self.o.payload[lane].eq(_clamp(y, out_fmt))]
 
         # Stage P: the squares of a beat in partial sums of four; stage P + 1: into S.
         # Each square is at most 2**(2 * SQUARE_BITS - 2): its low bits carry it whole. Yosys
