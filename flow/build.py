@@ -171,7 +171,9 @@ def main(argv=None):
                "top": top_entry.name, "out": out}
     started = time.perf_counter()
 
-    progress(f"top {top_entry.name!r} for {model.name} on {machine.describe()}")
+    # The line names the clock the build is for: --clock-mhz when given.
+    clocked = machine.replace(name=machine.name, clock_mhz=args.clock_mhz or machine.clock_mhz)
+    progress(f"top {top_entry.name!r} for {model.name} on {clocked.describe()}")
     try:
         design = board.design(top_entry, model, machine)
     except BuildError as e:

@@ -187,7 +187,7 @@ def test_ulx3s_refuses_a_model_too_big_for_block_ram(capsys, tmp_path):
 
 
 @pytest.mark.skipif(not os.environ.get("EDGEMOE_SLOW"),
-                    reason="the ECP5 bitstream build of the nano self-test takes 12 to 15 "
+                    reason="the ECP5 bitstream build of the nano self-test takes 14 to 18 "
                            "minutes on 2 cores; set EDGEMOE_SLOW=1")
 def test_ulx3s_bitstream(capsys, tmp_path):
     code, out, err = run(capsys, "--board", "ulx3s", "--config", "nano", "--json",
