@@ -2,7 +2,7 @@
 the expert combine ``dst += score * y``; twin of :mod:`model.streams.scatter`.
 
 Each entry of ``idx`` names a row, its beat count, a score and whether to accumulate; the row's
-beats then arrive on ``i``. Every beat goes through the same three-stage read-modify-write
+beats then arrive on ``i``. Every beat goes through the same four-stage read-modify-write
 pipeline (read ``dst`` and multiply ``y * score`` on one DSP48E2 per lane, round and add,
 saturate and write), so both modes take one beat per cycle with a latency of 4 cycles from beat
 to write. Rows within one call must be distinct (as an expert's queue is), so no write can race
