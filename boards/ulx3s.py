@@ -98,7 +98,8 @@ class ULX3SPlatform(ULX3S_85F_Platform):
         # self-test's 229 k arcs and slowed down as it went. The static placer: after the
         # pipelining of issue 18 (32 k flip-flops), router2 did not converge on the default
         # HeAP placement (overuse falling to 7.7 k wires, then rising); the static placer's
-        # wirelength is a fifth lower (294 k against 363 k) and routes in about 60 iterations.
+        # wirelength was a fifth lower (294 k against 363 k) and routed in 60 iterations. Not
+        # every static placement routes either (docs/build.md, "Why not 100 MHz").
         opts = (f"--report {REPORT.format(name=name)} --timing-allow-fail --placer static "
                 f"--router router2")
         if "nextpnr_opts" in kwargs:
