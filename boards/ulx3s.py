@@ -89,19 +89,16 @@ REPORT = "{name}.report.json"
 
 class ULX3SPlatform(ULX3S_85F_Platform):
     """ULX3S 85F whose nextpnr run writes :data:`REPORT` and does not stop at a missed clock
-    constraint (the achieved Fmax is the figure we want either way), places with the static
-    placer and routes with router2; Yosys maps LUTs with abc, not abc9, so the Fmax is a little
-    pessimistic."""
+    constraint (the achieved Fmax is the figure we want either way) and routes with router2;
+    Yosys maps LUTs with abc, not abc9, so the Fmax is a little pessimistic."""
 
     def toolchain_prepare(self, fragment, name, **kwargs):
         # router2: the default router1 took over 6 minutes for the first 40 k of the nano
-        # self-test's 229 k arcs and slowed down as it went. The static placer: after the
-        # pipelining of issue 18 (32 k flip-flops), router2 did not converge on the default
-        # HeAP placement (overuse falling to 7.7 k wires, then rising); the static placer's
-        # wirelength was a fifth lower (294 k against 363 k) and routed in 60 iterations. Not
-        # every static placement routes either (docs/build.md, "Why not 100 MHz").
-        opts = (f"--report {REPORT.format(name=name)} --timing-allow-fail --placer static "
-                f"--router router2")
+        # self-test's 229 k arcs and slowed down as it went. The placer is nextpnr's default
+        # (HeAP): since the pipelining of issue 18 neither it nor the static placer routes
+        # every version of the self-test (docs/build.md, "Why not 100 MHz"); HeAP routes the
+        # current one.
+        opts = f"--report {REPORT.format(name=name)} --timing-allow-fail --router router2"
         if "nextpnr_opts" in kwargs:
             opts += " " + kwargs["nextpnr_opts"]
         kwargs["nextpnr_opts"] = opts
