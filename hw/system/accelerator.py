@@ -405,13 +405,14 @@ class Accelerator(wiring.Component):
         att_o = skid("attention", att.o)
         to_moe = Signal()
         m.d.sync += to_moe.eq(seq.attention_to == Unit.MOE)
-        into = {}
+        att_into = {}
         for name, chosen in (("mlp", ~to_moe), ("moe", to_moe)):
-            into[name] = add(f"attention_to_{name}_skid", SkidBuffer(att.o.payload.shape()))
-            m.d.comb += [into[name].i.valid.eq(att_o.valid & chosen),
-                         into[name].i.payload.eq(att_o.payload)]
-            wiring.connect(m, into[name].o, units[name].x)
-        m.d.comb += att_o.ready.eq(Mux(to_moe, into["moe"].i.ready, into["mlp"].i.ready))
+            att_into[name] = add(f"attention_to_{name}_skid", SkidBuffer(att.o.payload.shape()))
+            m.d.comb += [att_into[name].i.valid.eq(att_o.valid & chosen),
+                         att_into[name].i.payload.eq(att_o.payload)]
+            wiring.connect(m, att_into[name].o, units[name].x)
+        m.d.comb += att_o.ready.eq(Mux(to_moe, att_into["moe"].i.ready,
+                                       att_into["mlp"].i.ready))
         words = skid("out_words", to_words.o)
         m.d.comb += [writer.i.valid.eq(words.valid | draining),
                      writer.i.payload.eq(Mux(draining, 0, words.payload)),
