@@ -4,16 +4,15 @@ AXI spec, so that Amaranth's flattened ports ``<port>__araddr`` and ``<port>__aw
 cocotbext-axi (``AxiReadBus.from_prefix(dut, "<port>_")``, ``AxiWriteBus.from_prefix(dut,
 "<port>_")``) and to Vivado's interface inference alike."""
 
-from amaranth import unsigned
+from amaranth import Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hw import checks
 
-__all__ = ["axi4_read", "axi4_write", "axi4_lite", "dma_command_layout", "RESP_OKAY",
-           "RESP_SLVERR", "BURST_INCR",
-           "MAX_BURST", "BOUNDARY"]
+__all__ = ["axi4_read", "axi4_write", "axi4_lite", "dma_command_layout", "offer_until_taken",
+           "RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "MAX_BURST", "BOUNDARY"]
 
 RESP_OKAY = 0
 RESP_SLVERR = 2
@@ -76,3 +75,20 @@ def dma_command_layout(owner, *, addr_width, data_width, max_beats, max_outstand
             checks.positive(owner, name, value)
     return data.StructLayout({"addr": unsigned(addr_width),
                               "beats": unsigned(ceil_log2(max_beats + 1))})
+
+
+def offer_until_taken(m, valid, ready, stop, *, name):
+    """``valid`` gated by ``stop`` the way AXI allows: while ``stop`` is high no new request is
+    offered, but one already on offer (``valid`` high and not taken in the cycle before) stays
+    until its handshake. ``valid`` must itself keep a request on offer with a stable payload
+    until taken (a burst splitter's output, a skid buffer's); the result drives the channel's
+    ``VALID``, and the handshake is ``result & ready``.
+
+    Returns the gated valid; ``{name}_held``, a register of ``m``'s ``sync`` domain, says a
+    request is on offer since an earlier cycle.
+    """
+    held = Signal(name=f"{name}_held")
+    gated = Signal(name=f"{name}_valid")
+    m.d.comb += gated.eq(valid & (~stop | held))
+    m.d.sync += held.eq(gated & ~ready)
+    return gated

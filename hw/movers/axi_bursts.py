@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from hw import checks
-from hw.movers.axi import BOUNDARY, BURST_INCR, MAX_BURST, dma_command_layout
+from hw.movers.axi import BOUNDARY, BURST_INCR, MAX_BURST, dma_command_layout, offer_until_taken
 
 __all__ = ["BurstSplitter", "burst_layout", "address_channel"]
 
@@ -154,7 +154,7 @@ class BurstSplitter(wiring.Component):
         return m
 
 
-def address_channel(m, bursts, bus, channel, *, max_outstanding, done):
+def address_channel(m, bursts, bus, channel, *, max_outstanding, done, stop=0):
     """Issue the bursts of ``bursts`` (a :class:`BurstSplitter`) on the address channel
     ``channel`` of ``bus`` (``"ar"`` of :func:`hw.movers.axi.axi4_read`, ``"aw"`` of
     :func:`hw.movers.axi.axi4_write`), at most ``max_outstanding`` ahead of their completion.
@@ -163,7 +163,8 @@ def address_channel(m, bursts, bus, channel, *, max_outstanding, done):
     the last read beat of a burst or a write response) ends one. While a burst waits for
     ``READY`` the count can only fall, so ``VALID``, once high, stays high with the same
     payload until the handshake, as AXI requires. No cycle is added: the burst on offer is on
-    the bus in the same cycle.
+    the bus in the same cycle. While ``stop`` is high no new burst is offered; one on offer
+    stays until taken (:func:`hw.movers.axi.offer_until_taken`).
 
     Parameters
     ----------
@@ -177,6 +178,8 @@ def address_channel(m, bursts, bus, channel, *, max_outstanding, done):
     max_outstanding : int
     done : value-like
         One bit: a burst is complete this cycle.
+    stop : value-like
+        One bit: offer no new burst.
 
     Returns
     -------
@@ -190,8 +193,9 @@ def address_channel(m, bursts, bus, channel, *, max_outstanding, done):
     def field(name):
         return getattr(bus, channel + name)
 
-    m.d.comb += [field("valid").eq(bursts.o.valid & room),
-                 bursts.o.ready.eq(field("ready") & room),
+    valid = offer_until_taken(m, bursts.o.valid & room, field("ready"), stop, name=channel)
+    m.d.comb += [field("valid").eq(valid),
+                 bursts.o.ready.eq(field("ready") & valid),
                  field("addr").eq(bursts.o.payload.addr), field("len").eq(bursts.o.payload.len),
                  field("size").eq(bursts.size),
                  field("burst").eq(BURST_INCR), field("id").eq(0)]

@@ -15,7 +15,8 @@ spends ``1 + 2B`` cycles on a command of ``B`` bursts
 (:class:`hw.movers.axi_bursts.BurstSplitter`), ahead of the data. A command whose
 address is not aligned to the data width or whose beat count is zero is dropped with ``error``
 set; an error response (SLVERR/DECERR) sets ``error`` too, and its beats are still delivered,
-so that nothing downstream waits forever. ``error`` is sticky until reset.
+so that nothing downstream waits forever, and sets ``resp_error`` as well. Both are sticky until
+reset.
 """
 
 from amaranth import Module, Signal, unsigned
@@ -47,6 +48,9 @@ class AxiReader(wiring.Component):
     o : ``Out(stream.Signature(unsigned(data_width)))``
     bus : ``Out(axi4_read(...))``
     error : ``Out(1)``
+        Sticky: a command was dropped or a response was not OKAY.
+    resp_error : ``Out(1)``
+        Sticky: a response was not OKAY.
     """
 
     def __init__(self, *, addr_width=40, data_width=128, max_beats=1 << 20, max_outstanding=4):
@@ -59,6 +63,7 @@ class AxiReader(wiring.Component):
             "o": Out(stream.Signature(unsigned(data_width))),
             "bus": Out(axi4_read(addr_width=addr_width, data_width=data_width)),
             "error": Out(1),
+            "resp_error": Out(1),
         })
 
     def elaborate(self, platform):
@@ -78,5 +83,5 @@ class AxiReader(wiring.Component):
         bad_response = Signal()
         with m.If(received & (bus.rresp != RESP_OKAY)):
             m.d.sync += bad_response.eq(1)
-        m.d.comb += self.error.eq(bursts.error | bad_response)
+        m.d.comb += [self.error.eq(bursts.error | bad_response), self.resp_error.eq(bad_response)]
         return m

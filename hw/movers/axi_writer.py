@@ -22,8 +22,13 @@ shorter commands go at one every three cycles.
 A command whose address is not aligned to the data width or whose beat count is zero is dropped
 with ``error`` set, and **its data beats are not expected**: the producer must not send them,
 as the next beats on ``i`` belong to the next valid command. An error response (SLVERR/DECERR)
-sets ``error`` too, and counts as a response, so ``idle`` still comes back. ``error`` is sticky
-until reset.
+sets ``error`` and ``resp_error``, and counts as a response, so ``idle`` still comes back. Both
+are sticky until reset.
+
+Ending early: while ``stop`` is high the writer offers no new burst; a burst whose address is on
+offer stays until taken, and the data of every burst whose address went out (or is on offer)
+is still written, from ``i``. ``quiet`` then says when nothing is left on the bus, and the
+writer may be reset.
 """
 
 from amaranth import Module, Signal, unsigned
@@ -57,8 +62,14 @@ class AxiWriter(wiring.Component):
     idle : ``Out(1)``
         No command offered on ``cmd`` or in progress, and every burst answered: what was
         written is in memory. Low from the cycle a command is offered.
+    stop : ``In(1)``
+        Offer no new burst (see above).
+    quiet : ``Out(1)``
+        No burst on offer or awaiting data or its response: the bus is idle.
     error : ``Out(1)``
         Sticky: a command was dropped or a response was not OKAY.
+    resp_error : ``Out(1)``
+        Sticky: a response was not OKAY.
 
     Raises
     ------
@@ -76,7 +87,10 @@ class AxiWriter(wiring.Component):
             "i": In(stream.Signature(unsigned(data_width))),
             "bus": Out(axi4_write(addr_width=addr_width, data_width=data_width)),
             "idle": Out(1),
+            "stop": In(1),
+            "quiet": Out(1),
             "error": Out(1),
+            "resp_error": Out(1),
         })
 
     def elaborate(self, platform):
@@ -89,7 +103,7 @@ class AxiWriter(wiring.Component):
         answered = bus.bvalid & bus.bready
         issued, outstanding = address_channel(m, bursts, bus, "aw",
                                               max_outstanding=self._max_outstanding,
-                                              done=answered)
+                                              done=answered, stop=self.stop)
 
         # Data side. The lengths of issued bursts whose data has not started wait in `lengths`;
         # never more than max_outstanding, as a burst's data starts before its response. A burst
@@ -128,7 +142,9 @@ class AxiWriter(wiring.Component):
         bad_response = Signal()
         with m.If(answered & (bus.bresp != RESP_OKAY)):
             m.d.sync += bad_response.eq(1)
-        m.d.comb += self.error.eq(bursts.error | bad_response)
-        # The splitter offers a burst from a command's acceptance to its last burst taken.
-        m.d.comb += self.idle.eq(~self.cmd.valid & ~bursts.o.valid & (outstanding == 0))
+        m.d.comb += [self.error.eq(bursts.error | bad_response), self.resp_error.eq(bad_response)]
+        # The splitter offers a burst from a command's acceptance to its last burst taken. A
+        # burst issued is outstanding until its response, which comes after its last beat.
+        m.d.comb += [self.idle.eq(~self.cmd.valid & ~bursts.o.valid & (outstanding == 0)),
+                     self.quiet.eq(~bus.awvalid & (outstanding == 0))]
         return m

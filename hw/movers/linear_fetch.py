@@ -81,6 +81,9 @@ class LinearFetch(wiring.Component):
     bus, bus_1, ... : ``Out(axi4_read(...))``
         Port 0, port 1, ... (:attr:`buses`).
     error : ``Out(1)``
+        Sticky: a reader dropped a command or got an error response.
+    resp_error : ``Out(1)``
+        Sticky: a reader got an error response (SLVERR/DECERR).
     """
 
     def __init__(self, *, cols, acc_width, data_width=128, addr_width=40, ports=1,
@@ -107,6 +110,7 @@ class LinearFetch(wiring.Component):
             "b": Out(stream.Signature(data.ArrayLayout(signed(acc_width), cols))),
             **{bus_name(p): Out(port) for p in range(ports)},
             "error": Out(1),
+            "resp_error": Out(1),
         })
 
     buses = property(buses, doc="The AXI read ports, port 0 first.")
@@ -117,7 +121,8 @@ class LinearFetch(wiring.Component):
         for p, (rd, bus) in enumerate(zip(readers, self.buses)):
             m.submodules[f"reader_{p}" if p else "reader"] = rd
             wiring.connect(m, rd.bus, wiring.flipped(bus))
-        m.d.comb += self.error.eq(Cat(rd.error for rd in readers).any())
+        m.d.comb += [self.error.eq(Cat(rd.error for rd in readers).any()),
+                     self.resp_error.eq(Cat(rd.resp_error for rd in readers).any())]
         C, W = self._cols, self._words
 
         # A command goes to the readers in four steps, one register apart, so that each path

@@ -33,12 +33,17 @@ launched when they are all in the queue, like any other. At the end the last blo
 output buffer as int32 words (:func:`model.weight_image.output_layout`), and ``done`` rises when the
 last write is acknowledged.
 
-**Errors.** Start checks are the register block's (busy, zero or unaligned address, task out of
-range). An AXI error response on any port, or a unit rejecting a command, ends the run at once
-with STATUS.ERROR and AXI_READ_ERROR, AXI_WRITE_ERROR or INTERNAL; SOFT_RESET ends it the same
-way without an error. Either holds the datapath in reset while the memory ports drain (no new
-request; outstanding read bursts taken and dropped; a write in progress finished with zeros), so
-the next run starts on quiet ports; STATUS.BUSY stays high until then. The machine never hangs.
+**Errors.** Start checks are the register block's (zero, out-of-range or unaligned address,
+task out of range; a START while busy is ignored). An AXI error response on any port, a DMA
+dropping a command, or a unit rejecting one ends the run at once with its own error code
+(:class:`model.system.registers.ErrorCode`); the watchdog's TIMEOUT and SOFT_RESET end it the
+same way. Ending a run holds the datapath in reset while the memory ports drain, as AXI
+requires: no new request goes out, a request on offer stays until taken, the data of every read
+burst is taken and dropped, and every write burst whose address went out gets its beats (the
+words on offer, then zeros) and its response. STATUS.BUSY stays high until the ports are quiet.
+If they are not within :data:`DRAIN_LIMIT` cycles (a memory that stopped answering), the machine
+gives up on them, reports BUS_HUNG and is idle again. No wait is unbounded once the watchdog is
+set.
 
 **Cycles** (``CYCLES_TOTAL`` and per stage): the total counts from START to done; a stage counts
 the cycles in which its unit is running (they overlap where units overlap). The total is two
@@ -54,12 +59,12 @@ from amaranth.lib.wiring import In, Out
 from model.machine import ZCU102, MachineConfig
 from model.numerics import DEFAULT
 from model.packer import tiles
-from model.system.registers import ErrorCode
+from model.system.registers import ErrorCode, Identity
 from model.schedule import CALLS_PER_COMMAND, ParamsTo, Source, Unit, program
 from model.weight_image import input_layout, output_layout
 
 from hw.system.attention_half import AttentionHalf
-from hw.movers.axi import axi4_lite, axi4_read, axi4_write
+from hw.movers.axi import axi4_lite, axi4_read, axi4_write, offer_until_taken
 from hw.movers.axi_reader import AxiReader
 from hw.movers.axi_writer import AxiWriter
 from hw.units.compute_mux import ComputeMux
@@ -78,12 +83,16 @@ from hw.streams.skid import SkidBuffer
 from hw.streams.widen import Widen
 from hw.streams.words import LanesToWords, WordsToLanes
 
-__all__ = ["Accelerator", "CLIENTS", "read_ports"]
+__all__ = ["Accelerator", "CLIENTS", "DRAIN_LIMIT", "read_ports"]
 
 #: The compute unit's clients, in mux order (:class:`model.schedule.Unit`).
 CLIENTS = tuple(unit.name.lower() for unit in Unit)
 #: Bits of the count of a client's calls accepted in a run.
 ACCEPT_WIDTH = 16
+#: Cycles the memory ports may take to finish their transfers when a run ends early; then the
+#: machine gives up on them (BUS_HUNG). A drain takes at most a few bursts of 256 beats per port
+#: plus the memory's latency: some thousand cycles on a busy DDR.
+DRAIN_LIMIT = 1 << 16
 
 
 def read_ports(expert_ports):
@@ -152,8 +161,7 @@ class Accelerator(wiring.Component):
                            top_k=cfg.top_k, max_tokens=cfg.tokens, data_width=machine.data_width,
                            addr_width=machine.addr_width, ports=machine.expert_ports,
                            eps=cfg.ln_eps, **shared)
-        self.regs = RegisterBlock(tasks=cfg.tasks, alignment=machine.beat_bytes,
-                                  variant=self.layout.variant)
+        self.regs = RegisterBlock(Identity.of(cfg, machine))
         self.sequencer = Sequencer(
             self.program, commands={unit: getattr(self, unit.name.lower()).cmd.payload.shape()
                                     for unit in Unit},
@@ -186,15 +194,26 @@ class Accelerator(wiring.Component):
         m.submodules.regs = regs = self.regs
         wiring.connect(m, wiring.flipped(self.control), regs.bus)
         m.d.comb += self.irq.eq(regs.irq)
-        abort = Signal()                       # an error ended the run: reset the datapath
+        # Ending a run: `clear` holds the datapath in reset while `draining`, until the memory
+        # ports are `quiet`; `settle` (a register) then resets what faces the bus.
+        abort = Signal()                       # an error of the machine ends the run
         clear = Signal()                       # the datapath is held in reset
         draining = Signal()                    # ... until the memory ports are quiet
-        quiet = Signal()
-        m.d.comb += clear.eq(regs.soft_reset | abort | draining)
-        with m.If(regs.soft_reset | abort):
+        quiet, settle, hung = Signal(), Signal(), Signal()
+        ending = regs.soft_reset | regs.timeout | abort
+        m.d.comb += clear.eq(ending | draining)
+        with m.If(ending):
             m.d.sync += draining.eq(1)
-        with m.Elif(quiet):
+        with m.Elif(settle):
             m.d.sync += draining.eq(0)
+        drain_cycles = Signal(range(DRAIN_LIMIT + 1))
+        with m.If(~draining | settle):
+            m.d.sync += drain_cycles.eq(0)
+        with m.Else():
+            m.d.sync += drain_cycles.eq(drain_cycles + 1)
+        given_up = drain_cycles == DRAIN_LIMIT
+        m.d.sync += [settle.eq(draining & ~settle & (quiet | given_up)),
+                     hung.eq(draining & ~settle & ~quiet & given_up)]
         # The datapath's reset is `clear` a cycle late, from a register: it reaches every
         # flip-flop of the datapath, where synthesis merges it with each one's own logic. In
         # the cycle between, draining already holds back every new memory request.
@@ -245,12 +264,14 @@ class Accelerator(wiring.Component):
         def read_port(unit_bus, port):
             """A unit's AXI read master to a port of the machine. Requests go out through a
             skid buffer, so that the slave's ARREADY ends at a register, not in the unit's
-            burst logic. While draining, no new request goes out and every outstanding
-            burst's data is taken and dropped."""
+            burst logic. While draining, no new request goes out (one on offer stays until
+            taken) and every outstanding burst's data is taken and dropped; the skid buffer
+            is reset when the ports have settled."""
             n = len(outstanding)
             ar_fields = ("arid", "araddr", "arlen", "arsize", "arburst")
-            ar = add(f"port{n}_ar_skid", SkidBuffer(data.StructLayout(
+            ar = ResetInserter(settle)(SkidBuffer(data.StructLayout(
                 {name: len(getattr(unit_bus, name)) for name in ar_fields})))
+            m.submodules[f"port{n}_ar_skid"] = ar
             m.d.comb += [ar.i.valid.eq(unit_bus.arvalid), unit_bus.arready.eq(ar.i.ready)]
             m.d.comb += [ar.i.payload[name].eq(getattr(unit_bus, name)) for name in ar_fields]
             m.d.comb += [getattr(port, name).eq(ar.o.payload[name]) for name in ar_fields]
@@ -261,8 +282,9 @@ class Accelerator(wiring.Component):
                     m.d.comb += getattr(port, name).eq(getattr(unit_bus, name))
                 else:
                     m.d.comb += getattr(unit_bus, name).eq(getattr(port, name))
-            m.d.comb += [port.arvalid.eq(ar.o.valid & ~draining),
-                         ar.o.ready.eq(port.arready & ~draining),
+            m.d.comb += [port.arvalid.eq(offer_until_taken(m, ar.o.valid, port.arready,
+                                                           draining, name=f"port{n}_ar")),
+                         ar.o.ready.eq(port.arready & port.arvalid),
                          port.rready.eq(unit_bus.rready | draining),
                          unit_bus.rvalid.eq(port.rvalid & ~draining)]
             # Bursts in flight, for `quiet`. A burst's end is counted a cycle late (from a
@@ -272,7 +294,9 @@ class Accelerator(wiring.Component):
             ended = Signal(name=f"port{n}_ended")
             m.d.sync += [ended.eq(port.rvalid & port.rready & port.rlast),
                          bursts.eq(bursts + (port.arvalid & port.arready) - ended)]
-            outstanding.append(bursts)
+            with m.If(settle):                  # after giving up on a silent memory
+                m.d.sync += [ended.eq(0), bursts.eq(0)]
+            outstanding.append((bursts == 0) & ~port.arvalid)
 
         for p, bus in enumerate(moe.buses):
             read_port(bus, getattr(self, f"experts_{bus_name(p)}"))
@@ -284,15 +308,16 @@ class Accelerator(wiring.Component):
                                                        max_beats=max_beats))
         fetch = add("fetch", LinearFetch(cols=L, acc_width=cu.acc_width, data_width=dw,
                                          addr_width=aw, max_beats=max_beats))
-        # The writer is not reset with the datapath: a write in progress is finished (with
-        # zeros) while draining, then the writer alone is reset.
+        # The writer is not reset with the datapath: while draining it issues no new burst and
+        # finishes those it has started (with zeros), then it is reset with the ports.
         writer = AxiWriter(addr_width=aw, data_width=dw)
-        m.submodules.writer = ResetInserter(draining & quiet)(writer)
+        m.submodules.writer = ResetInserter(settle)(writer)
+        m.d.comb += writer.stop.eq(draining)
         read_port(image_reader.bus, self.image_bus)
         read_port(params_reader.bus, self.params_bus)
         read_port(fetch.bus, self.weights_bus)
         wiring.connect(m, writer.bus, wiring.flipped(self.output_bus))
-        m.d.comb += quiet.eq(Cat(*(b == 0 for b in outstanding)).all() & writer.idle)
+        m.d.comb += quiet.eq(Cat(*outstanding).all() & writer.quiet)
 
         # Image reads: the shift table, then the image.
         image_router = add("image_router", StreamRouter(unsigned(dw), destinations=2,
@@ -413,10 +438,17 @@ class Accelerator(wiring.Component):
             wiring.connect(m, att_into[name].o, units[name].x)
         m.d.comb += att_o.ready.eq(Mux(to_moe, att_into["moe"].i.ready,
                                        att_into["mlp"].i.ready))
-        words = skid("out_words", to_words.o)
-        m.d.comb += [writer.i.valid.eq(words.valid | draining),
-                     writer.i.payload.eq(Mux(draining, 0, words.payload)),
-                     words.ready.eq(writer.i.ready)]
+        # The words before the writer are reset with it, not with the datapath: a word on
+        # offer stays until taken. While the run ends no new word comes in, and the writer
+        # gets zeros for the beats its bursts still owe once these are gone.
+        words = ResetInserter(settle)(SkidBuffer(to_words.o.payload.shape()))
+        m.submodules.out_words_skid = words
+        m.d.comb += [words.i.valid.eq(to_words.o.valid & ~clear),
+                     words.i.payload.eq(to_words.o.payload),
+                     to_words.o.ready.eq(words.i.ready & ~clear),
+                     writer.i.valid.eq(words.o.valid | draining),
+                     writer.i.payload.eq(Mux(words.o.valid, words.o.payload, 0)),
+                     words.o.ready.eq(writer.i.ready)]
 
         # --- The run ----------------------------------------------------------------------
         moe_calls_taken = Signal()
@@ -469,22 +501,34 @@ class Accelerator(wiring.Component):
                      regs.stage_cycles.mlp.eq(stage["mlp"]),
                      regs.stage_cycles.moe.eq(stage["moe"])]
 
-        # Faults: an AXI error or a rejected command ends the run, two cycles after it is seen
-        # (the abort resets the whole datapath: it comes from a register, and that from
-        # registered ORs of the units' sticky errors).
-        read_error, write_error, internal = Signal(), Signal(), Signal()
-        m.d.sync += [read_error.eq(image_reader.error | params_reader.error | fetch.error |
-                                   moe.error),
-                     write_error.eq(writer.error),
-                     internal.eq(cu.error | embed.error | att.error | mlp.error)]
+        # Faults: an AXI error, a dropped DMA command or a rejected command ends the run, two
+        # cycles after it is seen (the abort resets the whole datapath: it comes from a
+        # register, and that from registered ORs of the units' sticky errors). The code is the
+        # first source in this order.
+        readers = (image_reader, params_reader, fetch)
+        sources = (
+            (ErrorCode.AXI_READ_ERROR, Cat(*(r.resp_error for r in readers), moe.resp_error)),
+            (ErrorCode.AXI_WRITE_ERROR, writer.resp_error),
+            (ErrorCode.DMA_COMMAND, Cat(*(r.error for r in readers), writer.error)),
+            (ErrorCode.COMPUTE_REJECTED, cu.error),
+            (ErrorCode.EMBED_REJECTED, embed.error),
+            (ErrorCode.ATTENTION_REJECTED, att.error),
+            (ErrorCode.MLP_REJECTED, mlp.error),
+            (ErrorCode.MOE_REJECTED, moe.error),
+        )
+        failing = []
+        for code, flags in sources:
+            flag = Signal(name=f"fails_{code.name.lower()}")
+            m.d.sync += flag.eq(flags.any())
+            failing.append((code, flag))
         fault_code = Signal.like(regs.fault_code)
-        m.d.sync += abort.eq(busy & ~draining & ~abort & (read_error | write_error | internal))
-        m.d.sync += fault_code.eq(Mux(read_error, ErrorCode.AXI_READ_ERROR,
-                                      Mux(write_error, ErrorCode.AXI_WRITE_ERROR,
-                                          ErrorCode.INTERNAL)))
-        m.d.comb += [regs.fault.eq(abort), regs.fault_code.eq(fault_code)]
-        with m.If(abort):
-            m.d.sync += busy.eq(0)
-        with m.If(regs.soft_reset):
+        first = ErrorCode.NONE
+        for code, flag in reversed(failing):
+            first = Mux(flag, code, first)
+        m.d.sync += [abort.eq(busy & ~draining & ~abort & Cat(*(f for _, f in failing)).any()),
+                     fault_code.eq(first)]
+        m.d.comb += [regs.fault.eq(abort | hung),
+                     regs.fault_code.eq(Mux(hung, ErrorCode.BUS_HUNG, fault_code))]
+        with m.If(ending):
             m.d.sync += busy.eq(0)
         return m

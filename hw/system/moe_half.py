@@ -84,6 +84,9 @@ class MoeHalf(wiring.Component):
         Every compute-unit call of this run has been accepted (the gate's and two per active
         expert): a sequencer sharing the compute unit may queue the next stage's calls.
     error : ``Out(1)``
+        Sticky: a unit rejected a command, or the expert fetch failed (``resp_error``).
+    resp_error : ``Out(1)``
+        Sticky: the expert fetch got an error response (SLVERR/DECERR).
     """
 
     def __init__(self, *, dim, expert_hidden, experts, top_k, max_tokens, lanes=16,
@@ -107,6 +110,7 @@ class MoeHalf(wiring.Component):
             "cycles": Out(32),
             "calls_taken": Out(1),
             "error": Out(1),
+            "resp_error": Out(1),
             **self.engine.compute_members,
         })
 
@@ -145,6 +149,7 @@ class MoeHalf(wiring.Component):
             h_acc_rd.addr.eq(s_h.rd_addr), s_h.rd_data.eq(h_acc_rd.data),
             h_wr.addr.eq(s_h.wr_addr), h_wr.data.eq(s_h.wr_data), h_wr.en.eq(s_h.wr_en),
             self.error.eq(eng.error | queues.error | g_ln.error | g_out.error | s_h.error),
+            self.resp_error.eq(eng.resp_error),
         ]
         wiring.connect(m, wiring.flipped(self.p), ln.p)
         wiring.connect(m, g_ln.o, ln.i)

@@ -6,14 +6,14 @@ Latency: a write's B response is valid two cycles after both its AW and its W ha
 accepted, and the write takes effect at the end of that cycle; a read's R response is valid two
 cycles after its AR was accepted. Throughput: one write and one read per cycle, concurrently,
 when the master takes B and R at once (``awready``, ``wready`` and ``arready`` are high whenever
-the response they would produce can be handed on). A START is judged in the cycle after it
+the response they would produce can be handed on). A START is judged two cycles after it
 takes effect and, if it passes its checks, pulses ``start`` in the cycle after that; a refused
 START sets ERROR a cycle later still.
 
 Timing: the write is applied from registers (address decoded, strobes applied) a cycle after
-the handshakes; the start checks of register contents are evaluated every cycle into a
-register; the read address is registered before the register multiplexer. No path runs from a
-bus handshake through a decoder into storage.
+the handshakes; the start checks of register contents are evaluated every cycle into one
+register per check, and their priority into another; the read address is registered before the
+register multiplexer. No path runs from a bus handshake through a decoder into storage.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, unsigned
@@ -21,9 +21,9 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from model.system.registers import (BUFFERS, BY_NAME, ERROR_CODE_WIDTH, MAGIC, MAP_BYTES, REGISTERS,
-                             STAGE_NAMES, WORD_BYTES, Access, ErrorCode, config_word,
-                             version_word)
+from model.system.registers import (BUFFERS, BY_NAME, ERROR_CODE_WIDTH, MAP_BYTES, REGISTERS,
+                                   START_CHECKS, STAGE_NAMES, WORD_BYTES, Access, ErrorCode,
+                                   Identity)
 
 from hw import checks
 from hw.movers.axi import RESP_OKAY, axi4_lite
@@ -52,50 +52,49 @@ class RegisterBlock(wiring.Component):
     are the registers' contents and the host may rewrite them during a run); it must raise
     ``busy`` in the cycle after ``start`` at the latest and hold it until the run ends, pulse
     ``done`` once per finished run, and pulse ``fault`` with ``fault_code`` (an
-    :class:`~model.system.registers.ErrorCode`, e.g. AXI_READ_ERROR) on an error. ``soft_reset``
-    pulses when the host aborts; the machine returns to idle. ``start`` counts as busy in the
-    cycle it is high, so two STARTs in a row cannot both pass.
+    :class:`~model.system.registers.ErrorCode`, e.g. AXI_READ_ERROR) on an error.
+    ``soft_reset`` pulses when the host aborts and ``timeout`` when the watchdog ends a run;
+    on either the machine ends the run and returns to idle. ``start`` counts as busy in the
+    cycle it is high, so two STARTs in a row cannot both pass. The addresses are the
+    registers' full 64 bits: a START passes only if every buffer lies below
+    ``2**identity.addr_width``.
 
     Parameters
     ----------
-    tasks : int
-        Number of valid tasks (1..255); TASK must be below it.
-    alignment : int
-        Buffer addresses must be multiples of this many bytes (a power of two; 16 for
-        128-bit memory ports).
+    identity : model.system.registers.Identity
+        The build's parameters: CONFIG, LAYOUT_HASH and the buffers' sizes.
     addr_width : int
         AXI4-Lite address width; the map needs ``log2(MAP_BYTES)`` bits.
-    variant : int
-        CONFIG.VARIANT, a 16-bit build tag for the host to check.
 
     Members
     -------
     bus : ``In(axi4_lite(addr_width=addr_width))``
-    start, soft_reset : ``Out(1)``
+    start, soft_reset, timeout : ``Out(1)``
         One-cycle pulses.
     task_id : ``Out(range(tasks))``
     image_addr, weights_addr, output_addr : ``Out(64)``
     irq : ``Out(1)``
         Level: ``IRQ_STATUS & IRQ_ENABLE`` is nonzero.
     busy, done, fault : ``In(1)``
-    fault_code : ``In(4)``
+    fault_code : ``In(ERROR_CODE_WIDTH)``
     cycles : ``In(64)``
         Cycles of the current or last run.
     stage_cycles : ``In(StructLayout({"embed": 32, ...}))``
         One counter per stage of :data:`model.system.registers.STAGES`.
     """
 
-    def __init__(self, *, tasks, alignment, addr_width=12, variant=0):
-        # config_word validates tasks, alignment and variant.
-        self._config = config_word(tasks=tasks, alignment=alignment, variant=variant)
+    def __init__(self, identity, *, addr_width=12):
+        if not isinstance(identity, Identity):
+            raise TypeError(f"RegisterBlock takes a model.system.registers.Identity, "
+                            f"not {identity!r}")
         need = ceil_log2(MAP_BYTES)
         checks.in_range("RegisterBlock", "addr_width", addr_width, need, 64,
                         reason=f" to hold the {MAP_BYTES}-byte map")
-        self._tasks, self._alignment, self._addr_width = tasks, alignment, addr_width
+        self.identity, self._addr_width = identity, addr_width
         super().__init__({
             "bus": In(axi4_lite(addr_width=addr_width)),
-            "start": Out(1), "soft_reset": Out(1),
-            "task_id": Out(range(max(tasks, 2))),
+            "start": Out(1), "soft_reset": Out(1), "timeout": Out(1),
+            "task_id": Out(range(max(identity.tasks, 2))),
             **{f"{buffer.lower()}_addr": Out(WIDE) for buffer in BUFFERS},
             "irq": Out(1),
             "busy": In(1), "done": In(1), "fault": In(1), "fault_code": In(ERROR_CODE_WIDTH),
@@ -103,8 +102,8 @@ class RegisterBlock(wiring.Component):
             "stage_cycles": In(stage_layout()),
         })
 
-    tasks = property(lambda self: self._tasks)
-    alignment = property(lambda self: self._alignment)
+    tasks = property(lambda self: self.identity.tasks)
+    alignment = property(lambda self: self.identity.alignment)
 
     def elaborate(self, platform):
         m = Module()
@@ -170,37 +169,49 @@ class RegisterBlock(wiring.Component):
         start = (writes("CONTROL") & (written & control.field("START").mask).any()) & ~soft
         m.d.sync += self.soft_reset.eq(soft)
 
-        # Start checks, in the documented order of priority. All but the first are of register
-        # contents: they are evaluated every cycle into a register, and a START is judged in
-        # the cycle after it was written, when that register has seen every earlier write.
-        addresses = [getattr(self, f"{buffer.lower()}_addr") for buffer in BUFFERS]
-        align_bits = ceil_log2(self._alignment)
+        # Start checks, in the documented order of priority. They are of register contents:
+        # each is evaluated every cycle into a register, their priority into another, and a
+        # START is judged two cycles after it was written, when both have seen every earlier
+        # write. A START while busy is ignored (only START_IGNORED says it came).
+        ident = self.identity
+        addresses = {buffer: getattr(self, f"{buffer.lower()}_addr") for buffer in BUFFERS}
+        aw, align_bits = ident.addr_width, ceil_log2(ident.alignment)
+        failing = {code: Signal(name=f"fails_{code.name.lower()}") for code in START_CHECKS}
+        below = {buffer: a[:aw] for buffer, a in addresses.items()}
+        m.d.sync += [
+            failing[ErrorCode.ZERO_ADDRESS].eq(Cat(*(a == 0 for a in addresses.values())).any()),
+            failing[ErrorCode.ADDRESS_TOO_HIGH].eq(
+                Cat(*(a[aw:] != 0 for a in addresses.values())).any() if aw < WIDE else 0),
+            # Past the end: addr + bytes > 2**aw, i.e. addr > 2**aw - bytes (a constant), so
+            # no adder. The high bits are ADDRESS_TOO_HIGH's, which comes first.
+            failing[ErrorCode.BUFFER_PAST_END].eq(
+                Cat(*(below[b] > (1 << aw) - ident.bytes(b) for b in BUFFERS)).any()),
+            failing[ErrorCode.UNALIGNED_ADDRESS].eq(
+                Cat(*(a[:align_bits] != 0 for a in addresses.values())).any()
+                if align_bits else 0),
+            failing[ErrorCode.BAD_TASK].eq(rw["TASK"] >= ident.tasks),
+        ]
         settled = Signal(ERROR_CODE_WIDTH)
-        with m.If(Cat(*(a == 0 for a in addresses)).any()):
-            m.d.sync += settled.eq(ErrorCode.ZERO_ADDRESS)
-        if align_bits:
-            with m.Elif(Cat(*(a[:align_bits] != 0 for a in addresses)).any()):
-                m.d.sync += settled.eq(ErrorCode.UNALIGNED_ADDRESS)
-        with m.Elif(rw["TASK"] >= self._tasks):
-            m.d.sync += settled.eq(ErrorCode.BAD_TASK)
-        with m.Else():
-            m.d.sync += settled.eq(ErrorCode.NONE)
-        judge = Signal()                                # a START written last cycle
-        m.d.sync += judge.eq(start)
-        check = Mux(self.busy | self.start, ErrorCode.START_WHILE_BUSY, settled)
-        good = judge & (check == ErrorCode.NONE)
+        code_now = ErrorCode.NONE
+        for code in reversed(START_CHECKS):
+            code_now = Mux(failing[code], code, code_now)
+        m.d.sync += settled.eq(code_now)
+        written_start, judge = Signal(), Signal()      # a START written one, two cycles ago
+        m.d.sync += [written_start.eq(start), judge.eq(written_start)]
+        ignored = judge & (self.busy | self.start)
+        good = judge & ~ignored & (settled == ErrorCode.NONE)
         refused, refused_code = Signal(), Signal(ERROR_CODE_WIDTH)
-        m.d.sync += [self.start.eq(good), refused.eq(judge & ~good), refused_code.eq(check)]
+        m.d.sync += [self.start.eq(good), refused.eq(judge & ~ignored & ~good),
+                     refused_code.eq(settled)]
         restart = good | self.soft_reset
 
-        # Watchdog: busy cycles since the last good start, one TIMEOUT per run (reported from
-        # a register, a cycle after the count reaches the limit).
+        # Watchdog: busy cycles since the last good start; it ends the run once (TIMEOUT, and
+        # the timeout pulse, from a register a cycle after the count reaches the limit).
         watchdog_count = Signal(32)
         watchdog_fired = Signal()
         limit = rw["WATCHDOG"]
-        timeout = Signal()
         fires = self.busy & ~watchdog_fired & (limit != 0) & (watchdog_count >= limit)
-        m.d.sync += timeout.eq(fires & ~restart)
+        m.d.sync += self.timeout.eq(fires & ~restart)
         with m.If(restart):
             m.d.sync += [watchdog_count.eq(0), watchdog_fired.eq(0)]
         with m.Else():
@@ -212,8 +223,10 @@ class RegisterBlock(wiring.Component):
         # Status and interrupt causes: clears first, so that an event in the same cycle wins.
         irq = BY_NAME["IRQ_STATUS"]
         irq_done, irq_error = irq.field("DONE").mask, irq.field("ERROR").mask
+        status_overflow, status_ignored = Signal(), Signal()
         with m.If(restart):
-            m.d.sync += [status_done.eq(0), status_error.eq(0), error_code.eq(ErrorCode.NONE)]
+            m.d.sync += [status_done.eq(0), status_error.eq(0), error_code.eq(ErrorCode.NONE),
+                         status_overflow.eq(0), status_ignored.eq(0)]
         cleared = Signal(32)
         with m.If(self.soft_reset):
             m.d.comb += cleared.eq(irq.mask)
@@ -225,11 +238,15 @@ class RegisterBlock(wiring.Component):
             m.d.comb += [error.eq(1), code.eq(self.fault_code)]
         with m.Elif(refused):
             m.d.comb += [error.eq(1), code.eq(refused_code)]
-        with m.Elif(timeout):
+        with m.Elif(self.timeout):
             m.d.comb += [error.eq(1), code.eq(ErrorCode.TIMEOUT)]
         with m.If(self.done):
             m.d.sync += status_done.eq(1)
-        with m.If(error):
+        with m.If(ignored):
+            m.d.sync += status_ignored.eq(1)
+        with m.If(error & status_error):
+            m.d.sync += status_overflow.eq(1)
+        with m.Elif(error):
             m.d.sync += [status_error.eq(1), error_code.eq(code)]
         m.d.sync += irq_status.eq((irq_status & ~cleared)
                                   | (self.done.replicate(32) & irq_done)
@@ -244,10 +261,9 @@ class RegisterBlock(wiring.Component):
             return value
 
         ro = {
-            "ID": Const(MAGIC, 32),
-            "VERSION": Const(version_word(), 32),
-            "CONFIG": Const(self._config, 32),
+            **{name: Const(value, 32) for name, value in ident.constants().items()},
             "STATUS": pack("STATUS", BUSY=self.busy, DONE=status_done, ERROR=status_error,
+                           OVERFLOW=status_overflow, START_IGNORED=status_ignored,
                            ERROR_CODE=error_code),
             "CYCLES_TOTAL_LO": self.cycles[:32],
             "CYCLES_TOTAL_HI": cycles_hi,

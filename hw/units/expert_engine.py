@@ -109,6 +109,9 @@ class ExpertEngine(wiring.Component):
     array_busy : ``Out(1)``
         The compute unit's ``busy``: the array takes a step this cycle.
     error : ``Out(1)``
+        Sticky: a unit rejected a command, or the fetch failed (``resp_error``).
+    resp_error : ``Out(1)``
+        Sticky: the fetch got an error response (SLVERR/DECERR).
     """
 
     def __init__(self, *, dim, expert_hidden, experts, max_tokens, lanes=16, data_width=128,
@@ -164,6 +167,7 @@ class ExpertEngine(wiring.Component):
             "calls": Out(16),
             "array_busy": Out(1),
             "error": Out(1),
+            "resp_error": Out(1),
             **self._client.members(),
         })
 
@@ -209,6 +213,7 @@ class ExpertEngine(wiring.Component):
             self.array_busy.eq(cu.busy),
             self.error.eq(cu.error | fetch.error | g_h.error | g_hid.error | s_hid.error |
                           s_x.error),
+            self.resp_error.eq(fetch.resp_error),
         ]
 
         layer = Signal(self.command_layout)

@@ -16,16 +16,16 @@ __all__ = [
     "MAGIC", "VERSION_MAJOR", "VERSION_MINOR", "WORD_BYTES", "ERROR_CODE_WIDTH",
     "Access", "ErrorCode", "ERROR_DESCRIPTIONS", "STAGES", "STAGE_NAMES", "BUFFERS",
     "Field", "Register", "REGISTERS", "BY_NAME", "BY_OFFSET", "MAP_BYTES",
-    "check_map", "version_word", "config_word", "RegisterFile", "markdown",
+    "check_map", "version_word", "Identity", "RegisterFile", "markdown",
 ]
 
 #: Reads of ID; a host that does not find it is not talking to this accelerator.
 MAGIC = 0xED6E_40E0
 #: Version of this register map: the major changes when a register moves or changes meaning,
 #: the minor when one is added.
-VERSION_MAJOR, VERSION_MINOR = 1, 0
+VERSION_MAJOR, VERSION_MINOR = 2, 0
 WORD_BYTES = 4
-ERROR_CODE_WIDTH = 4
+ERROR_CODE_WIDTH = 5
 
 
 class Access(enum.Enum):
@@ -49,31 +49,58 @@ class Access(enum.Enum):
 
 
 class ErrorCode(enum.IntEnum):
-    """Value of ``STATUS.ERROR_CODE``: the cause of the most recent error."""
+    """Value of ``STATUS.ERROR_CODE``: the cause of the first error since the last good START
+    (or SOFT_RESET)."""
 
     NONE = 0
-    START_WHILE_BUSY = 1
-    UNALIGNED_ADDRESS = 2
-    ZERO_ADDRESS = 3
-    BAD_TASK = 4
-    AXI_READ_ERROR = 5
-    AXI_WRITE_ERROR = 6
-    TIMEOUT = 7
-    INTERNAL = 8
+    UNALIGNED_ADDRESS = 1
+    ZERO_ADDRESS = 2
+    BAD_TASK = 3
+    ADDRESS_TOO_HIGH = 4
+    BUFFER_PAST_END = 5
+    AXI_READ_ERROR = 6
+    AXI_WRITE_ERROR = 7
+    TIMEOUT = 8
+    BUS_HUNG = 9
+    DMA_COMMAND = 10
+    COMPUTE_REJECTED = 11
+    EMBED_REJECTED = 12
+    ATTENTION_REJECTED = 13
+    MLP_REJECTED = 14
+    MOE_REJECTED = 15
 
 
+#: The start checks, in the order START runs them.
+START_CHECKS = (ErrorCode.ZERO_ADDRESS, ErrorCode.ADDRESS_TOO_HIGH, ErrorCode.BUFFER_PAST_END,
+                ErrorCode.UNALIGNED_ADDRESS, ErrorCode.BAD_TASK)
+
+_REJECTED = ("rejected a command: its configuration differs from the sequencer's (a bitstream "
+             "built from mismatched sources); the run was ended")
 ERROR_DESCRIPTIONS = {
     ErrorCode.NONE: "no error since the last good START or SOFT_RESET",
-    ErrorCode.START_WHILE_BUSY: "START written while the machine was busy; the run goes on",
     ErrorCode.UNALIGNED_ADDRESS: "START refused: a buffer address is not a multiple of the "
                                  "alignment (CONFIG.ALIGN_LOG2)",
     ErrorCode.ZERO_ADDRESS: "START refused: a buffer address is zero (never written)",
     ErrorCode.BAD_TASK: "START refused: TASK is not below CONFIG.TASKS",
-    ErrorCode.AXI_READ_ERROR: "the machine got SLVERR/DECERR reading memory",
-    ErrorCode.AXI_WRITE_ERROR: "the machine got SLVERR/DECERR writing memory",
-    ErrorCode.TIMEOUT: "watchdog: the run stayed busy for more than WATCHDOG cycles",
-    ErrorCode.INTERNAL: "a unit of the machine rejected a command (a bitstream/weights "
-                        "mismatch the start checks cannot see); the run was ended",
+    ErrorCode.ADDRESS_TOO_HIGH: "START refused: a buffer address is at or beyond "
+                                "`2**CONFIG.ADDR_WIDTH`, which the memory ports cannot reach",
+    ErrorCode.BUFFER_PAST_END: "START refused: a buffer's end (its address plus its "
+                               "`<BUFFER>_BYTES`) is beyond `2**CONFIG.ADDR_WIDTH`",
+    ErrorCode.AXI_READ_ERROR: "the machine got SLVERR/DECERR reading memory; the run was ended",
+    ErrorCode.AXI_WRITE_ERROR: "the machine got SLVERR/DECERR writing memory; the run was ended",
+    ErrorCode.TIMEOUT: "watchdog: the run stayed busy for more than WATCHDOG cycles; it was "
+                       "ended",
+    ErrorCode.BUS_HUNG: "ending a run, the memory did not finish the transfers the machine had "
+                        "started within the drain limit; the machine gave up on them and is "
+                        "idle, but the memory interconnect may still hold them (reset the PL "
+                        "before the next run)",
+    ErrorCode.DMA_COMMAND: "a DMA engine dropped a command of the sequencer (zero beats or an "
+                           "unaligned address): a sequencer fault; the run was ended",
+    ErrorCode.COMPUTE_REJECTED: f"the compute unit {_REJECTED}",
+    ErrorCode.EMBED_REJECTED: f"the patch embedding {_REJECTED}",
+    ErrorCode.ATTENTION_REJECTED: f"the attention half {_REJECTED}",
+    ErrorCode.MLP_REJECTED: f"the MLP half {_REJECTED}",
+    ErrorCode.MOE_REJECTED: f"the MoE half (gate, expert queues or expert engine) {_REJECTED}",
 }
 
 #: Per-stage cycle counters, in register order: name and what the machine counts.
@@ -88,7 +115,8 @@ STAGES = {
 }
 STAGE_NAMES = tuple(STAGES)
 
-#: The buffers whose 64-bit addresses the host writes, each as ``<NAME>_ADDR_LO``/``_HI``.
+#: The buffers whose 64-bit addresses the host writes, each as ``<NAME>_ADDR_LO``/``_HI``, and
+#: whose sizes the machine states in ``<NAME>_BYTES``.
 BUFFERS = ("IMAGE", "WEIGHTS", "OUTPUT")
 
 
@@ -172,8 +200,8 @@ def _registers():
                   Field("ALIGN_LOG2", 8, 4, "buffer addresses must be multiples of "
                                             "`2**ALIGN_LOG2` bytes (the memory ports' width)"),
                   Field("STAGES", 12, 4, "number of per-stage cycle counters"),
-                  Field("VARIANT", 16, 16, "build variant chosen by the integrator "
-                                           "(e.g. which model configuration)")),
+                  Field("ADDR_WIDTH", 16, 7, "bits of the memory ports' addresses: every "
+                                             "buffer must lie below `2**ADDR_WIDTH`")),
                  None),
         Register("CONTROL", 0x10, Access.WO, "starts or aborts a run",
                  (Field("START", 0, 1, "start a run with TASK and the buffer addresses, if "
@@ -185,8 +213,12 @@ def _registers():
                   Field("DONE", 1, 1, "the last run finished; cleared by a good START"),
                   Field("ERROR", 2, 1, "an error happened since the last good START; "
                                        "ERROR_CODE says which"),
-                  Field("ERROR_CODE", 8, ERROR_CODE_WIDTH, "cause of the most recent error",
-                        ErrorCode))),
+                  Field("OVERFLOW", 3, 1, "more errors happened after the first; "
+                                          "ERROR_CODE keeps the first"),
+                  Field("START_IGNORED", 4, 1, "a START came while the machine was busy and "
+                                               "was ignored; the run goes on untouched"),
+                  Field("ERROR_CODE", 8, ERROR_CODE_WIDTH, "cause of the first error since "
+                                                           "the last good START", ErrorCode))),
         Register("IRQ_ENABLE", 0x18, rw, "which IRQ_STATUS bits raise the interrupt",
                  (Field("DONE", 0, 1, "interrupt at the end of a run"),
                   Field("ERROR", 1, 1, "interrupt on an error"))),
@@ -197,8 +229,8 @@ def _registers():
                   Field("ERROR", 1, 1, "STATUS.ERROR was set"))),
         Register("TASK", 0x20, rw, "task of the next run (selects the MoE gates)",
                  (Field("TASK", 0, 32, "task index, below CONFIG.TASKS"),)),
-        _word("WATCHDOG", 0x24, rw, "TIMEOUT error after a run is busy for more than this "
-                                    "many cycles; 0 disables"),
+        _word("WATCHDOG", 0x24, rw, "a run busy for more than this many cycles is ended with "
+                                    "a TIMEOUT error; 0 disables"),
     ]
     for index, buffer in enumerate(BUFFERS):
         offset = 0x30 + 8 * index
@@ -212,6 +244,19 @@ def _registers():
     for index, (stage, what) in enumerate(STAGES.items()):
         regs.append(_word(f"CYCLES_{stage}", 0x60 + 4 * index, ro,
                           f"cycles of stage {stage}: {what}"))
+    regs += [Register("LAYOUT_HASH_LO", 0x80, ro, "bits 31:0 of the weight image layout's "
+                                                  "hash, as in the image's header",
+                      (Field("VALUE", 0, 32, "`model.weight_image.config_hash`, bits 31:0"),),
+                      None),
+             Register("LAYOUT_HASH_HI", 0x84, ro, "bits 63:32 of the weight image layout's "
+                                                  "hash",
+                      (Field("VALUE", 0, 32, "`model.weight_image.config_hash`, bits 63:32"),),
+                      None)]
+    for index, buffer in enumerate(BUFFERS):
+        what = buffer.lower()
+        regs.append(Register(f"{buffer}_BYTES", 0x88 + 4 * index, ro,
+                             f"bytes of the {what} buffer the machine reads or writes, from "
+                             f"{buffer}_ADDR on", (Field("VALUE", 0, 32, "bytes"),), None))
     return tuple(regs)
 
 
@@ -269,23 +314,107 @@ def version_word():
     return BY_NAME["VERSION"].field("MAJOR").put(VERSION_MAJOR) | VERSION_MINOR
 
 
-def _check_build(tasks, alignment, variant):
-    config = BY_NAME["CONFIG"]
-    if not (isinstance(tasks, int) and 0 < tasks < 1 << config.field("TASKS").width):
-        raise ValueError(f"tasks must be an integer in 1..255, not {tasks!r}")
-    if not (isinstance(alignment, int) and alignment > 0 and alignment & (alignment - 1) == 0
-            and alignment.bit_length() - 1 < 1 << config.field("ALIGN_LOG2").width):
-        raise ValueError(f"alignment must be a power of two in 1..32768 bytes, not {alignment!r}")
-    if not (isinstance(variant, int) and 0 <= variant < 1 << config.field("VARIANT").width):
-        raise ValueError(f"variant must be an integer in 0..65535, not {variant!r}")
+@dataclass(frozen=True)
+class Identity:
+    """What a bitstream tells the host about itself: the build parameters behind CONFIG, the
+    weight image layout's hash (LAYOUT_HASH) and the bytes of each buffer (``<BUFFER>_BYTES``).
+    The register block is built from one, and the host compares what it reads with the one it
+    expects (:meth:`of`).
 
+    Parameters
+    ----------
+    tasks : int
+        Number of valid tasks, 1..255.
+    alignment : int
+        Buffer addresses must be multiples of this many bytes: a power of two (the memory
+        ports' beat).
+    addr_width : int
+        Bits of a memory address, 1..64: every buffer must lie below ``2**addr_width``.
+    buffer_bytes : dict
+        Bytes the machine touches in each buffer of :data:`BUFFERS`, from its address on.
+    layout_hash : int
+        The weight image layout's 64-bit hash (:func:`model.weight_image.config_hash`).
 
-def config_word(*, tasks, alignment, variant=0):
-    """The value of CONFIG for these build parameters."""
-    _check_build(tasks, alignment, variant)
-    f = BY_NAME["CONFIG"].field
-    return (f("TASKS").put(tasks) | f("ALIGN_LOG2").put(alignment.bit_length() - 1)
-            | f("STAGES").put(len(STAGES)) | f("VARIANT").put(variant))
+    Raises
+    ------
+    ValueError
+        If a parameter does not fit its register; the message names it.
+    """
+
+    tasks: int
+    alignment: int
+    addr_width: int = 40
+    buffer_bytes: tuple = ()
+    layout_hash: int = 0
+
+    def __post_init__(self):
+        config = BY_NAME["CONFIG"]
+        if not (isinstance(self.tasks, int) and 0 < self.tasks < 1 << config.field("TASKS").width):
+            raise ValueError(f"tasks must be an integer in 1..255, not {self.tasks!r}")
+        alignment = self.alignment
+        if not (isinstance(alignment, int) and alignment > 0 and alignment & (alignment - 1) == 0
+                and alignment.bit_length() - 1 < 1 << config.field("ALIGN_LOG2").width):
+            raise ValueError(f"alignment must be a power of two in 1..32768 bytes, "
+                             f"not {alignment!r}")
+        if not (isinstance(self.addr_width, int) and 1 <= self.addr_width <= 64):
+            raise ValueError(f"addr_width must be an integer in 1..64, not {self.addr_width!r}")
+        sizes = dict(self.buffer_bytes)
+        object.__setattr__(self, "buffer_bytes", tuple(sizes.items()))
+        if sorted(sizes) != sorted(BUFFERS):
+            raise ValueError(f"buffer_bytes must give the bytes of each of {', '.join(BUFFERS)}, "
+                             f"not of {', '.join(sizes) or 'none'}")
+        for buffer, size in sizes.items():
+            if not (isinstance(size, int) and 0 < size < min(1 << 32, 1 << self.addr_width)):
+                raise ValueError(f"the {buffer.lower()} buffer's bytes must be an integer in "
+                                 f"1..{min(1 << 32, 1 << self.addr_width) - 1}, not {size!r}")
+        if not (isinstance(self.layout_hash, int) and 0 <= self.layout_hash < 1 << 64):
+            raise ValueError(f"layout_hash must be a 64-bit unsigned integer, "
+                             f"not {self.layout_hash!r}")
+
+    @classmethod
+    def of(cls, config, machine):
+        """The identity of the accelerator for ``config`` (a :class:`model.config.ModelConfig`)
+        on ``machine`` (a :class:`model.machine.MachineConfig`)."""
+        from model.weight_image import input_layout, output_layout
+        layout, beat = machine.layout(config), machine.beat_bytes
+        return cls(tasks=config.tasks, alignment=beat, addr_width=machine.addr_width,
+                   buffer_bytes={"IMAGE": input_layout(config, beat).length,
+                                 "WEIGHTS": layout.total_bytes,
+                                 "OUTPUT": output_layout(config, beat).length},
+                   layout_hash=layout.hash)
+
+    def bytes(self, buffer):
+        """Bytes the machine touches in ``buffer`` (one of :data:`BUFFERS`)."""
+        return dict(self.buffer_bytes)[buffer]
+
+    @property
+    def config_word(self):
+        """The value of CONFIG."""
+        f = BY_NAME["CONFIG"].field
+        return (f("TASKS").put(self.tasks) | f("ALIGN_LOG2").put(self.alignment.bit_length() - 1)
+                | f("STAGES").put(len(STAGES)) | f("ADDR_WIDTH").put(self.addr_width))
+
+    def constants(self):
+        """The value of every build-time RO register: CONFIG, LAYOUT_HASH_LO/HI and the
+        ``<BUFFER>_BYTES``."""
+        return {"ID": MAGIC, "VERSION": version_word(), "CONFIG": self.config_word,
+                "LAYOUT_HASH_LO": self.layout_hash & 0xFFFF_FFFF,
+                "LAYOUT_HASH_HI": self.layout_hash >> 32,
+                **{f"{buffer}_BYTES": self.bytes(buffer) for buffer in BUFFERS}}
+
+    def start_check(self, addresses, task):
+        """The error a START with these buffer ``addresses`` (a dict by buffer) and ``task``
+        raises, in the order of :data:`START_CHECKS`; ``ErrorCode.NONE`` if it passes."""
+        limit = 1 << self.addr_width
+        failed = {
+            ErrorCode.ZERO_ADDRESS: any(a == 0 for a in addresses.values()),
+            ErrorCode.ADDRESS_TOO_HIGH: any(a >= limit for a in addresses.values()),
+            ErrorCode.BUFFER_PAST_END: any(a + self.bytes(b) > limit
+                                           for b, a in addresses.items()),
+            ErrorCode.UNALIGNED_ADDRESS: any(a % self.alignment for a in addresses.values()),
+            ErrorCode.BAD_TASK: task >= self.tasks,
+        }
+        return next((code for code in START_CHECKS if failed[code]), ErrorCode.NONE)
 
 
 def _byte_mask(strobe):
@@ -298,33 +427,31 @@ class RegisterFile:
     The host side is :meth:`read` and :meth:`write`; the machine side is the attributes
     ``busy``, ``cycles_total`` and ``stage_cycles`` (inputs, set freely), :meth:`pulse_done`,
     :meth:`pulse_fault` and :meth:`tick` (cycles passing, for the watchdog), and the outputs
-    ``task``, ``addresses``, ``irq``, ``starts`` and ``soft_resets`` (pulses so far).
+    ``task``, ``addresses``, ``irq``, and the counts of pulses so far ``starts``,
+    ``soft_resets`` and ``timeouts`` (the watchdog ending a run).
 
     Parameters
     ----------
-    tasks : int
-        Number of valid tasks.
-    alignment : int
-        Bytes that buffer addresses must be multiples of; a power of two.
-    variant : int
-        CONFIG.VARIANT.
+    identity : Identity
+        The build's parameters.
     """
 
-    def __init__(self, *, tasks, alignment, variant=0):
-        self._config = config_word(tasks=tasks, alignment=alignment, variant=variant)
-        self._tasks, self._alignment = tasks, alignment
+    def __init__(self, identity):
+        if not isinstance(identity, Identity):
+            raise TypeError(f"RegisterFile takes an Identity, not {identity!r}")
+        self.identity = identity
         self.busy = False
         self.cycles_total = 0
         self.stage_cycles = dict.fromkeys(STAGE_NAMES, 0)
-        self.starts = 0
-        self.soft_resets = 0
+        self.starts = self.soft_resets = self.timeouts = 0
         self._rw = {r.name: r.reset for r in REGISTERS if r.access is Access.RW}
         self._clear_status()
         self.irq_status = 0
         self._cycles_hi = 0
 
     def _clear_status(self):
-        self.done, self.error, self.error_code = False, False, ErrorCode.NONE
+        self.done = self.error = self.overflow = self.start_ignored = False
+        self.error_code = ErrorCode.NONE
         self._watchdog_count, self._watchdog_fired = 0, False
 
     # Outputs towards the machine.
@@ -347,7 +474,10 @@ class RegisterFile:
     # Events from the machine.
 
     def _set_error(self, code):
-        self.error, self.error_code = True, ErrorCode(code)
+        if self.error:
+            self.overflow = True
+        else:
+            self.error, self.error_code = True, ErrorCode(code)
         self.irq_status |= BY_NAME["IRQ_STATUS"].field("ERROR").mask
 
     def pulse_done(self):
@@ -367,22 +497,15 @@ class RegisterFile:
         limit = self._rw["WATCHDOG"]
         if limit and self._watchdog_count > limit:
             self._watchdog_fired = True
+            self.timeouts += 1
             self._set_error(ErrorCode.TIMEOUT)
 
     # The host.
 
     def start_check(self):
-        """The error a START would raise now, or ``ErrorCode.NONE``."""
-        if self.busy:
-            return ErrorCode.START_WHILE_BUSY
-        addresses = self.addresses.values()
-        if any(a == 0 for a in addresses):
-            return ErrorCode.ZERO_ADDRESS
-        if any(a % self._alignment for a in addresses):
-            return ErrorCode.UNALIGNED_ADDRESS
-        if self.task >= self._tasks:
-            return ErrorCode.BAD_TASK
-        return ErrorCode.NONE
+        """The error a START would raise now (:meth:`Identity.start_check`), or
+        ``ErrorCode.NONE``; a START while busy is ignored, not checked."""
+        return self.identity.start_check(self.addresses, self.task)
 
     def read(self, offset):
         """The word at byte ``offset`` (its low two bits ignored); 0 if nothing is mapped."""
@@ -394,16 +517,15 @@ class RegisterFile:
         if reg.access is Access.W1C:
             return self.irq_status
         name = reg.name
-        if name == "ID":
-            return MAGIC
-        if name == "VERSION":
-            return version_word()
-        if name == "CONFIG":
-            return self._config
+        constants = self.identity.constants()
+        if name in constants:
+            return constants[name]
         if name == "STATUS":
             f = reg.field
             return (f("BUSY").put(int(self.busy)) | f("DONE").put(int(self.done))
-                    | f("ERROR").put(int(self.error)) | f("ERROR_CODE").put(int(self.error_code)))
+                    | f("ERROR").put(int(self.error)) | f("OVERFLOW").put(int(self.overflow))
+                    | f("START_IGNORED").put(int(self.start_ignored))
+                    | f("ERROR_CODE").put(int(self.error_code)))
         if name == "CYCLES_TOTAL_LO":
             self._cycles_hi = self.cycles_total >> 32 & 0xFFFF_FFFF
             return self.cycles_total & 0xFFFF_FFFF
@@ -429,6 +551,9 @@ class RegisterFile:
                 self._clear_status()
                 self.irq_status = 0
             elif bits & reg.field("START").mask:
+                if self.busy:
+                    self.start_ignored = True
+                    return
                 code = self.start_check()
                 if code:
                     self._set_error(code)
@@ -445,16 +570,30 @@ _SEMANTICS = """\
 - Unmapped offsets read as 0 and ignore writes, with an OKAY response, as do writes to RO
   registers: a stray access from a host driver must not become a bus error (on the Zynq
   UltraScale+ an error response to a CPU access is an asynchronous abort).
-- START runs these checks in this order and, at the first that fails, sets STATUS.ERROR,
-  STATUS.ERROR_CODE and IRQ_STATUS.ERROR and does nothing else (no run starts, DONE is kept):
-  busy (START_WHILE_BUSY), a buffer address zero (ZERO_ADDRESS), a buffer address not a
+- START, while the machine is busy, is ignored: the run goes on untouched, and only
+  STATUS.START_IGNORED says that it came. Otherwise START runs these checks in this order
+  and, at the first that fails, reports its error (below) and does nothing else (no run
+  starts, DONE is kept): a buffer address zero (ZERO_ADDRESS), at or beyond
+  `2**CONFIG.ADDR_WIDTH` (ADDRESS_TOO_HIGH), a buffer whose end, its address plus
+  `<BUFFER>_BYTES`, is beyond `2**CONFIG.ADDR_WIDTH` (BUFFER_PAST_END), a buffer address not a
   multiple of `2**CONFIG.ALIGN_LOG2` (UNALIGNED_ADDRESS), TASK not below CONFIG.TASKS
-  (BAD_TASK). A START that passes clears STATUS.DONE, STATUS.ERROR and STATUS.ERROR_CODE and
-  the watchdog, and starts the run; IRQ_STATUS is left to the host.
-- SOFT_RESET aborts the machine and clears STATUS (but BUSY, which the machine drives) and
+  (BAD_TASK). A START that passes clears STATUS (but BUSY) and the watchdog, and starts the
+  run; IRQ_STATUS is left to the host. The machine reads only the `<BUFFER>_BYTES` bytes of
+  the image and weights buffers from their addresses on, and writes only those of the output
+  buffer.
+- Errors: the first since the last good START (or SOFT_RESET) sets STATUS.ERROR and
+  STATUS.ERROR_CODE; a later one sets STATUS.OVERFLOW and leaves the code; each sets
+  IRQ_STATUS.ERROR. An error of the machine (an AXI error response, a unit rejecting a
+  command, the watchdog's TIMEOUT) ends the run.
+- Ending a run, by an error or SOFT_RESET, the machine finishes the bus transfers it has
+  started (a request on offer stays until taken; the read data of every request is taken;
+  a write burst whose address was taken or whose data began is completed, with zeros) and
+  starts no new one; STATUS.BUSY stays high until then. If the memory does not finish them
+  within the drain limit, the machine gives up, reports BUS_HUNG and is idle: the
+  interconnect may still hold those transfers, so reset the PL (or at least the memory
+  interconnect) before the next START.
+- SOFT_RESET ends a run as above and clears STATUS (but BUSY, which the machine drives) and
   IRQ_STATUS; TASK, the addresses, IRQ_ENABLE and WATCHDOG keep their values.
-- ERROR_CODE holds the most recent error. The machine reports AXI errors; the block's watchdog
-  reports TIMEOUT once per run, and does not stop the machine (write SOFT_RESET for that).
 - 64-bit counters: read CYCLES_TOTAL_LO first; it latches the high half, which
   CYCLES_TOTAL_HI returns, so the pair is consistent while the counter runs.
 """

@@ -10,13 +10,22 @@ from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiResp
 
 from hw.system.registers import RegisterBlock, stage_layout
 from model.system.registers import (BUFFERS, BY_NAME, BY_OFFSET, REGISTERS, STAGE_NAMES, Access,
-                             ErrorCode, RegisterFile, config_word)
+                                   ErrorCode, Identity, RegisterFile)
 from sim.runner import bench_config
 from sim.stream import clock_and_reset, pack_struct
 
 
+def identity(config):
+    """The block's build parameters from a bench configuration: ``tasks``, ``alignment``,
+    ``memory_addr_width``, ``buffer_bytes`` (one size for every buffer) and ``layout_hash``."""
+    return Identity(tasks=config["tasks"], alignment=config["alignment"],
+                    addr_width=config["memory_addr_width"],
+                    buffer_bytes=dict.fromkeys(BUFFERS, config["buffer_bytes"]),
+                    layout_hash=config.get("layout_hash", 0))
+
+
 def make_design(config):
-    return RegisterBlock(**config)
+    return RegisterBlock(identity(config), addr_width=config["addr_width"])
 
 
 def offset(name):
@@ -37,11 +46,12 @@ class TB:
         self.dut = dut
         self.config = bench_config()
         self.tasks, self.alignment = self.config["tasks"], self.config["alignment"]
-        self.twin = RegisterFile(tasks=self.tasks, alignment=self.alignment,
-                                 variant=self.config.get("variant", 0))
+        self.identity = identity(self.config)
+        self.twin = RegisterFile(self.identity)
         self.cycle = 0
         self.starts = []          # (cycle, task_id, addresses) at each start pulse
         self.soft_resets = []     # cycles of soft_reset pulses
+        self.timeouts = []        # cycles of timeout pulses
         self.handshakes = {channel: [] for channel in ("aw", "w", "b", "ar", "r")}
         self.first_valid = {"b": [], "r": []}
 
@@ -87,6 +97,8 @@ class TB:
                                      for b in BUFFERS}))
             if int(dut.soft_reset.value):
                 self.soft_resets.append(self.cycle)
+            if int(dut.timeout.value):
+                self.timeouts.append(self.cycle)
             for channel in self.handshakes:
                 valid = int(getattr(dut, f"bus__{channel}valid").value)
                 ready = int(getattr(dut, f"bus__{channel}ready").value)
@@ -128,8 +140,11 @@ class TB:
             await self.write(offset(f"{buffer}_ADDR_HI"), address >> 32)
 
     async def control(self, *fields):
+        """Write CONTROL, then wait until a START has been judged (a machine raises busy only
+        after the start pulse)."""
         reg = BY_NAME["CONTROL"]
         await self.write(reg.offset, sum(reg.field(f).mask for f in fields))
+        await ClockCycles(self.dut.clk, 3)
 
     # The machine.
 
@@ -171,6 +186,8 @@ class TB:
             f"{what}: {len(self.starts)} start pulses, twin says {twin.starts}")
         assert len(self.soft_resets) == twin.soft_resets, (
             f"{what}: {len(self.soft_resets)} soft_reset pulses, twin says {twin.soft_resets}")
+        assert len(self.timeouts) == twin.timeouts, (
+            f"{what}: {len(self.timeouts)} timeout pulses, twin says {twin.timeouts}")
         assert int(dut.irq.value) == twin.irq, f"{what}: irq is {int(dut.irq.value)}"
         width = len(dut.task_id)
         assert int(dut.task_id.value) == twin.task & ((1 << width) - 1), f"{what}: task_id"
@@ -184,17 +201,19 @@ def _name(address):
     return reg.name if reg else "unmapped"
 
 
-#: Errors the machine reports, as opposed to those of the start checks.
-MACHINE_ERRORS = (ErrorCode.AXI_READ_ERROR, ErrorCode.AXI_WRITE_ERROR, ErrorCode.TIMEOUT)
+#: Errors the machine reports, as opposed to those of the start checks and the watchdog.
+MACHINE_ERRORS = (ErrorCode.AXI_READ_ERROR, ErrorCode.AXI_WRITE_ERROR, ErrorCode.BUS_HUNG,
+                  ErrorCode.DMA_COMMAND, ErrorCode.MOE_REJECTED)
 
 
-def aligned(rng, alignment):
-    return rng.randrange(1, 1 << 20) * alignment
+def aligned(rng, tb):
+    """A good buffer address: aligned, and the buffer below 2**memory_addr_width."""
+    top = (1 << tb.identity.addr_width) - tb.config["buffer_bytes"]
+    return rng.randrange(1, top // tb.alignment + 1) * tb.alignment
 
 
 async def good_setup(tb, rng):
-    await tb.set_buffers(**{b: aligned(rng, tb.alignment) | rng.choice([0, 0, 0, 1]) << 32
-                            for b in BUFFERS})
+    await tb.set_buffers(**{b: aligned(rng, tb) for b in BUFFERS})
     await tb.write(offset("TASK"), tb.tasks - 1)
 
 
@@ -204,12 +223,11 @@ async def test_identity(dut):
     await tb.reset()
     for name in ("ID", "VERSION", "CONFIG"):
         await tb.read(offset(name))
-    config = tb.config
-    want = config_word(tasks=config["tasks"], alignment=config["alignment"],
-                       variant=config.get("variant", 0))
-    assert int.from_bytes(await tb.read(offset("CONFIG")), "little") == want
+    for name, want in tb.identity.constants().items():
+        got = int.from_bytes(await tb.read(offset(name)), "little")
+        assert got == want, f"{name} reads {got:#x}, want {want:#x}"
     # RO registers ignore writes; WO reads as 0.
-    for name in ("ID", "CONFIG", "STATUS", "CYCLES_TOTAL_LO"):
+    for name in ("ID", "CONFIG", "STATUS", "CYCLES_TOTAL_LO", "LAYOUT_HASH_HI", "OUTPUT_BYTES"):
         await tb.write(offset(name), 0x1234_5678)
         await tb.read(offset(name))
     await tb.read(offset("CONTROL"))
@@ -225,7 +243,8 @@ async def expect_error(tb, code, what):
     got = await tb.read_field("STATUS", "ERROR_CODE")
     assert got == code, f"{what}: ERROR_CODE {got}, want {code!r}"
     assert await tb.read_field("IRQ_STATUS", "ERROR") == 1, f"{what}: IRQ_STATUS.ERROR not set"
-    await tb.write(offset("IRQ_STATUS"), 0xFFFF_FFFF)
+    # ERROR_CODE keeps the first error until a good START or SOFT_RESET.
+    await tb.control("SOFT_RESET")
 
 
 @cocotb.test()
@@ -237,18 +256,29 @@ async def test_start_checks(dut):
     await good_setup(tb, rng)
     await tb.set_buffers(WEIGHTS=0)
     await expect_error(tb, ErrorCode.ZERO_ADDRESS, "START with WEIGHTS_ADDR zero")
-    await tb.set_buffers(WEIGHTS=1 << 36)    # only the high half set: not zero, aligned
+    aw, size = tb.identity.addr_width, tb.config["buffer_bytes"]
+    await tb.set_buffers(WEIGHTS=1 << 63)    # only the top bit set: not zero, aligned
+    await expect_error(tb, ErrorCode.ADDRESS_TOO_HIGH, "START with WEIGHTS_ADDR at 2**63")
+    await tb.set_buffers(WEIGHTS=1 << aw)
+    await expect_error(tb, ErrorCode.ADDRESS_TOO_HIGH, "START with WEIGHTS_ADDR at 2**aw")
+    last = ((1 << aw) - size) // tb.alignment * tb.alignment
+    await tb.set_buffers(WEIGHTS=last + tb.alignment)
+    await expect_error(tb, ErrorCode.BUFFER_PAST_END, "START with the weights past the end")
+    await tb.set_buffers(WEIGHTS=last)
     if tb.alignment > 1:
         await tb.write(offset("OUTPUT_ADDR_LO") + 0, tb.alignment // 2, length=2)
         await expect_error(tb, ErrorCode.UNALIGNED_ADDRESS, "START with OUTPUT_ADDR unaligned")
-        await tb.set_buffers(OUTPUT=aligned(rng, tb.alignment))
+        await tb.set_buffers(OUTPUT=aligned(rng, tb))
     await tb.write(offset("TASK"), tb.tasks)
     await expect_error(tb, ErrorCode.BAD_TASK, "START with TASK == tasks")
     await tb.write(offset("TASK") + 3, 1, length=1)   # TASK's bit 24 only: still bad
     await expect_error(tb, ErrorCode.BAD_TASK, "START with TASK >= 2**24")
     await tb.write(offset("TASK"), tb.tasks - 1)
+    # START while busy is ignored: no error, no pulse, only START_IGNORED.
     await tb.set_inputs(busy=1)
-    await expect_error(tb, ErrorCode.START_WHILE_BUSY, "START while busy")
+    await tb.control("START")
+    await tb.check_outputs("START while busy")
+    assert await tb.read_field("STATUS", "START_IGNORED") == 1
     await tb.set_inputs(busy=0)
 
     # A good start: one pulse with the registers' values, and the error status cleared.
@@ -259,7 +289,8 @@ async def test_start_checks(dut):
     assert task == tb.tasks - 1 and addresses == tb.twin.addresses, tb.starts[0]
     assert await tb.read_field("STATUS", "ERROR") == 0
     assert await tb.read_field("STATUS", "ERROR_CODE") == ErrorCode.NONE
-    # The start pulse counts as busy: a second START right behind the first is refused.
+    assert await tb.read_field("STATUS", "START_IGNORED") == 0, "a good START clears it"
+    # The start pulse counts as busy: a second START right behind the first is ignored.
     events = [tb.axi.init_write(offset("CONTROL"), (1).to_bytes(4, "little")) for _ in range(2)]
     for event in events:
         await event.wait()
@@ -269,7 +300,8 @@ async def test_start_checks(dut):
     tb.twin.busy = True
     tb.twin.write(offset("CONTROL"), 1)
     tb.twin.busy = False
-    assert await tb.read_field("STATUS", "ERROR_CODE") == ErrorCode.START_WHILE_BUSY
+    assert await tb.read_field("STATUS", "START_IGNORED") == 1
+    assert await tb.read_field("STATUS", "ERROR") == 0
 
 
 @cocotb.test()
@@ -318,9 +350,11 @@ async def test_fault_and_soft_reset(dut):
     await tb.check_outputs("fault")
     assert int(dut.irq.value) == 1
     assert await tb.read_field("STATUS", "ERROR_CODE") == ErrorCode.AXI_READ_ERROR
+    assert await tb.read_field("STATUS", "OVERFLOW") == 0
     await tb.pulse("fault", ErrorCode.AXI_WRITE_ERROR)
-    assert await tb.read_field("STATUS", "ERROR_CODE") == ErrorCode.AXI_WRITE_ERROR, (
-        "ERROR_CODE holds the most recent error")
+    assert await tb.read_field("STATUS", "ERROR_CODE") == ErrorCode.AXI_READ_ERROR, (
+        "ERROR_CODE holds the first error")
+    assert await tb.read_field("STATUS", "OVERFLOW") == 1
     await tb.control("SOFT_RESET", "START")     # SOFT_RESET wins
     await tb.check_outputs("SOFT_RESET")
     assert len(tb.soft_resets) == 1 and len(tb.starts) == 1
@@ -348,6 +382,7 @@ async def test_watchdog(dut):
     tb.twin.tick(100)
     await tb.read(offset("STATUS"))
     assert await tb.read_field("STATUS", "ERROR_CODE") == ErrorCode.TIMEOUT
+    await tb.check_outputs("watchdog fired")     # one timeout pulse, to end the run
     await tb.control("SOFT_RESET")
     await tb.set_inputs(busy=0)
     await tb.read(offset("STATUS"))
@@ -357,7 +392,7 @@ async def test_watchdog(dut):
 
 def _random_value(rng, tb, name):
     if name.endswith("_ADDR_LO"):
-        return rng.choice([0, 0, rng.getrandbits(32), *(aligned(rng, tb.alignment),) * 7])
+        return rng.choice([0, 0, rng.getrandbits(32), *(aligned(rng, tb) & 0xFFFF_FFFF,) * 7])
     if name.endswith("_ADDR_HI"):
         return rng.choice([0, 0, 0, 0, rng.randrange(16), rng.getrandbits(32)])
     if name == "TASK":
@@ -371,11 +406,18 @@ async def spoil(tb, rng):
     """Make the next START fail one of its checks, and only that one; returns what it did."""
     await good_setup(tb, rng)
     buffer = rng.choice(BUFFERS)
-    kinds = ["busy", "zero", "task"] + (["unaligned"] if tb.alignment > 1 else [])
+    kinds = ["busy", "zero", "high", "past_end", "task"]
+    kinds += ["unaligned"] if tb.alignment > 1 else []
     kind = rng.choice(kinds)
     await tb.set_inputs(busy=int(kind == "busy"))
+    aw, size = tb.identity.addr_width, tb.config["buffer_bytes"]
     if kind == "zero":
         await tb.set_buffers(**{buffer: 0})
+    elif kind == "high":
+        await tb.set_buffers(**{buffer: rng.randrange(1 << aw, 1 << 64, tb.alignment)})
+    elif kind == "past_end":
+        first_bad = ((1 << aw) - size) // tb.alignment * tb.alignment + tb.alignment
+        await tb.set_buffers(**{buffer: rng.randrange(first_bad, 1 << aw, tb.alignment)})
     elif kind == "unaligned":
         lo = offset(f"{buffer}_ADDR_LO")
         await tb.write(lo, rng.randrange(1, tb.alignment), length=1)
@@ -415,7 +457,7 @@ async def random_session(tb, rng, steps):
             bits = value & (((1 << 8 * length) - 1) << 8 * lane)
             if (reg is control and bits & control.field("START").mask
                     and not bits & control.field("SOFT_RESET").mask):
-                outcome = tb.twin.start_check().name.replace("NONE", "GOOD")
+                outcome = start_outcome(tb.twin)
                 starts[outcome] = starts.get(outcome, 0) + 1
             await tb.write(address + lane, value >> 8 * lane, length)
         elif choice < 0.83:
@@ -425,7 +467,7 @@ async def random_session(tb, rng, steps):
             what = await spoil(tb, rng)
             if rng.random() < 0.5:
                 what += ", START"
-                outcome = tb.twin.start_check().name.replace("NONE", "GOOD")
+                outcome = start_outcome(tb.twin)
                 starts[outcome] = starts.get(outcome, 0) + 1
                 await tb.control("START")
         else:
@@ -447,10 +489,15 @@ async def random_session(tb, rng, steps):
     tb.dut._log.info(f"outcomes of START: {starts}")
     for reg in REGISTERS:
         await tb.read(reg.offset)
-    want = {"GOOD", "START_WHILE_BUSY", "ZERO_ADDRESS", "BAD_TASK"}
+    want = {"GOOD", "IGNORED", "ZERO_ADDRESS", "ADDRESS_TOO_HIGH", "BUFFER_PAST_END", "BAD_TASK"}
     if tb.alignment > 1:
         want.add("UNALIGNED_ADDRESS")
     assert want <= set(starts), f"the session missed START outcomes {want - set(starts)}"
+
+
+def start_outcome(twin):
+    """What a START does now: "IGNORED" (busy), "GOOD" or the error's name."""
+    return "IGNORED" if twin.busy else twin.start_check().name.replace("NONE", "GOOD")
 
 
 def _lanes(rng):
