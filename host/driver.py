@@ -12,7 +12,7 @@ for scripts on a board::
     from model.config import M3VIT_TINY
     drv = SyncDriver.devmem(M3VIT_TINY, regs_base=0xA000_0000, dram_base=0x6000_0000,
                             dram_size=0x1000_0000)
-    drv.check_bitstream()
+    drv.check_bitstream()                 # run() and infer() refuse to run without it
     drv.load_weights(open("tiny.img", "rb").read())
     out = drv.infer(image, task=0)        # ints [tokens][dim] in DEFAULT.act
     print(drv.counters())
@@ -27,26 +27,37 @@ import numpy as np
 
 from model.machine import ZCU102
 from model.system.registers import (BUFFERS, BY_NAME, ERROR_DESCRIPTIONS, MAGIC, STAGE_NAMES,
-                             VERSION_MAJOR, VERSION_MINOR, ErrorCode)
+                                   VERSION_MAJOR, VERSION_MINOR, ErrorCode, Identity)
 from model.weight_image import (SECTION_ALIGN, check, input_bytes,
                                 input_layout, output_layout, unpack_output)
 
 __all__ = ["Buffers", "Counters", "Driver", "SyncDriver", "AcceleratorError", "BitstreamError",
-           "WaitTimeout"]
+           "MachineBusy", "WaitTimeout"]
 
+_REBUILD = ("the bitstream and this driver's configuration differ in a way check_bitstream() "
+            "cannot see: rebuild the bitstream from this release's sources")
 _HINTS = {
-    ErrorCode.START_WHILE_BUSY: "wait() for the run in progress, or reset() to abort it",
     ErrorCode.UNALIGNED_ADDRESS: "place the buffers with Buffers.plan, which aligns them",
     ErrorCode.ZERO_ADDRESS: "every buffer needs a nonzero address (Buffers.plan refuses 0)",
     ErrorCode.BAD_TASK: "the task must be below CONFIG.TASKS (check_bitstream() reads it)",
+    ErrorCode.ADDRESS_TOO_HIGH: "the buffers must lie below 2**CONFIG.ADDR_WIDTH",
+    ErrorCode.BUFFER_PAST_END: "the buffers must lie below 2**CONFIG.ADDR_WIDTH",
     ErrorCode.AXI_READ_ERROR: "the buffers must lie in DRAM that the accelerator's memory "
-                              "ports can reach; reset() before the next run",
+                              "ports can reach",
     ErrorCode.AXI_WRITE_ERROR: "the output buffer must lie in DRAM that the accelerator's "
-                               "memory ports can reach; reset() before the next run",
-    ErrorCode.TIMEOUT: "the run took longer than WATCHDOG cycles; reset() aborts it",
-    ErrorCode.INTERNAL: "the weights image does not match the bitstream: check_bitstream() "
-                        "and model.weight_image.check() tell which",
+                               "memory ports can reach",
+    ErrorCode.TIMEOUT: "the run took longer than WATCHDOG cycles and was ended; raise it "
+                       "with set_watchdog()",
+    ErrorCode.BUS_HUNG: "the memory stopped answering: reset the PL (reload the bitstream) "
+                        "before the next run",
+    ErrorCode.DMA_COMMAND: _REBUILD,
+    **{code: _REBUILD for code in (ErrorCode.COMPUTE_REJECTED, ErrorCode.EMBED_REJECTED,
+                                   ErrorCode.ATTENTION_REJECTED, ErrorCode.MLP_REJECTED,
+                                   ErrorCode.MOE_REJECTED)},
 }
+#: STATUS reads after a START, a short sleep apart, before the driver decides that the machine
+#: did not answer it (the register block judges a START within a few cycles).
+_START_POLLS, _START_POLL_SECONDS = 16, 1e-6
 
 
 class AcceleratorError(RuntimeError):
@@ -66,6 +77,10 @@ class AcceleratorError(RuntimeError):
 
 class BitstreamError(RuntimeError):
     """The register block is not this accelerator, or was built for another configuration."""
+
+
+class MachineBusy(RuntimeError):
+    """A run is in progress: a START now would be ignored."""
 
 
 class WaitTimeout(TimeoutError):
@@ -138,16 +153,22 @@ class Driver:
     def __init__(self, memory, config, buffers, machine=ZCU102):
         self.memory, self.config, self.buffers = memory, config, buffers
         self.machine = machine
-        beat_bytes = self.beat_bytes = machine.beat_bytes
+        self.beat_bytes = machine.beat_bytes
         self.layout = machine.layout(config)
-        spans = {"WEIGHTS": self.layout.total_bytes,
-                 "IMAGE": input_layout(config, beat_bytes).length,
-                 "OUTPUT": output_layout(config, beat_bytes).length}
+        self.identity = Identity.of(config, machine)
+        self._checked = False
+        spans = {b: self.identity.bytes(b) for b in BUFFERS}
         placed = sorted((buffers.address(b), b) for b in BUFFERS)
         for (addr, name), (next_addr, _) in zip(placed, placed[1:]):
             if addr + spans[name] > next_addr:
                 raise ValueError(f"the {name.lower()} buffer ({spans[name]} bytes at "
                                  f"{addr:#x}) overlaps the next one at {next_addr:#x}")
+        top = 1 << self.identity.addr_width
+        for addr, name in placed:
+            if addr + spans[name] > top:
+                raise ValueError(f"the {name.lower()} buffer ({spans[name]} bytes at "
+                                 f"{addr:#x}) ends beyond the {self.identity.addr_width}-bit "
+                                 f"addresses of the memory ports ({top:#x})")
 
     # Registers.
 
@@ -162,20 +183,21 @@ class Driver:
         await self.memory.write32(reg.offset, reg.field(field).mask)
 
     async def status(self):
-        """STATUS as a dict: ``busy``, ``done``, ``error`` (bools), ``error_code``."""
-        word, reg = await self._read("STATUS"), _reg("STATUS")
-        return dict(busy=bool(reg.field("BUSY").get(word)),
-                    done=bool(reg.field("DONE").get(word)),
-                    error=bool(reg.field("ERROR").get(word)),
-                    error_code=ErrorCode(reg.field("ERROR_CODE").get(word)))
+        """STATUS as a dict: ``busy``, ``done``, ``error``, ``overflow``, ``start_ignored``
+        (bools) and ``error_code``."""
+        word, f = await self._read("STATUS"), _reg("STATUS").field
+        flags = {name.lower(): bool(f(name).get(word))
+                 for name in ("BUSY", "DONE", "ERROR", "OVERFLOW", "START_IGNORED")}
+        return dict(flags, error_code=ErrorCode(f("ERROR_CODE").get(word)))
 
-    async def check_bitstream(self, *, variant=None):
-        """Check ID, VERSION and CONFIG against this driver's configuration; return what was
-        read. ``variant``: the expected CONFIG.VARIANT (default
-        :func:`model.weight_image.config_variant` of the configuration; ``False`` skips it).
+    async def check_bitstream(self):
+        """Check ID, VERSION, CONFIG, LAYOUT_HASH and the buffer sizes against this driver's
+        configuration and machine (:class:`model.system.registers.Identity`); return what was
+        read. :meth:`run` refuses to start before this check has passed.
 
-        Raises :class:`BitstreamError` saying what differs.
+        Raises :class:`BitstreamError` saying which figure differs and what to rebuild.
         """
+        self._checked = False
         ident = await self._read("ID")
         if ident != MAGIC:
             raise BitstreamError(f"no accelerator at the register base: ID reads {ident:#010x}, "
@@ -188,30 +210,42 @@ class Driver:
             raise BitstreamError(f"register map version {major}.{minor}; this driver speaks "
                                  f"{VERSION_MAJOR}.x: use the driver of the bitstream's release")
         word, f = await self._read("CONFIG"), _reg("CONFIG").field
+        hash_lo, hash_hi = await self._read("LAYOUT_HASH_LO"), await self._read("LAYOUT_HASH_HI")
         found = dict(version=(major, minor), tasks=f("TASKS").get(word),
                      alignment=1 << f("ALIGN_LOG2").get(word), stages=f("STAGES").get(word),
-                     variant=f("VARIANT").get(word))
+                     addr_width=f("ADDR_WIDTH").get(word), layout_hash=hash_hi << 32 | hash_lo,
+                     buffer_bytes={b: await self._read(f"{b}_BYTES") for b in BUFFERS})
+        want, name = self.identity, self.config.name
         problems = []
-        if found["tasks"] != self.config.tasks:
-            problems.append(f"{found['tasks']} tasks, {self.config.name} has "
-                            f"{self.config.tasks}")
-        if found["alignment"] != self.beat_bytes:
-            problems.append(f"{found['alignment']}-byte memory ports, the weights image is laid "
-                            f"out for {self.beat_bytes}-byte beats")
+        if found["tasks"] != want.tasks:
+            problems.append(f"CONFIG.TASKS is {found['tasks']}, {name} has {want.tasks}")
+        if found["alignment"] != want.alignment:
+            problems.append(f"its memory ports are {found['alignment']} bytes wide, the "
+                            f"weights image is laid out for {want.alignment}-byte beats")
         if found["stages"] != len(STAGE_NAMES):
-            problems.append(f"{found['stages']} stage counters, the register map has "
-                            f"{len(STAGE_NAMES)}")
-        if variant is None:
-            variant = self.layout.variant
-        if variant is not False and found["variant"] != variant:
-            problems.append(f"CONFIG.VARIANT {found['variant']:#06x}, a bitstream for "
-                            f"{self.config.name} carries {variant:#06x}")
+            problems.append(f"it has {found['stages']} stage counters, this driver's register "
+                            f"map {len(STAGE_NAMES)}")
+        if found["addr_width"] != want.addr_width:
+            problems.append(f"its memory addresses are {found['addr_width']} bits, the machine "
+                            f"{self.machine.name} has {want.addr_width}")
+        if found["layout_hash"] != want.layout_hash:
+            problems.append(f"LAYOUT_HASH is {found['layout_hash']:#018x}, the weight image "
+                            f"layout of {name} on {self.machine.name} is "
+                            f"{want.layout_hash:#018x} (another model, machine shape or "
+                            f"numerics)")
+        for buffer in BUFFERS:
+            if found["buffer_bytes"][buffer] != want.bytes(buffer):
+                problems.append(f"{buffer}_BYTES is {found['buffer_bytes'][buffer]}, "
+                                f"{name} needs {want.bytes(buffer)}")
         if problems:
-            raise BitstreamError(f"the bitstream does not fit {self.config.name}: "
-                                 + "; ".join(problems))
+            raise BitstreamError(f"the bitstream does not fit {name} on {self.machine.name}: "
+                                 + "; ".join(problems) + f". Build one for it (python -m "
+                                 f"hw.build --board BOARD --config {name} --machine {self.machine.name}) or "
+                                 f"drive it with its own configuration")
         if minor < VERSION_MINOR:
             found["note"] = f"register map {major}.{minor} is older than {VERSION_MAJOR}." \
                             f"{VERSION_MINOR}"
+        self._checked = True
         return found
 
     # The buffers.
@@ -240,9 +274,18 @@ class Driver:
         from :func:`model.weight_image.input_bytes`), the buffer addresses and TASK, then
         START; return once the machine took it.
 
-        Raises :class:`AcceleratorError` when a run is in progress (START_WHILE_BUSY, without
-        touching memory) or the machine refused the START (its error code).
+        An error left from the last run (which :meth:`wait` reported) is cleared with
+        :meth:`reset` first, so that STATUS then speaks of this START alone.
+
+        Raises :class:`BitstreamError` if :meth:`check_bitstream` has not passed,
+        :class:`MachineBusy` when a run is in progress (before touching memory, or when the
+        machine ignored the START because another master started one first),
+        :class:`AcceleratorError` when the machine refused the START (its error code) and
+        :class:`WaitTimeout` if the machine does not answer the START at all.
         """
+        if not self._checked:
+            raise BitstreamError("check_bitstream() must pass before run(): it makes sure the "
+                                 "bitstream was built for this configuration and its buffers")
         if not (isinstance(task, (int, np.integer))
                 and 0 <= task < 1 << _reg("TASK").field("TASK").width):
             raise ValueError(f"task must be a non-negative integer, not {task!r}")
@@ -254,18 +297,30 @@ class Driver:
                                  f"not {len(data)}")
         else:
             data = input_bytes(image, self.config, self.beat_bytes)
-        if (await self.status())["busy"]:
-            raise AcceleratorError(ErrorCode.START_WHILE_BUSY, "seen by the driver before "
-                                   "writing the image")
+        status = await self.status()
+        if status["busy"]:
+            raise MachineBusy("a run is in progress: wait() for it, or reset() to end it")
+        if status["error"]:
+            await self.reset()
         await self.memory.write(self.buffers.image, data)
         await self.write_addresses()
         await self._write("TASK", int(task))
         await self._write("IRQ_STATUS", _reg("IRQ_STATUS").mask)     # W1C: stale causes
         await self._pulse("CONTROL", "START")
-        status = await self.status()
-        if status["error"]:
-            raise AcceleratorError(status["error_code"], f"task {task}" if
-                                   status["error_code"] is ErrorCode.BAD_TASK else "")
+        for poll in range(_START_POLLS):
+            if poll:
+                await self.memory.sleep(_START_POLL_SECONDS)
+            status = await self.status()
+            if status["start_ignored"]:
+                raise MachineBusy("the machine ignored START: another master started a run "
+                                  "first; wait() for it, or reset() to end it")
+            if status["error"]:
+                raise AcceleratorError(status["error_code"], f"task {task}" if
+                                       status["error_code"] is ErrorCode.BAD_TASK else "")
+            if status["busy"] or status["done"]:
+                return
+        raise WaitTimeout(f"the machine neither started nor refused the run after "
+                          f"{_START_POLLS} reads of STATUS (STATUS {status})")
 
     async def wait(self, timeout=10.0, *, interrupt=None, poll_interval=1e-3):
         """Wait for the run to end; return its :class:`Counters`.
@@ -293,8 +348,8 @@ class Driver:
                 if deadline is not None and time.monotonic() > deadline:
                     raise WaitTimeout(f"the run has not finished after {timeout} s (STATUS busy="
                                       f"{int(status['busy'])}, done={int(status['done'])}); "
-                                      f"reset() aborts it, WATCHDOG makes the machine report "
-                                      f"a stuck run")
+                                      f"reset() aborts it, set_watchdog() makes the machine "
+                                      f"end a stuck run")
                 if interrupt is not None:
                     await interrupt()
                 else:
@@ -323,7 +378,7 @@ class Driver:
         return Counters(hi << _reg("CYCLES_TOTAL_LO").field("VALUE").width | lo, stages)
 
     async def set_watchdog(self, cycles):
-        """Make the machine report TIMEOUT after a run is busy for ``cycles`` (0: never)."""
+        """Make the machine end a run busy for more than ``cycles`` with TIMEOUT (0: never)."""
         await self._write("WATCHDOG", cycles)
 
     async def reset(self, timeout=10.0, poll_interval=1e-3):

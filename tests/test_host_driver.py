@@ -3,6 +3,7 @@ through host.memory.TwinMemory, a small machine played by the test; DevMem on a 
 and (cocotb) against the RTL register block through CocotbBus."""
 
 import asyncio
+import dataclasses
 import re
 from pathlib import Path
 
@@ -10,14 +11,14 @@ import numpy as np
 import pytest
 
 from host.driver import (AcceleratorError, BitstreamError, Buffers, Counters, Driver,
-                         SyncDriver, WaitTimeout)
+                         MachineBusy, SyncDriver, WaitTimeout)
 from host.memory import DevMem, Memory, TwinMemory
 from model.config import M3VIT_TINY, MICRO
 from model.numerics import DEFAULT
 from model.quantize import quantize
-from model.system.registers import BY_NAME, MAGIC, STAGE_NAMES, ErrorCode, RegisterFile
-from model.weight_image import (ImageError, config_variant, input_bytes, layout, pack,
-                                pack_output)
+from model.machine import ZCU102
+from model.system.registers import BY_NAME, MAGIC, STAGE_NAMES, ErrorCode, Identity, RegisterFile
+from model.weight_image import ImageError, input_bytes, layout, pack, pack_output
 from model.weights import synthetic, synthetic_image
 from sim.runner import cocotb_tests
 
@@ -68,12 +69,16 @@ class Machine:
             regs.pulse_done()
 
 
-def make(machine=None, *, tasks=MICRO.tasks, alignment=16, variant=None, buffers=None):
-    regs = RegisterFile(tasks=tasks, alignment=alignment,
-                        variant=config_variant(MICRO) if variant is None else variant)
+def make(machine=None, *, buffers=None, checked=True, **identity):
+    """The twin behind TwinMemory, built for MICRO on ZCU102 with ``identity``'s fields
+    replaced, and a driver for MICRO (its bitstream check passed, if ``checked``)."""
+    regs = RegisterFile(dataclasses.replace(Identity.of(MICRO, ZCU102), **identity))
     mem = TwinMemory(regs, dram_base=DRAM, dram_size=1 << 20, on_sleep=machine)
     buffers = buffers or Buffers.plan(DRAM, MICRO)
-    return mem, Driver(mem, MICRO, buffers)
+    drv = Driver(mem, MICRO, buffers)
+    if checked:
+        run(drv.check_bitstream())
+    return mem, drv
 
 
 def run(coroutine):
@@ -109,7 +114,8 @@ def test_a_whole_run(weights):
 
     async def session():
         found = await drv.check_bitstream()
-        assert found["tasks"] == MICRO.tasks and found["variant"] == config_variant(MICRO)
+        assert found["tasks"] == MICRO.tasks
+        assert found["layout_hash"] == layout(MICRO).hash
         await drv.load_weights(weights)
         await drv.run(image, 1)
         counters = await drv.wait(timeout=5)
@@ -132,7 +138,7 @@ def test_a_whole_run(weights):
 def test_run_with_buffer_bytes_and_interrupt(weights):
     y = expected_output(1)
     machine = Machine(y, run_polls=2)
-    mem, drv = make()
+    mem, drv = make(machine)
     wakeups = []
 
     async def interrupt():
@@ -157,7 +163,6 @@ def test_run_with_buffer_bytes_and_interrupt(weights):
     ("zero", ErrorCode.ZERO_ADDRESS),
     ("unaligned", ErrorCode.UNALIGNED_ADDRESS),
     ("task", ErrorCode.BAD_TASK),
-    ("busy_in_hardware", ErrorCode.START_WHILE_BUSY),
 ])
 def test_start_errors_raise_their_code(case, code):
     plan = Buffers.plan(DRAM, MICRO)
@@ -166,15 +171,6 @@ def test_start_errors_raise_their_code(case, code):
                }.get(case, plan)
     mem, drv = make(buffers=buffers)
     task = 2 if case == "task" else 0
-    if case == "busy_in_hardware":
-        # Another host starts a run after the driver looked at STATUS.
-        write = mem.write32
-
-        async def racing_write(offset, value):
-            if offset == BY_NAME["TASK"].offset:
-                mem.regs.busy = True
-            await write(offset, value)
-        mem.write32 = racing_write
     with pytest.raises(AcceleratorError, match=code.name) as info:
         run(drv.run(synthetic_image(MICRO), task))
     assert info.value.code is code
@@ -183,13 +179,46 @@ def test_start_errors_raise_their_code(case, code):
         assert "task 2" in str(info.value)
 
 
+def test_a_start_another_master_beat_is_ignored():
+    mem, drv = make()
+    write = mem.write32
+
+    async def racing_write(offset, value):
+        # Another host starts a run after the driver looked at STATUS.
+        if offset == BY_NAME["TASK"].offset:
+            mem.regs.busy = True
+        await write(offset, value)
+    mem.write32 = racing_write
+    with pytest.raises(MachineBusy, match="ignored START"):
+        run(drv.run(synthetic_image(MICRO), 0))
+    assert mem.regs.starts == 0 and not run(drv.status())["error"]
+
+
 def test_busy_machine_is_refused_before_memory_is_touched():
     mem, drv = make()
     mem.regs.busy = True
-    with pytest.raises(AcceleratorError, match="START_WHILE_BUSY") as info:
+    with pytest.raises(MachineBusy, match="a run is in progress"):
         run(drv.run(synthetic_image(MICRO), 0))
-    assert info.value.code is ErrorCode.START_WHILE_BUSY
     assert not any(mem.dram) and not [w for w in mem.register_log if w[0] == "write"]
+
+
+def test_run_needs_the_bitstream_check():
+    _, drv = make(checked=False)
+    with pytest.raises(BitstreamError, match="check_bitstream\\(\\) must pass before run"):
+        run(drv.run(synthetic_image(MICRO), 0))
+
+
+def test_buffers_beyond_the_address_width_are_refused():
+    high = Buffers.plan(1 << 40, MICRO)
+    with pytest.raises(ValueError, match="ends beyond the 40-bit addresses"):
+        Driver(make()[0], MICRO, high)
+
+
+def test_a_leftover_error_is_cleared_before_the_next_start():
+    mem, drv = make(Machine(expected_output()))
+    mem.regs.pulse_fault(ErrorCode.AXI_READ_ERROR)
+    run(drv.run(synthetic_image(MICRO), 0))
+    assert mem.regs.soft_resets == 1 and mem.regs.starts == 1
 
 
 @pytest.mark.parametrize("code", [ErrorCode.AXI_READ_ERROR, ErrorCode.AXI_WRITE_ERROR])
@@ -201,7 +230,7 @@ def test_machine_errors_raise_during_wait(code):
         await drv.wait(timeout=5)
     with pytest.raises(AcceleratorError, match=code.name) as info:
         run(session())
-    assert info.value.code is code and "reset()" in str(info.value)
+    assert info.value.code is code and "memory ports can reach" in str(info.value)
 
 
 def test_watchdog_timeout_then_reset():
@@ -214,6 +243,7 @@ def test_watchdog_timeout_then_reset():
     with pytest.raises(AcceleratorError, match="TIMEOUT") as info:
         run(session())
     assert info.value.code is ErrorCode.TIMEOUT
+    assert mem.regs.timeouts == 1
     run(drv.reset())
     status = run(drv.status())
     assert status["error_code"] is ErrorCode.NONE and not status["error"]
@@ -231,18 +261,23 @@ def test_wait_gives_up_at_the_deadline():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(tasks=3), "3 tasks, micro has 2"),
-    (dict(alignment=32), "32-byte memory ports"),
-    (dict(variant=0x1234), "CONFIG.VARIANT 0x1234"),
+    (dict(tasks=3), "CONFIG.TASKS is 3, micro has 2"),
+    (dict(alignment=32), "memory ports are 32 bytes wide"),
+    (dict(addr_width=32), "memory addresses are 32 bits, the machine zcu102 has 40"),
+    (dict(layout_hash=0x1234), "LAYOUT_HASH is 0x0000000000001234"),
+    (dict(buffer_bytes=dict(IMAGE=768, WEIGHTS=4096, OUTPUT=64)), "WEIGHTS_BYTES is 4096"),
 ])
 def test_check_bitstream_mismatch(kwargs, message):
-    _, drv = make(**kwargs)
-    with pytest.raises(BitstreamError, match=message):
+    _, drv = make(checked=False, **kwargs)
+    with pytest.raises(BitstreamError, match=message) as info:
         run(drv.check_bitstream())
+    assert "python -m hw.build" in str(info.value)
+    with pytest.raises(BitstreamError, match="must pass before run"):
+        run(drv.run(synthetic_image(MICRO), 0))
 
 
 def test_check_bitstream_wrong_id():
-    mem, drv = make()
+    mem, drv = make(checked=False)
     read = mem.read32
 
     async def no_accelerator(offset):
@@ -254,7 +289,7 @@ def test_check_bitstream_wrong_id():
 
 def test_load_weights_refuses_a_wrong_image(weights):
     _, drv = make()
-    tiny = Driver(TwinMemory(RegisterFile(tasks=2, alignment=16)), M3VIT_TINY,
+    tiny = Driver(TwinMemory(RegisterFile(Identity.of(M3VIT_TINY, ZCU102))), M3VIT_TINY,
                   Buffers.plan(DRAM, M3VIT_TINY))
     with pytest.raises(ImageError, match="packed for micro, this bitstream is m3vit-tiny"):
         run(tiny.load_weights(weights))
@@ -325,6 +360,4 @@ def _rtl_design(**config):
 
 
 test_driver_on_rtl_registers = cocotb_tests(
-    "sim.benches.host_driver", _rtl_design,
-    configs=[dict(tasks=MICRO.tasks, alignment=16, addr_width=8,
-                  variant=config_variant(MICRO))])
+    "sim.benches.host_driver", _rtl_design, configs=[dict(addr_width=8)])

@@ -2,7 +2,8 @@
 :class:`host.memory.CocotbBus` against the RTL register block
 (:class:`hw.system.registers.RegisterBlock`), with a small machine played here: a START makes it
 busy for a few hundred cycles, after which
-it writes the output buffer, sets the counters and pulses ``done`` (or reports a fault)."""
+it writes the output buffer, sets the counters and pulses ``done`` (or reports a fault and
+ends the run, as it does on SOFT_RESET and on the watchdog's timeout)."""
 
 import logging
 
@@ -11,13 +12,14 @@ import numpy as np
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
-from host.driver import AcceleratorError, Buffers, Driver
+from host.driver import AcceleratorError, Buffers, Driver, MachineBusy
 from host.memory import CocotbBus
 from hw.system.registers import RegisterBlock, stage_layout
 from model.config import MICRO
+from model.machine import ZCU102
 from model.numerics import DEFAULT
 from model.quantize import quantize
-from model.system.registers import STAGE_NAMES, ErrorCode
+from model.system.registers import STAGE_NAMES, ErrorCode, Identity
 from model.weight_image import pack, pack_output
 from model.weights import synthetic, synthetic_image
 from sim.stream import clock_and_reset, pack_struct
@@ -27,7 +29,9 @@ DRAM = 0x1000_0000
 
 
 def make_design(config):
-    return RegisterBlock(**config)
+    """The register block of MICRO on the ZCU102 machine, on a control bus of
+    ``config["addr_width"]`` bits."""
+    return RegisterBlock(Identity.of(MICRO, ZCU102), addr_width=config["addr_width"])
 
 
 class Ram:
@@ -64,14 +68,16 @@ class Machine:
             for cycle in range(self.run_cycles):
                 await RisingEdge(dut.clk)
                 await ReadOnly()
-                if int(dut.soft_reset.value):
+                if int(dut.soft_reset.value) or int(dut.timeout.value):
                     aborted = True
                     break
-                if self.fault is not None and cycle == 10:
+                if self.fault is not None and cycle == 100:
                     await RisingEdge(dut.clk)
                     dut.fault.value, dut.fault_code.value = 1, int(self.fault)
                     await RisingEdge(dut.clk)
                     dut.fault.value = 0
+                    aborted = True
+                    break
             await RisingEdge(dut.clk)
             dut.busy.value = 0
             if aborted:
@@ -126,12 +132,18 @@ async def test_driver_session(dut):
     for buffers, code in ((Buffers(0, plan.image, plan.output, plan.end), ErrorCode.ZERO_ADDRESS),
                           (Buffers(plan.weights, plan.image, plan.output + 4, plan.end),
                            ErrorCode.UNALIGNED_ADDRESS)):
-        await expect_error(Driver(mem, MICRO, buffers).run(image, 0), code)
+        other = Driver(mem, MICRO, buffers)
+        await other.check_bitstream()
+        await expect_error(other.run(image, 0), code)
     assert machine.starts == []
 
     # A run, polled.
     await drv.run(image, 1)
-    await expect_error(drv.run(image, 0), ErrorCode.START_WHILE_BUSY)
+    try:
+        await drv.run(image, 0)
+        raise AssertionError("a second run() while busy did not raise")
+    except MachineBusy:
+        pass
     counters = await drv.wait(timeout=30)
     assert counters.total == (1 << 32) + machine.run_cycles
     assert counters.stages == {n: 10 + i for i, n in enumerate(STAGE_NAMES)}
@@ -152,7 +164,6 @@ async def test_driver_session(dut):
     await drv.run(image, 0)
     await expect_error(drv.wait(timeout=30), ErrorCode.AXI_READ_ERROR)
     machine.fault = None
-    await ClockCycles(dut.clk, machine.run_cycles)
     await drv.reset()
     status = await drv.status()
     assert not status["error"] and status["error_code"] is ErrorCode.NONE
