@@ -183,11 +183,11 @@ class Driver:
         await self.memory.write32(reg.offset, reg.field(field).mask)
 
     async def status(self):
-        """STATUS as a dict: ``busy``, ``done``, ``error``, ``overflow``, ``start_ignored``
-        (bools) and ``error_code``."""
+        """STATUS as a dict: ``busy``, ``done``, ``error``, ``overflow``, ``start_ignored``,
+        ``bus_hung`` (bools) and ``error_code``."""
         word, f = await self._read("STATUS"), _reg("STATUS").field
         flags = {name.lower(): bool(f(name).get(word))
-                 for name in ("BUSY", "DONE", "ERROR", "OVERFLOW", "START_IGNORED")}
+                 for name in ("BUSY", "DONE", "ERROR", "OVERFLOW", "START_IGNORED", "BUS_HUNG")}
         return dict(flags, error_code=ErrorCode(f("ERROR_CODE").get(word)))
 
     async def check_bitstream(self):
@@ -383,13 +383,19 @@ class Driver:
 
     async def reset(self, timeout=10.0, poll_interval=1e-3):
         """SOFT_RESET: abort the machine and clear STATUS and IRQ_STATUS; return once STATUS.BUSY
-        is low (the machine finishes the memory transfers it had started first)."""
+        is low (the machine finishes the memory transfers it had started first).
+
+        Raises :class:`AcceleratorError` (BUS_HUNG) if the memory did not finish them and the
+        machine gave up: the PL needs a reset.
+        """
         await self._pulse("CONTROL", "SOFT_RESET")
         deadline = None if timeout is None else time.monotonic() + timeout
-        while (await self.status())["busy"]:
+        while (status := await self.status())["busy"]:
             if deadline is not None and time.monotonic() > deadline:
                 raise WaitTimeout(f"the machine is still busy {timeout} s after SOFT_RESET")
             await self.memory.sleep(poll_interval)
+        if status["bus_hung"]:
+            raise AcceleratorError(ErrorCode.BUS_HUNG, "after SOFT_RESET")
 
 
 class SyncDriver:

@@ -176,6 +176,7 @@ def test_twin_keeps_the_first_error_and_ignores_start_while_busy():
     twin.pulse_fault(ErrorCode.BUS_HUNG)
     assert status(twin, "ERROR_CODE") == ErrorCode.AXI_READ_ERROR
     assert status(twin, "OVERFLOW") == 1
+    assert status(twin, "BUS_HUNG") == 1, "a BUS_HUNG shows even when it is not the first"
     twin.busy = False
     twin.write(BY_NAME["CONTROL"].offset, 1)
     assert twin.starts == 2 and status(twin) == 0, "a good START clears STATUS"

@@ -223,10 +223,10 @@ class RegisterBlock(wiring.Component):
         # Status and interrupt causes: clears first, so that an event in the same cycle wins.
         irq = BY_NAME["IRQ_STATUS"]
         irq_done, irq_error = irq.field("DONE").mask, irq.field("ERROR").mask
-        status_overflow, status_ignored = Signal(), Signal()
+        status_overflow, status_ignored, status_hung = Signal(), Signal(), Signal()
         with m.If(restart):
             m.d.sync += [status_done.eq(0), status_error.eq(0), error_code.eq(ErrorCode.NONE),
-                         status_overflow.eq(0), status_ignored.eq(0)]
+                         status_overflow.eq(0), status_ignored.eq(0), status_hung.eq(0)]
         cleared = Signal(32)
         with m.If(self.soft_reset):
             m.d.comb += cleared.eq(irq.mask)
@@ -244,6 +244,8 @@ class RegisterBlock(wiring.Component):
             m.d.sync += status_done.eq(1)
         with m.If(ignored):
             m.d.sync += status_ignored.eq(1)
+        with m.If(self.fault & (self.fault_code == ErrorCode.BUS_HUNG)):
+            m.d.sync += status_hung.eq(1)
         with m.If(error & status_error):
             m.d.sync += status_overflow.eq(1)
         with m.Elif(error):
@@ -264,6 +266,7 @@ class RegisterBlock(wiring.Component):
             **{name: Const(value, 32) for name, value in ident.constants().items()},
             "STATUS": pack("STATUS", BUSY=self.busy, DONE=status_done, ERROR=status_error,
                            OVERFLOW=status_overflow, START_IGNORED=status_ignored,
+                           BUS_HUNG=status_hung,
                            ERROR_CODE=error_code),
             "CYCLES_TOTAL_LO": self.cycles[:32],
             "CYCLES_TOTAL_HI": cycles_hi,

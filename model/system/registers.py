@@ -217,6 +217,9 @@ def _registers():
                                           "ERROR_CODE keeps the first"),
                   Field("START_IGNORED", 4, 1, "a START came while the machine was busy and "
                                                "was ignored; the run goes on untouched"),
+                  Field("BUS_HUNG", 5, 1, "the machine gave up on transfers the memory did "
+                                          "not finish (a BUS_HUNG error, first or not): "
+                                          "reset the PL before the next START"),
                   Field("ERROR_CODE", 8, ERROR_CODE_WIDTH, "cause of the first error since "
                                                            "the last good START", ErrorCode))),
         Register("IRQ_ENABLE", 0x18, rw, "which IRQ_STATUS bits raise the interrupt",
@@ -450,7 +453,7 @@ class RegisterFile:
         self._cycles_hi = 0
 
     def _clear_status(self):
-        self.done = self.error = self.overflow = self.start_ignored = False
+        self.done = self.error = self.overflow = self.start_ignored = self.bus_hung = False
         self.error_code = ErrorCode.NONE
         self._watchdog_count, self._watchdog_fired = 0, False
 
@@ -488,6 +491,8 @@ class RegisterFile:
     def pulse_fault(self, code):
         """The machine reports an error."""
         self._set_error(code)
+        if code == ErrorCode.BUS_HUNG:
+            self.bus_hung = True
 
     def tick(self, cycles=1):
         """``cycles`` clock cycles pass with ``busy`` as it is."""
@@ -525,6 +530,7 @@ class RegisterFile:
             return (f("BUSY").put(int(self.busy)) | f("DONE").put(int(self.done))
                     | f("ERROR").put(int(self.error)) | f("OVERFLOW").put(int(self.overflow))
                     | f("START_IGNORED").put(int(self.start_ignored))
+                    | f("BUS_HUNG").put(int(self.bus_hung))
                     | f("ERROR_CODE").put(int(self.error_code)))
         if name == "CYCLES_TOTAL_LO":
             self._cycles_hi = self.cycles_total >> 32 & 0xFFFF_FFFF

@@ -7,6 +7,8 @@ register block). The configuration names the model (``micro`` or ``m3vit-tiny``;
 weights with ``weights="edge-moe"``, else synthetic), and optionally ``pause`` (probability of a
 pause on every AXI channel, for random back-pressure and latency). With ``$EDGEMOE_MEASURE_OUT``
 set, :func:`test_inference` writes its measurements there as JSON (``python -m sim.bench``).
+Every test checks the VALID/READY rule on every channel the machine drives
+(:class:`sim.protocol.HandshakeChecker`).
 """
 
 import dataclasses
@@ -25,9 +27,9 @@ from cocotb.utils import get_sim_time
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiRamWrite, AxiReadBus,
                            AxiWriteBus)
 
-from host.driver import AcceleratorError, Buffers, Driver
+from host.driver import AcceleratorError, Buffers, Driver, MachineBusy
 from host.memory import CocotbBus
-from hw.system.accelerator import Accelerator, read_ports
+from hw.system.accelerator import DRAIN_LIMIT, Accelerator, read_ports
 from model.config import config_by_name
 from model.machine import machine_by_name
 from model.golden import forward
@@ -37,6 +39,7 @@ from model.system.registers import ErrorCode
 from model.weight_image import pack
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
                            synthetic_image)
+from sim.protocol import HandshakeChecker, axi_master_channels
 from sim.runner import bench_config
 from sim.stream import PERIOD_NS, assert_bit_exact, clock_and_reset
 
@@ -120,6 +123,9 @@ class System:
             logging.getLogger(f"cocotb.{dut._name}.{port}").setLevel(logging.WARNING)
         self.bus = CocotbBus(self.write, axil, clock=dut.clk, poll_cycles=64)
         self.driver = Driver(self.bus, self.model, self.buffers, self.machine)
+        self.protocol = HandshakeChecker(dut, [
+            channel for port in (*self.reads, "output_bus")
+            for channel in axi_master_channels(dut, port)])
         pause = config.get("pause", 0.0)
         if pause:
             rng = random.Random(7)
@@ -161,6 +167,7 @@ class System:
         if (got != expected).any() and os.environ.get("EDGEMOE_DUMP"):
             np.save(os.environ["EDGEMOE_DUMP"], got)           # for a look at what went wrong
         assert_bit_exact(got, expected, f"model.golden.forward (task {task})")
+        self.protocol.check()
         return got
 
 
@@ -245,20 +252,31 @@ async def test_start_checks(dut):
         raise AssertionError("a START with a task out of range was taken")
     except AcceleratorError as error:
         assert error.code == ErrorCode.BAD_TASK, error
-    # START while busy: the hardware refuses it and the run goes on.
+    # Buffers the memory ports cannot address, or that run past their end.
+    top = 1 << system.machine.addr_width
+    for value, code in ((top, ErrorCode.ADDRESS_TOO_HIGH),
+                        (top - d.identity.bytes("OUTPUT") + 16, ErrorCode.BUFFER_PAST_END)):
+        d.buffers = dataclasses.replace(good, output=value)
+        try:
+            await d.run(images[0], 0)
+            raise AssertionError(f"a START with the output at {value:#x} was taken")
+        except AcceleratorError as error:
+            assert error.code == code, error
+        d.buffers = good
+    # START while busy: the machine ignores it and the run goes on.
     await d.run(images[0], 0)
-    await d._pulse("CONTROL", "START")
+    try:
+        await d.run(images[1], 1)
+        raise AssertionError("run() while busy did not raise")
+    except MachineBusy:
+        pass
+    await d._pulse("CONTROL", "START")           # past the driver's own check
     status = await d.status()
-    assert status["busy"] and status["error_code"] == ErrorCode.START_WHILE_BUSY, status
-    # STATUS.ERROR is set now, so the driver's wait() would report it: watch DONE instead.
-    for _ in range(config.get("max_cycles", 200_000) // 1000):
-        status = await d.status()
-        if status["done"] and not status["busy"]:
-            break
-        await ClockCycles(dut.clk, 1000)
-    assert status["done"] and not status["busy"], status
+    assert status["busy"] and status["start_ignored"] and not status["error"], status
+    await system.wait()
     expected = forward(qm, images[0], 0, machine=system.machine)
     assert (await d.read_output() == expected).all()
+    system.protocol.check()
 
 
 @cocotb.test()
@@ -293,3 +311,66 @@ async def test_soft_reset_mid_run(dut):
     assert not (await d.status())["busy"]
     await system.infer(qm, images[1], 1)
     await RisingEdge(dut.clk)
+
+
+@cocotb.test()
+async def test_soft_reset_during_the_output_write(dut):
+    """SOFT_RESET while the output is written under random stalls of the write channels: the
+    beats on offer stay as they are until taken, and nothing is written outside the output
+    buffer; then a correct inference."""
+    config = bench_config()
+    system, qm, images = await _setup(dut, config)
+    d = system.driver
+    rng = random.Random(11)
+
+    def stalls():
+        while True:
+            yield rng.random() < 0.6
+    for channel in (system.write.aw_channel, system.write.w_channel, system.write.b_channel):
+        channel.set_pause_generator(stalls())
+    await d.run(images[0], 0)
+    while int(dut.progress.value) <= system.model.depth:
+        await Edge(dut.progress)
+    written = system.write.bytes_written
+    while system.write.bytes_written == written:       # the first output burst is under way
+        await RisingEdge(dut.clk)
+    await d.reset()
+    assert system.write.bytes_written <= d.identity.bytes("OUTPUT")
+    for channel in (system.write.aw_channel, system.write.w_channel, system.write.b_channel):
+        channel.clear_pause_generator()
+    system.protocol.check()
+    await system.infer(qm, images[1], 1)
+
+
+@cocotb.test()
+async def test_silent_memory(dut):
+    """A memory that stops answering (ARREADY held low on the weights port): the watchdog
+    ends the run with TIMEOUT, the request on offer is kept on offer through the drain, and
+    after DRAIN_LIMIT cycles the machine gives up (BUS_HUNG) and is idle; with the memory
+    back, the next inference is right."""
+    config = bench_config()
+    system, qm, images = await _setup(dut, config)
+    d = system.driver
+    port = system.reads["weights_bus"]
+    await d.set_watchdog(20_000)
+    await d.run(images[0], 0)
+    await ClockCycles(dut.clk, 500)
+    port.ar_channel.set_pause_generator(iter(lambda: True, None))       # never ready again
+    try:
+        await system.wait()
+        raise AssertionError("the run ended without an error")
+    except AcceleratorError as error:
+        assert error.code == ErrorCode.TIMEOUT, error
+    assert (await d.status())["busy"], "the drain ended although the memory is silent"
+    assert int(dut.weights_bus__arvalid.value), "the request on offer was withdrawn"
+    await ClockCycles(dut.clk, DRAIN_LIMIT + 100)
+    status = await d.status()
+    assert not status["busy"] and status["bus_hung"] and status["overflow"], status
+    assert status["error_code"] == ErrorCode.TIMEOUT, "ERROR_CODE keeps the first error"
+    # Giving up withdraws the request the memory never took: that one breach, and no other.
+    assert len(system.protocol.breaches) == 1, system.protocol.breaches
+    assert "weights_bus.AR VALID fell" in system.protocol.breaches[0]
+    system.protocol.breaches.clear()
+    port.ar_channel.clear_pause_generator()
+    await d.set_watchdog(0)
+    await system.infer(qm, images[1], 1)

@@ -1,5 +1,6 @@
 """cocotb bench of :class:`hw.movers.axi_reader.AxiReader` on cocotbext-axi's AxiRam, against
-:func:`model.movers.axi_reader.read_beats`."""
+:func:`model.movers.axi_reader.read_beats`, with the VALID/READY rule checked on AR
+(:class:`sim.protocol.HandshakeChecker`)."""
 
 import random
 
@@ -9,6 +10,7 @@ from cocotbext.axi import AxiRamRead, AxiReadBus
 
 from hw.movers.axi_reader import AxiReader
 from model.movers.axi_reader import read_beats
+from sim.protocol import HandshakeChecker, axi_master_channels
 from sim.runner import bench_config
 from sim.stream import StreamSink, StreamSource, clock_and_reset, pack_struct
 
@@ -39,6 +41,7 @@ async def run(dut, commands, *, pause=0.0, backpressure=0.0):
     design = make_design(c)
     data_bytes = c["data_width"] // 8
     await clock_and_reset(dut)
+    protocol = HandshakeChecker(dut, axi_master_channels(dut, "bus"))
     ram = FaultyRam(AxiReadBus.from_prefix(dut, "bus_"), dut.clk, dut.rst, size=SIZE)
     content = bytes(random.Random(1).randrange(256) for _ in range(SIZE))
     ram.write(0, content)
@@ -53,6 +56,7 @@ async def run(dut, commands, *, pause=0.0, backpressure=0.0):
         want += read_beats(content, addr, beats, data_bytes)
     got = await sink.wait_for(len(want), timeout_cycles=2000)
     assert got == want, "data differs from memory"
+    protocol.check()
     return content
 
 
@@ -82,7 +86,7 @@ async def test_error_response_sets_error_and_delivers_beats(dut):
     sink = StreamSink(dut, "o")
     cmd.send([pack_struct(design.cmd.payload.shape(), addr=BAD - 32, beats=4)])
     await sink.wait_for(4)
-    assert int(dut.error.value) == 1
+    assert int(dut.error.value) == 1 and int(dut.resp_error.value) == 1
 
 
 @cocotb.test()
@@ -99,4 +103,4 @@ async def test_unaligned_or_empty_command_is_dropped(dut):
               pack_struct(layout, addr=16, beats=1)])
     got = await sink.wait_for(1)
     assert got == read_beats(bytes(range(64)), 16, 1, c["data_width"] // 8)
-    assert int(dut.error.value) == 1
+    assert int(dut.error.value) == 1 and int(dut.resp_error.value) == 0
