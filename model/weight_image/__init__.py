@@ -13,7 +13,7 @@ is all a user needs:
 
 - :mod:`~model.weight_image.format`: the format's constants (magic, version, section alignment,
   word size), the header's fields and the layout parameters' checks, shared by the others;
-- :mod:`~model.weight_image.hashes`: :func:`config_hash` and :func:`config_variant`, what makes
+- :mod:`~model.weight_image.hashes`: :func:`config_hash`, what makes
   an image fit a bitstream;
 - :mod:`~model.weight_image.sections`: :class:`Section`, :class:`ImageLayout` and
   :func:`layout`, where each section lies and what it holds;
@@ -31,7 +31,7 @@ Print the layout with ``python -m model.weight_image --config m3vit-tiny``; writ
 
 from model.weight_image.format import (FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS, SECTION_ALIGN, WORD_BYTES,
                      _DIMS, _HEADER, _align, _check_params, _words)
-from model.weight_image.hashes import config_hash, config_variant
+from model.weight_image.hashes import config_hash
 from model.weight_image.sections import ImageLayout, Section, layout
 from model.weight_image.buffers import (BufferLayout, input_bytes, input_layout, output_layout, pack_output,
                       unpack_output)
@@ -48,7 +48,7 @@ from model.units.patch_embed import PIXEL_FRAC
 
 __all__ = [
     "FORMAT_MAGIC", "FORMAT_VERSION", "SECTION_ALIGN", "WORD_BYTES", "HEADER_FIELDS",
-    "Section", "ImageLayout", "layout", "config_hash", "config_variant", "pack", "check",
+    "Section", "ImageLayout", "layout", "config_hash", "pack", "check",
     "read_header", "read_shifts", "summary", "ImageError",
     "BufferLayout", "output_layout", "unpack_output", "pack_output", "input_layout",
     "input_bytes", "markdown", "main",

@@ -32,7 +32,7 @@ HEADER_FIELDS = (
     ("header_bytes", "I", "bytes of this header (the rest of its section is zero)"),
     ("total_bytes", "Q", "bytes of the whole image"),
     ("config_hash", "Q", "hash of the dimensions, layout parameters and numerics "
-                         "(config_hash()); its low 16 bits are CONFIG.VARIANT"),
+                         "(config_hash()); the bitstream's LAYOUT_HASH registers hold it too"),
     ("body_crc32", "I", "CRC-32 (zlib) of every byte after the header section"),
     ("rows", "H", "compute unit rows (inputs per tile)"),
     ("cols", "H", "compute unit columns (outputs per tile; LayerNorm lanes)"),

@@ -1,6 +1,6 @@
 """What makes a weights image fit a bitstream: the hash of the dimensions, the layout parameters,
-the numerics and the format's major version, which the image's header carries, and its low 16
-bits, which the bitstream carries as CONFIG.VARIANT."""
+the numerics and the format's major version, which the image's header carries and the bitstream
+shows in its LAYOUT_HASH registers."""
 
 import hashlib
 import json
@@ -19,9 +19,3 @@ def config_hash(config, rows=16, cols=16, beat_bytes=16, expert_ports=2, numeric
         key.update(expert_ports=expert_ports)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).digest()
     return int.from_bytes(digest[:8], "little")
-
-
-def config_variant(config, rows=16, cols=16, beat_bytes=16, expert_ports=2, numerics=DEFAULT):
-    """The 16-bit CONFIG.VARIANT a bitstream for this configuration carries: the low bits of
-    :func:`config_hash`, so the host can tell a bitstream built for other dimensions."""
-    return config_hash(config, rows, cols, beat_bytes, expert_ports, numerics) & 0xFFFF

@@ -39,8 +39,7 @@ def summary(lay):
     lines = [f"weights image of {lay.config.name}: {lay.total_bytes} bytes "
              f"({lay.total_bytes / 2**20:.2f} MiB), {len(lay.sections)} sections, array "
              f"{lay.rows} x {lay.cols}, {lay.beat_bytes}-byte beats, "
-             f"{_ports(lay.expert_ports)}, hash {lay.hash:#018x}, "
-             f"CONFIG.VARIANT {lay.variant:#06x}",
+             f"{_ports(lay.expert_ports)}, hash {lay.hash:#018x} (LAYOUT_HASH)",
              f"{'offset':>10} {'bytes':>9} {'beats':>7}  {'section':<14} contents"]
     for s in lay.sections:
         lines.append(f"{s.offset:#10x} {s.length:9d} {s.beats:7d}  {s.name:<14} {_describe(s)}")
@@ -59,8 +58,8 @@ def markdown(lay):
     lines = [f"Weights image of **{lay.config.name}** ({lay.rows} x {lay.cols} array, "
              f"{lay.beat_bytes}-byte beats, {_ports(lay.expert_ports)}, format "
              f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}): "
-             f"**{lay.total_bytes} bytes**, hash `{lay.hash:#018x}`, CONFIG.VARIANT "
-             f"`{lay.variant:#06x}`. Image buffer {inp.length} bytes, output buffer "
+             f"**{lay.total_bytes} bytes**, hash `{lay.hash:#018x}` (the bitstream's "
+             f"LAYOUT_HASH). Image buffer {inp.length} bytes, output buffer "
              f"{out.length} bytes ({out.rows} rows of {out.row_bytes}).", "",
              "Header (little-endian, packed, at offset 0):", "",
              "| offset | field | type | meaning |", "|---:|---|---|---|"]

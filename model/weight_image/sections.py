@@ -37,7 +37,7 @@ from ..packer import expert_record_layout, linear_record_beats, tiles
 from model.units.patch_embed import PIXEL_FRAC
 from model.weight_image.buffers import input_layout, output_layout
 from model.weight_image.format import _HEADER, FORMAT_VERSION, SECTION_ALIGN, WORD_BYTES, _align, _check_params
-from model.weight_image.hashes import config_hash, config_variant
+from model.weight_image.hashes import config_hash
 
 
 @dataclass(frozen=True)
@@ -118,10 +118,6 @@ class ImageLayout:
     def hash(self):
         return config_hash(self.config, **self.shape)
 
-    @property
-    def variant(self):
-        return config_variant(self.config, **self.shape)
-
     def __getitem__(self, name):
         for section in self.sections:
             if section.name == name:
@@ -163,7 +159,7 @@ class ImageLayout:
     def to_json(self):
         return dict(config=self.config.name, **self.shape, section_align=SECTION_ALIGN,
                     format_version=f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]}",
-                    config_hash=f"{self.hash:#018x}", variant=f"{self.variant:#06x}",
+                    config_hash=f"{self.hash:#018x}",
                     total_bytes=self.total_bytes, shift_names=list(self.shift_names),
                     sections=[{k: v for k, v in asdict(s).items() if v is not None}
                               for s in self.sections],

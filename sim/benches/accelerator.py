@@ -35,7 +35,7 @@ from model.machine import machine_by_name
 from model.golden import forward
 from model.numerics import DEFAULT
 from model.quantize import quantize
-from model.system.registers import ErrorCode
+from model.system.registers import ErrorCode, Identity
 from model.weight_image import pack
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
                            synthetic_image)
@@ -80,24 +80,54 @@ def model_and_images(config, count=2):
     return quantize(weights, DEFAULT), images
 
 
+class DmaWindows:
+    """The buffers the machine may touch: a read port only the image and weights buffers, the
+    write port only the output buffer, each ``<BUFFER>_BYTES`` long from its address. Every
+    access outside them is recorded in ``strays`` and answered SLVERR (the 4 KB alignment of
+    :meth:`host.driver.Buffers.plan` leaves unmapped gaps between the buffers)."""
+
+    def __init__(self, buffers, identity):
+        def window(name):
+            start = buffers.address(name)
+            return start, start + identity.bytes(name)
+        self.read = [window("IMAGE"), window("WEIGHTS")]
+        self.write = [window("OUTPUT")]
+        self.strays = []
+
+    def allows(self, kind, address, length):
+        if any(lo <= address and address + length <= hi for lo, hi in getattr(self, kind)):
+            return True
+        self.strays.append(f"{kind} of {length} bytes at {address:#x}")
+        return False
+
+
 class FaultyRead(AxiRamRead):
-    """DRAM read port that counts the bytes it reads and answers SLVERR at or above
-    ``fault_at`` (None: never)."""
+    """DRAM read port that counts the bytes it reads, answers SLVERR at or above ``fault_at``
+    (None: never) and outside the read windows of ``windows`` (a :class:`DmaWindows`)."""
 
     fault_at = None
+    windows = None
     bytes_read = 0
 
     async def _read(self, address, length):
         if self.fault_at is not None and address >= self.fault_at:
             raise ValueError("no memory here")
+        if not self.windows.allows("read", address, length):
+            raise ValueError("outside the image and weights buffers")
         self.bytes_read += length
         return await super()._read(address, length)
 
 
 class CountingWrite(AxiRamWrite):
+    """DRAM write port that counts the bytes it writes and answers SLVERR outside the output
+    buffer (``windows``)."""
+
+    windows = None
     bytes_written = 0
 
     async def _write(self, address, data):
+        if not self.windows.allows("write", address, len(data)):
+            raise ValueError("outside the output buffer")
         self.bytes_written += len(data)
         return await super()._write(address, data)
 
@@ -117,6 +147,9 @@ class System:
                       for name in read_ports(self.machine.expert_ports)}
         self.write = CountingWrite(AxiWriteBus.from_prefix(dut, "output_bus_"), dut.clk, dut.rst,
                                    mem=self.dram)
+        self.windows = DmaWindows(self.buffers, Identity.of(self.model, self.machine))
+        for ram in (*self.reads.values(), self.write):
+            ram.windows = self.windows
         axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "control_"), dut.clk, dut.rst)
         # One log line per register access or burst would flood the log.
         for port in ("control_", "output_bus_") + tuple(f"{name}_" for name in self.reads):
@@ -167,8 +200,20 @@ class System:
         if (got != expected).any() and os.environ.get("EDGEMOE_DUMP"):
             np.save(os.environ["EDGEMOE_DUMP"], got)           # for a look at what went wrong
         assert_bit_exact(got, expected, f"model.golden.forward (task {task})")
-        self.protocol.check()
+        self.check_bus()
         return got
+
+    def check_bus(self):
+        """No handshake breach and no access outside the buffers so far."""
+        self.protocol.check()
+        assert not self.windows.strays, f"accesses outside the buffers: {self.windows.strays[:5]}"
+
+
+def unpause(channel):
+    """Stop a cocotbext-axi channel's pauses (clearing the generator alone leaves the last
+    pause in force)."""
+    channel.clear_pause_generator()
+    channel.pause = False
 
 
 async def _setup(dut, config):
@@ -276,7 +321,7 @@ async def test_start_checks(dut):
     await system.wait()
     expected = forward(qm, images[0], 0, machine=system.machine)
     assert (await d.read_output() == expected).all()
-    system.protocol.check()
+    system.check_bus()
 
 
 @cocotb.test()
@@ -337,8 +382,8 @@ async def test_soft_reset_during_the_output_write(dut):
     await d.reset()
     assert system.write.bytes_written <= d.identity.bytes("OUTPUT")
     for channel in (system.write.aw_channel, system.write.w_channel, system.write.b_channel):
-        channel.clear_pause_generator()
-    system.protocol.check()
+        unpause(channel)
+    system.check_bus()
     await system.infer(qm, images[1], 1)
 
 
@@ -371,6 +416,6 @@ async def test_silent_memory(dut):
     assert len(system.protocol.breaches) == 1, system.protocol.breaches
     assert "weights_bus.AR VALID fell" in system.protocol.breaches[0]
     system.protocol.breaches.clear()
-    port.ar_channel.clear_pause_generator()
+    unpause(port.ar_channel)
     await d.set_watchdog(0)
     await system.infer(qm, images[1], 1)
