@@ -12,7 +12,8 @@ from amaranth.utils import ceil_log2
 from hw import checks
 
 __all__ = ["axi4_read", "axi4_write", "axi4_lite", "dma_command_layout", "offer_until_taken",
-           "RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "MAX_BURST", "BOUNDARY"]
+           "RESP_OKAY", "RESP_SLVERR", "BURST_INCR", "MAX_BURST", "BOUNDARY", "PROT_DATA",
+           "CACHE_NORMAL"]
 
 RESP_OKAY = 0
 RESP_SLVERR = 2
@@ -21,13 +22,20 @@ BURST_INCR = 1
 MAX_BURST = 256
 #: A burst may not cross this many bytes.
 BOUNDARY = 4096
+#: AxPROT of every DMA access: unprivileged, non-secure, data. A Zynq UltraScale+ running Linux
+#: keeps its DRAM non-secure, and the SMMU/XMPU may refuse a secure access from the PL.
+PROT_DATA = 0b010
+#: AxCACHE of every DMA access: normal memory, non-cacheable, bufferable (AXI4 0b0011), so that
+#: the interconnect may merge and buffer writes; device memory (0b0000) would forbid both.
+CACHE_NORMAL = 0b0011
 
 
 def axi4_read(*, addr_width, data_width, id_width=1):
     """The read half of an AXI4 master port (AR and R channels), as seen by the master."""
     return wiring.Signature({
         "arid": Out(id_width), "araddr": Out(addr_width), "arlen": Out(8), "arsize": Out(3),
-        "arburst": Out(2), "arvalid": Out(1), "arready": In(1),
+        "arburst": Out(2), "arprot": Out(3), "arcache": Out(4), "arvalid": Out(1),
+        "arready": In(1),
         "rid": In(id_width), "rdata": In(data_width), "rresp": In(2), "rlast": In(1),
         "rvalid": In(1), "rready": Out(1),
     })
@@ -40,7 +48,8 @@ def axi4_write(*, addr_width, data_width, id_width=1):
     """
     return wiring.Signature({
         "awid": Out(id_width), "awaddr": Out(addr_width), "awlen": Out(8), "awsize": Out(3),
-        "awburst": Out(2), "awvalid": Out(1), "awready": In(1),
+        "awburst": Out(2), "awprot": Out(3), "awcache": Out(4), "awvalid": Out(1),
+        "awready": In(1),
         "wdata": Out(data_width), "wstrb": Out(data_width // 8), "wlast": Out(1),
         "wvalid": Out(1), "wready": In(1),
         "bid": In(id_width), "bresp": In(2), "bvalid": In(1), "bready": Out(1),

@@ -11,7 +11,8 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
 
 from hw import checks
-from hw.movers.axi import BOUNDARY, BURST_INCR, MAX_BURST, dma_command_layout, offer_until_taken
+from hw.movers.axi import (BOUNDARY, BURST_INCR, CACHE_NORMAL, MAX_BURST, PROT_DATA,
+                           dma_command_layout, offer_until_taken)
 
 __all__ = ["BurstSplitter", "burst_layout", "address_channel"]
 
@@ -198,7 +199,8 @@ def address_channel(m, bursts, bus, channel, *, max_outstanding, done, stop=0):
                  bursts.o.ready.eq(field("ready") & valid),
                  field("addr").eq(bursts.o.payload.addr), field("len").eq(bursts.o.payload.len),
                  field("size").eq(bursts.size),
-                 field("burst").eq(BURST_INCR), field("id").eq(0)]
+                 field("burst").eq(BURST_INCR), field("id").eq(0),
+                 field("prot").eq(PROT_DATA), field("cache").eq(CACHE_NORMAL)]
     issued = field("valid") & field("ready")
     m.d.sync += outstanding.eq(outstanding + issued - done)
     return issued, outstanding
