@@ -372,7 +372,14 @@ class _Verilator(_EnvironmentMixin, cocotb_runner.Verilator):
 
 
 class _Icarus(_EnvironmentMixin, cocotb_runner.Icarus):
-    pass
+    def _build_command(self):
+        # Amaranth's Verilog is Verilog-2005. Compiled as SystemVerilog (cocotb's -g2012), Icarus
+        # leaves the initial values of its registers X for the first time step. cocotb's wave
+        # dump module is SystemVerilog, so a build with waves keeps -g2012.
+        commands = super()._build_command()
+        if self.waves:
+            return commands
+        return [[("-g2005" if arg == "-g2012" else arg) for arg in command] for command in commands]
 
 
 _RUNNERS = {"verilator": _Verilator, "icarus": _Icarus}
