@@ -40,7 +40,7 @@ def test_a_breach_is_found(how):
 
 def test_cli(capsys):
     assert main(["skid_buffer"]) == 0
-    assert "skid_buffer: proved" in capsys.readouterr().out
+    assert "skid_buffer: proved by induction" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["no_such_unit"])
     assert "unknown harness no_such_unit" in capsys.readouterr().err
