@@ -274,8 +274,8 @@ class Driver:
         from :func:`model.weight_image.input_bytes`), the buffer addresses and TASK, then
         START; return once the machine took it.
 
-        An error left from the last run (which :meth:`wait` reported) is cleared with
-        :meth:`reset` first, so that STATUS then speaks of this START alone.
+        STATUS left from the last run (DONE, or an error :meth:`wait` reported) is cleared
+        with :meth:`reset` first, so that STATUS then speaks of this START alone.
 
         Raises :class:`BitstreamError` if :meth:`check_bitstream` has not passed,
         :class:`MachineBusy` when a run is in progress (before touching memory, or when the
@@ -300,7 +300,7 @@ class Driver:
         status = await self.status()
         if status["busy"]:
             raise MachineBusy("a run is in progress: wait() for it, or reset() to end it")
-        if status["error"]:
+        if status["done"] or status["error"]:
             await self.reset()
         await self.memory.write(self.buffers.image, data)
         await self.write_addresses()

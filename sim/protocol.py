@@ -54,15 +54,16 @@ class HandshakeChecker:
     dut : cocotb handle
     channels : list
         What :func:`axi_master_channels` returns, or tuples like it for any stream.
-    clock : str
-        The clock the channels are sampled on.
+    clock, reset : str
+        The clock the channels are sampled on, and the reset that may end an offer (AXI
+        allows VALID to fall in reset).
     """
 
-    def __init__(self, dut, channels, *, clock="clk"):
+    def __init__(self, dut, channels, *, clock="clk", reset="rst"):
         self.channels = list(channels)
         self.breaches = []
         self.handshakes = dict.fromkeys((name for name, *_ in self.channels), 0)
-        self._clock = getattr(dut, clock)
+        self._clock, self._reset = getattr(dut, clock), getattr(dut, reset)
         self._task = cocotb.start_soon(self._watch())
 
     async def _watch(self):
@@ -72,6 +73,9 @@ class HandshakeChecker:
             await RisingEdge(self._clock)
             await ReadOnly()
             cycle += 1
+            if str(self._reset.value) == "1":
+                waiting.clear()
+                continue
             for name, valid, ready, payload in self.channels:
                 v, r = str(valid.value) == "1", str(ready.value) == "1"
                 now = tuple(str(p.value) for p in payload)

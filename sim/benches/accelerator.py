@@ -25,7 +25,7 @@ import numpy as np
 from cocotb.triggers import ClockCycles, Edge, RisingEdge, SimTimeoutError, with_timeout
 from cocotb.utils import get_sim_time
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiRamWrite, AxiReadBus,
-                           AxiWriteBus)
+                           AxiResp, AxiWriteBus)
 
 from host.driver import AcceleratorError, Buffers, Driver, MachineBusy
 from host.memory import CocotbBus
@@ -101,13 +101,32 @@ class DmaWindows:
         return False
 
 
+def answer_errors_with(channel, resp_field, response):
+    """Make a cocotbext-axi response channel send ``response()`` (an ``AxiResp``, or None to
+    leave it) wherever the model would answer SLVERR: how a bench makes DECERR."""
+    send = channel.send
+
+    async def send_with(beat):
+        wanted = response()
+        if wanted is not None and int(getattr(beat, resp_field)) == AxiResp.SLVERR:
+            setattr(beat, resp_field, wanted)
+        await send(beat)
+    channel.send = send_with
+
+
 class FaultyRead(AxiRamRead):
-    """DRAM read port that counts the bytes it reads, answers SLVERR at or above ``fault_at``
-    (None: never) and outside the read windows of ``windows`` (a :class:`DmaWindows`)."""
+    """DRAM read port that counts the bytes it reads, answers an error (``fault_resp``, SLVERR
+    by default) at or above ``fault_at`` (None: never), and SLVERR outside the read windows of
+    ``windows`` (a :class:`DmaWindows`)."""
 
     fault_at = None
+    fault_resp = None
     windows = None
     bytes_read = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        answer_errors_with(self.r_channel, "rresp", lambda: self.fault_resp)
 
     async def _read(self, address, length):
         if self.fault_at is not None and address >= self.fault_at:
@@ -119,13 +138,22 @@ class FaultyRead(AxiRamRead):
 
 
 class CountingWrite(AxiRamWrite):
-    """DRAM write port that counts the bytes it writes and answers SLVERR outside the output
+    """DRAM write port that counts the bytes it writes, answers an error (``fault_resp``,
+    SLVERR by default) at or above ``fault_at`` (None: never) and SLVERR outside the output
     buffer (``windows``)."""
 
+    fault_at = None
+    fault_resp = None
     windows = None
     bytes_written = 0
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        answer_errors_with(self.b_channel, "bresp", lambda: self.fault_resp)
+
     async def _write(self, address, data):
+        if self.fault_at is not None and address >= self.fault_at:
+            raise ValueError("no memory here")
         if not self.windows.allows("write", address, len(data)):
             raise ValueError("outside the output buffer")
         self.bytes_written += len(data)
