@@ -43,6 +43,7 @@ class Campaign:
         self.dut, self.system, self.qm, self.images = dut, system, qm, images
         self.d = system.driver
         self.rng, self.budget = rng, budget
+        self.run_cycles = budget // 8        # until measure() has seen a run
         self.expected = {}
         self.codes = collections.Counter()
         self.kinds = collections.Counter()
@@ -116,6 +117,12 @@ class Campaign:
         windows.strays.clear()
         protocol.breaches.clear()
 
+    async def measure(self):
+        """One good run, whose length scales the scenarios' delays and watchdogs."""
+        await self.good_run()
+        self.run_cycles = (await self.d.counters()).total
+        self.collect("first run")
+
     # The scenarios. Each starts from an idle machine and leaves one (maybe with an error).
 
     def pick(self):
@@ -180,10 +187,10 @@ class Campaign:
         else:
             ram = s.reads[rng.choice(list(s.reads))]
             channel = rng.choice([ram.ar_channel, ram.r_channel])
-        await self.d.set_watchdog(self.budget // 4)
+        await self.d.set_watchdog(4 * self.run_cycles)
         image_index, task = self.pick()
         await self.start(image_index, task)
-        await ClockCycles(self.dut.clk, rng.randrange(1, 3000))
+        await ClockCycles(self.dut.clk, rng.randrange(1, self.run_cycles))
         channel.set_pause_generator(iter(lambda: True, None))
         code = await self.wait_run()
         self.note(code)
@@ -204,14 +211,14 @@ class Campaign:
                 await self.within(Edge(self.dut.progress))
             await ClockCycles(self.dut.clk, rng.randrange(1, 400))
         else:
-            await ClockCycles(self.dut.clk, rng.randrange(1, self.budget // 8))
+            await ClockCycles(self.dut.clk, rng.randrange(1, self.run_cycles))
         await self.end_run()
         self.codes["ENDED_BY_SOFT_RESET"] += 1
 
     async def start_while_busy(self, what):
         image_index, task = self.pick()
         await self.start(image_index, task)
-        await ClockCycles(self.dut.clk, self.rng.randrange(1, 2000))
+        await ClockCycles(self.dut.clk, self.rng.randrange(1, self.run_cycles // 2))
         try:
             await self.d.run(self.images[0], 0)
             self.wrong.append(f"{what}: run() while busy did not raise")
@@ -259,7 +266,7 @@ class Campaign:
         await self.refused(what, self.d.buffers, task, ErrorCode.BAD_TASK)
 
     async def watchdog(self, what):
-        await self.d.set_watchdog(self.rng.randrange(50, self.budget // 20))
+        await self.d.set_watchdog(self.rng.randrange(50, self.run_cycles))
         image_index, task = self.pick()
         await self.start(image_index, task)
         code = await self.wait_run()
@@ -325,6 +332,7 @@ async def test_fault_campaign(dut):
     system, qm, images = await _setup(dut, config)
     campaign = Campaign(dut, system, qm, images, random.Random(config.get("seed", 1)),
                         budget=config.get("max_cycles", 200_000))
+    await campaign.measure()
     scenarios = config.get("scenarios", len(KINDS))
     progress = os.environ.get("EDGEMOE_PROGRESS")
     for n in range(scenarios):
