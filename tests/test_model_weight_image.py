@@ -317,3 +317,32 @@ def test_docs_hold_the_generated_layout():
         "docs/host.md differs from model/weight_image.py; paste the output of "
         "`python -m model.weight_image --config m3vit-tiny --markdown` into it")
     assert wi.summary(wi.layout(MICRO)) in docs
+
+
+def test_cli_checks_an_image(tmp_path, capsys):
+    path = tmp_path / "micro.img"
+    assert wi.main(["--config", "micro", "--synthetic", "5", "--out", str(path)]) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["micro.img"], "a temporary file was left"
+    capsys.readouterr()
+    assert wi.main(["--config", "micro", "--check", str(path)]) == 0
+    assert "a weights image of micro for the zcu102 machine" in capsys.readouterr().out
+    assert wi.main(["--config", "m3vit-tiny", "--check", str(path)]) == 1
+    assert "packed for micro, this bitstream is m3vit-tiny" in capsys.readouterr().err
+    path.write_bytes(path.read_bytes()[:-16])
+    assert wi.main(["--config", "micro", "--check", str(path)]) == 1
+    assert "truncated" in capsys.readouterr().err
+    assert wi.main(["--config", "micro", "--check", str(tmp_path / "none.img")]) == 1
+    assert "cannot read it: No such file" in capsys.readouterr().err
+
+
+def test_check_refuses_a_shift_outside_the_field():
+    data = bytearray(wi.pack(quantize(synthetic(MICRO, seed=5), DEFAULT)))
+    lay = wi.layout(MICRO)
+    data[lay["shifts"].offset] = wi.MAX_SHIFT + 1        # would wrap to 0 in 6 bits
+    # ... under a valid CRC, as a packer with another idea of the field would write it.
+    names = [name for name, _, _ in wi.HEADER_FIELDS]
+    crc_at = struct.calcsize("<" + "".join(f for _, f, _ in wi.HEADER_FIELDS[:names.index(
+        "body_crc32")]))
+    data[crc_at:crc_at + 4] = zlib.crc32(data[lay.sections[1].offset:]).to_bytes(4, "little")
+    with pytest.raises(wi.ImageError, match=r"shift table has entries outside 1..63 \(the compute unit.s shift field\): patch 64"):
+        wi.check(bytes(data), MICRO)

@@ -29,8 +29,8 @@ Print the layout with ``python -m model.weight_image --config m3vit-tiny``; writ
 ``--weights DIR`` or ``--synthetic SEED`` and ``--out FILE``.
 """
 
-from model.weight_image.format import (FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS, SECTION_ALIGN, WORD_BYTES,
-                     _DIMS, _HEADER, _align, _check_params, _words)
+from model.weight_image.format import (FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS, MAX_SHIFT,
+                     SECTION_ALIGN, WORD_BYTES, _DIMS, _HEADER, _align, _check_params, _words)
 from model.weight_image.hashes import config_hash
 from model.weight_image.sections import ImageLayout, Section, layout
 from model.weight_image.buffers import (BufferLayout, input_bytes, input_layout, output_layout, pack_output,
@@ -47,7 +47,7 @@ from ..packer import (expert_record_layout, linear_record, linear_record_beats,
 from model.units.patch_embed import PIXEL_FRAC
 
 __all__ = [
-    "FORMAT_MAGIC", "FORMAT_VERSION", "SECTION_ALIGN", "WORD_BYTES", "HEADER_FIELDS",
+    "FORMAT_MAGIC", "FORMAT_VERSION", "SECTION_ALIGN", "WORD_BYTES", "HEADER_FIELDS", "MAX_SHIFT",
     "Section", "ImageLayout", "layout", "config_hash", "pack", "check",
     "read_header", "read_shifts", "summary", "ImageError",
     "BufferLayout", "output_layout", "unpack_output", "pack_output", "input_layout",

@@ -5,7 +5,8 @@ read it."""
 import zlib
 
 from ..numerics import DEFAULT
-from model.weight_image.format import _DIMS, _HEADER, FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS
+from model.weight_image.format import (_DIMS, _HEADER, FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
+                                       MAX_SHIFT)
 from model.weight_image.sections import layout
 
 
@@ -89,6 +90,12 @@ def check(data, config, rows=16, cols=16, beat_bytes=16, expert_ports=2):
     if crc != h["body_crc32"]:
         raise ImageError(f"weights image is damaged: CRC-32 {crc:#010x}, the header says "
                          f"{h['body_crc32']:#010x} (copy it again, or {hint})")
+    shifts = read_shifts(data, config, rows, cols, beat_bytes, expert_ports)
+    bad = [f"{name} {value}" for name, value in shifts.items() if not 1 <= value <= MAX_SHIFT]
+    if bad:
+        raise ImageError(f"weights image's shift table has entries outside 1..{MAX_SHIFT} "
+                         f"(the compute unit's shift field): {', '.join(bad[:5])}; it was not "
+                         f"made by model.weight_image.pack: {hint}")
     return h
 
 

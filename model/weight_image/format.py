@@ -21,6 +21,10 @@ FORMAT_VERSION = (1, 1)
 SECTION_ALIGN = 4096
 #: Bytes of an activation, LayerNorm parameter or position-embedding value in memory.
 WORD_BYTES = 4
+#: Largest entry of the shift table: the compute unit takes an output shift in a 6-bit field
+#: (its accumulator is narrower than 64 bits), and rejects 0. The machine checks each entry
+#: against its exact accumulator width when it reads the table (SHIFT_TABLE error).
+MAX_SHIFT = 63
 
 #: The config's integer dimensions, in header order.
 _DIMS = tuple(f.name for f in fields(ModelConfig) if f.type in (int, "int"))

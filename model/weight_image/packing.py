@@ -8,7 +8,8 @@ import numpy as np
 
 from ..numerics import DEFAULT
 from ..packer import linear_record, moe_layer_records, tiles
-from model.weight_image.format import _DIMS, _HEADER, FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS, WORD_BYTES, _words
+from model.weight_image.format import (_DIMS, _HEADER, FORMAT_MAGIC, FORMAT_VERSION, HEADER_FIELDS,
+                                       MAX_SHIFT, WORD_BYTES, _words)
 from model.weight_image.sections import layout
 
 
@@ -99,8 +100,10 @@ def pack(qm, rows=16, cols=16, beat_bytes=16, expert_ports=2):
             shifts[s.engine["fc1_shift_index"]] = engine["fc1_shift"]
             shifts[s.engine["fc2_shift_index"]] = engine["fc2_shift"]
     for name, value in zip(lay.shift_names, shifts):
-        if value is None or not 1 <= value <= 255:
-            raise ValueError(f"output shift of {name} is {value!r}, not in 1..255")
+        if value is None or not 1 <= value <= MAX_SHIFT:
+            raise ValueError(f"output shift of {name} is {value!r}, not in 1..{MAX_SHIFT} (the "
+                             f"compute unit's shift field): its weights or numerics are out "
+                             f"of the machine's range")
     table = lay["shifts"]
     image[table.offset:table.offset + len(shifts)] = bytes(shifts)
     body_start = lay.sections[1].offset

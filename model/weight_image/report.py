@@ -6,6 +6,7 @@ import json
 import os
 import struct
 import sys
+import tempfile
 
 from ..config import CONFIGS, config_by_name
 from ..numerics import DEFAULT
@@ -99,14 +100,20 @@ def main(argv=None):
     from . import __doc__ as overview     # the package's, which says what the image is
     parser = argparse.ArgumentParser(
         prog="python -m model.weight_image", description=overview.split("\n\n")[0],
-        epilog="Without --out, prints the layout only.")
+        epilog="Without --out or --check, prints the layout only.")
     parser.add_argument("--config", default="m3vit-tiny",
                         help=f"model configuration: {', '.join(CONFIGS)} (default m3vit-tiny)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", metavar="DIR", help="Edge-MoE weight directory")
     source.add_argument("--synthetic", metavar="SEED", type=int,
                         help="seeded synthetic weights instead")
-    parser.add_argument("--out", metavar="FILE", help="write the image here")
+    parser.add_argument("--out", metavar="FILE",
+                        help="write the image here (whole or not at all: through a temporary "
+                             "file renamed into place)")
+    parser.add_argument("--check", metavar="FILE",
+                        help="check an existing image against the configuration and machine: "
+                             "size, header, hash, CRC and shift table; exit 1 if it does not "
+                             "fit")
     parser.add_argument("--machine", default="zcu102",
                         help="the machine preset the image is for (model.machine; default "
                              "zcu102): its array, memory beat and expert ports fix the layout")
@@ -122,6 +129,8 @@ def main(argv=None):
         parser.error(str(e))
     if args.out and args.weights is None and args.synthetic is None:
         parser.error("--out needs the weights: give --weights DIR or --synthetic SEED")
+    if args.check:
+        return _check_file(args.check, config, machine)
     if args.json:
         print(json.dumps(lay.to_json(), indent=1))
     elif args.markdown:
@@ -130,7 +139,42 @@ def main(argv=None):
         print(summary(lay))
     if args.out:
         data = pack(_load(args, config), **machine.image_shape)
-        with open(args.out, "wb") as f:
-            f.write(data)
+        _write_whole(args.out, data)
         print(f"wrote {len(data)} bytes to {args.out}", file=sys.stderr if args.json else
               sys.stdout)
+
+
+def _write_whole(path, data):
+    """Write ``data`` to ``path`` through a temporary file in the same directory, renamed into
+    place: an interrupted write leaves the old file (or none), never half an image."""
+    path = os.path.abspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".part",
+                               dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _check_file(path, config, machine):
+    """``--check``: one line saying whether the image at ``path`` fits; the exit status."""
+    from .checking import ImageError, check
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        print(f"{path}: cannot read it: {e.strerror}", file=sys.stderr)
+        return 1
+    try:
+        header = check(data, config, **machine.image_shape)
+    except ImageError as e:
+        print(f"{path}: {e}", file=sys.stderr)
+        return 1
+    print(f"{path}: a weights image of {config.name} for the {machine.name} machine, "
+          f"{len(data)} bytes, hash {header['config_hash']:#018x}, CRC and shift table good")
+    return 0

@@ -44,6 +44,7 @@ class Campaign:
         self.d = system.driver
         self.rng, self.budget = rng, budget
         self.run_cycles = budget // 8        # until measure() has seen a run
+        self.early = None
         self.expected = {}
         self.codes = collections.Counter()
         self.kinds = collections.Counter()
@@ -63,7 +64,11 @@ class Campaign:
             raise Hang() from None
 
     async def wait_run(self):
-        """The run's end: None when it finished, else the error code it reported."""
+        """The run's end: None when it finished, else the error code it reported (maybe
+        already to :meth:`start`)."""
+        if self.early is not None:
+            code, self.early = self.early, None
+            return code
         try:
             await self.within(self.d.wait(None, interrupt=self.system.interrupt))
             return None
@@ -129,7 +134,12 @@ class Campaign:
         return self.rng.randrange(len(self.images)), self.rng.randrange(self.system.model.tasks)
 
     async def start(self, image_index, task):
-        await self.d.run(self.images[image_index], task)
+        """Start a run. An error of the run seen before ``run()`` returned (a fault in its
+        first cycles) is kept for :meth:`wait_run`."""
+        try:
+            await self.d.run(self.images[image_index], task)
+        except AcceleratorError as error:
+            self.early = error.code
 
     async def finish(self, what, image_index, task):
         """Wait for a run that should end well; check its output."""
@@ -279,6 +289,7 @@ class Campaign:
     async def scenario(self, n):
         kind = KINDS[n % len(KINDS)]
         what = f"scenario {n} ({kind})"
+        self.early = None
         self.kinds[kind] += 1
         run = {
             "read_slverr": lambda: self.bus_error(what, write=False, resp=None),
