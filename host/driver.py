@@ -51,6 +51,8 @@ _HINTS = {
     ErrorCode.BUS_HUNG: "the memory stopped answering: reset the PL (reload the bitstream) "
                         "before the next run",
     ErrorCode.DMA_COMMAND: _REBUILD,
+    ErrorCode.SHIFT_TABLE: "check the weights image (python -m model.weight_image --check FILE "
+                           "--config NAME) and load_weights() a good one",
     **{code: _REBUILD for code in (ErrorCode.COMPUTE_REJECTED, ErrorCode.EMBED_REJECTED,
                                    ErrorCode.ATTENTION_REJECTED, ErrorCode.MLP_REJECTED,
                                    ErrorCode.MOE_REJECTED)},

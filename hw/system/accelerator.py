@@ -334,6 +334,19 @@ class Accelerator(wiring.Component):
             for n, shift in enumerate(shifts):
                 with m.If(shift_beat == n // bb):
                     m.d.sync += shift.eq(table.payload[8 * (n % bb):8 * (n % bb + 1)])
+        # Each entry must be a shift the compute unit takes (1 .. acc_width - 1): one that is
+        # not would be cut to the command's field. Judged byte by byte as the table comes in,
+        # one register per byte, then their OR (SHIFT_TABLE).
+        bad_byte = [Signal(name=f"bad_shift_{k}") for k in range(bb)]
+        for k, bad in enumerate(bad_byte):
+            entry = table.payload[8 * k:8 * (k + 1)]
+            in_table = shift_beat < -(-(shift_count - k) // bb)     # entry k of this beat
+            m.d.sync += bad.eq(table.valid & in_table & ((entry == 0) | (entry >= cu.acc_width)))
+        bad_shift = Signal()
+        with m.If(regs.start):
+            m.d.sync += bad_shift.eq(0)
+        with m.Elif(Cat(*bad_byte).any()):
+            m.d.sync += bad_shift.eq(1)
 
         # Parameter reads: position embeddings and LayerNorm sets, int32 words.
         params_router = add("params_router", StreamRouter(unsigned(dw),
@@ -515,6 +528,7 @@ class Accelerator(wiring.Component):
             (ErrorCode.ATTENTION_REJECTED, att.error),
             (ErrorCode.MLP_REJECTED, mlp.error),
             (ErrorCode.MOE_REJECTED, moe.error),
+            (ErrorCode.SHIFT_TABLE, bad_shift),
         )
         failing = []
         for code, flags in sources:

@@ -68,6 +68,7 @@ class ErrorCode(enum.IntEnum):
     ATTENTION_REJECTED = 13
     MLP_REJECTED = 14
     MOE_REJECTED = 15
+    SHIFT_TABLE = 16
 
 
 #: The start checks, in the order START runs them.
@@ -101,6 +102,9 @@ ERROR_DESCRIPTIONS = {
     ErrorCode.ATTENTION_REJECTED: f"the attention half {_REJECTED}",
     ErrorCode.MLP_REJECTED: f"the MLP half {_REJECTED}",
     ErrorCode.MOE_REJECTED: f"the MoE half (gate, expert queues or expert engine) {_REJECTED}",
+    ErrorCode.SHIFT_TABLE: "the weights image's shift table holds a shift the compute unit "
+                           "cannot take (0, or not below its accumulator width): a weights "
+                           "image not made by model.weight_image.pack; the run was ended",
 }
 
 #: Per-stage cycle counters, in register order: name and what the machine counts.

@@ -447,3 +447,23 @@ async def test_silent_memory(dut):
     unpause(port.ar_channel)
     await d.set_watchdog(0)
     await system.infer(qm, images[1], 1)
+
+
+@cocotb.test()
+async def test_bad_shift_table(dut):
+    """A shift-table entry the compute unit cannot take (one that would wrap in its field) ends
+    the run with SHIFT_TABLE; with the entry mended, the next inference is right."""
+    config = bench_config()
+    system, qm, images = await _setup(dut, config)
+    d = system.driver
+    entry = d.buffers.weights + d.layout["shifts"].offset + 1
+    good = system.write.read(entry, 1)
+    system.write.write(entry, bytes([64 + good[0]]))
+    try:
+        await d.run(images[0], 0)
+        await system.wait()
+        raise AssertionError("the run ended without an error")
+    except AcceleratorError as error:
+        assert error.code == ErrorCode.SHIFT_TABLE, error
+    system.write.write(entry, good)
+    await system.infer(qm, images[1], 1)
