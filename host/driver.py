@@ -328,13 +328,14 @@ class Driver:
         """Wait for the run to end; return its :class:`Counters`.
 
         Polls STATUS (sleeping ``poll_interval`` between polls through the backend), or, with
-        ``interrupt`` (a coroutine function that returns when the interrupt line rises, e.g.
-        a read of ``/dev/uioN`` or cocotb's ``RisingEdge(dut.irq)``), enables the DONE and ERROR
-        interrupts and awaits it between reads of STATUS; IRQ_STATUS is cleared on return.
-        ``timeout`` is in wall-clock seconds (``None``: forever), checked between polls.
+        ``interrupt`` (a coroutine function ``interrupt(seconds)`` that returns when the
+        interrupt line rises or ``seconds`` have passed, ``None`` meaning no limit: e.g. a
+        ``select`` on ``/dev/uioN``, or cocotb's ``RisingEdge(dut.irq)``), enables the DONE and
+        ERROR interrupts and awaits it between reads of STATUS; IRQ_STATUS is cleared on
+        return. ``timeout`` is in wall-clock seconds (``None``: forever).
 
-        Raises :class:`AcceleratorError` if the machine reports an error, :class:`WaitTimeout`
-        if the run is still going at the deadline.
+        Raises :class:`AcceleratorError` if the machine reports an error; at the deadline, ends
+        the run with :meth:`reset` and raises :class:`WaitTimeout`.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         irq = _reg("IRQ_ENABLE")
@@ -348,12 +349,14 @@ class Driver:
                 if status["done"] and not status["busy"]:
                     return await self.counters()
                 if deadline is not None and time.monotonic() > deadline:
-                    raise WaitTimeout(f"the run has not finished after {timeout} s (STATUS busy="
-                                      f"{int(status['busy'])}, done={int(status['done'])}); "
-                                      f"reset() aborts it, set_watchdog() makes the machine "
-                                      f"end a stuck run")
+                    await self.reset()
+                    raise WaitTimeout(f"the run had not finished after {timeout} s (STATUS busy="
+                                      f"{int(status['busy'])}, done={int(status['done'])}) and "
+                                      f"was ended with reset(); set_watchdog() makes the "
+                                      f"machine end a stuck run by itself")
                 if interrupt is not None:
-                    await interrupt()
+                    await interrupt(None if deadline is None
+                                    else max(0.0, deadline - time.monotonic()))
                 else:
                     await self.memory.sleep(poll_interval)
         finally:

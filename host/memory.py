@@ -15,6 +15,7 @@ Implementations:
   register block's bit-exact twin, for host code without hardware.
 """
 
+import array
 import asyncio
 import inspect
 import mmap
@@ -47,6 +48,10 @@ class Memory(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
 
+#: Bytes of each load and store of a DRAM copy through DevMem.
+_COPY_BYTES = 8
+
+
 def _check_word(offset, value=0):
     if not (isinstance(offset, int) and 0 <= offset < MAP_BYTES and offset % WORD_BYTES == 0):
         raise ValueError(f"register offset must be a multiple of {WORD_BYTES} below "
@@ -58,15 +63,23 @@ def _check_word(offset, value=0):
 class _Window:
     """``[base, base + size)`` of a physical address space, mapped from a file."""
 
-    def __init__(self, fd, base, size, name):
+    def __init__(self, fd, base, size, name, path):
         if base < 0 or size <= 0:
             raise ValueError(f"{name} window {base:#x} + {size:#x} is empty or negative")
         page = mmap.ALLOCATIONGRANULARITY
         start = base - base % page
         self.base, self.size, self.name = base, size, name
         self._skip = base - start
-        self._map = mmap.mmap(fd, self._skip + size, mmap.MAP_SHARED,
-                              mmap.PROT_READ | mmap.PROT_WRITE, offset=start)
+        try:
+            self._map = mmap.mmap(fd, self._skip + size, mmap.MAP_SHARED,
+                                  mmap.PROT_READ | mmap.PROT_WRITE, offset=start)
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "strerror", None) or str(e)
+            raise OSError(f"cannot map the {name} window {base:#x}..{base + size:#x} of {path}: "
+                          f"{reason}. On a board, /dev/mem maps only what the kernel lets it "
+                          f"(CONFIG_STRICT_DEVMEM): reserve the DRAM window with a "
+                          f"reserved-memory node, and check the register base in the block "
+                          f"design's address map") from None
 
     def offset(self, addr, n):
         if not (self.base <= addr and addr + n <= self.base + self.size):
@@ -94,7 +107,9 @@ class DevMem:
         reads DRAM through the non-coherent HP ports); any file of sufficient size in tests.
 
     Register accesses are single aligned 32-bit loads and stores (a ``memoryview`` of unsigned
-    words over the mapping), as a device register needs.
+    words over the mapping), as a device register needs. DRAM copies cover whole aligned 64-bit
+    words (the ends of an unaligned range are read, merged and written back whole): an uncached
+    mapping is device memory on the Cortex-A53, where an unaligned access faults.
     """
 
     def __init__(self, *, regs_base, dram_base, dram_size, path="/dev/mem"):
@@ -107,8 +122,8 @@ class DevMem:
             raise PermissionError(f"cannot open {path} read-write: run as root (or give a "
                                   f"file path for tests)") from None
         try:
-            self._regs = _Window(self._fd, regs_base, MAP_BYTES, "register")
-            self._dram = _Window(self._fd, dram_base, dram_size, "DRAM")
+            self._regs = _Window(self._fd, regs_base, MAP_BYTES, "register", path)
+            self._dram = _Window(self._fd, dram_base, dram_size, "DRAM", path)
         except Exception:
             os.close(self._fd)
             raise
@@ -116,13 +131,29 @@ class DevMem:
                                                  self._regs._skip + MAP_BYTES]
         self._words = self._view.cast("I")
 
-    async def read(self, addr, n):
+    def _dram_words(self, addr, n):
+        """The aligned 64-bit words of the DRAM mapping that hold ``[addr, addr + n)``, and
+        where the range starts in the first."""
         start = self._dram.offset(addr, n)
-        return bytes(self._dram._map[start:start + n])
+        lo, hi = start - start % _COPY_BYTES, -(-(start + n) // _COPY_BYTES) * _COPY_BYTES
+        if hi > len(self._dram._map):
+            raise ValueError(f"{n} bytes at {addr:#x} reach past the end of the DRAM mapping "
+                             f"in whole {_COPY_BYTES}-byte words")
+        return memoryview(self._dram._map)[lo:hi].cast("Q"), start - lo
+
+    async def read(self, addr, n):
+        words, skip = self._dram_words(addr, n)
+        with words:
+            return array.array("Q", words).tobytes()[skip:skip + n]
 
     async def write(self, addr, data):
-        start = self._dram.offset(addr, len(data))
-        self._dram._map[start:start + len(data)] = bytes(data)
+        data = bytes(data)
+        words, skip = self._dram_words(addr, len(data))
+        with words:
+            merged = bytearray(array.array("Q", words).tobytes()) if (
+                skip or len(data) % _COPY_BYTES) else bytearray(len(words) * _COPY_BYTES)
+            merged[skip:skip + len(data)] = data
+            words[:] = array.array("Q", bytes(merged))
 
     async def read32(self, offset):
         _check_word(offset)

@@ -141,7 +141,7 @@ def test_run_with_buffer_bytes_and_interrupt(weights):
     mem, drv = make(machine)
     wakeups = []
 
-    async def interrupt():
+    async def interrupt(seconds):
         # The "interrupt line": let the machine run until IRQ_STATUS & IRQ_ENABLE is set.
         while not mem.regs.irq:
             machine(mem)
@@ -250,13 +250,30 @@ def test_watchdog_timeout_then_reset():
     assert mem.regs.soft_resets == 1 and mem.regs.irq_status == 0
 
 
+def test_interrupt_wait_gives_up_at_the_deadline():
+    mem, drv = make(Machine(expected_output(), run_polls=10 ** 9))
+    limits = []
+
+    async def interrupt(seconds):      # a line that never rises: wait out the limit
+        limits.append(seconds)
+        await asyncio.sleep(seconds)
+
+    async def session():
+        await drv.run(synthetic_image(MICRO), 0)
+        await drv.wait(timeout=0.05, interrupt=interrupt)
+    with pytest.raises(WaitTimeout, match="was ended with reset"):
+        run(session())
+    assert limits and all(0 <= s <= 0.05 for s in limits)
+    assert mem.regs.soft_resets == 1 and not mem.regs.busy
+
+
 def test_wait_gives_up_at_the_deadline():
     _, drv = make(Machine(expected_output(), run_polls=10 ** 9))
 
     async def session():
         await drv.run(synthetic_image(MICRO), 0)
         await drv.wait(timeout=0.01, poll_interval=0)
-    with pytest.raises(WaitTimeout, match="reset\\(\\) aborts it"):
+    with pytest.raises(WaitTimeout, match="was ended with reset\\(\\)"):
         run(session())
 
 
@@ -345,6 +362,24 @@ def test_devmem_on_a_file(tmp_path, weights):
     assert int.from_bytes(raw[regs_base + lo:regs_base + lo + 4], "little") == dram_base
     start = drv.buffers.weights
     assert raw[start:start + len(weights)] == weights
+
+
+def test_devmem_copies_unaligned_ranges_in_whole_words(tmp_path):
+    path = tmp_path / "mem"
+    path.write_bytes(bytes(0x30000))
+    with DevMem(regs_base=0x1000, dram_base=0x10000, dram_size=0x10000, path=str(path)) as mem:
+        run(mem.write(0x10003, b"hello, board"))
+        run(mem.write(0x10010, bytes(range(16))))
+        assert run(mem.read(0x10003, 12)) == b"hello, board"
+        assert run(mem.read(0x10000, 3)) == bytes(3), "the bytes around were kept"
+        assert run(mem.read(0x10010, 16)) == bytes(range(16))
+
+
+def test_devmem_mapping_failure_says_why(tmp_path):
+    path = tmp_path / "small"
+    path.write_bytes(bytes(0x20000))
+    with pytest.raises(OSError, match="cannot map the DRAM window .* reserved-memory node"):
+        DevMem(regs_base=0x1000, dram_base=0x10000, dram_size=0x100000, path=str(path))
 
 
 def test_devmem_missing_path(tmp_path):

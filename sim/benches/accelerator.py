@@ -200,9 +200,10 @@ class System:
             for channel in (self.write.aw_channel, self.write.w_channel, self.write.b_channel):
                 channel.set_pause_generator(pauses())
 
-    async def interrupt(self):
+    async def interrupt(self, seconds=None):
         """Return when the interrupt line is (or goes) high: the driver waits on it between
-        reads of STATUS, as a board's host would, instead of polling all the time."""
+        reads of STATUS, as a board's host would, instead of polling all the time. The wait's
+        limit is the bench's cycle budget, not ``seconds`` of wall-clock time."""
         if not int(self.dut.irq.value):
             await RisingEdge(self.dut.irq)
 

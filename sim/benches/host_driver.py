@@ -151,7 +151,7 @@ async def test_driver_session(dut):
     assert machine.starts == [(1, plan.output)]
 
     # A run, woken by the interrupt line.
-    async def interrupt():
+    async def interrupt(seconds):
         if not int(dut.irq.value):
             await RisingEdge(dut.irq)
     machine.output = machine.output[::-1].copy()
