@@ -342,8 +342,8 @@ class Accelerator(wiring.Component):
             entry = table.payload[8 * k:8 * (k + 1)]
             in_table = shift_beat < -(-(shift_count - k) // bb)     # entry k of this beat
             m.d.sync += bad.eq(table.valid & in_table & ((entry == 0) | (entry >= cu.acc_width)))
-        bad_shift = Signal()
-        with m.If(regs.start):
+        bad_shift = Signal()                   # cleared with the datapath, as the units' errors
+        with m.If(regs.start | clear):
             m.d.sync += bad_shift.eq(0)
         with m.Elif(Cat(*bad_byte).any()):
             m.d.sync += bad_shift.eq(1)

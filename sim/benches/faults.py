@@ -241,19 +241,29 @@ class Campaign:
         await self.finish(what, image_index, task)
 
     async def refused(self, what, buffers, task, expected):
-        good = self.d.buffers
-        self.d.buffers = buffers
+        """Write bad addresses or a bad task straight to the registers (the driver would not
+        write an image to a bad address) and START: the machine must refuse it."""
+        d, good = self.d, self.d.buffers
+        await self.within(d.reset(timeout=None))        # STATUS of this START alone
+        d.buffers = buffers
         try:
-            await self.d.run(self.images[0], task)
-            self.wrong.append(f"{what}: the START was taken")
-            await self.end_run()
-        except AcceleratorError as error:
-            self.note(error.code)
-            if error.code != expected:
-                self.wrong.append(f"{what}: refused with {error.code.name}, "
-                                  f"not {expected.name}")
+            await d.write_addresses()
         finally:
-            self.d.buffers = good
+            d.buffers = good
+        await d._write("TASK", task)
+        await d._pulse("CONTROL", "START")
+        for _ in range(8):
+            status = await d.status()
+            if status["error"] or status["busy"] or status["done"]:
+                break
+        if not status["error"]:
+            self.wrong.append(f"{what}: the START was taken ({status})")
+            await self.end_run()
+            return
+        self.note(status["error_code"])
+        if status["error_code"] != expected:
+            self.wrong.append(f"{what}: refused with {status['error_code'].name}, "
+                              f"not {expected.name}")
 
     async def bad_address(self, what):
         import dataclasses
