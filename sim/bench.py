@@ -22,7 +22,8 @@ from pathlib import Path
 from model.config import CONFIGS, config_by_name
 from model.machine import MACHINES, ZCU102, machine_by_name
 
-__all__ = ["benchmark", "floor_cycles", "touched_bytes", "main"]
+__all__ = ["benchmark", "floor_cycles", "touched_bytes", "add_model_arguments",
+           "check_model_arguments", "main"]
 
 
 def floor_cycles(qm, image, task, machine=ZCU102):
@@ -157,20 +158,30 @@ def _bar(stage, stages, width=30):
     sys.stderr.flush()
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m sim.bench",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="m3vit-tiny",
-                        help=f"model configuration ({', '.join(CONFIGS)})")
+def add_model_arguments(parser, *, config="m3vit-tiny"):
+    """``--config`` and ``--machine``, as the simulation commands take them."""
+    parser.add_argument("--config", default=config,
+                        help=f"model configuration ({', '.join(CONFIGS)}; default {config})")
     parser.add_argument("--machine", default=ZCU102.name,
                         help=f"machine preset ({', '.join(MACHINES)}; default {ZCU102.name})")
-    parser.add_argument("--task", type=int, default=0)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+
+
+def check_model_arguments(parser, args):
+    """One clear line and exit status 2 for an unknown ``--config`` or ``--machine``."""
     if args.config not in CONFIGS:
         parser.error(f"unknown config {args.config!r}; choose from: {', '.join(CONFIGS)}")
     if args.machine not in MACHINES:
         parser.error(f"unknown machine {args.machine!r}; choose from: {', '.join(MACHINES)}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m sim.bench",
+                                     description=__doc__.split("\n\n")[0])
+    add_model_arguments(parser)
+    parser.add_argument("--task", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    check_model_arguments(parser, args)
     model = config_by_name(args.config)
     if not 0 <= args.task < model.tasks:
         parser.error(f"task must be in 0..{model.tasks - 1} for {args.config}")

@@ -22,8 +22,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from model.config import CONFIGS
-from model.machine import MACHINES, ZCU102
+from model.machine import ZCU102
+from sim.bench import add_model_arguments, check_model_arguments
 
 __all__ = ["campaign", "main"]
 
@@ -75,19 +75,13 @@ def _bar(done, total, width=30):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m sim.faults",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="micro",
-                        help=f"model configuration ({', '.join(CONFIGS)}; default micro)")
-    parser.add_argument("--machine", default=ZCU102.name,
-                        help=f"machine preset ({', '.join(MACHINES)}; default {ZCU102.name})")
+    add_model_arguments(parser, config="micro")
     parser.add_argument("--scenarios", type=int, default=26,
                         help="scenarios to run (default 26: every kind twice)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    if args.config not in CONFIGS:
-        parser.error(f"unknown config {args.config!r}; choose from: {', '.join(CONFIGS)}")
-    if args.machine not in MACHINES:
-        parser.error(f"unknown machine {args.machine!r}; choose from: {', '.join(MACHINES)}")
+    check_model_arguments(parser, args)
     if args.scenarios < 1:
         parser.error(f"--scenarios must be at least 1, not {args.scenarios}")
     show = not args.json and sys.stderr.isatty()
