@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAGIC", "VERSION_MAJOR", "VERSION_MINOR", "WORD_BYTES", "ERROR_CODE_WIDTH",
-    "Access", "ErrorCode", "ERROR_DESCRIPTIONS", "STAGES", "STAGE_NAMES", "BUFFERS",
+    "Access", "ErrorCode", "ERROR_DESCRIPTIONS", "START_CHECKS", "STAGES", "STAGE_NAMES", "BUFFERS",
     "Field", "Register", "REGISTERS", "BY_NAME", "BY_OFFSET", "MAP_BYTES",
     "check_map", "version_word", "Identity", "RegisterFile", "markdown",
 ]
