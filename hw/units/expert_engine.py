@@ -349,12 +349,16 @@ class ExpertEngine(wiring.Component):
         # load into the slot, which then stays full for a cycle.
         row_ready = Signal()
         m.d.sync += row_ready.eq((hid_written_seq == d.seq) & (hid_written > idx_i))
+        # The same for the gate's h rows: h_rows falls only to 0, when a layer command comes
+        # (``start``), so the flag is cleared then and is never early.
+        h_row_ready = Signal()
+        m.d.sync += h_row_ready.eq((idx_i < self.h_rows) & ~start)
         with m.If(active & d.gate):
             # The gate reads every token's h row in order.
             with m.If(idx_i == d.n):
                 m.d.sync += idx_i.eq(0)
                 m.d.comb += fifos["index"].r_en.eq(1)
-            with m.Elif((idx_i < self.h_rows) & h_free):
+            with m.Elif(h_row_ready & h_free):
                 m.d.comb += [h_load.eq(1), h_req.row.eq(idx_i), h_req.beats.eq(Bd)]
                 m.d.sync += idx_i.eq(idx_i + 1)
         with m.If(active & ~d.gate & ~idx_phase):
