@@ -242,8 +242,8 @@ class Driver:
         if problems:
             raise BitstreamError(f"the bitstream does not fit {name} on {self.machine.name}: "
                                  + "; ".join(problems) + f". Build one for it (python -m "
-                                 f"hw.build --board BOARD --config {name} --machine {self.machine.name}) or "
-                                 f"drive it with its own configuration")
+                                 f"hw.build --board BOARD --config {name} --machine "
+                                 f"{self.machine.name}) or drive it with its own configuration")
         if minor < VERSION_MINOR:
             found["note"] = f"register map {major}.{minor} is older than {VERSION_MAJOR}." \
                             f"{VERSION_MINOR}"

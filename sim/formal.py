@@ -39,7 +39,7 @@ class FormalError(RuntimeError):
 def stream_rule(m, valid, ready, payload=(), *, name, assume=False):
     """Require (``assume=False``) or assume that once ``valid`` is high and ``ready`` low,
     ``valid`` stays high in the next cycle and every signal of ``payload`` keeps its value."""
-    payload = [p for p in payload]
+    payload = list(payload)
     waited = Signal(name=f"{name}_waited")
     held = [Signal.like(p, name=f"{name}_held_{i}") for i, p in enumerate(payload)]
     m.d.sync += waited.eq(valid & ~ready)
@@ -48,7 +48,8 @@ def stream_rule(m, valid, ready, payload=(), *, name, assume=False):
     for h, p in zip(held, payload):
         kept = kept & (p == h)
     with m.If(waited):
-        m.d.comb += (Assume if assume else Assert)(kept, f"{name}: VALID or payload changed before READY")
+        check = Assume if assume else Assert
+        m.d.comb += check(kept, f"{name}: VALID or payload changed before READY")
 
 
 def _channel(bus, prefix, payload):
@@ -181,8 +182,8 @@ def prove(harness, *, depth, how="prove", name="harness"):
         path = Path(tmp) / f"{name}.il"
         path.write_text(rtlil.convert(harness, name=name, ports=harness.ports))
         # Relative paths: YoWASP's Yosys sees the working directory only.
-        script = (f"read_rtlil {path.name}; prep -top {name}; flatten; memory_map; chformal -lower; "
-                  f"opt_clean; {check} -show-inputs")
+        script = (f"read_rtlil {path.name}; prep -top {name}; flatten; memory_map; "
+                  f"chformal -lower; opt_clean; {check} -show-inputs")
         start = time.monotonic()
         result = subprocess.run([_yosys(), "-p", script], capture_output=True,
                                 text=True, cwd=tmp)

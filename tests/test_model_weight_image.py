@@ -344,5 +344,6 @@ def test_check_refuses_a_shift_outside_the_field():
     crc_at = struct.calcsize("<" + "".join(f for _, f, _ in wi.HEADER_FIELDS[:names.index(
         "body_crc32")]))
     data[crc_at:crc_at + 4] = zlib.crc32(data[lay.sections[1].offset:]).to_bytes(4, "little")
-    with pytest.raises(wi.ImageError, match=r"shift table has entries outside 1..63 \(the compute unit.s shift field\): patch 64"):
+    with pytest.raises(wi.ImageError, match=r"outside 1..63 \(the compute unit.s shift "
+                                             r"field\): patch 64"):
         wi.check(bytes(data), MICRO)

@@ -225,6 +225,12 @@ class Accelerator(wiring.Component):
             m.submodules[name] = datapath(unit)
             return unit
 
+        def add_facing_bus(name, unit):
+            """A unit facing the memory bus: reset once the ports have settled, not with the
+            datapath, so that what it offers stays on offer while the run ends."""
+            m.submodules[name] = ResetInserter(settle)(unit)
+            return unit
+
         # The units stall as a whole, so a ready travels back through every unit of a chain
         # in one cycle. A skid buffer (a registered ready) ends such a path where it would
         # cross from one unit into another past the logic depth bound (docs/timing.md).
@@ -269,9 +275,8 @@ class Accelerator(wiring.Component):
             is reset when the ports have settled."""
             n = len(outstanding)
             ar_fields = ("arid", "araddr", "arlen", "arsize", "arburst")
-            ar = ResetInserter(settle)(SkidBuffer(data.StructLayout(
+            ar = add_facing_bus(f"port{n}_ar_skid", SkidBuffer(data.StructLayout(
                 {name: len(getattr(unit_bus, name)) for name in ar_fields})))
-            m.submodules[f"port{n}_ar_skid"] = ar
             m.d.comb += [ar.i.valid.eq(unit_bus.arvalid), unit_bus.arready.eq(ar.i.ready)]
             m.d.comb += [ar.i.payload[name].eq(getattr(unit_bus, name)) for name in ar_fields]
             m.d.comb += [getattr(port, name).eq(ar.o.payload[name]) for name in ar_fields]
@@ -310,8 +315,7 @@ class Accelerator(wiring.Component):
                                          addr_width=aw, max_beats=max_beats))
         # The writer is not reset with the datapath: while draining it issues no new burst and
         # finishes those it has started (with zeros), then it is reset with the ports.
-        writer = AxiWriter(addr_width=aw, data_width=dw)
-        m.submodules.writer = ResetInserter(settle)(writer)
+        writer = add_facing_bus("writer", AxiWriter(addr_width=aw, data_width=dw))
         m.d.comb += writer.stop.eq(draining)
         read_port(image_reader.bus, self.image_bus)
         read_port(params_reader.bus, self.params_bus)
@@ -454,8 +458,7 @@ class Accelerator(wiring.Component):
         # The words before the writer are reset with it, not with the datapath: a word on
         # offer stays until taken. While the run ends no new word comes in, and the writer
         # gets zeros for the beats its bursts still owe once these are gone.
-        words = ResetInserter(settle)(SkidBuffer(to_words.o.payload.shape()))
-        m.submodules.out_words_skid = words
+        words = add_facing_bus("out_words_skid", SkidBuffer(to_words.o.payload.shape()))
         m.d.comb += [words.i.valid.eq(to_words.o.valid & ~clear),
                      words.i.payload.eq(to_words.o.payload),
                      to_words.o.ready.eq(words.i.ready & ~clear),

@@ -11,6 +11,7 @@ whole design and the memory models, as a board's host resets the PL.
 """
 
 import collections
+import dataclasses
 import json
 import os
 import random
@@ -266,7 +267,6 @@ class Campaign:
                               f"not {expected.name}")
 
     async def bad_address(self, what):
-        import dataclasses
         rng, d = self.rng, self.d
         name = rng.choice(["image", "weights", "output"])
         top = 1 << d.identity.addr_width
