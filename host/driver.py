@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from model.machine import ZCU102
-from model.system.registers import (BUFFERS, BY_NAME, ERROR_DESCRIPTIONS, MAGIC, STAGE_NAMES,
-                                   VERSION_MAJOR, VERSION_MINOR, ErrorCode, Identity)
+from model.system.registers import (BUFFERS, BY_NAME, ERROR_DESCRIPTIONS, MAGIC, PARTITION,
+                                   STAGE_NAMES, VERSION_MAJOR, VERSION_MINOR, ErrorCode,
+                                   Identity)
 from model.weight_image import (SECTION_ALIGN, check, input_bytes,
                                 input_layout, output_layout, unpack_output)
 
@@ -128,10 +129,17 @@ class Buffers:
 @dataclass(frozen=True)
 class Counters:
     """Cycle counters of the last (or current) run: ``total`` and one per stage
-    (:data:`model.system.registers.STAGES`)."""
+    (:data:`model.system.registers.STAGES`). Once the run has ended, the stages of
+    :data:`~model.system.registers.PARTITION` add up to ``total`` (:attr:`unaccounted` is 0)."""
 
     total: int
     stages: dict
+
+    @property
+    def unaccounted(self):
+        """Cycles of ``total`` charged to no stage: 0 for a finished run (the 32-bit stage
+        counters wrap after 2**32 cycles, about 14 s at 300 MHz)."""
+        return self.total - sum(self.stages[name] for name in PARTITION)
 
 
 def _reg(name):

@@ -191,7 +191,11 @@ def main(argv=None):
                                           "if present)")
     parser.add_argument("--task", type=int, default=0, help="task (default 0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--plot", metavar="FILE",
+                        help="also draw the MSE per block, both presets (.svg, .png or .pdf)")
     args = parser.parse_args(argv)
+    if args.plot and not args.plot.lower().endswith((".svg", ".png", ".pdf")):
+        parser.error(f"--plot {args.plot}: the file must end in .svg, .png or .pdf")
     if args.task not in range(M3VIT_TINY.tasks):
         parser.error(f"--task must be in 0..{M3VIT_TINY.tasks - 1}")
     weights_dir = args.weights or shared_weights_dir()
@@ -209,6 +213,9 @@ def main(argv=None):
                         for n in (DEFAULT, EDGEMOE)],
             "units": unit_errors(weights, image, DEFAULT, ref_trace=ref_trace),
         })
+    if args.plot:
+        from flow.plots import accuracy_figure, save
+        save(accuracy_figure(report), args.plot)
     if args.json:
         json.dump(report, sys.stdout, indent=1)
         print()

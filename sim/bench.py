@@ -1,13 +1,15 @@
 """Benchmark: one full inference of the whole accelerator in cycle-accurate simulation.
 
     python -m sim.bench [--config m3vit-tiny] [--machine zcu102] [--task 0] [--json]
+                        [--plot FILE.svg] [--from-json REPORT]
 
 Builds the machine (Verilator, cached), runs one inference through the host driver against DRAM
 models, checks the output against ``model.golden.forward`` bit for bit, and prints the total
 cycles, the cycles per stage (the machine's counters) and per block (between the sequencer's
 launches), the MAC utilisation against the array's floor, the DRAM bytes read and written, and
 the wall time. With the published weights in ``../shared`` (m3vit-tiny) they are used, the
-missing expert matrices synthetic.
+missing expert matrices synthetic. ``--plot`` draws the report (:mod:`flow.plots`); on a
+terminal a progress bar shows the block being simulated, the cycles so far and the time left.
 """
 
 import argparse
@@ -17,19 +19,24 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+from flow.progress import ProgressBar
 
 from model.config import CONFIGS, config_by_name
 from model.machine import MACHINES, ZCU102, machine_by_name
+from model.system.registers import PARTITION
+from sim.runner import _tail, run
 
-__all__ = ["benchmark", "floor_cycles", "touched_bytes", "add_model_arguments",
+__all__ = ["benchmark", "floor_cycles", "floor_cycles_per_stage", "touched_bytes", "add_model_arguments",
            "check_model_arguments", "main"]
 
 
-def floor_cycles(qm, image, task, machine=ZCU102):
+def floor_cycles_per_stage(qm, image, task, machine=ZCU102):
     """Cycles of every linear layer at 100 % of the machine's array, for this image and task
     (the experts' tokens are the golden model's routes), plus the attention matmuls on nothing
-    (they have their own multipliers)."""
+    (they have their own multipliers): ``{"embed": n, "block 0": n, ...}``."""
     from model.golden import run
     from model.packer import tiles
     cfg = qm.config
@@ -39,19 +46,25 @@ def floor_cycles(qm, image, task, machine=ZCU102):
     def linear(tokens, n_in, n_out):
         return tokens * tiles(n_in, machine.array_rows) * tiles(n_out, machine.array_cols)
 
-    total = linear(cfg.patches, cfg.patch_in, D)
+    floors = {"embed": linear(cfg.patches, cfg.patch_in, D)}
     for b in range(cfg.depth):
-        total += 4 * linear(T, D, D)
+        block = 4 * linear(T, D, D)
         if cfg.is_moe(b):
-            total += linear(T, D, cfg.experts)
+            block += linear(T, D, cfg.experts)
             chosen = trace.experts[b]
             for e in range(cfg.experts):
                 n = int((chosen == e).sum())
                 if n:
-                    total += linear(n, D, cfg.expert_hidden) + linear(n, cfg.expert_hidden, D)
+                    block += linear(n, D, cfg.expert_hidden) + linear(n, cfg.expert_hidden, D)
         else:
-            total += linear(T, D, cfg.mlp_hidden) + linear(T, cfg.mlp_hidden, D)
-    return total
+            block += linear(T, D, cfg.mlp_hidden) + linear(T, cfg.mlp_hidden, D)
+        floors[f"block {b}"] = block
+    return floors
+
+
+def floor_cycles(qm, image, task, machine=ZCU102):
+    """The sum of :func:`floor_cycles_per_stage`."""
+    return sum(floor_cycles_per_stage(qm, image, task, machine).values())
 
 
 def touched_bytes(qm, image, task, machine=ZCU102):
@@ -81,11 +94,10 @@ def touched_bytes(qm, image, task, machine=ZCU102):
 
 
 def benchmark(config_name="m3vit-tiny", task=0, progress=None, machine_name=ZCU102.name):
-    """Run the benchmark; returns a report dict. ``progress(stage, stages)`` is called as the
-    sequencer moves on."""
+    """Run the benchmark; returns a report dict. ``progress(stage, cycles)`` is called once a
+    second while it simulates (:func:`following`)."""
     from model.weights import shared_weights_dir
     from sim.benches.accelerator import make_design, model_and_images
-    from sim.runner import _tail, run
     model = config_by_name(config_name)
     machine = machine_by_name(machine_name)
     config = dict(model=config_name, machine=machine_name, tasks=[task],
@@ -94,46 +106,35 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None, machine_name=ZCU1
         config["weights"] = "edge-moe"
     with tempfile.TemporaryDirectory() as tmp:
         out, marks = os.path.join(tmp, "bench.json"), os.path.join(tmp, "progress")
-        done = threading.Event()
-
-        def poll():
-            while not done.wait(1.0):
-                if progress and os.path.exists(marks):
-                    try:
-                        stage = int(open(marks).read() or 0)
-                    except ValueError:
-                        continue
-                    progress(stage, model.depth + 1)
-        watcher = threading.Thread(target=poll, daemon=True)
-        watcher.start()
         log = os.path.join(tmp, "simulation.log")
         start = time.perf_counter()
-        try:
-            run(make_design(config), "sim.benches.accelerator", testcase="test_inference",
-                config=config, extra_env={"EDGEMOE_MEASURE_OUT": out, "EDGEMOE_PROGRESS": marks},
-                log_file=log)
-        except Exception:
-            # The simulator's log is kept out of the report; on a failure its end tells why.
-            sys.stderr.write(f"\nthe simulation's last lines:\n{_tail(Path(log))}\n")
-            raise
-        finally:
-            done.set()
+        with following(marks, model.depth, progress):
+            run_logged(make_design(config), "sim.benches.accelerator", "test_inference",
+                       config, {"EDGEMOE_MEASURE_OUT": out, "EDGEMOE_PROGRESS": marks}, log)
         wall = time.perf_counter() - start
         with open(out) as f:
             report = json.load(f)
     result = report["runs"][0]
     qm, images = model_and_images(config)
-    floor = floor_cycles(qm, images[0], task, machine)
+    floors = floor_cycles_per_stage(qm, images[0], task, machine)
+    floor = sum(floors.values())
     touched = touched_bytes(qm, images[0], task, machine)
     read = sum(result["bytes_read"].values())
     launches = sorted(result["launch_cycles"].items(), key=lambda item: item[1])
     per_block = {name: nxt - cycle for (name, cycle), (_, nxt) in zip(launches, launches[1:])}
+    read_at = result["launch_bytes_read"]
+    order = [name for name, _ in launches]
+    read_per_block = {name: read_at[nxt] - read_at[name] for name, nxt in zip(order, order[1:])}
     return {
         "config": config_name, "machine": machine.name, "task": task,
         "weights": config.get("weights", "synthetic"),
         "total_cycles": result["total_cycles"], "stage_cycles": result["stage_cycles"],
         "cycles_between_launches": per_block,
         "floor_cycles": floor, "mac_utilisation": round(floor / result["total_cycles"], 4),
+        "floor_cycles_per_block": floors,
+        "mac_utilisation_per_block": {name: round(floors[name] / cycles, 4)
+                                      for name, cycles in per_block.items()},
+        "dram_bytes_read_between_launches": read_per_block,
         "dram_bytes_read": read,
         "dram_bytes_touched": touched,
         "dram_read_over_touched": round(read / touched, 4),
@@ -145,17 +146,55 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None, machine_name=ZCU1
     }
 
 
-_shown = []
+def stage_label(stage, depth):
+    """What the sequencer's progress mark ``stage`` launched."""
+    return ("embed" if stage == 0 else "output" if stage > depth
+            else f"block {stage - 1} of {depth}")
 
 
-def _bar(stage, stages, width=30):
-    if _shown and _shown[-1] == stage:
+@contextmanager
+def following(marks, depth, progress):
+    """While the block runs a simulation that writes its progress marks to the file ``marks``
+    (``stage cycles``, :func:`sim.benches.accelerator.watch_progress`), call
+    ``progress(stage, cycles)`` once a second with the last one."""
+    if progress is None:
+        yield
         return
-    _shown.append(stage)
-    filled = int(width * min(stage, stages) / stages)
-    label = "embed" if stage == 0 else "output" if stage > stages - 1 else f"block {stage - 1}"
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {label:9s}")
-    sys.stderr.flush()
+    done = threading.Event()
+
+    def poll():
+        while not done.wait(1.0):
+            try:
+                with open(marks) as f:
+                    stage, cycles = (int(v) for v in f.read().split())
+            except (OSError, ValueError):
+                continue                 # not written yet, or caught half-written
+            progress(stage, cycles)
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
+def progress_bar(depth, *, enabled=True):
+    """A :class:`flow.progress.ProgressBar` over the stages of a model of ``depth`` blocks, and
+    the ``progress`` callback for :func:`following` that draws it."""
+    bar = ProgressBar(depth + 2, enabled=enabled)
+    return bar, lambda stage, cycles: bar.update(stage, stage_label(stage, depth), cycles)
+
+
+def run_logged(design, module, testcase, config, env, log):
+    """:func:`sim.runner.run` with the simulator's output in ``log``, whose last lines go to
+    stderr if the simulation fails."""
+    try:
+        return run(design, module, testcase=testcase, config=config, extra_env=env,
+                   log_file=log)
+    except Exception:
+        sys.stderr.write(f"\nthe simulation's last lines:\n{_tail(Path(log))}\n")
+        raise
 
 
 def add_model_arguments(parser, *, config="m3vit-tiny"):
@@ -180,28 +219,48 @@ def main(argv=None):
     add_model_arguments(parser)
     parser.add_argument("--task", type=int, default=0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plot", metavar="FILE",
+                        help="also draw the report (.svg, .png or .pdf): cycles per stage and "
+                             "block, MAC utilisation and DRAM bytes per block")
+    parser.add_argument("--from-json", metavar="REPORT",
+                        help="do not simulate: take the report of an earlier --json run (to "
+                             "--plot it)")
     args = parser.parse_args(argv)
     check_model_arguments(parser, args)
+    if args.plot and os.path.splitext(args.plot)[1].lower() not in (".svg", ".png", ".pdf"):
+        parser.error(f"--plot {args.plot}: the file must end in .svg, .png or .pdf")
     model = config_by_name(args.config)
     if not 0 <= args.task < model.tasks:
         parser.error(f"task must be in 0..{model.tasks - 1} for {args.config}")
-    if not args.json:
+    if not args.json and not args.from_json:
         print(f"{args.config}: building the machine (cached) and simulating one inference "
               f"(task {args.task}) ...", file=sys.stderr, flush=True)
-    r = benchmark(args.config, args.task, progress=None if args.json else _bar,
-                  machine_name=args.machine)
+    if args.from_json:
+        with open(args.from_json) as f:
+            r = json.load(f)
+    else:
+        bar, progress = progress_bar(model.depth, enabled=not args.json)
+        try:
+            r = benchmark(args.config, args.task, progress=progress,
+                          machine_name=args.machine)
+        finally:
+            bar.close()
+    if args.plot:
+        from flow.plots import bench_figure, save
+        save(bench_figure(r), args.plot)
+        print(f"drew {args.plot}", file=sys.stderr)
     if args.json:
         json.dump(r, sys.stdout, indent=1)
         print()
         return
-    print(file=sys.stderr)
     print(f"{r['config']} on {r['machine']}, task {r['task']} ({r['weights']} weights): "
           f"{r['total_cycles']:,} "
           f"cycles, bit-exact with model.golden.forward")
     print(f"  floor of the array (every linear layer at 100 %): {r['floor_cycles']:,} cycles; "
           f"MAC utilisation {r['mac_utilisation']:.1%}")
-    print("  cycles per stage (unit running; stages overlap): " +
-          ", ".join(f"{k.lower()} {v:,}" for k, v in r["stage_cycles"].items() if v))
+    print("  cycles per stage (each cycle charged to the oldest unfinished stage): " +
+          ", ".join(f"{k.lower()} {r['stage_cycles'][k]:,}" for k in PARTITION) +
+          f"; two or more units at once {r['stage_cycles']['OVERLAP']:,}")
     print("  cycles between the sequencer's launches: " +
           ", ".join(f"{k} {v:,}" for k, v in r["cycles_between_launches"].items()))
     print(f"  DRAM: {r['dram_bytes_read']:,} bytes read "

@@ -45,8 +45,10 @@ If they are not within :data:`DRAIN_LIMIT` cycles (a memory that stopped answeri
 gives up on them, reports BUS_HUNG and is idle again. No wait is unbounded once the watchdog is
 set.
 
-**Cycles** (``CYCLES_TOTAL`` and per stage): the total counts from START to done; a stage counts
-the cycles in which its unit is running (they overlap where units overlap). The total is two
+**Cycles** (``CYCLES_TOTAL`` and per stage): the total counts from START to done; the stage
+counters (:class:`hw.system.stage_counters.StageCounters`) charge each of those cycles to the
+oldest stage not yet finished, so that EMBED to HEAD add up to the total, and OVERLAP counts the
+cycles in which two or more units run. The total is two
 32-bit halves with a registered carry (no 64-bit carry chain), exact once the run has ended. One
 m3vit-tiny image takes about 3.0 M cycles with the default shape (docs/performance.md);
 throughput is one image at a time.
@@ -61,6 +63,7 @@ from model.numerics import DEFAULT
 from model.packer import tiles
 from model.system.registers import ErrorCode, Identity
 from model.schedule import CALLS_PER_COMMAND, ParamsTo, Source, Unit, program
+from model.system.stage_counters import stage_units
 from model.weight_image import input_layout, output_layout
 
 from hw.system.attention_half import AttentionHalf
@@ -78,6 +81,7 @@ from hw.system.registers import RegisterBlock
 from hw.streams.pipeline import wide_counter
 from hw.streams.router import StreamRouter
 from hw.system.sequencer import Sequencer
+from hw.system.stage_counters import StageCounters
 from hw.streams.fork import StreamFork
 from hw.streams.skid import SkidBuffer
 from hw.streams.widen import Widen
@@ -504,18 +508,12 @@ class Accelerator(wiring.Component):
         # Counters.
         total = wide_counter(m, name="total", width=len(regs.cycles), clear=regs.start,
                              step=busy)
-        stage = {name: Signal(32, name=f"{name}_cycles") for name in CLIENTS}
-        with m.If(regs.start):
-            m.d.sync += [c.eq(0) for c in stage.values()]
-        with m.Elif(busy):
-            for name in CLIENTS:
-                with m.If(~units[name].cmd.ready):
-                    m.d.sync += stage[name].eq(stage[name] + 1)
-        m.d.comb += [regs.busy.eq(busy | draining), regs.cycles.eq(total),
-                     regs.stage_cycles.embed.eq(stage["embed"]),
-                     regs.stage_cycles.attention.eq(stage["attention"]),
-                     regs.stage_cycles.mlp.eq(stage["mlp"]),
-                     regs.stage_cycles.moe.eq(stage["moe"])]
+        m.submodules.stage_counters = stages = StageCounters(stage_units(cfg, mc))
+        m.d.comb += [stages.start.eq(regs.start), stages.busy.eq(busy),
+                     stages.ready.eq(Cat(units[unit.name.lower()].cmd.ready for unit in Unit)),
+                     stages.all_routed.eq(moe.all_routed),
+                     regs.stage_cycles.eq(stages.counts)]
+        m.d.comb += [regs.busy.eq(busy | draining), regs.cycles.eq(total)]
 
         # Faults: an AXI error, a dropped DMA command or a rejected command ends the run, two
         # cycles after it is seen (the abort resets the whole datapath: it comes from a

@@ -80,6 +80,11 @@ class MoeHalf(wiring.Component):
     p : LayerNorm parameters
     bus, bus_1, ... : AXI4 read masters, one per port (:attr:`buses`)
     cycles : ``Out(32)``
+    all_routed : ``Out(1)``
+        A register: every token of the current (or last) command is routed, so the experts
+        run (or the rows leave); cleared by the next command. Before it, the half is gating
+        (LayerNorm, gate logits, softmax, top-k): the accelerator's stage counters charge GATE
+        or MOE by it.
     calls_taken : ``Out(1)``
         Every compute-unit call of this run has been accepted (the gate's and two per active
         expert): a sequencer sharing the compute unit may queue the next stage's calls.
@@ -108,6 +113,7 @@ class MoeHalf(wiring.Component):
             "o": Out(stream.Signature(beat)),
             **{bus_name(p): Out(bus.signature) for p, bus in enumerate(self.engine.buses)},
             "cycles": Out(32),
+            "all_routed": Out(1),
             "calls_taken": Out(1),
             "error": Out(1),
             "resp_error": Out(1),
@@ -221,6 +227,7 @@ class MoeHalf(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.cmd.valid):
                     m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0), idle.eq(0),
+                                 self.all_routed.eq(0),
                                  self.cycles.eq(0), experts.eq(0), started.eq(0),
                                  done_before.eq(eng.experts_done), calls_before.eq(eng.calls)]
                     m.d.sync += [r.eq(0) for r in rows.values()]
@@ -253,6 +260,8 @@ class MoeHalf(wiring.Component):
                                                      queues.cmd.valid & queues.cmd.ready))
                 # Once the queues are empty the count of active experts is final.
                 m.d.comb += self.calls_taken.eq(routed & all_calls)
+                with m.If(routed):
+                    m.d.sync += self.all_routed.eq(1)
                 with m.If(routed & all_done):
                     m.next = "OUT"
             with m.State("OUT"):

@@ -25,7 +25,7 @@ from amaranth.lib.wiring import Out
 
 from model.machine import ULX3S_SELFTEST
 from model.system.registers import BY_NAME
-from model.system.selftest import MESSAGE_FAIL, MESSAGE_PASS, OUTPUT_ADDR, WEIGHTS_ADDR, memory
+from model.system.selftest import MESSAGE_FAIL, MESSAGE_PASS, WEIGHTS_ADDR, memory
 
 from hw.system.accelerator import Accelerator
 from hw.movers.axi_rom import AxiRom

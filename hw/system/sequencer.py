@@ -23,7 +23,7 @@ The routes, the progress mark and the accepted-call counts are state of the mach
 the program: the program only says when they change.
 """
 
-from amaranth import Array, Module, Mux, Signal, unsigned
+from amaranth import Array, Module, Signal, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2

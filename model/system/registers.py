@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAGIC", "VERSION_MAJOR", "VERSION_MINOR", "WORD_BYTES", "ERROR_CODE_WIDTH",
-    "Access", "ErrorCode", "ERROR_DESCRIPTIONS", "START_CHECKS", "STAGES", "STAGE_NAMES", "BUFFERS",
+    "Access", "ErrorCode", "ERROR_DESCRIPTIONS", "START_CHECKS", "STAGES", "STAGE_NAMES",
+    "PARTITION", "BUFFERS",
     "Field", "Register", "REGISTERS", "BY_NAME", "BY_OFFSET", "MAP_BYTES",
     "check_map", "version_word", "Identity", "RegisterFile", "markdown",
 ]
@@ -23,7 +24,7 @@ __all__ = [
 MAGIC = 0xED6E_40E0
 #: Version of this register map: the major changes when a register moves or changes meaning,
 #: the minor when one is added.
-VERSION_MAJOR, VERSION_MINOR = 2, 0
+VERSION_MAJOR, VERSION_MINOR = 2, 1
 WORD_BYTES = 4
 ERROR_CODE_WIDTH = 5
 
@@ -107,17 +108,27 @@ ERROR_DESCRIPTIONS = {
                            "image not made by model.weight_image.pack; the run was ended",
 }
 
-#: Per-stage cycle counters, in register order: name and what the machine counts.
+#: Per-stage cycle counters, in register order: name and what the machine charges to it.
+#: EMBED to HEAD partition the run: every cycle that CYCLES_TOTAL counts is charged to exactly
+#: one of them, the stage the machine waits for (the oldest stage of the program not yet
+#: finished), so they add up to CYCLES_TOTAL. OVERLAP counts along: the cycles in which two or
+#: more units run at once.
 STAGES = {
-    "EMBED": "patch embedding, including the image read",
-    "ATTENTION": "LayerNorm 1, QKV, attention and projection of every block",
-    "MLP": "LayerNorm 2 and the dense MLP of the dense blocks",
-    "GATE": "LayerNorm 2 and the task's gate (logits, softmax, top-k) of the MoE blocks",
-    "MOE": "the experts of the MoE blocks",
-    "HEAD": "final LayerNorm and the output write",
-    "MEM_STALL": "waits of any unit for memory (they overlap the stages above)",
+    "EMBED": "from START until the patch embedding has finished (shift table, image read, "
+             "embedding)",
+    "ATTENTION": "an attention half (LayerNorm 1, QKV, attention, projection) is the oldest "
+                 "unfinished stage",
+    "MLP": "a dense MLP half (LayerNorm 2, fc1, GELU, fc2) is the oldest unfinished stage",
+    "GATE": "an MoE half is the oldest unfinished stage and has not routed every token yet "
+            "(LayerNorm 2, gate logits, softmax, top-k)",
+    "MOE": "an MoE half is the oldest unfinished stage and has routed every token (the "
+           "experts, the rows out)",
+    "HEAD": "every block has finished: the output write, until DONE",
+    "OVERLAP": "two or more units run at once (counted besides the partition above)",
 }
 STAGE_NAMES = tuple(STAGES)
+#: The stages that partition the run: their counters add up to CYCLES_TOTAL.
+PARTITION = STAGE_NAMES[:STAGE_NAMES.index("OVERLAP")]
 
 #: The buffers whose 64-bit addresses the host writes, each as ``<NAME>_ADDR_LO``/``_HI``, and
 #: whose sizes the machine states in ``<NAME>_BYTES``.

@@ -254,17 +254,19 @@ async def _setup(dut, config):
     return system, qm, images
 
 
-async def _watch_progress(dut, marks, progress_file):
-    """Record the cycle at which the sequencer launches each stage (and tell a progress file)."""
+async def watch_progress(dut, marks, progress_file, bytes_read=lambda: 0):
+    """Record the cycle at which the sequencer launches each stage and the DRAM bytes read by
+    then (``bytes_read()``), as ``(stage, cycle, bytes)`` in ``marks``, and tell a progress file
+    (``python -m sim.bench`` reads it: the stage and its cycle)."""
     last = None
     while True:
         value = int(dut.progress.value)
         if value != last:
-            marks.append((value, round(get_sim_time("ns") / PERIOD_NS)))
+            marks.append((value, round(get_sim_time("ns") / PERIOD_NS), bytes_read()))
             last = value
             if progress_file:
                 with open(progress_file, "w") as f:
-                    f.write(f"{value}\n")
+                    f.write(f"{value} {marks[-1][1] - marks[0][1]}\n")
         await Edge(dut.progress)
 
 
@@ -282,18 +284,27 @@ async def test_inference(dut):
             ram.bytes_read = 0
         system.write.bytes_written = 0
         marks = []
-        watcher = cocotb.start_soon(_watch_progress(dut, marks,
-                                                    os.environ.get("EDGEMOE_PROGRESS")))
+        watcher = cocotb.start_soon(watch_progress(
+            dut, marks, os.environ.get("EDGEMOE_PROGRESS"),
+            lambda: sum(ram.bytes_read for ram in system.reads.values())))
         start = time.perf_counter()
         await system.infer(qm, image, task)
         watcher.cancel()
         counters = await system.driver.counters()
-        starts = [cycle for _, cycle in marks]
+        # Every cycle of the run is charged to one stage; the gate and the output write too.
+        assert counters.unaccounted == 0, (
+            f"the stage counters {counters.stages} do not add up to {counters.total}")
+        moe_blocks = any(system.model.is_moe(b) for b in range(system.model.depth))
+        assert counters.stages["HEAD"] > 0 and (counters.stages["GATE"] > 0) == moe_blocks, (
+            counters.stages)
+        depth, (_, first, _) = system.model.depth, marks[0]
+        names = ["embed" if v == 0 else "output" if v > depth else f"block {v - 1}"
+                 for v, _, _ in marks]
         runs.append({
             "task": task, "wall_seconds": round(time.perf_counter() - start, 1),
             "total_cycles": counters.total, "stage_cycles": counters.stages,
-            "launch_cycles": {("embed" if v == 0 else "output" if v > system.model.depth
-                               else f"block {v - 1}"): c - starts[0] for v, c in marks},
+            "launch_cycles": {n: c - first for n, (_, c, _) in zip(names, marks)},
+            "launch_bytes_read": {n: b for n, (_, _, b) in zip(names, marks)},
             "bytes_read": {name: ram.bytes_read for name, ram in system.reads.items()},
             "bytes_written": system.write.bytes_written})
         dut._log.info(f"{system.model.name} task {task}: {runs[-1]}")

@@ -2,7 +2,6 @@
 once, random bursts against the ROM's bytes, at full rate and with random pauses on both channels of
 every port (one port stalled must not stall the others); reads past the end answer SLVERR."""
 
-import itertools
 import random
 
 import cocotb
