@@ -95,11 +95,18 @@ UNITS = {
                           addr_width=lambda _, machine: machine.addr_width),
     "registers": lambda model, machine: _accelerator(model, machine).regs,
     "sequencer": lambda model, machine: _accelerator(model, machine).sequencer,
+    "stage_counters": lambda model, machine: _stage_counters(model, machine),
     "attention_half": lambda model, machine: _accelerator(model, machine).attention,
     "mlp_half": lambda model, machine: _accelerator(model, machine).mlp,
     "moe_half": lambda model, machine: _accelerator(model, machine).moe,
     "accelerator": lambda model, machine: _accelerator(model, machine),
 }
+
+
+def _stage_counters(model, machine):
+    from hw.system.stage_counters import StageCounters
+    from model.system.stage_counters import stage_units
+    return StageCounters(stage_units(model, machine))
 
 
 def _accelerator(model, machine):
