@@ -135,6 +135,10 @@ class Accelerator(wiring.Component):
     progress : ``Out(range(depth + 2))``
         The stage the sequencer last launched: 0 the patch embedding, ``b + 1`` block ``b``,
         ``depth + 1`` the output (for benches and debug probes).
+    stage : ``Out(range(len(stages) + 1))``
+        The oldest unfinished stage of the run, an index into :attr:`stages` (the unit of each
+        stage, :func:`model.system.stage_counters.stage_units`), ``len(stages)`` once all have
+        finished: what the stage counters charge each cycle to (for benches).
     """
 
     def __init__(self, config, machine=ZCU102):
@@ -144,6 +148,7 @@ class Accelerator(wiring.Component):
         self.machine = machine
         self.layout = machine.layout(cfg)
         self.program = program(cfg, machine)
+        self.stages = stage_units(cfg, machine)
         lanes, weight_lanes = machine.lanes, machine.weight_lanes
         dims = (cfg.patch_in, cfg.dim, cfg.mlp_hidden, cfg.expert_hidden)
         self.compute = ComputeUnit(
@@ -181,6 +186,7 @@ class Accelerator(wiring.Component):
                                          data_width=machine.data_width)),
             "irq": Out(1),
             "progress": Out(range(cfg.depth + 2)),
+            "stage": Out(range(len(self.stages) + 1)),
         })
 
     @property
@@ -508,11 +514,11 @@ class Accelerator(wiring.Component):
         # Counters.
         total = wide_counter(m, name="total", width=len(regs.cycles), clear=regs.start,
                              step=busy)
-        m.submodules.stage_counters = stages = StageCounters(stage_units(cfg, mc))
+        m.submodules.stage_counters = stages = StageCounters(self.stages)
         m.d.comb += [stages.start.eq(regs.start), stages.busy.eq(busy),
                      stages.ready.eq(Cat(units[unit.name.lower()].cmd.ready for unit in Unit)),
                      stages.all_routed.eq(moe.all_routed),
-                     regs.stage_cycles.eq(stages.counts)]
+                     regs.stage_cycles.eq(stages.counts), self.stage.eq(stages.oldest)]
         m.d.comb += [regs.busy.eq(busy | draining), regs.cycles.eq(total)]
 
         # Faults: an AXI error, a dropped DMA command or a rejected command ends the run, two

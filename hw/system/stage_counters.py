@@ -45,6 +45,8 @@ class StageCounters(wiring.Component):
     all_routed : ``In(1)``
         The MoE half has routed every token of its command (MOE rather than GATE).
     counts : ``Out(hw.system.registers.stage_layout())``
+    oldest : ``Out(range(len(order) + 1))``
+        The oldest unfinished stage (``len(order)`` once every one has finished), for benches.
     """
 
     def __init__(self, order):
@@ -54,13 +56,14 @@ class StageCounters(wiring.Component):
         super().__init__({
             "start": In(1), "busy": In(1), "ready": In(len(Unit)), "all_routed": In(1),
             "counts": Out(stage_layout()),
+            "oldest": Out(range(len(self.order) + 1), init=len(self.order)),
         })
 
     def elaborate(self, platform):
         m = Module()
         n = len(self.order)
         one_hot = [1 << unit for unit in self.order] + [0]        # stage n: every one finished
-        oldest = Signal(range(n + 1), init=n)
+        oldest = self.oldest
         unit = Signal(len(Unit))                     # one-hot unit of the oldest stage, 0 once done
         ready_before = Signal(len(Unit), init=(1 << len(Unit)) - 1)
         m.d.sync += ready_before.eq(self.ready)

@@ -22,7 +22,8 @@ import warnings
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, Edge, RisingEdge, SimTimeoutError, with_timeout
+from cocotb.triggers import (ClockCycles, Edge, ReadOnly, RisingEdge, SimTimeoutError,
+                             with_timeout)
 from cocotb.utils import get_sim_time
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiRamWrite, AxiReadBus,
                            AxiResp, AxiWriteBus)
@@ -254,20 +255,54 @@ async def _setup(dut, config):
     return system, qm, images
 
 
-async def watch_progress(dut, marks, progress_file, bytes_read=lambda: 0):
-    """Record the cycle at which the sequencer launches each stage and the DRAM bytes read by
-    then (``bytes_read()``), as ``(stage, cycle, bytes)`` in ``marks``, and tell a progress file
-    (``python -m sim.bench`` reads it: the stage and its cycle)."""
+async def watch_progress(dut, marks, progress_file):
+    """Record the cycle at which the sequencer launches each stage as ``(stage, cycle)`` in
+    ``marks``, and tell a progress file (``python -m sim.bench`` reads it: the stage and the
+    cycles since the first launch)."""
     last = None
     while True:
         value = int(dut.progress.value)
         if value != last:
-            marks.append((value, round(get_sim_time("ns") / PERIOD_NS), bytes_read()))
+            marks.append((value, round(get_sim_time("ns") / PERIOD_NS)))
             last = value
             if progress_file:
                 with open(progress_file, "w") as f:
                     f.write(f"{value} {marks[-1][1] - marks[0][1]}\n")
         await Edge(dut.progress)
+
+
+async def watch_stages(dut, changes, bytes_read):
+    """Record each change of the oldest unfinished stage (``dut.stage``, what the stage
+    counters charge) as ``(stage, cycle, DRAM bytes read by then)`` in ``changes``."""
+    while True:
+        await Edge(dut.stage)
+        await ReadOnly()
+        changes.append((int(dut.stage.value), round(get_sim_time("ns") / PERIOD_NS),
+                        bytes_read()))
+
+
+def stage_names(model):
+    """The name of each stage of a run (the index of ``dut.stage``): ``embed``, then per block
+    ``block b attention`` and ``block b mlp`` or ``block b moe``, then ``head``."""
+    names = ["embed"]
+    for b in range(model.depth):
+        names += [f"block {b} attention", f"block {b} {'moe' if model.is_moe(b) else 'mlp'}"]
+    return names + ["head"]
+
+
+def charged_per_stage(changes, names, total_cycles, total_bytes):
+    """Cycles and DRAM bytes read while each stage was the oldest unfinished one, from the
+    changes of ``dut.stage`` in one run (START makes stage 0 the oldest; the run ends
+    ``total_cycles`` later). The cycles add up to ``total_cycles``."""
+    run = changes[next(i for i, (s, _, _) in enumerate(changes) if s == 0):]
+    (_, start, _), (_, last, last_bytes) = run[0], run[-1]
+    cycles, read = dict.fromkeys(names, 0), dict.fromkeys(names, 0)
+    for (stage, at, b), (_, then, b_then) in zip(run, run[1:]):
+        cycles[names[stage]] += then - at
+        read[names[stage]] += b_then - b
+    cycles[names[run[-1][0]]] += total_cycles - (last - start)
+    read[names[run[-1][0]]] += total_bytes - last_bytes
+    return cycles, read
 
 
 @cocotb.test()
@@ -283,13 +318,17 @@ async def test_inference(dut):
         for ram in system.reads.values():
             ram.bytes_read = 0
         system.write.bytes_written = 0
-        marks = []
-        watcher = cocotb.start_soon(watch_progress(
-            dut, marks, os.environ.get("EDGEMOE_PROGRESS"),
-            lambda: sum(ram.bytes_read for ram in system.reads.values())))
+        marks, changes = [], []
+
+        def bytes_read():
+            return sum(ram.bytes_read for ram in system.reads.values())
+        watchers = [cocotb.start_soon(watch_progress(dut, marks,
+                                                     os.environ.get("EDGEMOE_PROGRESS"))),
+                    cocotb.start_soon(watch_stages(dut, changes, bytes_read))]
         start = time.perf_counter()
         await system.infer(qm, image, task)
-        watcher.cancel()
+        for watcher in watchers:
+            watcher.cancel()
         counters = await system.driver.counters()
         # Every cycle of the run is charged to one stage; the gate and the output write too.
         assert counters.unaccounted == 0, (
@@ -297,14 +336,15 @@ async def test_inference(dut):
         moe_blocks = any(system.model.is_moe(b) for b in range(system.model.depth))
         assert counters.stages["HEAD"] > 0 and (counters.stages["GATE"] > 0) == moe_blocks, (
             counters.stages)
-        depth, (_, first, _) = system.model.depth, marks[0]
-        names = ["embed" if v == 0 else "output" if v > depth else f"block {v - 1}"
-                 for v, _, _ in marks]
+        depth, (_, first) = system.model.depth, marks[0]
+        cycles, read = charged_per_stage(changes, stage_names(system.model), counters.total,
+                                         bytes_read())
         runs.append({
             "task": task, "wall_seconds": round(time.perf_counter() - start, 1),
             "total_cycles": counters.total, "stage_cycles": counters.stages,
-            "launch_cycles": {n: c - first for n, (_, c, _) in zip(names, marks)},
-            "launch_bytes_read": {n: b for n, (_, _, b) in zip(names, marks)},
+            "launch_cycles": {("embed" if v == 0 else "output" if v > depth
+                               else f"block {v - 1}"): c - first for v, c in marks},
+            "charged_cycles": cycles, "charged_bytes_read": read,
             "bytes_read": {name: ram.bytes_read for name, ram in system.reads.items()},
             "bytes_written": system.write.bytes_written})
         dut._log.info(f"{system.model.name} task {task}: {runs[-1]}")
