@@ -81,8 +81,9 @@ class MoeHalf(wiring.Component):
     bus, bus_1, ... : AXI4 read masters, one per port (:attr:`buses`)
     cycles : ``Out(32)``
     all_routed : ``Out(1)``
-        A register: every token of the current (or last) command is routed, so the experts
-        run (or the rows leave); cleared by the next command. Before it, the half is gating
+        A register: every token of the current (or last) command is routed (the expert queues
+        offer their first entry), so the experts run (or the rows leave); cleared by the next
+        command. Before it, the half is gating
         (LayerNorm, gate logits, softmax, top-k): the accelerator's stage counters charge GATE
         or MOE by it.
     calls_taken : ``Out(1)``
@@ -260,7 +261,8 @@ class MoeHalf(wiring.Component):
                                                      queues.cmd.valid & queues.cmd.ready))
                 # Once the queues are empty the count of active experts is final.
                 m.d.comb += self.calls_taken.eq(routed & all_calls)
-                with m.If(routed):
+                # The queues offer their first entry once every token's choices are in.
+                with m.If(queues.o.valid):
                     m.d.sync += self.all_routed.eq(1)
                 with m.If(routed & all_done):
                     m.next = "OUT"
