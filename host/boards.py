@@ -36,6 +36,8 @@ def add_backend_arguments(parser):
                        help="linux: the UIO device's name (default edgemoe)")
     group.add_argument("--udmabuf", default="udmabuf0",
                        help="linux: the u-dma-buf device (default udmabuf0)")
+    group.add_argument("--interrupt-pin", default=None,
+                       help="pynq: the overlay's name of the irq pin (default: poll)")
 
 
 def default_backend():
@@ -48,6 +50,18 @@ def open_backend(args, config, machine):
     buffers lie (:meth:`host.driver.Buffers.plan`) and the driver's interrupt wait (or None:
     polling)."""
     backend = args.backend or default_backend()
+    if backend == "pynq":
+        from host.pynq import PynqBoard
+        board = PynqBoard(config, machine, bitstream=args.bitstream, regs_base=args.regs_base,
+                          interrupt=args.interrupt_pin)
+        return board, board.buffers, board.interrupt
+    if backend == "linux":
+        from host.linux import load_bitstream, open_board
+        if args.bitstream:
+            load_bitstream(args.bitstream)
+        board, buffers = open_board(config, machine, uio_name=args.uio_name,
+                                    udmabuf=args.udmabuf)
+        return board, buffers, board.interrupt
     if backend == "devmem":
         from host.memory import DevMem
         if args.dram_base is None or args.dram_size is None:
@@ -57,7 +71,7 @@ def open_backend(args, config, machine):
         memory = DevMem(regs_base=args.regs_base, dram_base=args.dram_base,
                         dram_size=args.dram_size)
         return memory, _plan(args.dram_base, args.dram_size, config, machine), None
-    raise ValueError(f"backend {backend!r} is not available in this release")
+    raise ValueError(f"unknown backend {backend!r}; choose from pynq, linux, devmem")
 
 
 def _plan(base, size, config, machine):

@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 from model.system.registers import MAP_BYTES, WORD_BYTES
 
-__all__ = ["Memory", "DevMem", "CocotbBus", "TwinMemory"]
+__all__ = ["Memory", "DevMem", "CocotbBus", "TwinMemory", "check_word", "read_words", "write_words"]
 
 
 @runtime_checkable
@@ -52,12 +52,42 @@ class Memory(Protocol):
 _COPY_BYTES = 8
 
 
-def _check_word(offset, value=0):
+def check_word(offset, value=0):
     if not (isinstance(offset, int) and 0 <= offset < MAP_BYTES and offset % WORD_BYTES == 0):
         raise ValueError(f"register offset must be a multiple of {WORD_BYTES} below "
                          f"{MAP_BYTES:#x}, not {offset!r}")
     if not (isinstance(value, int) and 0 <= value < 1 << 32):
         raise ValueError(f"register value must be a 32-bit unsigned integer, not {value!r}")
+
+
+def _words_around(mapping, start, n):
+    """The aligned 64-bit words of ``mapping`` that hold bytes ``[start, start + n)``, and
+    where the range starts in the first."""
+    lo, hi = start - start % _COPY_BYTES, -(-(start + n) // _COPY_BYTES) * _COPY_BYTES
+    if hi > len(mapping):
+        raise ValueError(f"{n} bytes at offset {start:#x} reach past the end of the "
+                         f"{len(mapping):#x}-byte mapping in whole {_COPY_BYTES}-byte words")
+    return memoryview(mapping)[lo:hi].cast("Q"), start - lo
+
+
+def read_words(mapping, start, n):
+    """``n`` bytes from offset ``start`` of an (uncached) mapping, read as whole aligned 64-bit
+    words: on the Cortex-A53 an unaligned access to device memory faults."""
+    words, skip = _words_around(mapping, start, n)
+    with words:
+        return array.array("Q", words).tobytes()[skip:skip + n]
+
+
+def write_words(mapping, start, data):
+    """Write ``data`` at offset ``start`` of a mapping as whole aligned 64-bit words (the
+    words at the ends are read, merged and written back)."""
+    data = bytes(data)
+    words, skip = _words_around(mapping, start, len(data))
+    with words:
+        merged = bytearray(array.array("Q", words).tobytes()) if (
+            skip or len(data) % _COPY_BYTES) else bytearray(len(words) * _COPY_BYTES)
+        merged[skip:skip + len(data)] = data
+        words[:] = array.array("Q", bytes(merged))
 
 
 class _Window:
@@ -131,36 +161,18 @@ class DevMem:
                                                  self._regs._skip + MAP_BYTES]
         self._words = self._view.cast("I")
 
-    def _dram_words(self, addr, n):
-        """The aligned 64-bit words of the DRAM mapping that hold ``[addr, addr + n)``, and
-        where the range starts in the first."""
-        start = self._dram.offset(addr, n)
-        lo, hi = start - start % _COPY_BYTES, -(-(start + n) // _COPY_BYTES) * _COPY_BYTES
-        if hi > len(self._dram._map):
-            raise ValueError(f"{n} bytes at {addr:#x} reach past the end of the DRAM mapping "
-                             f"in whole {_COPY_BYTES}-byte words")
-        return memoryview(self._dram._map)[lo:hi].cast("Q"), start - lo
-
     async def read(self, addr, n):
-        words, skip = self._dram_words(addr, n)
-        with words:
-            return array.array("Q", words).tobytes()[skip:skip + n]
+        return read_words(self._dram._map, self._dram.offset(addr, n), n)
 
     async def write(self, addr, data):
-        data = bytes(data)
-        words, skip = self._dram_words(addr, len(data))
-        with words:
-            merged = bytearray(array.array("Q", words).tobytes()) if (
-                skip or len(data) % _COPY_BYTES) else bytearray(len(words) * _COPY_BYTES)
-            merged[skip:skip + len(data)] = data
-            words[:] = array.array("Q", bytes(merged))
+        write_words(self._dram._map, self._dram.offset(addr, len(data)), data)
 
     async def read32(self, offset):
-        _check_word(offset)
+        check_word(offset)
         return int(self._words[offset // WORD_BYTES])
 
     async def write32(self, offset, value):
-        _check_word(offset, value)
+        check_word(offset, value)
         self._words[offset // WORD_BYTES] = value
 
     async def sleep(self, seconds):
@@ -203,11 +215,11 @@ class CocotbBus:
             await done
 
     async def read32(self, offset):
-        _check_word(offset)
+        check_word(offset)
         return await self.axil.read_dword(self.regs_base + offset)
 
     async def write32(self, offset, value):
-        _check_word(offset, value)
+        check_word(offset, value)
         await self.axil.write_dword(self.regs_base + offset, value)
 
     async def sleep(self, seconds):
@@ -248,13 +260,13 @@ class TwinMemory:
         self.dram[start:start + len(data)] = data
 
     async def read32(self, offset):
-        _check_word(offset)
+        check_word(offset)
         value = self.regs.read(offset)
         self.register_log.append(("read", offset, value))
         return value
 
     async def write32(self, offset, value):
-        _check_word(offset, value)
+        check_word(offset, value)
         self.register_log.append(("write", offset, value))
         self.regs.write(offset, value)
 

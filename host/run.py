@@ -240,7 +240,7 @@ def main(argv=None):
                                                progress=not args.json)
         else:
             output, report, seconds = _on_board(args, data, image, config, machine)
-    except (RunError, PictureError, ValueError, OSError) as e:
+    except (RunError, PictureError, ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     output = np.asarray(output, dtype=np.int64)
