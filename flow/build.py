@@ -115,6 +115,65 @@ def _estimate_table(estimate, capacity):
     return "\n".join(rows)
 
 
+def _commit():
+    """The source tree's commit (with ``-dirty`` for uncommitted changes), or ``unknown``."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=here,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head.stdout.strip() or "unknown"
+
+
+def _export_verilog(parser, args):
+    """``--verilog FILE``: the top, or a unit of :data:`flow.resources.UNITS`, as Verilog."""
+    from .ip_package import write_verilog
+    from .resources import UNITS
+    makers = {**{name: top.make for name, top in TOPS.items()}, **UNITS}
+    if args.top not in makers:
+        parser.error(f"unknown top {args.top!r}; choose from: {', '.join(makers)}")
+    try:
+        model = config_by_name(args.config)
+        machine = machine_by_name(args.machine or "zcu102")
+    except ValueError as e:
+        parser.error(str(e))
+    print(f"{args.top} for {model.name} on {machine.name}: Verilog to {args.verilog} ...",
+          file=sys.stderr, flush=True)
+    write_verilog(makers[args.top](model, machine), args.verilog, args.top)
+    return 0
+
+
+def _package_ip(args, board, top_entry, model, machine, out):
+    """``--ip``: the top as a Vivado IP in ``out``."""
+    from importlib.metadata import version
+
+    from model.system.registers import Identity
+    from .ip_package import package_ip
+    if top_entry.register_port is None:
+        print(f"error: the top {top_entry.name!r} has no register block to package as an IP; "
+              f"use --top accelerator", file=sys.stderr)
+        return 2
+    clock = args.clock_mhz or machine.clock_mhz
+    stream = sys.stderr if args.json else sys.stdout
+    print(f"{top_entry.name} for {model.name} on {machine.name} as a Vivado IP in {out} "
+          f"(Verilog through Yosys: a minute or more) ...", file=stream, flush=True)
+    with ticking("Verilog", stream=stream, enabled=not args.json):
+        files = package_ip(
+            top_entry.make(model, machine), out, version=version("edgemoe-amaranth"),
+            addr_width=machine.addr_width, data_width=machine.data_width, clock_hz=clock * 1e6,
+            comment=f"python -m hw.build --board {board.name} --ip --config {model.name} "
+                    f"--machine {machine.name}, at commit {_commit()}; layout hash "
+                    f"{Identity.of(model, machine).layout_hash:#018x}")
+    for path in files:
+        print(f"    {path}", file=stream)
+    if args.json:
+        json.dump({"board": board.name, "config": model.name, "machine": machine.name,
+                   "top": top_entry.name, "ip": out, "files": files}, sys.stdout, indent=1)
+        print()
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m hw.build",
                                      description=__doc__.split("\n\n")[0])
@@ -126,8 +185,15 @@ def main(argv=None):
     parser.add_argument("--machine",
                         help=f"machine preset: {', '.join(MACHINES)} (default: the board's, "
                              f"{', '.join(f'{b.machine} for {b.name}' for b in BOARDS.values())})")
-    parser.add_argument("--top", default=DEFAULT_TOP, choices=list(TOPS),
-                        help=f"top level (default {DEFAULT_TOP})")
+    parser.add_argument("--top", default=DEFAULT_TOP,
+                        help=f"top level: {', '.join(TOPS)} (default {DEFAULT_TOP}); with "
+                             f"--verilog also any unit of python -m flow.resources")
+    parser.add_argument("--ip", action="store_true",
+                        help="package the top as a Vivado IP (component.xml and its Verilog) "
+                             "in OUT/ip, instead of the board's project")
+    parser.add_argument("--verilog", metavar="FILE",
+                        help="write the top (or unit) as plain Verilog to FILE and stop; no "
+                             "board needed")
     parser.add_argument("--out", help="build directory (default build/<board>-<config>)")
     parser.add_argument("--clock-mhz", type=float,
                         help="the accelerator clock in MHz: the ZCU102's pl_clk0, the ULX3S "
@@ -149,8 +215,12 @@ def main(argv=None):
             default = " (default)" if top.name == DEFAULT_TOP else ""
             print(f"{top.name:8s} {top.description}{default}")
         return 0
+    if args.verilog:
+        return _export_verilog(parser, args)
     if args.board is None:
         parser.error(f"--board is required; choose from: {', '.join(BOARDS)}")
+    if args.top not in TOPS:
+        parser.error(f"unknown top {args.top!r}; choose from: {', '.join(TOPS)}")
     try:
         model = config_by_name(args.config)
     except ValueError as e:
@@ -163,6 +233,8 @@ def main(argv=None):
         parser.error(str(e))
     out = args.out or os.path.join("build", "-".join(
         [board.name] + ([machine.name] if machine.name != board.machine else []) + [model.name]))
+    if args.ip:
+        return _package_ip(args, board, top_entry, model, machine, os.path.join(out, "ip"))
     name = "top"
     do_estimate = board.capacity is not None and not args.no_estimate
     run_tool = not args.no_run

@@ -253,3 +253,70 @@ def test_exerciser_rejects_unknown_port():
     top._MustUse__silence = True
     with pytest.raises(ValueError, match="has no port 'y'"):
         Exerciser(top, ["y"])
+
+
+# --- For integrators: the IP package and plain Verilog ------------------------------------
+
+SPIRIT = "{http://www.spiritconsortium.org/XMLSchema/SPIRIT/1685-2009}"
+
+
+def _verilog_ports(text, module):
+    """``{name: width}`` of the ports of ``module`` in Yosys's Verilog."""
+    body = text[text.index(f"module {module}("):]
+    body = body[:body.index("endmodule")]
+    header = set(re.findall(r"\w+", body[:body.index(");")]))
+    ports = {}
+    for direction, msb, name in re.findall(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?"
+                                           r"(?:\[(\d+):0\]\s+)?(\w+);", body, re.M):
+        if name in header:
+            ports[name] = int(msb or 0) + 1
+    return ports
+
+
+def test_the_accelerator_as_a_vivado_ip(capsys, tmp_path):
+    import xml.etree.ElementTree as ET
+    from hw.system.accelerator import read_ports
+    from model.machine import ZCU102
+    code, out, _ = run(capsys, "--board", "zcu102", "--ip", "--config", "micro",
+                       "--out", str(tmp_path))
+    assert code == 0 and "component.xml" in out
+    ip = tmp_path / "ip"
+    root = ET.parse(ip / "component.xml").getroot()
+    assert root.find(f"{SPIRIT}name").text == "edgemoe_accelerator"
+    interfaces = {i.find(f"{SPIRIT}name").text: i for i in root.iter(f"{SPIRIT}busInterface")}
+    masters = set(read_ports(ZCU102.expert_ports)) | {"output_bus"}
+    assert set(interfaces) == masters | {"control", "clk", "rst", "irq"}
+    kinds = {name: i.find(f"{SPIRIT}busType").get(f"{SPIRIT}name")
+             for name, i in interfaces.items()}
+    assert {kinds[m] for m in masters | {"control"}} == {"aximm"}
+    assert (kinds["clk"], kinds["rst"], kinds["irq"]) == ("clock", "reset", "interrupt")
+    assert interfaces["control"].find(f"{SPIRIT}slave") is not None
+    assert all(interfaces[m].find(f"{SPIRIT}master") is not None for m in masters)
+    ranges = [int(r.text) for r in root.iter(f"{SPIRIT}range")]
+    assert 4096 in ranges and 1 << ZCU102.addr_width in ranges
+    # Every port of the XML is a port of the Verilog module, as wide; every port map names one.
+    verilog = _verilog_ports((ip / "src/edgemoe_accelerator.v").read_text(),
+                             "edgemoe_accelerator")
+    declared = {}
+    for port in root.iter(f"{SPIRIT}port"):
+        left = port.find(f"{SPIRIT}wire/{SPIRIT}vector/{SPIRIT}left")
+        declared[port.find(f"{SPIRIT}name").text] = 1 if left is None else int(left.text) + 1
+    assert declared == verilog
+    mapped = [p.find(f"{SPIRIT}physicalPort/{SPIRIT}name").text
+              for p in root.iter(f"{SPIRIT}portMap")]
+    assert set(mapped) <= set(declared) and "control__araddr" in mapped and "irq" in mapped
+    assert "ipx::open_core" in (ip / "package_ip.tcl").read_text()
+
+
+def test_plain_verilog_of_a_unit(capsys, tmp_path):
+    path = tmp_path / "counters.v"
+    code, _, _ = run(capsys, "--verilog", str(path), "--top", "stage_counters",
+                     "--config", "micro")
+    assert code == 0
+    ports = _verilog_ports(path.read_text(), "stage_counters")
+    assert ports["clk"] == 1 and ports["ready"] == 4
+
+
+def test_plain_verilog_of_an_unknown_top_lists_the_known(capsys, tmp_path):
+    err = usage_error(capsys, "--verilog", str(tmp_path / "x.v"), "--top", "teapot")
+    assert "unknown top 'teapot'" in err and "accelerator" in err and "gelu" in err
