@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-__all__ = ["ProgressBar", "ticking", "clock"]
+__all__ = ["ProgressBar", "ticking", "every", "clock"]
 
 
 def clock(seconds):
@@ -72,6 +72,23 @@ class ProgressBar:
 
 
 @contextmanager
+def every(period, action):
+    """Call ``action()`` once a ``period`` (seconds), in a thread, while the block runs."""
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(period):
+            action()
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
 def ticking(label, *, stream=None, enabled=True, period=1.0):
     """While the block runs (a tool that prints nothing for minutes), redraw ``label  m:ss`` once
     a ``period``; on a terminal only."""
@@ -79,18 +96,14 @@ def ticking(label, *, stream=None, enabled=True, period=1.0):
     if not _shown(stream, enabled):
         yield
         return
-    stop, start = threading.Event(), time.monotonic()
+    start = time.monotonic()
 
     def tick():
-        while not stop.wait(period):
-            stream.write(f"\r  {label}  {clock(time.monotonic() - start)}")
-            stream.flush()
-    thread = threading.Thread(target=tick, daemon=True)
-    thread.start()
+        stream.write(f"\r  {label}  {clock(time.monotonic() - start)}")
+        stream.flush()
     try:
-        yield
+        with every(period, tick):
+            yield
     finally:
-        stop.set()
-        thread.join()
         stream.write(f"\r  {label}  {clock(time.monotonic() - start)}, done\n")
         stream.flush()

@@ -22,19 +22,18 @@ the interrupt is tested over a pipe). Nothing of it has run on a board yet.
 import argparse
 import asyncio
 import glob
-import mmap
 import os
 import shutil
 import struct
 import sys
 
 from model.machine import ZCU102
-from model.system.registers import MAP_BYTES, WORD_BYTES
+from model.system.registers import MAP_BYTES
 
-from host.memory import check_word, read_words, write_words
+from host.memory import MappedWindow, RegisterWords
 
-__all__ = ["BoardError", "load_bitstream", "Uio", "UDmaBuf", "LinuxBoard", "open_board",
-           "device_tree_overlay", "main"]
+__all__ = ["BoardError", "load_bitstream", "Uio", "wait_for_interrupt", "UDmaBuf", "LinuxBoard",
+           "open_board", "dma_bytes", "device_tree_overlay", "main"]
 
 #: The ZCU102's PL-to-PS interrupt ``pl_ps_irq0[0]`` is GIC SPI 89 (UG1085, table 13-1).
 ZCU102_IRQ = 89
@@ -52,6 +51,17 @@ def _path(root, *parts):
 def _read_text(path):
     with open(path) as f:
         return f.read().strip()
+
+
+def _read_number(path, what):
+    """A number from a sysfs attribute (``0x...`` or decimal), or a message naming it."""
+    try:
+        text = _read_text(path)
+        return int(text, 0)
+    except FileNotFoundError:
+        raise BoardError(f"{path} does not exist: {what}") from None
+    except ValueError:
+        raise BoardError(f"{path} holds {text!r}, not a number") from None
 
 
 def _open(path, what, fix):
@@ -87,20 +97,22 @@ def load_bitstream(bitstream, *, root="/", manager="fpga0"):
     except PermissionError as e:
         raise BoardError(f"loading a bitstream needs root ({e.filename}: permission "
                          f"denied)") from None
+    except OSError as e:
+        # The manager answers the write to ``firmware`` with an error when the load fails.
+        refused = f"the FPGA manager refused {name} ({e.strerror or e})"
+    else:
+        refused = f"after loading {name}"
     state = _read_text(os.path.join(sysfs, "state"))
     if state != "operating":
-        raise BoardError(f"the FPGA manager reports {state!r} after loading {name}, not "
-                         f"'operating': was the bitstream built for this part (an XCZU9EG on "
-                         f"the ZCU102) and converted to .bin?")
+        raise BoardError(f"{refused}: it reports {state!r}, not 'operating': was the bitstream "
+                         f"built for this part (an XCZU9EG on the ZCU102) and converted to .bin "
+                         f"(bootgen -arch zynqmp -process_bitstream bin)?")
 
 
 class Uio:
-    """The register block's UIO device, found by ``name`` under ``/sys/class/uio``: map 0 is
-    the register map, the device's interrupt is the machine's ``irq``.
-
-    ``fd`` (for tests) replaces the device file for the interrupt: anything that reads 4 bytes
-    when an interrupt came, as ``/dev/uioN`` does.
-    """
+    """The register block's UIO device, found by ``name`` under ``/sys/class/uio``: its map 0
+    is the register map (aligned 32-bit accesses, :class:`host.memory.RegisterWords`), its
+    interrupt the machine's ``irq`` (:meth:`wait_interrupt`)."""
 
     def __init__(self, name="edgemoe", *, root="/"):
         found = {}
@@ -116,8 +128,9 @@ class Uio:
                              f"register node is compatible \"generic-uio\", and boot with "
                              f"uio_pdrv_genirq.of_id=generic-uio")
         entry = found[name]
-        size = int(_read_text(os.path.join(entry, "maps/map0/size")), 0)
-        self.base = int(_read_text(os.path.join(entry, "maps/map0/addr")), 0)
+        no_map = "its device-tree node needs a reg covering the register block"
+        size = _read_number(os.path.join(entry, "maps/map0/size"), no_map)
+        self.base = _read_number(os.path.join(entry, "maps/map0/addr"), no_map)
         if size < MAP_BYTES:
             raise BoardError(f"the UIO device {name!r} maps {size:#x} bytes; the register map "
                              f"is {MAP_BYTES:#x}: fix the reg size of its device-tree node")
@@ -125,48 +138,58 @@ class Uio:
         self.fd = _open(self.device, "the register block", "is the uio_pdrv_genirq driver "
                         "loaded?")
         try:
-            # Map N of a UIO device is at offset N pages of its file.
-            self._map = mmap.mmap(self.fd, MAP_BYTES, mmap.MAP_SHARED,
-                                  mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        except OSError as e:
+            # Map N of a UIO device lies at offset N pages of its file.
+            self._window = MappedWindow(self.fd, self.base, MAP_BYTES, "register", self.device,
+                                        file_offset=0, hint="is the UIO map as large as its "
+                                        "sysfs size says?")
+        except OSError:
             os.close(self.fd)
-            raise BoardError(f"cannot map {self.device}: {e.strerror}") from None
-        self._words = memoryview(self._map).cast("I")
+            raise
+        self._words = RegisterWords(self._window)
 
     def read32(self, offset):
-        check_word(offset)
-        return int(self._words[offset // WORD_BYTES])
+        return self._words.read32(offset)
 
     def write32(self, offset, value):
-        check_word(offset, value)
-        self._words[offset // WORD_BYTES] = value
+        self._words.write32(offset, value)
 
-    async def wait_interrupt(self, seconds, fd=None):
-        """Unmask the interrupt, then wait up to ``seconds`` (None: no limit) for it: True if
-        it came (its count is read), False on the deadline."""
-        fd = self.fd if fd is None else fd
-        os.write(fd, struct.pack("=I", 1))         # unmask: UIO masks it at each interrupt
-        loop = asyncio.get_running_loop()
-        came = loop.create_future()
-        loop.add_reader(fd, lambda: came.done() or came.set_result(True))
-        try:
-            await asyncio.wait_for(came, None if seconds is None else max(0.0, seconds))
-        except asyncio.TimeoutError:
-            return False
-        finally:
-            loop.remove_reader(fd)
-        os.read(fd, 4)
-        return True
+    async def wait_interrupt(self, seconds):
+        """The driver's ``wait(interrupt=...)``: :func:`wait_for_interrupt` on this device."""
+        return await wait_for_interrupt(self.fd, seconds)
 
     def close(self):
         self._words.release()
-        self._map.close()
+        self._window.close()
         os.close(self.fd)
+
+
+async def wait_for_interrupt(fd, seconds):
+    """Unmask the interrupt of the UIO device open as ``fd``, then wait up to ``seconds``
+    (None: no limit) for it: True if it came (its 4-byte count is read), False at the deadline.
+
+    UIO masks the line at each interrupt (``uio_pdrv_genirq`` disables it in its handler), so it
+    is unmasked by writing a native 32-bit 1 before every wait; the fd becomes readable when the
+    next interrupt arrives. The wait leaves the event loop free (``add_reader``), so a deadline
+    costs nothing while the machine runs.
+    """
+    os.write(fd, struct.pack("=I", 1))
+    loop = asyncio.get_running_loop()
+    came = loop.create_future()
+    loop.add_reader(fd, lambda: came.done() or came.set_result(True))
+    try:
+        await asyncio.wait_for(came, None if seconds is None else max(0.0, seconds))
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+    os.read(fd, 4)
+    return True
 
 
 class UDmaBuf:
     """A u-dma-buf buffer (``/dev/<name>``, its physical address and size in sysfs): DRAM for
-    the weights, image and output buffers."""
+    the weights, image and output buffers, copied in whole aligned 64-bit words
+    (:class:`host.memory.MappedWindow`)."""
 
     def __init__(self, name="udmabuf0", *, root="/"):
         # u-dma-buf 3.x and later use class u-dma-buf; older versions udmabuf.
@@ -175,34 +198,35 @@ class UDmaBuf:
         if sysfs is None:
             looked = " and ".join(candidates)
             raise BoardError(f"no u-dma-buf device {name!r} (looked in {looked}): "
-                             f"modprobe u-dma-buf udmabuf0=0x4000000, or load the overlay "
+                             f"modprobe u-dma-buf {name}=0x4000000, or load the overlay "
                              f"(python -m host.linux --overlay)")
-        self.base = int(_read_text(os.path.join(sysfs, "phys_addr")), 0)
-        self.size = int(_read_text(os.path.join(sysfs, "size")), 0)
+        stale = "is the u-dma-buf module the one that made this buffer?"
+        self.base = _read_number(os.path.join(sysfs, "phys_addr"), stale)
+        self.size = _read_number(os.path.join(sysfs, "size"), stale)
         self.device = _path(root, "dev", name)
         self.fd = _open(self.device, "the DMA buffer", "is the u-dma-buf module loaded?")
         try:
-            self._map = mmap.mmap(self.fd, self.size, mmap.MAP_SHARED,
-                                  mmap.PROT_READ | mmap.PROT_WRITE)
-        except (OSError, ValueError) as e:
+            self._window = MappedWindow(self.fd, self.base, self.size, "u-dma-buf", self.device,
+                                        file_offset=0, hint="is the buffer as large as its "
+                                        "sysfs size says?")
+        except OSError as e:
             os.close(self.fd)
-            raise BoardError(f"cannot map {self.size:#x} bytes of {self.device}: "
-                             f"{getattr(e, 'strerror', None) or e}") from None
+            raise BoardError(str(e)) from None
 
-    def _offset(self, addr, n):
-        if not (self.base <= addr and addr + n <= self.base + self.size):
-            raise ValueError(f"{n} bytes at {addr:#x} are outside the u-dma-buf buffer "
-                             f"{self.base:#x}..{self.base + self.size:#x}")
-        return addr - self.base
+    @property
+    def window(self):
+        """``(phys_addr, size)``: where :meth:`host.driver.Buffers.plan` may place the
+        buffers."""
+        return self.base, self.size
 
     def read(self, addr, n):
-        return read_words(self._map, self._offset(addr, n), n)
+        return self._window.read(addr, n)
 
     def write(self, addr, data):
-        write_words(self._map, self._offset(addr, len(data)), data)
+        self._window.write(addr, data)
 
     def close(self):
-        self._map.close()
+        self._window.close()
         os.close(self.fd)
 
 
@@ -268,40 +292,66 @@ def dma_bytes(config, machine=ZCU102):
     return Buffers.plan(0x1000, config, machine).end - 0x1000
 
 
-def device_tree_overlay(*, dma_bytes, bitstream="edgemoe.bin", regs_base=0xA000_0000,
+def device_tree_overlay(*, dma_bytes, bitstream_name="edgemoe.bin", regs_base=0xA000_0000,
                         regs_size=0x1000, irq=ZCU102_IRQ, uio_name="edgemoe",
                         udmabuf="udmabuf0"):
-    """The device-tree overlay source (``.dtso``) for a Zynq UltraScale+ running the machine:
-    the bitstream for the FPGA region, the register block as a ``generic-uio`` device with its
-    interrupt, and a u-dma-buf buffer of ``dma_bytes``."""
+    """The device-tree overlay source (``.dtso``) for a Zynq UltraScale+ running the machine.
+
+    Three fragments, in the form every ``dtc`` and the kernel's configfs accept: the FPGA
+    region's ``firmware-name`` (applying the overlay loads the bitstream from
+    ``/lib/firmware``), the register block as a ``generic-uio`` device named ``uio_name`` with
+    its interrupt (``irq`` is the GIC SPI number: ``pl_ps_irq0[0]`` is SPI 89 on the ZynqMP,
+    level high), and a u-dma-buf buffer of ``dma_bytes`` rounded up to whole MiB (at the root:
+    it has no address of its own for the bus to decode). The labels ``fpga_full``, ``amba``
+    and ``gic`` are those of the kernel's ``zynqmp.dtsi``.
+    """
     if regs_size < MAP_BYTES:
         raise ValueError(f"regs_size {regs_size:#x} is smaller than the register map "
                          f"({MAP_BYTES:#x})")
-    size = -(-dma_bytes // 0x10_0000) * 0x10_0000          # whole MiB
+    if dma_bytes <= 0:
+        raise ValueError(f"dma_bytes must be positive, not {dma_bytes!r}")
+    size = -(-dma_bytes // 0x10_0000) * 0x10_0000
     return f"""/dts-v1/;
 /plugin/;
 
 /* The Edge-MoE accelerator: python -m host.linux --overlay. Compile with
  * dtc -@ -I dts -O dtb -o edgemoe.dtbo edgemoe.dtso, then apply it through configfs
- * (/sys/kernel/config/device-tree/overlays/) or from U-Boot. */
+ * (/sys/kernel/config/device-tree/overlays/) or from U-Boot; boot with
+ * uio_pdrv_genirq.of_id=generic-uio. */
 
-&fpga_full {{
-    firmware-name = "{bitstream}";
-}};
-
-&amba {{
-    {uio_name}@{regs_base:x} {{
-        compatible = "generic-uio";
-        reg = <0x0 0x{regs_base:08x} 0x0 0x{regs_size:x}>;
-        interrupt-parent = <&gic>;
-        interrupts = <0 {irq} 4>;       /* SPI {irq}, level high: pl_ps_irq0[0] */
-        linux,uio-name = "{uio_name}";
+/ {{
+    fragment@0 {{
+        target = <&fpga_full>;
+        __overlay__ {{
+            firmware-name = "{bitstream_name}";
+        }};
     }};
 
-    {udmabuf}@0 {{
-        compatible = "ikwzm,u-dma-buf";
-        device-name = "{udmabuf}";
-        size = <0x{size:x}>;            /* {size // 0x10_0000} MiB for the buffers */
+    fragment@1 {{
+        target = <&amba>;
+        __overlay__ {{
+            #address-cells = <2>;
+            #size-cells = <2>;
+
+            {uio_name}@{regs_base:x} {{
+                compatible = "generic-uio";
+                reg = <0x{regs_base >> 32:x} 0x{regs_base & 0xFFFF_FFFF:08x} 0x0 0x{regs_size:x}>;
+                interrupt-parent = <&gic>;
+                interrupts = <0 {irq} 4>;       /* SPI {irq}, level high */
+                linux,uio-name = "{uio_name}";
+            }};
+        }};
+    }};
+
+    fragment@2 {{
+        target-path = "/";
+        __overlay__ {{
+            {udmabuf} {{
+                compatible = "ikwzm,u-dma-buf";
+                device-name = "{udmabuf}";
+                size = <0x{size:x}>;            /* {size // 0x10_0000} MiB for the buffers */
+            }};
+        }};
     }};
 }};
 """
@@ -328,8 +378,9 @@ def main(argv=None):
         config, machine = config_by_name(args.config), machine_by_name(args.machine)
     except ValueError as e:
         parser.error(str(e))
-    text = device_tree_overlay(dma_bytes=dma_bytes(config, machine), bitstream=args.bitstream,
-                               regs_base=args.regs_base, irq=args.irq)
+    text = device_tree_overlay(dma_bytes=dma_bytes(config, machine),
+                               bitstream_name=args.bitstream, regs_base=args.regs_base,
+                               irq=args.irq)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

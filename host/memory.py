@@ -13,6 +13,11 @@ Implementations:
   DRAM and an ``AxiLiteMaster`` for the registers, in a cocotb simulation;
 * :class:`TwinMemory` -- a bytearray for DRAM and :class:`model.system.registers.RegisterFile`, the
   register block's bit-exact twin, for host code without hardware.
+
+The board runtimes (:mod:`host.linux`, :mod:`host.pynq`) build on the same pieces as
+:class:`DevMem`: :class:`AddressRange` (where a physical address lands in a buffer),
+:class:`MappedWindow` (a range mapped from a device file, copied in whole aligned 64-bit words)
+and :class:`RegisterWords` (the register map as aligned 32-bit accesses).
 """
 
 import array
@@ -24,7 +29,8 @@ from typing import Protocol, runtime_checkable
 
 from model.system.registers import MAP_BYTES, WORD_BYTES
 
-__all__ = ["Memory", "DevMem", "CocotbBus", "TwinMemory", "check_word", "read_words", "write_words"]
+__all__ = ["Memory", "DevMem", "CocotbBus", "TwinMemory", "AddressRange", "MappedWindow",
+           "RegisterWords", "check_word", "read_words", "write_words"]
 
 
 @runtime_checkable
@@ -90,35 +96,90 @@ def write_words(mapping, start, data):
         words[:] = array.array("Q", bytes(merged))
 
 
-class _Window:
-    """``[base, base + size)`` of a physical address space, mapped from a file."""
+class AddressRange:
+    """``[base, base + size)`` of a physical address space, named for messages: where an access
+    of ``n`` bytes at ``addr`` lands in the buffer that holds the range."""
 
-    def __init__(self, fd, base, size, name, path):
+    def __init__(self, base, size, name):
         if base < 0 or size <= 0:
-            raise ValueError(f"{name} window {base:#x} + {size:#x} is empty or negative")
-        page = mmap.ALLOCATIONGRANULARITY
-        start = base - base % page
+            raise ValueError(f"{name} {base:#x} + {size:#x} is empty or negative")
         self.base, self.size, self.name = base, size, name
-        self._skip = base - start
+
+    @property
+    def end(self):
+        return self.base + self.size
+
+    def offset(self, addr, n):
+        if not (self.base <= addr and addr + n <= self.end):
+            raise ValueError(f"{n} bytes at {addr:#x} are outside the {self.name} "
+                             f"{self.base:#x}..{self.end:#x}")
+        return addr - self.base
+
+
+_DEVMEM_HINT = ("On a board, /dev/mem maps only what the kernel lets it (CONFIG_STRICT_DEVMEM): "
+                "reserve the DRAM window with a reserved-memory node, and check the register "
+                "base in the block design's address map")
+
+
+class MappedWindow(AddressRange):
+    """``[base, base + size)`` of a physical address space, mapped shared from the file ``fd``
+    (of ``path``): at file offset ``base`` itself, as ``/dev/mem`` lays memory out, or at
+    ``file_offset`` for a device file that starts at ``base`` (UIO, u-dma-buf).
+
+    ``read``/``write`` copy whole aligned 64-bit words (:func:`read_words`); ``hint`` ends the
+    message when the kernel refuses the mapping.
+    """
+
+    def __init__(self, fd, base, size, name, path, *, file_offset=None, hint=_DEVMEM_HINT):
+        super().__init__(base, size, f"{name} window")
+        at = base if file_offset is None else file_offset
+        page = mmap.ALLOCATIONGRANULARITY
+        self._skip = at % page
         try:
             self._map = mmap.mmap(fd, self._skip + size, mmap.MAP_SHARED,
-                                  mmap.PROT_READ | mmap.PROT_WRITE, offset=start)
+                                  mmap.PROT_READ | mmap.PROT_WRITE, offset=at - self._skip)
         except (OSError, ValueError) as e:
             reason = getattr(e, "strerror", None) or str(e)
             raise OSError(f"cannot map the {name} window {base:#x}..{base + size:#x} of {path}: "
-                          f"{reason}. On a board, /dev/mem maps only what the kernel lets it "
-                          f"(CONFIG_STRICT_DEVMEM): reserve the DRAM window with a "
-                          f"reserved-memory node, and check the register base in the block "
-                          f"design's address map") from None
+                          f"{reason}. {hint}") from None
 
     def offset(self, addr, n):
-        if not (self.base <= addr and addr + n <= self.base + self.size):
-            raise ValueError(f"{n} bytes at {addr:#x} are outside the {self.name} window "
-                             f"{self.base:#x}..{self.base + self.size:#x}")
-        return self._skip + addr - self.base
+        """Where ``addr`` lies in the mapping."""
+        return self._skip + super().offset(addr, n)
+
+    def read(self, addr, n):
+        return read_words(self._map, self.offset(addr, n), n)
+
+    def write(self, addr, data):
+        write_words(self._map, self.offset(addr, len(data)), data)
 
     def close(self):
         self._map.close()
+
+
+class RegisterWords:
+    """The register map at the start of a :class:`MappedWindow`, as 32-bit words: each access
+    one aligned 32-bit load or store (a ``memoryview`` of unsigned words), as a device register
+    needs. :meth:`release` before closing the window."""
+
+    def __init__(self, window):
+        if window.size < MAP_BYTES:
+            raise ValueError(f"the {window.name} holds {window.size:#x} bytes; the register "
+                             f"map is {MAP_BYTES:#x}")
+        self._view = memoryview(window._map)[window._skip:window._skip + MAP_BYTES]
+        self._words = self._view.cast("I")
+
+    def read32(self, offset):
+        check_word(offset)
+        return int(self._words[offset // WORD_BYTES])
+
+    def write32(self, offset, value):
+        check_word(offset, value)
+        self._words[offset // WORD_BYTES] = value
+
+    def release(self):
+        self._words.release()
+        self._view.release()
 
 
 class DevMem:
@@ -152,35 +213,30 @@ class DevMem:
             raise PermissionError(f"cannot open {path} read-write: run as root (or give a "
                                   f"file path for tests)") from None
         try:
-            self._regs = _Window(self._fd, regs_base, MAP_BYTES, "register", path)
-            self._dram = _Window(self._fd, dram_base, dram_size, "DRAM", path)
+            self._regs = MappedWindow(self._fd, regs_base, MAP_BYTES, "register", path)
+            self._dram = MappedWindow(self._fd, dram_base, dram_size, "DRAM", path)
         except Exception:
             os.close(self._fd)
             raise
-        self._view = memoryview(self._regs._map)[self._regs._skip:
-                                                 self._regs._skip + MAP_BYTES]
-        self._words = self._view.cast("I")
+        self._words = RegisterWords(self._regs)
 
     async def read(self, addr, n):
-        return read_words(self._dram._map, self._dram.offset(addr, n), n)
+        return self._dram.read(addr, n)
 
     async def write(self, addr, data):
-        write_words(self._dram._map, self._dram.offset(addr, len(data)), data)
+        self._dram.write(addr, data)
 
     async def read32(self, offset):
-        check_word(offset)
-        return int(self._words[offset // WORD_BYTES])
+        return self._words.read32(offset)
 
     async def write32(self, offset, value):
-        check_word(offset, value)
-        self._words[offset // WORD_BYTES] = value
+        self._words.write32(offset, value)
 
     async def sleep(self, seconds):
         await asyncio.sleep(seconds)
 
     def close(self):
         self._words.release()
-        self._view.release()
         self._regs.close()
         self._dram.close()
         os.close(self._fd)
@@ -241,22 +297,17 @@ class TwinMemory:
     def __init__(self, regs, *, dram_base=0x1000_0000, dram_size=1 << 20, on_sleep=None):
         self.regs = regs
         self.dram_base = dram_base
+        self._range = AddressRange(dram_base, dram_size, "DRAM window")
         self.dram = bytearray(dram_size)
         self.on_sleep = on_sleep
         self.register_log = []       # (op, offset, value) of every register access
 
-    def _offset(self, addr, n):
-        if not (self.dram_base <= addr and addr + n <= self.dram_base + len(self.dram)):
-            raise ValueError(f"{n} bytes at {addr:#x} are outside the DRAM window "
-                             f"{self.dram_base:#x}..{self.dram_base + len(self.dram):#x}")
-        return addr - self.dram_base
-
     async def read(self, addr, n):
-        start = self._offset(addr, n)
+        start = self._range.offset(addr, n)
         return bytes(self.dram[start:start + n])
 
     async def write(self, addr, data):
-        start = self._offset(addr, len(data))
+        start = self._range.offset(addr, len(data))
         self.dram[start:start + len(data)] = data
 
     async def read32(self, offset):

@@ -18,12 +18,11 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from flow.progress import ProgressBar
+from flow.progress import ProgressBar, every
 
 from model.config import CONFIGS, config_by_name
 from model.machine import MACHINES, ZCU102, machine_by_name
@@ -173,23 +172,16 @@ def following(marks, depth, progress):
     if progress is None:
         yield
         return
-    done = threading.Event()
 
     def poll():
-        while not done.wait(1.0):
-            try:
-                with open(marks) as f:
-                    stage, cycles = (int(v) for v in f.read().split())
-            except (OSError, ValueError):
-                continue                 # not written yet, or caught half-written
-            progress(stage, cycles)
-    watcher = threading.Thread(target=poll, daemon=True)
-    watcher.start()
-    try:
+        try:
+            with open(marks) as f:
+                stage, cycles = (int(v) for v in f.read().split())
+        except (OSError, ValueError):
+            return                       # not written yet, or caught half-written
+        progress(stage, cycles)
+    with every(1.0, poll):
         yield
-    finally:
-        done.set()
-        watcher.join()
 
 
 def progress_bar(depth, *, enabled=True):
