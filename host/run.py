@@ -35,6 +35,7 @@ from model.machine import MACHINES, ZCU102, machine_by_name
 from model.numerics import DEFAULT
 from model.system.registers import PARTITION
 
+from host.driver import AcceleratorError, BitstreamError, MachineBusy
 from host.picture import PictureError, load_picture
 
 __all__ = ["main", "RunError"]
@@ -240,7 +241,8 @@ def main(argv=None):
                                                progress=not args.json)
         else:
             output, report, seconds = _on_board(args, data, image, config, machine)
-    except (RunError, PictureError, ValueError, OSError, ImportError) as e:
+    except (RunError, PictureError, ValueError, OSError, ImportError, AcceleratorError,
+            BitstreamError, MachineBusy) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     output = np.asarray(output, dtype=np.int64)
