@@ -6,7 +6,7 @@ Nothing here needs root once the device files belong to the user (a udev rule, d
 * :func:`load_bitstream` copies a ``.bin`` into ``/lib/firmware`` and asks
   ``/sys/class/fpga_manager/fpga0`` to load it (that step needs root);
 * :class:`Uio` maps the register block's UIO device (``generic-uio``, found by its name) and
-  waits for its interrupt;
+  waits for its interrupt (:func:`wait_for_interrupt`);
 * :class:`UDmaBuf` maps a u-dma-buf buffer: physically contiguous DRAM the PL's ports reach, at
   a physical address the driver plans the buffers in; opened ``O_SYNC``, so uncached (the HP
   ports do not snoop the caches);
@@ -15,8 +15,8 @@ Nothing here needs root once the device files belong to the user (a udev rule, d
   (``python -m host.linux --overlay``).
 
 Every path starts at ``root`` (``/`` on a board), so the tests run the same code over a
-temporary directory laid out like the kernel's (regular files stand in for the device files;
-the interrupt is tested over a pipe). Nothing of it has run on a board yet.
+temporary directory laid out like the kernel's (regular files stand in for the device files, a
+socket for the interrupt's file descriptor). Nothing of it has run on a board yet.
 """
 
 import argparse
@@ -140,11 +140,11 @@ class Uio:
         try:
             # Map N of a UIO device lies at offset N pages of its file.
             self._window = MappedWindow(self.fd, self.base, MAP_BYTES, "register", self.device,
-                                        file_offset=0, hint="is the UIO map as large as its "
+                                        file_offset=0, hint="Is the UIO map as large as its "
                                         "sysfs size says?")
-        except OSError:
+        except OSError as e:
             os.close(self.fd)
-            raise
+            raise BoardError(str(e)) from None
         self._words = RegisterWords(self._window)
 
     def read32(self, offset):
@@ -192,14 +192,14 @@ class UDmaBuf:
     (:class:`host.memory.MappedWindow`)."""
 
     def __init__(self, name="udmabuf0", *, root="/"):
-        # u-dma-buf 3.x and later use class u-dma-buf; older versions udmabuf.
+        # The driver's class is u-dma-buf; versions from before its renaming call it udmabuf.
         candidates = [_path(root, "sys/class", cls, name) for cls in ("u-dma-buf", "udmabuf")]
         sysfs = next((c for c in candidates if os.path.isdir(c)), None)
         if sysfs is None:
             looked = " and ".join(candidates)
-            raise BoardError(f"no u-dma-buf device {name!r} (looked in {looked}): "
-                             f"modprobe u-dma-buf {name}=0x4000000, or load the overlay "
-                             f"(python -m host.linux --overlay)")
+            raise BoardError(f"no u-dma-buf device {name!r} (looked in {looked}): modprobe "
+                             f"u-dma-buf {name}=0x4000000 (64 MiB, enough for m3vit-tiny), or "
+                             f"load the overlay (python -m host.linux --overlay)")
         stale = "is the u-dma-buf module the one that made this buffer?"
         self.base = _read_number(os.path.join(sysfs, "phys_addr"), stale)
         self.size = _read_number(os.path.join(sysfs, "size"), stale)
@@ -207,7 +207,7 @@ class UDmaBuf:
         self.fd = _open(self.device, "the DMA buffer", "is the u-dma-buf module loaded?")
         try:
             self._window = MappedWindow(self.fd, self.base, self.size, "u-dma-buf", self.device,
-                                        file_offset=0, hint="is the buffer as large as its "
+                                        file_offset=0, hint="Is the buffer as large as its "
                                         "sysfs size says?")
         except OSError as e:
             os.close(self.fd)
@@ -276,13 +276,16 @@ def open_board(config, machine=ZCU102, *, root="/", uio_name="edgemoe", udmabuf=
     except BaseException:
         uio.close()
         raise
-    buffers = Buffers.plan(dma.base, config, machine)
-    if buffers.end > dma.base + dma.size:
-        need = buffers.end - dma.base
+    base, size = dma.window
+    buffers = Buffers.plan(base, config, machine)
+    if buffers.end > base + size:
+        need = buffers.end - base
         uio.close()
         dma.close()
         raise BoardError(f"{config.name} needs {need:#x} bytes of buffers; {udmabuf} holds "
-                         f"{dma.size:#x}: make it at least {need:#x} (u-dma-buf's size)")
+                         f"{size:#x}: make it at least that large (modprobe u-dma-buf "
+                         f"{udmabuf}={need:#x}, or the overlay of python -m host.linux --overlay "
+                         f"--config {config.name})")
     return LinuxBoard(uio, dma), buffers
 
 

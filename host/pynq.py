@@ -1,11 +1,15 @@
 """A board running a PYNQ image: the bitstream through ``pynq.Overlay``, the registers through
 ``pynq.MMIO``, the buffers in one ``pynq.allocate`` buffer (physically contiguous, from PYNQ's
-CMA), the interrupt through ``pynq.Interrupt``.
+CMA), the interrupt through a ``pynq.Interrupt``.
 
-PYNQ maps its buffers cacheable: the PL's HP ports do not snoop the caches, so :class:`PynqBoard`
-flushes the buffer after every write and invalidates it before every read. ``pynq`` is imported
-only when a board is opened; it is not installable on x86 machines, so the tests run this code
-against a stand-in module with PYNQ's interface, never PYNQ itself.
+PYNQ's buffers are not coherent with the CPU's caches (its ``cacheable`` flag), and the PL's HP
+ports do not snoop them: :class:`PynqBoard` flushes the bytes it wrote after every write and
+invalidates the bytes it reads before every read (a slice of a PYNQ buffer flushes and
+invalidates only its own range).
+
+``pynq`` is imported only when a board is opened. It does not install on x86, so this module
+has been tested only against a stand-in module with PYNQ's interface
+(``tests/test_host_backends.py``), never against PYNQ itself on a board.
 """
 
 import asyncio
@@ -15,59 +19,83 @@ import numpy as np
 from model.machine import ZCU102
 from model.system.registers import MAP_BYTES
 
-from host.memory import check_word
+from host.memory import AddressRange, check_word
 
 __all__ = ["PynqBoard"]
 
+#: Allocated beyond the plan, so that the planned buffers fit wherever the allocation starts
+#: (Buffers.plan aligns the weights to 4 KB).
+_SLACK = 0x1000
+
 
 class PynqBoard:
-    """:class:`host.memory.Memory` on a PYNQ board, with the buffers of ``config`` planned in a
-    buffer it allocates (:attr:`buffers`).
+    """:class:`host.memory.Memory` on a PYNQ board, with the buffers of ``config`` on
+    ``machine`` planned in a buffer it allocates (:attr:`buffers`).
 
     Parameters
     ----------
     bitstream : str or None
-        The ``.bit`` (with its ``.hwh`` beside it) to load; None keeps the loaded one.
+        The ``.bit`` (with its ``.hwh`` beside it) to load with ``pynq.Overlay``.
+    overlay : pynq.Overlay or None
+        An overlay already loaded, instead of ``bitstream``; with neither, the bitstream in the
+        PL is used as it is.
     regs_base : int
         Physical address of the register block (the ZCU102's HPM0_FPD: ``0xA000_0000``).
-    interrupt : str or None
-        The overlay's name of the interrupt pin (e.g. ``"edgemoe/irq"``); None: the driver polls.
+    interrupt : str, object or None
+        The interrupt: the block design's name of the pin (``"edgemoe/irq"``, for
+        ``pynq.Interrupt``), or an interrupt object with a coroutine ``wait()`` (e.g. the
+        overlay's ``overlay.edgemoe.irq``); None: the driver polls. PYNQ takes interrupts only
+        from ``pl_ps_irq0[0]``, where the ZCU102 shell wires the machine's.
+
+    Raises
+    ------
+    ImportError
+        ``pynq`` is not installed (not a PYNQ image).
     """
 
-    def __init__(self, config, machine=ZCU102, *, bitstream=None, regs_base=0xA000_0000,
-                 interrupt=None):
+    def __init__(self, config, machine=ZCU102, *, bitstream=None, overlay=None,
+                 regs_base=0xA000_0000, interrupt=None):
+        if bitstream is not None and overlay is not None:
+            raise ValueError("give a bitstream to load or an overlay already loaded, not both")
         try:
             import pynq
         except ImportError:
             raise ImportError("pynq is not installed: this backend runs on a PYNQ image; use "
                               "--backend linux or devmem elsewhere") from None
         from host.driver import Buffers
-        self.overlay = pynq.Overlay(bitstream) if bitstream else None
+        self.overlay = pynq.Overlay(bitstream) if bitstream is not None else overlay
         self.mmio = pynq.MMIO(regs_base, MAP_BYTES)
-        # The plan from a page-aligned base, plus a page of slack for where the buffer lands.
-        size = Buffers.plan(0x1000, config, machine).end
-        self.buffer = pynq.allocate(shape=(size,), dtype=np.uint8)
+        need = Buffers.plan(_SLACK, config, machine).size
+        self.buffer = pynq.allocate(shape=(need + _SLACK,), dtype=np.uint8)
         self.base = int(self.buffer.physical_address)
+        self._range = AddressRange(self.base, len(self.buffer), "PYNQ buffer")
         self.buffers = Buffers.plan(self.base, config, machine)
-        if self.buffers.end > self.base + size:                 # cannot happen; say so if it does
-            raise RuntimeError(f"the buffers overrun the {size:#x}-byte PYNQ buffer")
-        self._interrupt = pynq.Interrupt(interrupt) if interrupt else None
+        self._interrupt = self._interrupt_of(pynq, interrupt)
 
-    def _offset(self, addr, n):
-        if not (self.base <= addr and addr + n <= self.base + len(self.buffer)):
-            raise ValueError(f"{n} bytes at {addr:#x} are outside the PYNQ buffer "
-                             f"{self.base:#x}..{self.base + len(self.buffer):#x}")
-        return addr - self.base
+    @staticmethod
+    def _interrupt_of(pynq, interrupt):
+        if interrupt is None or not isinstance(interrupt, str):
+            return interrupt
+        try:
+            return pynq.Interrupt(interrupt)
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"the loaded overlay has no interrupt pin {interrupt!r} ({e}): name "
+                             f"the pin as the block design does (e.g. 'edgemoe/irq'), or leave "
+                             f"it out to poll") from None
+
+    def _slice(self, addr, n):
+        start = self._range.offset(addr, n)
+        return self.buffer[start:start + n]
 
     async def read(self, addr, n):
-        start = self._offset(addr, n)
-        self.buffer.invalidate()
-        return bytes(self.buffer[start:start + n])
+        view = self._slice(addr, n)
+        view.invalidate()
+        return bytes(view)
 
     async def write(self, addr, data):
-        start = self._offset(addr, len(data))
-        self.buffer[start:start + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
-        self.buffer.flush()
+        view = self._slice(addr, len(data))
+        view[:] = np.frombuffer(bytes(data), dtype=np.uint8)
+        view.flush()
 
     async def read32(self, offset):
         check_word(offset)
@@ -82,7 +110,9 @@ class PynqBoard:
 
     @property
     def interrupt(self):
-        """The driver's ``wait(interrupt=...)``, or None without an interrupt pin."""
+        """The driver's ``wait(interrupt=...)``: a coroutine function of the seconds left (None:
+        no limit) that returns True when the interrupt came, False at the deadline; None
+        without an interrupt."""
         if self._interrupt is None:
             return None
 
@@ -90,8 +120,15 @@ class PynqBoard:
             try:
                 await asyncio.wait_for(self._interrupt.wait(), seconds)
             except asyncio.TimeoutError:
-                pass
+                return False
+            return True
         return wait
 
     def close(self):
         self.buffer.freebuffer()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
