@@ -158,13 +158,23 @@ def _package_ip(args, board, top_entry, model, machine, out):
     stream = sys.stderr if args.json else sys.stdout
     print(f"{top_entry.name} for {model.name} on {machine.name} as a Vivado IP in {out} "
           f"(Verilog through Yosys: a minute or more) ...", file=stream, flush=True)
+    made_from = {"commit": _commit(), "board": board.name, "config": model.name,
+                 "machine": machine.name, "clock": f"{clock:g} MHz",
+                 "weights layout hash": f"{Identity.of(model, machine).layout_hash:#018x}"}
+    command = (f"python -m hw.build --board {board.name} --ip --config {model.name} "
+               f"--machine {machine.name}")
+    if args.clock_mhz:
+        command += f" --clock-mhz {clock:g}"
+    command += f", at commit {made_from['commit']}; layout hash {made_from['weights layout hash']}"
     with ticking("Verilog", stream=stream, enabled=not args.json):
-        files = package_ip(
-            top_entry.make(model, machine), out, version=version("edgemoe-amaranth"),
-            addr_width=machine.addr_width, data_width=machine.data_width, clock_hz=clock * 1e6,
-            comment=f"python -m hw.build --board {board.name} --ip --config {model.name} "
-                    f"--machine {machine.name}, at commit {_commit()}; layout hash "
-                    f"{Identity.of(model, machine).layout_hash:#018x}")
+        try:
+            files = package_ip(
+                top_entry.make(model, machine), out, version=version("edgemoe-amaranth"),
+                addr_width=machine.addr_width, data_width=machine.data_width,
+                clock_hz=clock * 1e6, command=command, made_from=made_from)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     for path in files:
         print(f"    {path}", file=stream)
     if args.json:

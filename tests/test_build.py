@@ -16,7 +16,8 @@ from boards.exerciser import Exerciser
 from boards.ulx3s import PFD_MHZ, VCO_MHZ, pll_setting
 from boards.zcu102 import ZCU102Board, ZCU102Platform, ZynqShell, ps_block_design_tcl
 from flow import build
-from hw.movers.axi import axi4_read
+from flow.ip_package import component_xml, package_ip, verilog_ports
+from hw.movers.axi import axi4_lite, axi4_read
 
 
 def run(capsys, *argv):
@@ -82,8 +83,9 @@ def test_zcu102_plan_without_vivado(capsys, tmp_path, monkeypatch):
     assert "-part xczu9eg-ffvb1156-2-e" in tcl
     assert tcl.index("source zynq_ps.tcl") < tcl.index("synth_design")
     ps = (out_dir / "zynq_ps.tcl").read_text()
-    for text in ("zynq_ultra_ps_e", "apply_board_preset", "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ {300}",
-                 "pl_clk0", "pl_resetn0", "pl_ps_irq0", "make_wrapper"):
+    for text in ("zynq_ultra_ps_e", "apply_board_preset",
+                 "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ {300}", "pl_clk0", "pl_resetn0",
+                 "pl_ps_irq0", "make_wrapper"):
         assert text in ps, text
     verilog = (out_dir / "top.v").read_text()
     assert "zynq_ps_wrapper" in verilog and "pl_clk0" in verilog
@@ -128,7 +130,8 @@ def test_failed_tool_prints_its_last_lines(capsys, tmp_path, monkeypatch):
     # A stand-in "vivado" that fails: the build script calls it by name.
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "vivado").write_text("#!/bin/sh\necho 'ERROR: [Synth 8-439] module not found'\nexit 3\n")
+    (fake / "vivado").write_text(
+        "#!/bin/sh\necho 'ERROR: [Synth 8-439] module not found'\nexit 3\n")
     (fake / "vivado").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     code, out, err = run(capsys, "--board", "zcu102", "--config", "micro", "--no-estimate",
@@ -143,7 +146,8 @@ def test_ulx3s_plan(capsys, tmp_path):
     assert code == 0
     script = (tmp_path / "build_top.sh").read_text()
     assert "NEXTPNR_ECP5" in script
-    assert "--report top.report.json" in script and "abc -lut 4" in (tmp_path / "top.ys").read_text()
+    assert "--report top.report.json" in script
+    assert "abc -lut 4" in (tmp_path / "top.ys").read_text()
     assert (tmp_path / "plan.zip").is_file() and (tmp_path / "top.il").is_file()
     # The accelerator's self-test: LEDs and the UART's tx pin are constrained.
     lpf = (tmp_path / "top.lpf").read_text()
@@ -260,63 +264,176 @@ def test_exerciser_rejects_unknown_port():
 SPIRIT = "{http://www.spiritconsortium.org/XMLSchema/SPIRIT/1685-2009}"
 
 
-def _verilog_ports(text, module):
-    """``{name: width}`` of the ports of ``module`` in Yosys's Verilog."""
-    body = text[text.index(f"module {module}("):]
-    body = body[:body.index("endmodule")]
-    header = set(re.findall(r"\w+", body[:body.index(");")]))
-    ports = {}
-    for direction, msb, name in re.findall(r"^\s*(input|output)\s+(?:wire\s+|reg\s+)?"
-                                           r"(?:\[(\d+):0\]\s+)?(\w+);", body, re.M):
-        if name in header:
-            ports[name] = int(msb or 0) + 1
-    return ports
+def _spirit(element, path):
+    """The text of ``path`` (``/``-separated IP-XACT names) below ``element``, or None."""
+    found = element.find("/".join(f"{SPIRIT}{name}" for name in path.split("/")))
+    return None if found is None else found.text
+
+
+def _interfaces(root):
+    return {_spirit(i, "name"): i for i in root.iter(f"{SPIRIT}busInterface")}
+
+
+def _parameters(interface):
+    return {_spirit(p, "name"): _spirit(p, "value")
+            for p in interface.iter(f"{SPIRIT}parameter")}
+
+
+def _declared_ports(root):
+    """``{name: (direction, width)}`` of the component's ports."""
+    return {_spirit(p, "name"): (_spirit(p, "wire/direction"),
+                                 int(_spirit(p, "wire/vector/left") or 0) + 1)
+            for p in root.iter(f"{SPIRIT}port")}
+
+
+def _port_maps(interface):
+    """``{logical: physical}`` of a bus interface."""
+    return {_spirit(p, "logicalPort/name"): _spirit(p, "physicalPort/name")
+            for p in interface.iter(f"{SPIRIT}portMap")}
 
 
 def test_the_accelerator_as_a_vivado_ip(capsys, tmp_path):
     import xml.etree.ElementTree as ET
     from hw.system.accelerator import read_ports
     from model.machine import ZCU102
+    from model.system.registers import MAP_BYTES
     code, out, _ = run(capsys, "--board", "zcu102", "--ip", "--config", "micro",
                        "--out", str(tmp_path))
     assert code == 0 and "component.xml" in out
     ip = tmp_path / "ip"
-    root = ET.parse(ip / "component.xml").getroot()
-    assert root.find(f"{SPIRIT}name").text == "edgemoe_accelerator"
-    interfaces = {i.find(f"{SPIRIT}name").text: i for i in root.iter(f"{SPIRIT}busInterface")}
-    masters = set(read_ports(ZCU102.expert_ports)) | {"output_bus"}
+    text = (ip / "component.xml").read_text()
+    root = ET.fromstring(text)
+    assert [_spirit(root, f) for f in ("vendor", "library", "name")] == [
+        "edgemoe", "user", "edgemoe_accelerator"]
+    # The header says what it was made from.
+    header = text[:text.index("<spirit:component")]
+    assert "<!--" in header and "config micro" in header and "machine zcu102" in header
+    assert "commit " in header and "--" not in header.replace("<!--", "").replace("-->", "")
+    interfaces = _interfaces(root)
+    reads = set(read_ports(ZCU102.expert_ports))
+    masters = reads | {"output_bus"}
     assert set(interfaces) == masters | {"control", "clk", "rst", "irq"}
     kinds = {name: i.find(f"{SPIRIT}busType").get(f"{SPIRIT}name")
              for name, i in interfaces.items()}
     assert {kinds[m] for m in masters | {"control"}} == {"aximm"}
     assert (kinds["clk"], kinds["rst"], kinds["irq"]) == ("clock", "reset", "interrupt")
-    assert interfaces["control"].find(f"{SPIRIT}slave") is not None
-    assert all(interfaces[m].find(f"{SPIRIT}master") is not None for m in masters)
-    ranges = [int(r.text) for r in root.iter(f"{SPIRIT}range")]
-    assert 4096 in ranges and 1 << ZCU102.addr_width in ranges
-    # Every port of the XML is a port of the Verilog module, as wide; every port map names one.
-    verilog = _verilog_ports((ip / "src/edgemoe_accelerator.v").read_text(),
-                             "edgemoe_accelerator")
-    declared = {}
-    for port in root.iter(f"{SPIRIT}port"):
-        left = port.find(f"{SPIRIT}wire/{SPIRIT}vector/{SPIRIT}left")
-        declared[port.find(f"{SPIRIT}name").text] = 1 if left is None else int(left.text) + 1
+    # One slave, with the register block's memory map; a master with an address space per
+    # memory port, its port map only its own channels.
+    control = interfaces["control"].find(f"{SPIRIT}slave/{SPIRIT}memoryMapRef")
+    assert control.get(f"{SPIRIT}memoryMapRef") == "control"
+    (memory_map,) = root.iter(f"{SPIRIT}memoryMap")
+    assert _spirit(memory_map, "name") == "control"
+    assert int(_spirit(memory_map, "addressBlock/range")) == 4096 >= MAP_BYTES
+    spaces = {_spirit(s, "name"): s for s in root.iter(f"{SPIRIT}addressSpace")}
+    assert set(spaces) == masters
+    for name in masters:
+        ref = interfaces[name].find(f"{SPIRIT}master/{SPIRIT}addressSpaceRef")
+        assert ref.get(f"{SPIRIT}addressSpaceRef") == name
+        assert int(_spirit(spaces[name], "range")) == 1 << ZCU102.addr_width
+        assert int(_spirit(spaces[name], "width")) == ZCU102.data_width
+        maps = _port_maps(interfaces[name])
+        assert all(port == f"{name}__{logical.lower()}" for logical, port in maps.items())
+        channels = {logical[0] for logical in maps}
+        assert channels == ({"A", "R"} if name in reads else {"A", "W", "B"}), name
+    assert {"ARADDR", "RDATA", "AWADDR", "WSTRB", "BRESP"} <= set(_port_maps(interfaces["control"]))
+    # Clock, reset, interrupt.
+    clock = _parameters(interfaces["clk"])
+    busifs = clock["ASSOCIATED_BUSIF"].split(":")
+    assert sorted(busifs) == sorted(masters | {"control"}) and len(busifs) == len(set(busifs))
+    assert clock["ASSOCIATED_RESET"] == "rst" and clock["FREQ_HZ"] == "300000000"
+    assert _port_maps(interfaces["clk"]) == {"CLK": "clk"}
+    assert _port_maps(interfaces["rst"]) == {"RST": "rst"}
+    assert _parameters(interfaces["rst"])["POLARITY"] == "ACTIVE_HIGH"
+    assert _port_maps(interfaces["irq"]) == {"INTERRUPT": "irq"}
+    assert _parameters(interfaces["irq"])["SENSITIVITY"] == "LEVEL_HIGH"
+    # Every port of the XML is a port of the Verilog module, as wide, the same way round, and
+    # every port map names one.
+    files = {_spirit(f, "name") for f in root.iter(f"{SPIRIT}file")}
+    assert files == {"src/edgemoe_accelerator.v"}
+    verilog = verilog_ports((ip / "src/edgemoe_accelerator.v").read_text(),
+                            "edgemoe_accelerator")
+    declared = _declared_ports(root)
     assert declared == verilog
-    mapped = [p.find(f"{SPIRIT}physicalPort/{SPIRIT}name").text
-              for p in root.iter(f"{SPIRIT}portMap")]
-    assert set(mapped) <= set(declared) and "control__araddr" in mapped and "irq" in mapped
-    assert "ipx::open_core" in (ip / "package_ip.tcl").read_text()
+    assert declared["control__araddr"] == ("in", 12) and declared["control__rdata"] == ("out", 32)
+    assert declared["weights_bus__rdata"] == ("in", ZCU102.data_width)
+    mapped = [port for i in interfaces.values() for port in _port_maps(i).values()]
+    assert len(mapped) == len(set(mapped)) and set(mapped) <= set(declared)
+    assert set(declared) - set(mapped) == {"progress", "stage"}
+    tcl = (ip / "package_ip.tcl").read_text()
+    assert "ipx::open_core" in tcl and "ipx::check_integrity" in tcl and "ipx::save_core" in tcl
+
+
+class _IpTop(wiring.Component):
+    """A stand-in top for the packager: a register slave, a read master, an interrupt, and
+    members that are not buses (an array of outputs, an input)."""
+
+    def __init__(self):
+        super().__init__({"regs": In(axi4_lite(addr_width=12)),
+                          "dma": Out(axi4_read(addr_width=40, data_width=64)),
+                          "irq": Out(1), "lanes": Out(2).array(2), "x": In(3)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [self.dma.araddr.eq(self.dma.araddr + self.regs.wdata),
+                     self.regs.rdata.eq(self.dma.rdata[:32] ^ self.x),
+                     self.irq.eq(self.regs.wvalid), self.lanes[1].eq(self.x)]
+        return m
+
+
+def test_ip_xml_from_the_signature():
+    """Only AXI members become aximm interfaces; directions follow the flows (a slave's
+    address is an input); the other members are plain ports."""
+    import xml.etree.ElementTree as ET
+    top = _IpTop()
+    top._MustUse__silence = True  # described, not elaborated
+    root = ET.fromstring(component_xml(top, version="1.2.3", addr_width=40, data_width=64,
+                                       made_from={"config": "nano"}))
+    interfaces = _interfaces(root)
+    assert set(interfaces) == {"regs", "dma", "clk", "rst", "irq"}
+    assert interfaces["regs"].find(f"{SPIRIT}slave") is not None
+    assert interfaces["dma"].find(f"{SPIRIT}master") is not None
+    ports = _declared_ports(root)
+    assert ports["regs__araddr"] == ("in", 12) and ports["regs__rdata"] == ("out", 32)
+    assert ports["dma__araddr"] == ("out", 40) and ports["dma__rdata"] == ("in", 64)
+    assert ports["lanes__0"] == ("out", 2) and ports["x"] == ("in", 3)
+    assert ports["clk"] == ports["rst"] == ("in", 1)
+    assert "FREQ_HZ" not in _parameters(interfaces["clk"])
+
+
+def test_ip_package_checks_its_ports_against_the_verilog(tmp_path, monkeypatch):
+    from flow import ip_package
+    files = package_ip(_IpTop(), str(tmp_path), version="1.0", addr_width=40, data_width=64)
+    assert [os.path.relpath(f, tmp_path) for f in files] == [
+        "src/edgemoe_accelerator.v", "component.xml", "package_ip.tcl"]
+    # A port the XML would declare that the Verilog does not have stops the packager.
+    real = ip_package.ports
+    monkeypatch.setattr(ip_package, "ports",
+                        lambda c: real(c) + [("ghost", "out", 1, ("ghost",))])
+    with pytest.raises(ValueError, match=r"disagree with its Verilog \(1\): ghost"):
+        package_ip(_IpTop(), str(tmp_path / "again"), version="1.0", addr_width=40,
+                   data_width=64)
+
+
+def test_verilog_ports_reads_a_module_header():
+    text = ("module other(a);\n  input a;\nendmodule\n"
+            "module top(clk, data, \\x.y , done);\n  input clk;\n  wire clk;\n"
+            "  input [7:0] data;\n  output reg [2:0] done;\n  input inner;\nendmodule\n")
+    assert verilog_ports(text, "top") == {"clk": ("in", 1), "data": ("in", 8),
+                                          "done": ("out", 3)}
+    with pytest.raises(ValueError, match="no module 'missing'"):
+        verilog_ports(text, "missing")
 
 
 def test_plain_verilog_of_a_unit(capsys, tmp_path):
-    path = tmp_path / "counters.v"
+    path = tmp_path / "new_dir" / "counters.v"
     code, _, _ = run(capsys, "--verilog", str(path), "--top", "stage_counters",
                      "--config", "micro")
     assert code == 0
-    ports = _verilog_ports(path.read_text(), "stage_counters")
-    assert ports["clk"] == 1 and ports["ready"] == 4
+    ports = verilog_ports(path.read_text(), "stage_counters")
+    assert ports["clk"] == ("in", 1) and ports["ready"] == ("in", 4)
 
 
 def test_plain_verilog_of_an_unknown_top_lists_the_known(capsys, tmp_path):
     err = usage_error(capsys, "--verilog", str(tmp_path / "x.v"), "--top", "teapot")
     assert "unknown top 'teapot'" in err and "accelerator" in err and "gelu" in err
+    assert "Traceback" not in err and not (tmp_path / "x.v").exists()
