@@ -48,8 +48,8 @@ set.
 **Cycles** (``CYCLES_TOTAL`` and per stage): the total counts from START to done; the stage
 counters (:class:`hw.system.stage_counters.StageCounters`) charge each of those cycles to the
 oldest stage not yet finished, so that EMBED to HEAD add up to the total, and OVERLAP counts the
-cycles in which two or more units run. The total is two
-32-bit halves with a registered carry (no 64-bit carry chain), exact once the run has ended. One
+cycles in which two or more units run. The total is two 32-bit halves with a registered carry
+(no 64-bit carry chain), exact once the run has ended. One
 m3vit-tiny image takes about 3.0 M cycles with the default shape (docs/performance.md);
 throughput is one image at a time.
 """
@@ -518,8 +518,8 @@ class Accelerator(wiring.Component):
         m.d.comb += [stages.start.eq(regs.start), stages.busy.eq(busy),
                      stages.ready.eq(Cat(units[unit.name.lower()].cmd.ready for unit in Unit)),
                      stages.all_routed.eq(moe.all_routed),
-                     regs.stage_cycles.eq(stages.counts), self.stage.eq(stages.oldest)]
-        m.d.comb += [regs.busy.eq(busy | draining), regs.cycles.eq(total)]
+                     regs.stage_cycles.eq(stages.counts), self.stage.eq(stages.oldest),
+                     regs.busy.eq(busy | draining), regs.cycles.eq(total)]
 
         # Faults: an AXI error, a dropped DMA command or a rejected command ends the run, two
         # cycles after it is seen (the abort resets the whole datapath: it comes from a

@@ -83,9 +83,8 @@ class MoeHalf(wiring.Component):
     all_routed : ``Out(1)``
         A register: every token of the current (or last) command is routed (the expert queues
         offer their first entry), so the experts run (or the rows leave); cleared by the next
-        command. Before it, the half is gating
-        (LayerNorm, gate logits, softmax, top-k): the accelerator's stage counters charge GATE
-        or MOE by it.
+        command. Before it, the half is gating (LayerNorm, gate logits, softmax, top-k): the
+        accelerator's stage counters charge GATE or MOE by it.
     calls_taken : ``Out(1)``
         Every compute-unit call of this run has been accepted (the gate's and two per active
         expert): a sequencer sharing the compute unit may queue the next stage's calls.

@@ -36,7 +36,9 @@ from model.machine import machine_by_name
 from model.golden import forward
 from model.numerics import DEFAULT
 from model.quantize import quantize
+from model.schedule import Unit
 from model.system.registers import ErrorCode, Identity
+from model.system.stage_counters import stage_units
 from model.weight_image import pack
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
                            synthetic_image)
@@ -281,12 +283,13 @@ async def watch_stages(dut, changes, bytes_read):
                         bytes_read()))
 
 
-def stage_names(model):
+def stage_names(model, machine):
     """The name of each stage of a run (the index of ``dut.stage``): ``embed``, then per block
     ``block b attention`` and ``block b mlp`` or ``block b moe``, then ``head``."""
-    names = ["embed"]
-    for b in range(model.depth):
-        names += [f"block {b} attention", f"block {b} {'moe' if model.is_moe(b) else 'mlp'}"]
+    names, block = [], -1
+    for unit in stage_units(model, machine):
+        block += unit == Unit.ATTENTION
+        names.append("embed" if unit == Unit.EMBED else f"block {block} {unit.name.lower()}")
     return names + ["head"]
 
 
@@ -337,8 +340,8 @@ async def test_inference(dut):
         assert counters.stages["HEAD"] > 0 and (counters.stages["GATE"] > 0) == moe_blocks, (
             counters.stages)
         depth, (_, first) = system.model.depth, marks[0]
-        cycles, read = charged_per_stage(changes, stage_names(system.model), counters.total,
-                                         bytes_read())
+        cycles, read = charged_per_stage(changes, stage_names(system.model, system.machine),
+                                         counters.total, bytes_read())
         runs.append({
             "task": task, "wall_seconds": round(time.perf_counter() - start, 1),
             "total_cycles": counters.total, "stage_cycles": counters.stages,
