@@ -1,16 +1,19 @@
 """Benchmark: one full inference of the whole accelerator in cycle-accurate simulation.
 
-    python -m sim.bench [--config m3vit-tiny] [--machine zcu102] [--task 0] [--json]
-                        [--plot FILE.svg] [--from-json REPORT]
+    python -m sim.bench [--config m3vit-tiny] [--machine zcu102] [--task 0]
+                        [--memory zcu102-ddr4|ideal] [--json] [--plot FILE.svg]
+                        [--from-json REPORT]
 
-Builds the machine (Verilator, cached), runs one inference through the host driver against DRAM
-models, checks the output against ``model.golden.forward`` bit for bit, and prints the total
-cycles, the cycles per stage (the machine's counters) and per block (charged as the counters
-charge them: to the oldest unfinished stage), the MAC utilisation against the array's floor (in
-all and per block), the DRAM bytes read and written, and
-the wall time. With the published weights in ``../shared`` (m3vit-tiny) they are used, the
-missing expert matrices synthetic. ``--plot`` draws the report (:mod:`flow.plots`); on a
-terminal a progress bar shows the block being simulated, the cycles so far and the time left.
+Builds the machine (Verilator, cached), runs one inference through the host driver against a
+DRAM model (:mod:`sim.ddr`: the ZCU102's DDR4 by default, ``--memory ideal`` for a memory with
+no latency and no bandwidth cap), checks the output against ``model.golden.forward`` bit for
+bit, and prints the total cycles, the cycles per stage (the machine's counters) and per block
+(charged as the counters charge them: to the oldest unfinished stage), the MAC utilisation
+against the array's floor (in all and per block), the DRAM bytes read and written, the bytes
+per cycle of each port, the cycles in which a port waited for memory, and the wall time. With
+the published weights in ``../shared`` (m3vit-tiny) they are used, the missing expert matrices
+synthetic. ``--plot`` draws the report (:mod:`flow.plots`); on a terminal a progress bar shows
+the block being simulated, the cycles so far and the time left.
 """
 
 import argparse
@@ -27,6 +30,7 @@ from flow.progress import ProgressBar, every
 from model.config import CONFIGS, config_by_name
 from model.machine import MACHINES, ZCU102, machine_by_name
 from model.system.registers import PARTITION
+from sim.ddr import MEMORIES, ZCU102_DDR4, memory_by_name
 from sim.runner import _tail, run
 
 __all__ = ["benchmark", "by_block", "floor_cycles", "floor_cycles_per_stage", "touched_bytes",
@@ -104,14 +108,16 @@ def touched_bytes(qm, image, task, machine=ZCU102):
     return total + sum(lay[n].length for n in names)
 
 
-def benchmark(config_name="m3vit-tiny", task=0, progress=None, machine_name=ZCU102.name):
+def benchmark(config_name="m3vit-tiny", task=0, progress=None, machine_name=ZCU102.name,
+              memory_name=ZCU102_DDR4.name):
     """Run the benchmark; returns a report dict. ``progress(stage, cycles)`` is called once a
     second while it simulates (:func:`following`)."""
     from model.weights import shared_weights_dir
     from sim.benches.accelerator import make_design, model_and_images
     model = config_by_name(config_name)
     machine = machine_by_name(machine_name)
-    config = dict(model=config_name, machine=machine_name, tasks=[task],
+    memory = memory_by_name(memory_name)
+    config = dict(model=config_name, machine=machine_name, tasks=[task], memory=memory.name,
                   max_cycles=20_000_000)
     if config_name == "m3vit-tiny" and shared_weights_dir() is not None:
         config["weights"] = "edge-moe"
@@ -134,10 +140,13 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None, machine_name=ZCU1
     launches = sorted(result["launch_cycles"].items(), key=lambda item: item[1])
     per_block = {name: nxt - cycle for (name, cycle), (_, nxt) in zip(launches, launches[1:])}
     cycles = by_block(result["charged_cycles"])
+    total = result["total_cycles"]
+    waits = result["memory_wait_cycles"]
     read_per_block = by_block(result["charged_bytes_read"])
     return {
         "config": config_name, "machine": machine.name, "task": task,
         "weights": config.get("weights", "synthetic"),
+        "memory": memory.name, "memory_description": memory.describe(machine.clock_mhz),
         "total_cycles": result["total_cycles"], "stage_cycles": result["stage_cycles"],
         "cycles_between_launches": per_block,
         "floor_cycles": floor, "mac_utilisation": round(floor / result["total_cycles"], 4),
@@ -152,6 +161,11 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None, machine_name=ZCU1
         "dram_read_over_touched": round(read / touched, 4),
         "dram_bytes_read_per_port": result["bytes_read"],
         "dram_bytes_written": result["bytes_written"],
+        "dram_bytes_per_cycle_per_port": {
+            **{name: round(n / total, 3) for name, n in result["bytes_read"].items()},
+            "output_bus": round(result["bytes_written"] / total, 3)},
+        "memory_wait_cycles": waits,
+        "memory_wait_share": None if waits is None else round(waits / total, 4),
         "weight_image_load_bytes": sum(report["setup_bytes_read"].values()),
         "inference_wall_seconds": result["wall_seconds"],
         "total_wall_seconds": round(wall, 1),
@@ -223,6 +237,9 @@ def main(argv=None):
                                      description=__doc__.split("\n\n")[0])
     add_model_arguments(parser)
     parser.add_argument("--task", type=int, default=0)
+    parser.add_argument("--memory", default=ZCU102_DDR4.name, choices=list(MEMORIES),
+                        help=f"DRAM timing (sim/ddr.py; default {ZCU102_DDR4.name}; ideal: no "
+                             f"latency, no bandwidth cap)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--plot", metavar="FILE",
                         help="also draw the report (.svg, .png or .pdf): cycles per stage and "
@@ -247,7 +264,7 @@ def main(argv=None):
         bar, progress = progress_bar(model.depth, enabled=not args.json)
         try:
             r = benchmark(args.config, args.task, progress=progress,
-                          machine_name=args.machine)
+                          machine_name=args.machine, memory_name=args.memory)
         finally:
             bar.close()
     if args.plot:
@@ -261,6 +278,8 @@ def main(argv=None):
     print(f"{r['config']} on {r['machine']}, task {r['task']} ({r['weights']} weights): "
           f"{r['total_cycles']:,} "
           f"cycles, bit-exact with model.golden.forward")
+    if "memory_description" in r:                     # reports before sim.ddr have none
+        print(f"  memory {r['memory_description']}")
     print(f"  floor of the array (every linear layer at 100 %): {r['floor_cycles']:,} cycles; "
           f"MAC utilisation {r['mac_utilisation']:.1%}")
     print("  cycles per stage (each cycle charged to the oldest unfinished stage): " +
@@ -273,6 +292,11 @@ def main(argv=None):
     print(f"  DRAM: {r['dram_bytes_read']:,} bytes read "
           f"({', '.join(f'{k} {v:,}' for k, v in r['dram_bytes_read_per_port'].items())}), "
           f"{r['dram_bytes_written']:,} written")
+    print("  DRAM bytes per cycle: " + ", ".join(
+        f"{k} {v:.2f}" for k, v in r.get("dram_bytes_per_cycle_per_port", {}).items()))
+    if r.get("memory_wait_cycles") is not None:
+        print(f"  cycles in which a port waited for memory: {r['memory_wait_cycles']:,} "
+              f"({r['memory_wait_share']:.1%})")
     print(f"  DRAM read / (weights touched + image, {r['dram_bytes_touched']:,} bytes): "
           f"{r['dram_read_over_touched']:.4f}")
     print(f"  wall time: {r['inference_wall_seconds']} s for the inference, "

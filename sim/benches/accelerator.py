@@ -1,11 +1,13 @@
 """cocotb bench of the whole accelerator (:class:`hw.system.accelerator.Accelerator`): full
 inferences from DRAM to DRAM against :func:`model.golden.forward`, bit for bit.
 
-DRAM is one memory behind cocotbext-axi RAM models on every AXI port; the host is
-:class:`host.driver.Driver` over :class:`host.memory.CocotbBus` (an ``AxiLiteMaster`` on the
-register block). The configuration names the model (``micro`` or ``m3vit-tiny``; published
-weights with ``weights="edge-moe"``, else synthetic), and optionally ``pause`` (probability of a
-pause on every AXI channel, for random back-pressure and latency). With ``$EDGEMOE_MEASURE_OUT``
+DRAM is one memory behind cocotbext-axi RAM models on every AXI port, with the timing of
+``config["memory"]`` (a :data:`sim.ddr.MEMORIES` name; default ``ideal``, the RAM as it is);
+the host is :class:`host.driver.Driver` over :class:`host.memory.CocotbBus` (an
+``AxiLiteMaster`` on the register block). The configuration names the model (``micro`` or
+``m3vit-tiny``; published weights with ``weights="edge-moe"``, else synthetic), and optionally
+``pause`` (probability of a pause on every AXI channel, for random back-pressure and latency;
+with the ideal memory only). With ``$EDGEMOE_MEASURE_OUT``
 set, :func:`test_inference` writes its measurements there as JSON (``python -m sim.bench``).
 Every test checks the VALID/READY rule on every channel the machine drives
 (:class:`sim.protocol.HandshakeChecker`).
@@ -25,8 +27,7 @@ import numpy as np
 from cocotb.triggers import (ClockCycles, Edge, ReadOnly, RisingEdge, SimTimeoutError,
                              with_timeout)
 from cocotb.utils import get_sim_time
-from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiRamRead, AxiRamWrite, AxiReadBus,
-                           AxiResp, AxiWriteBus)
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiReadBus, AxiResp, AxiWriteBus
 
 from host.driver import AcceleratorError, Buffers, Driver, MachineBusy
 from host.memory import CocotbBus
@@ -42,6 +43,7 @@ from model.system.stage_counters import stage_units
 from model.weight_image import pack
 from model.weights import (load_edge_moe, load_image, shared_weights_dir, synthetic,
                            synthetic_image)
+from sim.ddr import DdrRead, DdrWrite, Timing, memory_by_name, waited
 from sim.protocol import HandshakeChecker, axi_master_channels
 from sim.runner import bench_config
 from sim.stream import PERIOD_NS, assert_bit_exact, clock_and_reset
@@ -117,7 +119,7 @@ def answer_errors_with(channel, resp_field, response):
     channel.send = send_with
 
 
-class FaultyRead(AxiRamRead):
+class FaultyRead(DdrRead):
     """DRAM read port that counts the bytes it reads, answers an error (``fault_resp``, SLVERR
     by default) at or above ``fault_at`` (None: never), and SLVERR outside the read windows of
     ``windows`` (a :class:`DmaWindows`)."""
@@ -140,7 +142,7 @@ class FaultyRead(AxiRamRead):
         return await super()._read(address, length)
 
 
-class CountingWrite(AxiRamWrite):
+class CountingWrite(DdrWrite):
     """DRAM write port that counts the bytes it writes, answers an error (``fault_resp``,
     SLVERR by default) at or above ``fault_at`` (None: never) and SLVERR outside the output
     buffer (``windows``)."""
@@ -173,11 +175,14 @@ class System:
         self.shape = self.machine.image_shape
         self.buffers = Buffers.plan(BASE, self.model, self.machine)
         self.dram = mmap.mmap(-1, self.buffers.end)
+        self.memory = memory_by_name(config.get("memory", "ideal"))
+        timing = None if self.memory.ideal else Timing(
+            self.memory, self.machine.clock_mhz, PERIOD_NS, self.machine.beat_bytes)
         self.reads = {name: FaultyRead(AxiReadBus.from_prefix(dut, f"{name}_"), dut.clk,
-                                       dut.rst, mem=self.dram)
+                                       dut.rst, mem=self.dram, timing=timing)
                       for name in read_ports(self.machine.expert_ports)}
         self.write = CountingWrite(AxiWriteBus.from_prefix(dut, "output_bus_"), dut.clk, dut.rst,
-                                   mem=self.dram)
+                                   mem=self.dram, timing=timing)
         self.windows = DmaWindows(self.buffers, Identity.of(self.model, self.machine))
         for ram in (*self.reads.values(), self.write):
             ram.windows = self.windows
@@ -191,6 +196,9 @@ class System:
             channel for port in (*self.reads, "output_bus")
             for channel in axi_master_channels(dut, port)])
         pause = config.get("pause", 0.0)
+        if pause and timing is not None:
+            raise ValueError("random pauses are for the ideal memory; a timed memory makes "
+                             "its own")
         if pause:
             rng = random.Random(7)
 
@@ -319,7 +327,7 @@ async def test_inference(dut):
     for task in config.get("tasks", range(system.model.tasks)):
         image = images[len(runs) % len(images)]
         for ram in system.reads.values():
-            ram.bytes_read = 0
+            ram.bytes_read, ram.intervals = 0, []
         system.write.bytes_written = 0
         marks, changes = [], []
 
@@ -328,7 +336,7 @@ async def test_inference(dut):
         watchers = [cocotb.start_soon(watch_progress(dut, marks,
                                                      os.environ.get("EDGEMOE_PROGRESS"))),
                     cocotb.start_soon(watch_stages(dut, changes, bytes_read))]
-        start = time.perf_counter()
+        start, started = time.perf_counter(), get_sim_time("ns") / PERIOD_NS
         await system.infer(qm, image, task)
         for watcher in watchers:
             watcher.cancel()
@@ -349,7 +357,10 @@ async def test_inference(dut):
                                else f"block {v - 1}"): c - first for v, c in marks},
             "charged_cycles": cycles, "charged_bytes_read": read,
             "bytes_read": {name: ram.bytes_read for name, ram in system.reads.items()},
-            "bytes_written": system.write.bytes_written})
+            "bytes_written": system.write.bytes_written,
+            "memory": system.memory.name,
+            "memory_wait_cycles": None if system.memory.ideal else waited(
+                system.reads.values(), started, get_sim_time("ns") / PERIOD_NS)})
         dut._log.info(f"{system.model.name} task {task}: {runs[-1]}")
     if os.environ.get("EDGEMOE_MEASURE_OUT"):
         with open(os.environ["EDGEMOE_MEASURE_OUT"], "w") as f:
