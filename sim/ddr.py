@@ -14,8 +14,8 @@ How a read burst is answered under a model:
 
 - the port accepts a burst (AR handshake) while fewer than ``outstanding`` of its bursts are
   unfinished, and answers them in order;
-- the burst's first beat is given ``latency`` cycles after its request was accepted at the
-  earliest;
+- the burst's first beat is on the bus ``latency`` cycles after its request was accepted, at
+  the earliest (the ideal memory takes two);
 - every beat, on every port and in either direction, takes its bytes from one token bucket
   refilled at ``bytes_per_cycle`` (the DDR's sustained rate at the machine's clock) and holding
   at most one cycle's worth plus one beat, so no port can bank idle time; ports are served in
@@ -24,8 +24,9 @@ How a read burst is answered under a model:
   back-pressure costs the memory nothing.
 
 A port *waits for memory* while it has a burst accepted whose next beat the memory has not
-yet given (the latency, or the bandwidth taken by others); :meth:`DdrRead.waits` records those
-intervals, and :func:`waited` gives the cycles in which any port waited.
+yet given though the master could take it, beyond the one cycle any memory takes (the latency,
+or the bandwidth taken by others); :attr:`DdrRead.intervals` records those spans, and
+:func:`waited` gives the cycles in which any port waited.
 
 Writes draw on the same bandwidth but are posted: their latency is not modelled (the machine
 writes 99 KB per m3vit-tiny image, and waits for no write response before the last).
@@ -197,7 +198,7 @@ class DdrRead(AxiRamRead):
                 self._deliver_cr.cancel()
                 self._deliver_cr = None
             self.bursts.clear()
-            self.ar_channel.pause = False
+            self._limit_acceptance()
         elif self._deliver_cr is None:
             self._deliver_cr = cocotb.start_soon(self._deliver())
 
@@ -207,8 +208,16 @@ class DdrRead(AxiRamRead):
         while True:
             ar = await self.ar_channel.recv()
             self.bursts.append((ar, self.timing.now()))
-            self.ar_channel.pause = len(self.bursts) >= self.timing.outstanding
+            self._limit_acceptance()
             self._arrived.set()
+
+    def _limit_acceptance(self):
+        # cocotbext-axi's sink sets ARREADY after each handshake from its queue's fill and from
+        # ``pause`` as it was a cycle before: a one-entry limit from the last free place on
+        # drops ARREADY right after the burst that fills the port, and ``pause`` holds it low.
+        taken, limit = len(self.bursts), self.timing.outstanding
+        self.ar_channel.queue_occupancy_limit = 1 if taken >= limit - 1 else -1
+        self.ar_channel.pause = taken >= limit
 
     async def _deliver(self):
         t = self.timing
@@ -222,9 +231,9 @@ class DdrRead(AxiRamRead):
                 while self.r_channel.full():                # the master holds the data back
                     self.r_channel.dequeue_event.clear()
                     await self.r_channel.dequeue_event.wait()
-                since = t.now()
-                if n == 0 and since < accepted + t.latency:
-                    await Timer((accepted + t.latency - since) * t.period, "ns")
+                since, first = t.now(), accepted + t.latency - 1   # given a cycle before the bus
+                if n == 0 and since < first:
+                    await Timer((first - since) * t.period, "ns")
                 await t.bandwidth.take(self.byte_lanes)
                 if t.now() > since:
                     self.intervals.append((since, t.now()))
@@ -237,7 +246,7 @@ class DdrRead(AxiRamRead):
                 r.rdata = int.from_bytes(data, "little")
                 self.r_channel.send_nowait(r)
             self.bursts.popleft()
-            self.ar_channel.pause = len(self.bursts) >= t.outstanding
+            self._limit_acceptance()
 
 
 class DdrWrite(AxiRamWrite):
