@@ -16,7 +16,8 @@ A new shape is one call: ``ZCU102.replace(attention_slots=8)``.
 
 from dataclasses import dataclass, fields, replace
 
-__all__ = ["MachineConfig", "ZCU102", "ULX3S_SELFTEST", "SMALL", "MACHINES", "machine_by_name"]
+__all__ = ["MachineConfig", "ZCU102", "ZCU102_512", "ULX3S_SELFTEST", "SMALL", "MACHINES",
+           "machine_by_name"]
 
 
 def _require(condition, field, rule):
@@ -39,8 +40,9 @@ class MachineConfig:
     array_rows, array_cols : int
         The shared multiply-accumulate array (:class:`hw.units.compute_unit.ComputeUnit`): inputs
         times outputs per cycle, powers of two. Activations travel between units in beats of
-        ``array_rows`` values, so the machine needs a square array today (the compute unit
-        alone takes any shape).
+        ``array_rows`` values, the array's inputs per cycle; an array wider than tall
+        (``array_cols`` a multiple of ``array_rows``) gives each tile's results in beats of
+        that width, so the rest of the machine does not see the difference.
     attention_slots : int
         Query slots P of the reordered attention engine. They fix the order in which a row's
         scores reach the single-pass softmax, so the golden model needs them to be bit-exact.
@@ -74,9 +76,10 @@ class MachineConfig:
         for name in ("array_rows", "array_cols"):
             _require(_power_of_two(getattr(self, name)), name,
                      f"must be a power of two, not {getattr(self, name)}")
-        _require(self.array_rows == self.array_cols, "array_cols",
-                 f"the machine's units pass activations in beats of one width, so the array "
-                 f"must be square ({self.array_rows} x {self.array_cols} is not)")
+        _require(self.array_cols >= self.array_rows, "array_cols",
+                 f"the machine's units pass activations in beats of the array's rows, so the "
+                 f"array must be at least as wide as tall ({self.array_rows} x "
+                 f"{self.array_cols} is not)")
         _require(self.data_width in (64, 128, 256, 512), "data_width",
                  f"must be 64, 128, 256 or 512 bits, not {self.data_width}")
         _require(24 <= self.addr_width <= 64, "addr_width",
@@ -92,7 +95,7 @@ class MachineConfig:
 
     @property
     def lanes(self):
-        """Values per activation beat (the array's rows; it is square)."""
+        """Values per activation beat: the array's rows."""
         return self.array_rows
 
     @property
@@ -141,6 +144,12 @@ class MachineConfig:
 #: ports with two for the experts.
 ZCU102 = MachineConfig("zcu102")
 
+#: The 512-MAC ZCU102 machine: a 16 x 32 array (16 inputs by 32 outputs per cycle, so that
+#: activations still travel 16 wide), eight query slots to keep the attention engine ahead of
+#: the faster array, and four expert ports (64 bytes per cycle, above what the DDR4 gives: the
+#: MoE layers take all it has).
+ZCU102_512 = MachineConfig("zcu102-512", array_cols=32, attention_slots=8, expert_ports=4)
+
 #: The ULX3S 85F self-test (LFE5U-85F: 156 18 x 18 multipliers): a 2 x 2 array, one query slot,
 #: 64-bit ports, one expert port (a 2 x 2 tile of weights is one 64-bit beat), 25 MHz board
 #: clock. A 4 x 4 array placed but did not route (docs/build.md).
@@ -152,7 +161,7 @@ ULX3S_SELFTEST = MachineConfig("ulx3s-selftest", array_rows=2, array_cols=2, att
 SMALL = MachineConfig("small", array_rows=8, array_cols=8, attention_slots=2, data_width=64,
                       expert_ports=1, clock_mhz=300.0)
 
-MACHINES = {m.name: m for m in (ZCU102, ULX3S_SELFTEST, SMALL)}
+MACHINES = {m.name: m for m in (ZCU102, ZCU102_512, ULX3S_SELFTEST, SMALL)}
 
 
 def machine_by_name(name):

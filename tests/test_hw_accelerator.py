@@ -19,3 +19,15 @@ test_micro_memory_pauses = cocotb_tests(
 test_micro_small_machine = cocotb_tests(
     "sim.benches.accelerator", lambda **c: make_design(c),
     configs=[dict(MICRO, machine="small")], tests=["test_inference"])
+
+#: The same machine behind the ZCU102's DDR4 timing (sim.ddr: latency, one bandwidth for every
+#: port, outstanding bursts): bit-exact, nothing outside the buffers.
+test_micro_ddr = cocotb_tests(
+    "sim.benches.accelerator", lambda **c: make_design(c),
+    configs=[dict(MICRO, memory="zcu102-ddr4")], tests=["test_inference"])
+
+#: The 512-MAC machine (model.machine.ZCU102_512: a 16 x 32 array, results in beats of 16, eight
+#: attention slots, four expert ports), behind the DDR4 timing: bit-exact.
+test_micro_512_machine = cocotb_tests(
+    "sim.benches.accelerator", lambda **c: make_design(c),
+    configs=[dict(MICRO, machine="zcu102-512", memory="zcu102-ddr4")], tests=["test_inference"])

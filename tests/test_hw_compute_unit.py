@@ -10,14 +10,19 @@ from sim.runner import cocotb_tests
 SMALL = dict(rows=4, cols=4, max_in=20, max_out=12, max_weights=None, max_tokens=16,
              weight_lanes=4)
 
+#: Wider than tall, with its results in beats of its rows (as a machine wider than tall).
+WIDE = dict(SMALL, cols=8, out_lanes=4, weight_lanes=8, max_weights=320, with_gelu=True)
+
 test_compute_unit = cocotb_tests("sim.benches.compute_unit", lambda **c: make_unit(c),
-                                 configs=[SMALL, dict(SMALL, with_gelu=True)])
+                                 configs=[SMALL, dict(SMALL, with_gelu=True), WIDE])
 
 
 @pytest.mark.parametrize("change, message", [
     (dict(rows=6), "rows must be a power of two"),
     (dict(cols=0), "cols must be a positive integer"),
     (dict(weight_lanes=3), "weight_lanes .3. must divide rows . cols .16."),
+    (dict(out_lanes=3), "out_lanes must be a power of two"),
+    (dict(out_lanes=8), r"out_lanes \(8\) must divide cols \(4\)"),
     (dict(max_in=-1), "max_in must be a positive integer"),
 ])
 def test_bad_construction(change, message):

@@ -3,7 +3,8 @@
 import pytest
 
 from model.config import MICRO
-from model.machine import MACHINES, SMALL, ULX3S_SELFTEST, ZCU102, MachineConfig, machine_by_name
+from model.machine import (MACHINES, SMALL, ULX3S_SELFTEST, ZCU102, ZCU102_512, MachineConfig,
+                           machine_by_name)
 from model.weight_image import layout
 
 
@@ -11,7 +12,8 @@ def test_presets():
     assert ZCU102.macs == 256 and ZCU102.beat_bytes == 16 and ZCU102.weight_lanes == 16
     assert ULX3S_SELFTEST.macs == 4 and ULX3S_SELFTEST.weight_lanes == 4
     assert SMALL.lanes == 8 and SMALL.expert_ports == 1
-    assert set(MACHINES) == {"zcu102", "ulx3s-selftest", "small"}
+    assert ZCU102_512.macs == 512 and ZCU102_512.lanes == 16 and ZCU102_512.weight_lanes == 32
+    assert set(MACHINES) == {"zcu102", "zcu102-512", "ulx3s-selftest", "small"}
     assert machine_by_name("small") is SMALL
     assert "300 MHz" in ZCU102.describe()
 
@@ -36,7 +38,7 @@ def test_replace_renames_and_validates():
 
 @pytest.mark.parametrize("change, message", [
     (dict(array_rows=12, array_cols=12), "array_rows: must be a power of two"),
-    (dict(array_rows=32), "array_cols: .* must be square"),
+    (dict(array_rows=32), "array_cols: .* at least as wide as tall .32 x 16 is not."),
     (dict(data_width=96), "data_width: must be 64, 128, 256 or 512"),
     (dict(addr_width=16), "addr_width: must be in 24..64"),
     (dict(expert_ports=9), "expert_ports: must be in 1..8"),

@@ -156,7 +156,7 @@ class Accelerator(wiring.Component):
             max_out=max(dims[1:] + (cfg.experts,)),
             max_weights=max(cfg.patch_in * cfg.dim, cfg.dim * cfg.mlp_hidden,
                             cfg.dim * cfg.expert_hidden),
-            max_tokens=cfg.tokens, weight_lanes=weight_lanes, gelu=Gelu)
+            max_tokens=cfg.tokens, weight_lanes=weight_lanes, out_lanes=lanes, gelu=Gelu)
         shared = dict(lanes=lanes, compute=self.compute)
         self.embed = PatchEmbed(channels=cfg.image_channels, patch=cfg.patch, dim=cfg.dim,
                                 max_patches=cfg.patches, weight_lanes=weight_lanes,
@@ -321,7 +321,7 @@ class Accelerator(wiring.Component):
                                                      max_beats=max_beats))
         params_reader = add("params_reader", AxiReader(addr_width=aw, data_width=dw,
                                                        max_beats=max_beats))
-        fetch = add("fetch", LinearFetch(cols=L, acc_width=cu.acc_width, data_width=dw,
+        fetch = add("fetch", LinearFetch(cols=cu.cols, acc_width=cu.acc_width, data_width=dw,
                                          addr_width=aw, max_beats=max_beats))
         # The writer is not reset with the datapath: while draining it issues no new burst and
         # finishes those it has started (with zeros), then it is reset with the ports.

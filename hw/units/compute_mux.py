@@ -107,8 +107,15 @@ class ComputeMux(wiring.Component):
             m.d.sync += [owner0.eq(chosen), taken.eq(cmd)]
         chunks = Signal(range(tiles(unit.max_in, R) + 1))
         out_tiles = Signal(range(tiles(unit.max_out, C) + 1))
+        # A tile's results come as C / O beats (ComputeUnit.out_lanes), the padded ones left
+        # out: an output dimension of out_dim takes ceil(out_dim / O) beats per token.
+        O = unit.out_lanes
         m.d.sync += [chunks.eq((taken.in_dim + R - 1) >> exact_log2(R)),
                      out_tiles.eq((taken.out_dim + C - 1) >> exact_log2(C))]
+        out_beats = out_tiles
+        if O != C:
+            out_beats = Signal(range(tiles(unit.max_out, O) + 1))
+            m.d.sync += out_beats.eq((taken.out_dim + O - 1) >> exact_log2(O))
         tokens = delay(m, taken.tokens, 1, name="tokens")
         steps = [accepted]                            # steps[n]: the command n stages on
         for stage in range(1, 5):
@@ -120,7 +127,7 @@ class ComputeMux(wiring.Component):
         groups = R * C // unit.weight_lanes            # beats of w per tile
         beats = {}
         for name, a, b in (("w", chunks * groups, out_tiles), ("x", tokens, chunks),
-                           ("o", out_tiles, tokens)):
+                           ("o", out_beats, tokens)):
             mul = Multiplier(a_width=len(a), b_width=len(b), signed=False, a_enable=True)
             m.submodules[f"{name}_beats"] = mul
             m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.en.eq(1), mul.a_en.eq(steps[2])]

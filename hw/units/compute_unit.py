@@ -17,8 +17,11 @@ so a call takes ``tokens * ceil(out/cols) * ceil(in/rows)`` cycles plus the pipe
   from its bias word and the output is a plain arithmetic shift: one rounding, half up.
 * **Token rows** stream in on ``x``, ``ceil(in/rows)`` beats per token, into a double row
   buffer: the next token loads while the current one computes.
-* **Results** leave on ``o``, one beat of ``cols`` values per token and output tile, shifted,
-  saturated to the call's output width and, if asked, passed through GELU.
+* **Results** leave on ``o``, shifted, saturated to the call's output width and, if asked,
+  passed through GELU: per token and output tile, ``cols / out_lanes`` beats of ``out_lanes``
+  values (one beat of ``cols`` by default), the beats that would hold only padding left out, so
+  that a call gives ``tokens * ceil(out/out_lanes)`` beats. A machine whose activations travel in
+  beats of ``rows`` values takes them ``out_lanes = rows`` wide from an array wider than tall.
 
 Commands (``cmd``) are checked: a dimension of zero or beyond the buffers, a token count of zero or
 beyond ``max_tokens``, a shift of zero or an output width the unit cannot give are dropped, with
@@ -53,7 +56,7 @@ weight stream needs ``ceil(out/cols) * ceil(in/rows) * rows * cols / weight_lane
 behind the previous call when that call is at least as long).
 """
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2, exact_log2
@@ -85,6 +88,8 @@ class ComputeUnit(wiring.Component):
         Largest token count of one call.
     weight_lanes : int
         Weights per beat of ``w``; must divide ``rows * cols``.
+    out_lanes : int or None
+        Values per beat of ``o``, a power of two dividing ``cols``; default ``cols``.
     act : Fixed
         Activation format (``x``, ``o``); default ``model.numerics.DEFAULT.act``.
     weight_width : int
@@ -99,7 +104,7 @@ class ComputeUnit(wiring.Component):
     w : ``In(stream.Signature(ArrayLayout(signed(weight_width), weight_lanes)))``
     b : ``In(stream.Signature(ArrayLayout(signed(acc_width), cols)))``
     x : ``In(stream.Signature(ArrayLayout(signed(act.width), rows)))``
-    o : ``Out(stream.Signature(ArrayLayout(signed(act.width), cols)))``
+    o : ``Out(stream.Signature(ArrayLayout(signed(act.width), out_lanes)))``
     error : ``Out(1)``
         Sticky: a command was dropped because the unit cannot run it.
     busy : ``Out(1)``
@@ -108,20 +113,24 @@ class ComputeUnit(wiring.Component):
 
     def __init__(self, *, rows=16, cols=16, max_in=768, max_out=768, max_weights=768 * 192,
                  max_tokens=256,
-                 weight_lanes=8, act=DEFAULT.act, weight_width=16, gelu=None):
+                 weight_lanes=8, out_lanes=None, act=DEFAULT.act, weight_width=16, gelu=None):
         max_weights = max_in * max_out if max_weights is None else max_weights
+        out_lanes = cols if out_lanes is None else out_lanes
         for name, value in (("rows", rows), ("cols", cols), ("max_in", max_in),
                             ("max_out", max_out), ("max_weights", max_weights),
                             ("max_tokens", max_tokens),
-                            ("weight_lanes", weight_lanes), ("weight_width", weight_width)):
+                            ("weight_lanes", weight_lanes), ("out_lanes", out_lanes),
+                            ("weight_width", weight_width)):
             checks.positive("ComputeUnit", name, value)
-        for name, value in (("rows", rows), ("cols", cols)):
+        for name, value in (("rows", rows), ("cols", cols), ("out_lanes", out_lanes)):
             if value & (value - 1):
                 raise ValueError(f"ComputeUnit {name} must be a power of two, not {value}")
+        if out_lanes > cols:
+            raise ValueError(f"ComputeUnit out_lanes ({out_lanes}) must divide cols ({cols})")
         if (rows * cols) % weight_lanes:
             raise ValueError(f"ComputeUnit weight_lanes ({weight_lanes}) must divide "
                              f"rows * cols ({rows * cols})")
-        self._rows, self._cols = rows, cols
+        self._rows, self._cols, self._out_lanes = rows, cols, out_lanes
         self._max_in, self._max_out, self._max_tokens = max_in, max_out, max_tokens
         self._max_weights = max_weights
         self._weight_lanes, self._act, self._weight_width = weight_lanes, act, weight_width
@@ -141,13 +150,14 @@ class ComputeUnit(wiring.Component):
             "w": In(stream.Signature(data.ArrayLayout(signed(weight_width), weight_lanes))),
             "b": In(stream.Signature(data.ArrayLayout(signed(self._acc_width), cols))),
             "x": In(stream.Signature(data.ArrayLayout(signed(act.width), rows))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(act.width), cols))),
+            "o": Out(stream.Signature(data.ArrayLayout(signed(act.width), out_lanes))),
             "error": Out(1),
             "busy": Out(1),
         })
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
+    out_lanes = property(lambda self: self._out_lanes)
     max_in = property(lambda self: self._max_in)
     max_out = property(lambda self: self._max_out)
     acc_width = property(lambda self: self._acc_width)
@@ -185,9 +195,10 @@ class ComputeUnit(wiring.Component):
         log_r, log_c = exact_log2(self._rows), exact_log2(self._cols)
         in_chunks = (field("in_dim") + self._rows - 1) >> log_r
         out_tiles = (field("out_dim") + self._cols - 1) >> log_c
+        out_beats = (field("out_dim") + self._out_lanes - 1) >> exact_log2(self._out_lanes)
         groups = self._rows * self._cols // self._weight_lanes
         return {"w": in_chunks * out_tiles * groups, "b": out_tiles,
-                "x": field("tokens") * in_chunks, "o": field("tokens") * out_tiles}
+                "x": field("tokens") * in_chunks, "o": field("tokens") * out_beats}
 
     def command(self, *, in_dim, out_dim, tokens, shift, out_width=None, gelu=False):
         """A checked command payload (dict) for one call; ValueError names what is wrong."""
@@ -408,16 +419,21 @@ class ComputeUnit(wiring.Component):
 
         # --- Pipeline ------------------------------------------------------------------------
         # ``hi``: the largest output of the call's width, the saturation bound.
+        # ``more[k]``: the tile's output beat ``k + 1`` holds a real column.
+        O = self._out_lanes
+        parts = C // O
         meta_layout = data.StructLayout({
             "valid": 1, "first": 1, "last": 1, "gelu": 1,
             "shift": self.command_layout["shift"].shape,
             "hi": signed(act.width + 1),
+            "more": parts - 1,
         })
 
         meta0 = Signal(meta_layout)
         m.d.comb += [meta0.valid.eq(issue), meta0.first.eq(ic == 0), meta0.last.eq(last_chunk),
                      meta0.gelu.eq(run.gelu), meta0.shift.eq(run.shift),
-                     meta0.hi.eq(Cat(*[run.out_width > bit + 1 for bit in range(act.width)]))]
+                     meta0.hi.eq(Cat(*[run.out_width > bit + 1 for bit in range(act.width)])),
+                     meta0.more.eq(Cat(*[out_left > (k + 1) * O for k in range(parts - 1)]))]
         meta1 = delay(m, meta0, 1, name="meta_read")  # memories answer one cycle later
         # Column c of the tile is real (a padded column has zero weights).
         used1 = delay(m, Cat(*[out_left > col for col in range(C)]), 1, name="used_read")
@@ -509,14 +525,29 @@ class ComputeUnit(wiring.Component):
             out_valid = meta9.valid
             out_data = Mux(meta9.gelu, gelu.o.payload, plain)
 
-        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(
-            width=len(self.o.payload.as_value()), depth=depth)
-        m.d.comb += [out_fifo.w_en.eq(out_valid), out_fifo.w_data.eq(out_data),
-                     self.o.valid.eq(out_fifo.r_rdy), self.o.payload.eq(out_fifo.r_data),
-                     out_fifo.r_en.eq(self.o.ready)]
+        # A tile's results leave in `parts` beats of O values, the last real one ending it.
+        out_more = meta9.more if self._gelu is not None else meta8.more
+        words = len(Value.cast(out_data))
+        m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=words + parts - 1,
+                                                                 depth=depth)
+        m.d.comb += [out_fifo.w_en.eq(out_valid), out_fifo.w_data.eq(Cat(out_data, out_more))]
+        m.d.comb += self.o.valid.eq(out_fifo.r_rdy)
+        if parts == 1:
+            tile_sent = self.o.ready
+            m.d.comb += self.o.payload.eq(out_fifo.r_data)
+        else:
+            part = Signal(range(parts), name="out_part")
+            more = out_fifo.r_data[words:]
+            tile_sent = self.o.ready & ((part == parts - 1) | ~more.bit_select(part, 1))
+            beat_data = Array(out_fifo.r_data[k * O * act.width:(k + 1) * O * act.width]
+                              for k in range(parts))
+            m.d.comb += self.o.payload.eq(beat_data[part])
+            with m.If(self.o.valid & self.o.ready):
+                m.d.sync += part.eq(Mux(tile_sent, 0, part + 1))
+        m.d.comb += out_fifo.r_en.eq(tile_sent)
 
         issued_result = issue & last_chunk
-        sent = self.o.valid & self.o.ready
+        sent = self.o.valid & tile_sent
         m.d.sync += outstanding.eq(outstanding + issued_result - sent)
         return m
 

@@ -134,7 +134,7 @@ class ExpertEngine(wiring.Component):
             raise ValueError(f"ExpertEngine needs a compute unit taking {weight_lanes} weights "
                              f"per beat ({ports} x {data_width}-bit AXI beats of 16-bit "
                              f"weights), not {self.compute.weight_lanes}")
-        self.fetch = LinearFetch(cols=lanes, acc_width=self.compute.acc_width,
+        self.fetch = LinearFetch(cols=self.compute.cols, acc_width=self.compute.acc_width,
                                  data_width=data_width, addr_width=addr_width, ports=ports)
         beats = self.fetch.cmd.payload.shape()["weight_beats"].shape
         shift = self.compute.command_layout["shift"].shape

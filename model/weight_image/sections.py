@@ -21,11 +21,12 @@ expert ``e``'s fc1 record at ``offset + (e << stride_log2)`` with fc2 right afte
 :func:`model.packer.moe_layer_records` lays it out for the expert engine.
 
 A LayerNorm parameter set is ``ceil(dim / lanes)`` groups, one per beat of the LayerNorm's ``p``
-stream (``lanes`` = ``cols``): ``lanes`` gamma values then ``lanes`` beta values, each a
-sign-extended LE int32 word (channels past ``dim`` are zero), the group padded to whole beats.
-With 16 lanes and 16-byte beats a group is 4 gamma beats then 4 beta beats; lane ``k`` of the
-``p`` beat takes word ``k`` of the first four beats (gamma, cut to ``small_format.width`` bits)
-and word ``k`` of the next four (beta, cut to the activation width): a gearbox, no reordering.
+stream (``lanes`` = ``rows``, the machine's activation beat): ``lanes`` gamma values then
+``lanes`` beta values, each a sign-extended LE int32 word (channels past ``dim`` are zero), the
+group padded to whole beats. With 16 lanes and 16-byte beats a group is 4 gamma beats then 4
+beta beats; lane ``k`` of the ``p`` beat takes word ``k`` of the first four beats (gamma, cut to
+``small_format.width`` bits) and word ``k`` of the next four (beta, cut to the activation width):
+a gearbox, no reordering.
 """
 
 import functools
@@ -105,8 +106,9 @@ class ImageLayout:
 
     @property
     def lanes(self):
-        """Values per LayerNorm parameter beat."""
-        return self.cols
+        """Values per LayerNorm parameter beat: the machine's activation beat, the array's
+        rows."""
+        return self.rows
 
     @property
     def shape(self):
@@ -200,7 +202,7 @@ def layout(config, rows=16, cols=16, beat_bytes=16, expert_ports=2):
             shift=len(shift_names) - 1, in_features=inp, out_features=out, x_frac=x_frac,
             out_frac=out_frac, block=block)
 
-    ln_length = tiles(D, cols) * _align(2 * cols * WORD_BYTES, bb)
+    ln_length = tiles(D, rows) * _align(2 * rows * WORD_BYTES, bb)
     pos_row = _align(D * WORD_BYTES, bb)
 
     # The shift table's length depends on every linear layer: lay the body out first, then

@@ -16,8 +16,8 @@ from model.units.compute_unit import linear
 from model.numerics import DEFAULT
 from model.packer import bias_words, linear_weight_tiles, tiles, weight_beats
 from sim.runner import bench_config
-from sim.stream import (PERIOD_NS, StreamSink, StreamSource, clock_and_reset, pack_lanes, pack_struct,
-                        unpack_lanes)
+from sim.stream import (PERIOD_NS, StreamSink, StreamSource, clock_and_reset, pack_lanes,
+                        pack_struct, unpack_lanes)
 
 ACT = DEFAULT.act
 
@@ -53,7 +53,7 @@ class TB:
 
     async def run(self, calls, *, idle=0.0, backpressure=0.0, seed=0, bad_first=False):
         u, dut = self.unit, self.dut
-        R, C = u.rows, u.cols
+        R, C, O = u.rows, u.cols, u.out_lanes
         await clock_and_reset(dut)
         srcs = {name: StreamSource(dut, name, idle=idle, seed=seed + i)
                 for i, name in enumerate(("cmd", "w", "b", "x"))}
@@ -76,16 +76,16 @@ class TB:
             padded = np.zeros((tokens, it * R), dtype=np.int64)
             padded[:, :in_dim] = call.x
             srcs["x"].send(pack_lanes(chunk, ACT.width) for chunk in padded.reshape(-1, R))
-            expected_beats += tokens * tiles(out_dim, C)
+            expected_beats += tokens * tiles(out_dim, O)
 
         got = await sink.wait_for(expected_beats, timeout_cycles=20000)
         at = 0
         for n, call in enumerate(calls):
             tokens, out_dim = call.x.shape[0], call.w.ints.shape[0]
-            ot = tiles(out_dim, C)
-            rows = [unpack_lanes(word, ACT.width, C) for word in got[at:at + tokens * ot]]
-            at += tokens * ot
-            y = np.array(rows, dtype=np.int64).reshape(tokens, ot * C)[:, :out_dim]
+            beats = tiles(out_dim, O)
+            rows = [unpack_lanes(word, ACT.width, O) for word in got[at:at + tokens * beats]]
+            at += tokens * beats
+            y = np.array(rows, dtype=np.int64).reshape(tokens, beats * O)[:, :out_dim]
             bad = np.argwhere(y != call.expected)
             assert bad.size == 0, (
                 f"call {n}: {len(bad)} of {y.size} results differ from the golden model, first "
@@ -155,7 +155,7 @@ async def test_cycles_of_a_long_call(dut):
     tokens = tb.config["max_tokens"]
     sink = await tb.run([first, Call(rng, tokens, in_dim, out_dim)])
     ideal = tokens * ot * it
-    cycles = (sink.times[-1] - sink.times[8 * ot - 1]) / PERIOD_NS
+    cycles = (sink.times[-1] - sink.times[8 * tiles(out_dim, u.out_lanes) - 1]) / PERIOD_NS
     dut._log.info(f"second call: {cycles:.0f} cycles after the first call's last result, "
                   f"ideal {ideal}")
     assert cycles <= ideal * 1.05, f"{cycles} cycles for {ideal} ideal"
