@@ -9,8 +9,9 @@ PL top level: it instantiates the block design's wrapper and places the accelera
 - ``pl_clk0`` (``clock_mhz``, default 300 MHz) clocks the ``sync`` domain; ``pl_resetn0``, through
   a reset synchroniser, resets it;
 - each entry of ``hp_masters`` is an AXI4 master member of the top (signals named as in
-  :mod:`hw.movers.axi`), or a tuple of members that share one port (a read-only and a write-only
-  master), connected to the next high-performance port, ``S_AXI_HP0_FPD`` to ``HP3``, then
+  :mod:`hw.movers.axi`), or a tuple of members that share one port (read-only and write-only
+  masters; several read masters take the port in turn through
+  :class:`hw.movers.axi_read_share.AxiReadShare`), connected to the next high-performance port, ``S_AXI_HP0_FPD`` to ``HP3``, then
   ``S_AXI_HPC0_FPD`` and ``HPC1`` (128-bit, 49-bit addresses, at most six); channels no member
   drives are tied off;
 - ``register_port``, if named, is an AXI4-Lite slave member of the top (the register block),
@@ -31,10 +32,12 @@ import os
 from amaranth import (C, Cat, ClockDomain, ClockSignal, Elaboratable, Instance, Module, Signal,
                       Value)
 from amaranth.build import Attrs
-from amaranth.lib import io
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.vendor import XilinxPlatform
 from amaranth_boards.resources import LEDResources
+
+from hw.movers.axi_read_share import AxiReadShare
 
 from .board import Board
 from .exerciser import Exerciser
@@ -282,14 +285,27 @@ class ZynqShell(Elaboratable):
         irq = Signal()
         ports = {"o_pl_clk0": clk, "o_pl_resetn0": resetn, "i_pl_ps_irq0": irq}
         for entry in hp_masters:
-            members_ = (entry,) if isinstance(entry, str) else entry
-            bound, comb = self._axi_ports(top, hp_port_name(entry), members_,
-                                          _axi4_signals(*HP_WIDTHS), master=True)
+            name = hp_port_name(entry)
+            interfaces = [(members[member].signature, getattr(top, member))
+                          for member in ((entry,) if isinstance(entry, str) else entry)]
+            reads = [(sig, iface) for sig, iface in interfaces if "arvalid" in sig.members]
+            if len(reads) > 1:            # read masters in turn on one port (AxiReadShare)
+                widths = {key: len(getattr(reads[0][1], f"ar{key}")) for key in ("addr", "id")}
+                share = AxiReadShare(masters=len(reads), addr_width=widths["addr"],
+                                     data_width=len(reads[0][1].rdata), id_width=widths["id"])
+                m.submodules[f"{name}_share"] = share
+                for (_, iface), port in zip(reads, share.masters):
+                    wiring.connect(m, iface, port)
+                interfaces = [(share.signature.members["bus"].signature, share.bus)] + [
+                    (sig, iface) for sig, iface in interfaces if "arvalid" not in sig.members]
+            bound, comb = self._axi_ports(name, interfaces, _axi4_signals(*HP_WIDTHS),
+                                          master=True)
             ports.update(bound)
             m.d.comb += comb
         if register_port:
-            bound, comb = self._axi_ports(top, register_port, (register_port,),
-                                          _axi4_lite_signals(*HPM0_WIDTHS[1:]), master=False)
+            bound, comb = self._axi_ports(
+                register_port, [(members[register_port].signature, getattr(top, register_port))],
+                _axi4_lite_signals(*HPM0_WIDTHS[1:]), master=False)
             ports.update(bound)
             m.d.comb += comb
         bd_name = getattr(platform, "bd_name", "zynq_ps")
@@ -311,19 +327,18 @@ class ZynqShell(Elaboratable):
         return m
 
     @staticmethod
-    def _axi_ports(top, name, members, signals, *, master):
-        """Instance ports binding the top's AXI ``members`` (one, or a read-only and a
-        write-only master) to the wrapper's ``<name>_*``. ``signals`` is ``(master_out,
-        master_in)``. Signals the members lack (e.g. the write channel of a read-only master)
-        are tied to zero; narrower ones (IDs) are zero-extended. Returns the ports and the
-        assignments to add."""
+    def _axi_ports(name, interfaces, signals, *, master):
+        """Instance ports binding AXI ``interfaces`` (``(signature, interface)`` pairs: one, or
+        a read-only and a write-only master) to the wrapper's ``<name>_*``. ``signals`` is
+        ``(master_out, master_in)``. Signals the interfaces lack (e.g. the write channel of a
+        read-only master) are tied to zero; narrower ones (IDs) are zero-extended. Returns the
+        ports and the assignments to add."""
         out, into = signals
         drives, receives = (out, into) if master else (into, out)
         present = {}
-        for member in members:
-            iface = getattr(top, member)
+        for signature, iface in interfaces:
             present.update({path[-1]: Value.cast(value) for path, _, value in
-                            top.signature.members[member].signature.flatten(iface)})
+                            signature.flatten(iface)})
         ports, comb = {}, []
         for sig, width in drives.items():
             value = present.get(sig, C(0, width))
@@ -349,7 +364,7 @@ class ZCU102Board(Board):
 
     def platform(self, args, top):
         return ZCU102Platform(clock_mhz=args.clock_mhz or args.machine.clock_mhz,
-                              hp_masters=top.hp_masters,
+                              hp_masters=top.masters(args.machine),
                               register_port=top.register_port)
 
     def shell(self, top):

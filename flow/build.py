@@ -45,15 +45,21 @@ class Top:
     """A top level the build can use: ``make(model, machine)`` returns the component for a
     :class:`model.config.ModelConfig` on a :class:`model.machine.MachineConfig`. ``hp_masters`` and
     ``register_port`` name its AXI members for a board with a host
-    (:class:`boards.zcu102.ZCU102Platform`); ``estimate_parts`` its submodules that the Yosys
+    (:class:`boards.zcu102.ZCU102Platform`; ``hp_masters`` a tuple, or a function of the machine
+    returning one: :meth:`masters`); ``estimate_parts`` its submodules that the Yosys
     estimate synthesises one at a time
     (:func:`flow.resources.estimate`)."""
     name: str
     make: Callable
     description: str
-    hp_masters: tuple = ()
+    hp_masters: object = ()
     register_port: str = None
     estimate_parts: tuple = ()
+
+    def masters(self, machine):
+        """The HP masters of the top on ``machine``."""
+        return tuple(self.hp_masters(machine) if callable(self.hp_masters)
+                     else self.hp_masters)
 
 
 def _mlp_half(model, machine):
@@ -78,12 +84,22 @@ def _accelerator(model, machine):
     return Accelerator(model, machine)
 
 
+def _accelerator_masters(machine, ports=6):
+    """The accelerator's AXI masters on the ZCU102's six PS ports: the image reads and the output
+    writes share HP0, then the parameters, the dense weights and each expert port; with more
+    than fit (the 512-MAC machine's four expert ports), the parameter reads join HP0 as well,
+    in turn with the image's (both are light: the image once, LayerNorm sets a few KB a block)."""
+    from hw.movers.linear_fetch import bus_name
+    experts = [f"experts_{bus_name(p)}" for p in range(machine.expert_ports)]
+    entries = [("image_bus", "output_bus"), "params_bus", "weights_bus", *experts]
+    if len(entries) > ports:
+        entries = [("image_bus", "params_bus", "output_bus"), "weights_bus", *experts]
+    return tuple(entries)
+
+
 register_top("accelerator", _accelerator,
              "the whole machine: AXI ports, register block, sequencer (hw.system.accelerator)",
-             # Five PS ports on the ZCU102: the image reads and the output writes share HP0,
-             # the second expert port takes HPC0.
-             hp_masters=(("image_bus", "output_bus"), "params_bus", "weights_bus",
-                         "experts_bus", "experts_bus_1"),
+             hp_masters=_accelerator_masters,
              register_port="control",
              # One Yosys run of the whole m3vit-tiny machine exceeds WebAssembly's 4 GiB.
              estimate_parts=("compute", "attention", "mlp", "moe", "embed"))

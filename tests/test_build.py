@@ -115,6 +115,34 @@ def test_zcu102_plan_without_vivado(capsys, tmp_path, monkeypatch):
     assert "plan.zip" in out
 
 
+def test_accelerator_masters_fit_the_six_ps_ports():
+    from flow.build import TOPS
+    from model.machine import ZCU102, ZCU102_512
+    top = TOPS["accelerator"]
+    assert top.masters(ZCU102) == (("image_bus", "output_bus"), "params_bus", "weights_bus",
+                                   "experts_bus", "experts_bus_1")
+    assert top.masters(ZCU102_512) == (("image_bus", "params_bus", "output_bus"), "weights_bus",
+                                       "experts_bus", "experts_bus_1", "experts_bus_2",
+                                       "experts_bus_3")
+
+
+def test_zcu102_512_plan_shares_hp0_between_two_readers(capsys, tmp_path, monkeypatch):
+    # Seven read masters on six PS ports: the image and parameter reads take HP0 in turn
+    # (AxiReadShare), with the output writes; the fourth expert port is on HPC1.
+    monkeypatch.setattr(ZCU102Board, "tool_available", lambda self: False)
+    out_dir = tmp_path / "zcu102-512"
+    code, _, _ = run(capsys, "--board", "zcu102", "--machine", "zcu102-512", "--config",
+                     "micro", "--no-estimate", "--out", str(out_dir))
+    assert code == 0
+    verilog = (out_dir / "top.v").read_text()
+    assert "image_bus_params_bus_output_bus_share" in verilog
+    for port in ("image_bus_params_bus_output_bus_arvalid(", "experts_bus_3_araddr(",
+                 "image_bus_params_bus_output_bus_awvalid(output_bus__awvalid)"):
+        assert port in verilog, port
+    ps = (out_dir / "zynq_ps.tcl").read_text()
+    assert "ps/S_AXI_HPC1_FPD" in ps and "experts_bus_3" in ps
+
+
 def test_zcu102_json_summary(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(ZCU102Board, "tool_available", lambda self: False)
     code, out, err = run(capsys, "--board", "zcu102", "--config", "micro", "--no-estimate",
