@@ -145,10 +145,11 @@ class MachineConfig:
 ZCU102 = MachineConfig("zcu102")
 
 #: The 512-MAC ZCU102 machine: a 16 x 32 array (16 inputs by 32 outputs per cycle, so that
-#: activations still travel 16 wide), eight query slots to keep the attention engine ahead of
-#: the faster array, and four expert ports (64 bytes per cycle, above what the DDR4 gives: the
-#: MoE layers take all it has).
-ZCU102_512 = MachineConfig("zcu102-512", array_cols=32, attention_slots=8, expert_ports=4)
+#: activations still travel 16 wide); six query slots, the fewest whose attention sweeps
+#: (ceil(134 / 6) x 387 = 8,901 cycles each at m3vit-tiny) hide behind V and the projection
+#: (129 x 12 x 6 = 9,288 cycles each on the array); four expert ports (64 bytes per cycle, above
+#: what the DDR4 gives: the MoE layers take all it has).
+ZCU102_512 = MachineConfig("zcu102-512", array_cols=32, attention_slots=6, expert_ports=4)
 
 #: The ULX3S 85F self-test (LFE5U-85F: 156 18 x 18 multipliers): a 2 x 2 array, one query slot,
 #: 64-bit ports, one expert port (a 2 x 2 tile of weights is one 64-bit beat), 25 MHz board
