@@ -26,7 +26,7 @@ test_micro_ddr = cocotb_tests(
     "sim.benches.accelerator", lambda **c: make_design(c),
     configs=[dict(MICRO, memory="zcu102-ddr4")], tests=["test_inference"])
 
-#: The 512-MAC machine (model.machine.ZCU102_512: a 16 x 32 array, results in beats of 16, eight
+#: The 512-MAC machine (model.machine.ZCU102_512: a 16 x 32 array, results in beats of 16, six
 #: attention slots, four expert ports), behind the DDR4 timing: bit-exact.
 test_micro_512_machine = cocotb_tests(
     "sim.benches.accelerator", lambda **c: make_design(c),
