@@ -12,8 +12,8 @@ PL top level: it instantiates the block design's wrapper and places the accelera
   :mod:`hw.movers.axi`), or a tuple of members that share one port (read-only and write-only
   masters; several read masters take the port in turn through
   :class:`hw.movers.axi_read_share.AxiReadShare`), connected to the next high-performance
-  port, ``S_AXI_HP0_FPD`` to ``HP3``, then ``S_AXI_HPC0_FPD`` and ``HPC1`` (128-bit, 49-bit addresses, at most six); channels no member
-  drives are tied off;
+  port, ``S_AXI_HP0_FPD`` to ``HP3``, then ``S_AXI_HPC0_FPD`` and ``HPC1`` (128-bit, 49-bit
+  addresses, at most six); channels no member drives are tied off;
 - ``register_port``, if named, is an AXI4-Lite slave member of the top (the register block),
   driven by ``M_AXI_HPM0_FPD`` (32-bit data) through Vivado's AXI protocol converter, so the
   host can start the accelerator; Vivado's address assignment puts it at the start of the HPM0

@@ -62,8 +62,7 @@ class AxiReadShare(wiring.Component):
         # Address: when the register is free and the queue has room, take the next master
         # offering after the last one taken.
         held = Signal()
-        last = Signal(range(n))
-        owner = Signal(range(n))
+        last = Signal(range(n))                    # the owner of the request held or last taken
         free = ~held & owners.w_rdy
         offers = Cat(mst.arvalid for mst in masters)
         after = [Signal(name=f"after_{k}") for k in range(n)]   # master k offers, after `last`
@@ -80,10 +79,10 @@ class AxiReadShare(wiring.Component):
         for k, mst in enumerate(masters):
             m.d.comb += mst.arready.eq(free & (chosen == k))
         with m.If(free & any_offer):
-            m.d.sync += [held.eq(1), owner.eq(chosen), last.eq(chosen)]
+            m.d.sync += [held.eq(1), last.eq(chosen)]
             m.d.sync += [getattr(bus, name).eq(_select(masters, name, chosen)) for name in _AR]
         m.d.comb += [bus.arvalid.eq(held), bus.arid.eq(0),
-                     owners.w_en.eq(bus.arvalid & bus.arready), owners.w_data.eq(owner)]
+                     owners.w_en.eq(bus.arvalid & bus.arready), owners.w_data.eq(last)]
         with m.If(bus.arvalid & bus.arready):
             m.d.sync += held.eq(0)
 
