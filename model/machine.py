@@ -52,6 +52,12 @@ class MachineConfig:
     expert_ports : int
         Memory ports the MoE records (gates and experts) are read over at once. The compute
         unit takes ``expert_ports x data_width / 16`` weights per cycle.
+    weight_banks : int
+        Banks of the compute unit's weight buffer, each holding the largest matrix: the calls
+        it holds at once, one computing and the others loaded ahead
+        (:class:`hw.units.compute_unit.ComputeUnit` ``banks``). Two are a double buffer; a
+        third lets the weights of a short call load during a long one, which matters when the
+        memory, not the array, bounds the MoE layers.
     clock_mhz : float
         The clock the machine is built for on its board (what ``ms per image`` is counted at).
     """
@@ -63,6 +69,7 @@ class MachineConfig:
     data_width: int = 128
     addr_width: int = 40
     expert_ports: int = 2
+    weight_banks: int = 2
     clock_mhz: float = 300.0
 
     def __post_init__(self):
@@ -90,6 +97,8 @@ class MachineConfig:
                  f"a {self.array_rows} x {self.array_cols} tile of weights is not whole beats "
                  f"of {self.expert_ports} x {self.data_width} bits; use fewer expert ports or "
                  f"narrower ports")
+        _require(2 <= self.weight_banks <= 8, "weight_banks",
+                 f"must be in 2..8 (a double buffer at least), not {self.weight_banks}")
         _require(isinstance(self.clock_mhz, (int, float)) and self.clock_mhz > 0, "clock_mhz",
                  f"must be a positive number, not {self.clock_mhz!r}")
 
@@ -137,7 +146,8 @@ class MachineConfig:
         """One line for reports."""
         return (f"{self.name}: {self.array_rows} x {self.array_cols} array, "
                 f"{self.attention_slots} attention slots, {self.data_width}-bit ports "
-                f"({self.expert_ports} for experts), {self.clock_mhz:g} MHz")
+                f"({self.expert_ports} for experts), {self.weight_banks} weight banks, "
+                f"{self.clock_mhz:g} MHz")
 
 
 #: The ZCU102 machine (XCZU9EG): a 16 x 16 array as upstream's, four query slots, 128-bit HP
@@ -148,8 +158,10 @@ ZCU102 = MachineConfig("zcu102")
 #: activations still travel 16 wide); six query slots, the fewest whose attention sweeps
 #: (ceil(134 / 6) x 387 = 8,901 cycles each at m3vit-tiny) hide behind V and the projection
 #: (129 x 12 x 6 = 9,288 cycles each on the array); four expert ports (64 bytes per cycle, above
-#: what the DDR4 gives: the MoE layers take all it has).
-ZCU102_512 = MachineConfig("zcu102-512", array_cols=32, attention_slots=6, expert_ports=4)
+#: what the DDR4 gives: the MoE layers take all it has); three weight banks, so that the DDR4
+#: keeps loading the next experts' weights through an expert of many tokens.
+ZCU102_512 = MachineConfig("zcu102-512", array_cols=32, attention_slots=6, expert_ports=4,
+                           weight_banks=3)
 
 #: The ULX3S 85F self-test (LFE5U-85F: 156 18 x 18 multipliers): a 2 x 2 array, one query slot,
 #: 64-bit ports, one expert port (a 2 x 2 tile of weights is one 64-bit beat), 25 MHz board

@@ -10,8 +10,10 @@ from sim.runner import cocotb_tests
 SMALL = dict(rows=4, cols=4, max_in=20, max_out=12, max_weights=None, max_tokens=16,
              weight_lanes=4)
 
-#: Wider than tall, with its results in beats of its rows (as a machine wider than tall).
-WIDE = dict(SMALL, cols=8, out_lanes=4, weight_lanes=8, max_weights=320, with_gelu=True)
+#: Wider than tall, with its results in beats of its rows, and three weight banks (as the
+#: 512-MAC machine).
+WIDE = dict(SMALL, cols=8, out_lanes=4, weight_lanes=8, max_weights=320, banks=3,
+            with_gelu=True)
 
 test_compute_unit = cocotb_tests("sim.benches.compute_unit", lambda **c: make_unit(c),
                                  configs=[SMALL, dict(SMALL, with_gelu=True), WIDE])
@@ -24,6 +26,7 @@ test_compute_unit = cocotb_tests("sim.benches.compute_unit", lambda **c: make_un
     (dict(out_lanes=3), "out_lanes must be a power of two"),
     (dict(out_lanes=8), r"out_lanes \(8\) must divide cols \(4\)"),
     (dict(max_in=-1), "max_in must be a positive integer"),
+    (dict(banks=1), "banks must be an integer of at least 2"),
 ])
 def test_bad_construction(change, message):
     with pytest.raises(ValueError, match=message):

@@ -9,10 +9,13 @@ to ``w`` as they are (a beat holds ``ports x data_width / 16`` weights, lane 0 i
 the bias beats are regrouped into beats of ``cols`` 64-bit words and each word is cut to the
 accumulator width for ``b``.
 
-Latency: a command taken at a clock edge reaches the readers three cycles later, once the
-previous record has been delivered (its length added up, each plane's offset and address
-computed, one register apart), and the readers' first addresses two cycles after that
-(:class:`hw.movers.axi_reader.AxiReader`). The next command is taken while a record streams.
+Latency: a command taken at a clock edge reaches the readers three cycles later (its length
+added up, each plane's offset and address computed, one register apart), and the readers' first
+addresses two cycles after that (:class:`hw.movers.axi_reader.AxiReader`). Issue runs one record
+ahead of delivery: the readers take record ``n+1`` as soon as they have split record ``n`` into
+bursts, while its beats still stream, so the memory's latency to ``n+1``'s first beat passes
+during ``n``'s last ones instead of after them. The next command is taken while a record
+streams.
 
 Throughput: one beat per cycle, ``ports x data_width`` bits; ``w`` and ``b`` carry what the
 memory delivers. Errors: those of the AXI readers (``error``).
@@ -127,8 +130,8 @@ class LinearFetch(wiring.Component):
 
         # A command goes to the readers in four steps, one register apart, so that each path
         # has one adder: taken (the record's length added up), planned (each plane's offset),
-        # addressed (each plane's address), issued (to every reader at once, once the previous
-        # record has been delivered).
+        # addressed (each plane's address), issued (to every reader at once, when no record
+        # waits for the one streaming to end).
         TAKE, PLAN, ADDRESS, ISSUE = range(4)
         step = Signal(range(4))
         cmd = Signal.like(self.cmd.payload)
@@ -138,15 +141,24 @@ class LinearFetch(wiring.Component):
         m.d.comb += self.cmd.ready.eq(step == TAKE)
         # The readers' beats, side by side: one beat of the record when every port has its part.
         beat = _Zip(m, readers)
-        # The record's beats still to deliver, counted down with their end known a cycle
-        # ahead: which stream a beat goes to is a register, not a test of a wide count.
-        issue = Signal()
-        weights_left, _ = countdown(m, name="weights", load=issue, total=cmd.weight_beats,
+        # An issued record waits in `pending` (its two lengths) until the one streaming has
+        # been delivered; its beats are then counted down with their end known a cycle ahead:
+        # which stream a beat goes to is a register, not a test of a wide count.
+        issue, deliver = Signal(), Signal()
+        pending = Signal()
+        pending_weights, pending_biases = Signal.like(cmd.weight_beats), Signal.like(cmd.bias_beats)
+        weights_left, _ = countdown(m, name="weights", load=deliver, total=pending_weights,
                                     step=self.w.valid & self.w.ready)
-        biases_left, _ = countdown(m, name="biases", load=issue, total=cmd.bias_beats,
+        biases_left, _ = countdown(m, name="biases", load=deliver, total=pending_biases,
                                    step=beat.valid & beat.ready & ~weights_left)
-        m.d.comb += issue.eq((step == ISSUE) & ~weights_left & ~biases_left &
-                             Cat(rd.cmd.ready for rd in readers).all())
+        m.d.comb += [issue.eq((step == ISSUE) & ~pending &
+                              Cat(rd.cmd.ready for rd in readers).all()),
+                     deliver.eq(pending & ~weights_left & ~biases_left)]
+        with m.If(issue):
+            m.d.sync += [pending.eq(1), pending_weights.eq(cmd.weight_beats),
+                         pending_biases.eq(cmd.bias_beats)]
+        with m.Elif(deliver):
+            m.d.sync += pending.eq(0)
         with m.Switch(step):
             with m.Case(TAKE):
                 with m.If(self.cmd.valid):

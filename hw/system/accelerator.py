@@ -156,7 +156,8 @@ class Accelerator(wiring.Component):
             max_out=max(dims[1:] + (cfg.experts,)),
             max_weights=max(cfg.patch_in * cfg.dim, cfg.dim * cfg.mlp_hidden,
                             cfg.dim * cfg.expert_hidden),
-            max_tokens=cfg.tokens, weight_lanes=weight_lanes, out_lanes=lanes, gelu=Gelu)
+            max_tokens=cfg.tokens, banks=machine.weight_banks, weight_lanes=weight_lanes,
+            out_lanes=lanes, gelu=Gelu)
         shared = dict(lanes=lanes, compute=self.compute)
         self.embed = PatchEmbed(channels=cfg.image_channels, patch=cfg.patch, dim=cfg.dim,
                                 max_patches=cfg.patches, weight_lanes=weight_lanes,

@@ -9,9 +9,11 @@ terms. For each token the unit walks every output tile, and within one every inp
 
 so a call takes ``tokens * ceil(out/cols) * ceil(in/rows)`` cycles plus the pipeline latency.
 
-* **Weights** stream in on ``w`` into a double buffer while the other bank computes: the loader
-  takes command ``n+1``'s matrix as soon as the bank it needs is free. The layout (tiles in
-  compute order, zero padding) is :mod:`model.packer`'s.
+* **Weights** stream in on ``w`` into a ring of ``banks`` banks (two by default, a double
+  buffer): while one bank computes, the loader fills the next with command ``n+1``'s matrix, and
+  with three or more runs further ahead (``n+2``, ...), so that a memory that is faster than a
+  short call can keep loading through a long one. It takes a command as soon as the bank it
+  needs is free. The layout (tiles in compute order, zero padding) is :mod:`model.packer`'s.
 * **Biases** stream in on ``b``, one beat of ``cols`` accumulator words per output tile, rounding
   half of the output shift folded in (:func:`model.packer.bias_words`), so a dot product starts
   from its bias word and the output is a plain arithmetic shift: one rounding, half up.
@@ -84,6 +86,9 @@ class ComputeUnit(wiring.Component):
         Weights per bank of the weight buffer (rounded up to whole tiles); default
         ``max_in * max_out``. A call fits when its padded matrix, ``ceil(in/rows) x
         ceil(out/cols)`` tiles, does. m3vit-tiny's largest matrix is 768 x 192.
+    banks : int
+        Banks of the weight buffer, at least two: the calls whose weights the unit holds at
+        once, one computing and the others loaded ahead.
     max_tokens : int
         Largest token count of one call.
     weight_lanes : int
@@ -112,7 +117,7 @@ class ComputeUnit(wiring.Component):
     """
 
     def __init__(self, *, rows=16, cols=16, max_in=768, max_out=768, max_weights=768 * 192,
-                 max_tokens=256,
+                 max_tokens=256, banks=2,
                  weight_lanes=8, out_lanes=None, act=DEFAULT.act, weight_width=16, gelu=None):
         max_weights = max_in * max_out if max_weights is None else max_weights
         out_lanes = cols if out_lanes is None else out_lanes
@@ -125,6 +130,8 @@ class ComputeUnit(wiring.Component):
         for name, value in (("rows", rows), ("cols", cols), ("out_lanes", out_lanes)):
             if value & (value - 1):
                 raise ValueError(f"ComputeUnit {name} must be a power of two, not {value}")
+        if not (isinstance(banks, int) and banks >= 2):
+            raise ValueError(f"ComputeUnit banks must be an integer of at least 2, not {banks!r}")
         if out_lanes > cols:
             raise ValueError(f"ComputeUnit out_lanes ({out_lanes}) must divide cols ({cols})")
         if (rows * cols) % weight_lanes:
@@ -132,7 +139,7 @@ class ComputeUnit(wiring.Component):
                              f"rows * cols ({rows * cols})")
         self._rows, self._cols, self._out_lanes = rows, cols, out_lanes
         self._max_in, self._max_out, self._max_tokens = max_in, max_out, max_tokens
-        self._max_weights = max_weights
+        self._max_weights, self._banks = max_weights, banks
         self._weight_lanes, self._act, self._weight_width = weight_lanes, act, weight_width
         self._gelu = gelu
         # Exact sum of max_in products, plus the bias word (at most as wide as one product).
@@ -158,6 +165,7 @@ class ComputeUnit(wiring.Component):
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
     out_lanes = property(lambda self: self._out_lanes)
+    banks = property(lambda self: self._banks)
     max_in = property(lambda self: self._max_in)
     max_out = property(lambda self: self._max_out)
     acc_width = property(lambda self: self._acc_width)
@@ -227,12 +235,14 @@ class ComputeUnit(wiring.Component):
         max_it, max_ot = tiles(self._max_in, R), tiles(self._max_out, C)
         max_tiles = self.max_tiles
 
-        # --- Storage: two banks of weights and biases, two token rows -----------------------
+        N = self._banks
+
+        # --- Storage: N banks of weights and biases, two token rows ---------------------------
         m.submodules.weights = wmem = memory.Memory(
-            shape=data.ArrayLayout(signed(self._weight_width), R * C), depth=2 * max_tiles,
+            shape=data.ArrayLayout(signed(self._weight_width), R * C), depth=N * max_tiles,
             init=[])
         m.submodules.biases = bmem = memory.Memory(
-            shape=data.ArrayLayout(signed(self._acc_width), C), depth=2 * max_ot, init=[])
+            shape=data.ArrayLayout(signed(self._acc_width), C), depth=N * max_ot, init=[])
         m.submodules.token_rows = xmem = memory.Memory(
             shape=data.ArrayLayout(signed(act.width), R), depth=2 * max_it, init=[])
         w_wr = wmem.write_port(granularity=lanes)
@@ -243,11 +253,13 @@ class ComputeUnit(wiring.Component):
         x_rd = xmem.read_port()
 
         # --- Loader: checks a command, fills the free bank, hands it to the runner -----------
-        bank_full = Signal(2)
-        bank_cmd = [Signal(self.command_layout, name=f"bank{k}_cmd") for k in range(2)]
-        bank_it = [Signal(range(max_it + 1), name=f"bank{k}_it") for k in range(2)]
-        bank_ot = [Signal(range(max_ot + 1), name=f"bank{k}_ot") for k in range(2)]
-        load_bank = Signal()
+        bank_full = Signal(N)
+        bank_cmd = [Signal(self.command_layout, name=f"bank{k}_cmd") for k in range(N)]
+        bank_it = [Signal(range(max_it + 1), name=f"bank{k}_it") for k in range(N)]
+        bank_ot = [Signal(range(max_ot + 1), name=f"bank{k}_ot") for k in range(N)]
+        # The bank the loader fills next and the first address of its weights and biases, kept
+        # in registers beside it so that an address is one add.
+        filling = _BankRing(m, "load", N, max_tiles, max_ot)
         load = Signal(self.command_layout)
         load_it = Signal(range(max_it + 1))
         load_ot = Signal(range(max_ot + 1))
@@ -287,7 +299,7 @@ class ComputeUnit(wiring.Component):
         # cycle after the loader returns to idle or the bank frees.
         with m.FSM(name="loader"):
             with m.State("IDLE"):
-                m.d.sync += self.cmd.ready.eq(~bank_full.bit_select(load_bank, 1) &
+                m.d.sync += self.cmd.ready.eq(~bank_full.bit_select(filling.bank, 1) &
                                               ~(self.cmd.valid & self.cmd.ready))
                 with m.If(self.cmd.valid & self.cmd.ready):
                     m.d.sync += load.eq(self.cmd.payload)
@@ -315,10 +327,10 @@ class ComputeUnit(wiring.Component):
                 m.d.comb += [
                     self.w.ready.eq(w_loading),
                     self.b.ready.eq(b_loading),
-                    w_wr.addr.eq(w_tile + Mux(load_bank, max_tiles, 0)),
+                    w_wr.addr.eq(w_tile + filling.w_base),
                     w_wr.data.as_value().eq(Cat(*[self.w.payload.as_value()] * groups)),
                     w_wr.en.eq(Mux(self.w.valid & ~w_done, 1 << w_group, 0)),
-                    b_wr.addr.eq(b_tile + Mux(load_bank, max_ot, 0)),
+                    b_wr.addr.eq(b_tile + filling.b_base),
                     b_wr.data.eq(self.b.payload),
                     b_wr.en.eq(self.b.valid & ~b_done),
                 ]
@@ -330,15 +342,15 @@ class ComputeUnit(wiring.Component):
                 with m.If(self.b.valid & ~b_done):
                     m.d.sync += b_tile.eq(b_tile + 1)
                 with m.If(w_done & b_done):
-                    for k in range(2):
-                        with m.If(load_bank == k):
+                    for k in range(N):
+                        with m.If(filling.bank == k):
                             m.d.sync += [bank_cmd[k].eq(load), bank_it[k].eq(load_it),
                                          bank_ot[k].eq(load_ot), bank_full[k].eq(1)]
-                    m.d.sync += load_bank.eq(~load_bank)
+                    m.d.comb += filling.advance.eq(1)
                     m.next = "IDLE"
 
         # --- Runner: walks tokens x output tiles x input chunks of the loaded bank ------------
-        run_bank = Signal()
+        computing = _BankRing(m, "run", N, max_tiles, max_ot)
         run = Signal(self.command_layout)
         # The last input chunk, output tile and token of the call, and the outputs left from
         # the current tile on (column ``c`` of the tile is real when ``out_left > c``).
@@ -366,9 +378,9 @@ class ComputeUnit(wiring.Component):
         issue = Signal()
         m.d.comb += [issue.eq(can_issue), self.busy.eq(issue)]
 
-        with m.If(~running & bank_full.bit_select(run_bank, 1)):
-            for k in range(2):
-                with m.If(run_bank == k):
+        with m.If(~running & bank_full.bit_select(computing.bank, 1)):
+            for k in range(N):
+                with m.If(computing.bank == k):
                     m.d.sync += [run.eq(bank_cmd[k]), last_ic.eq(bank_it[k] - 1),
                                  last_ot.eq(bank_ot[k] - 1),
                                  last_tok.eq(bank_cmd[k].tokens - 1),
@@ -398,8 +410,8 @@ class ComputeUnit(wiring.Component):
                 m.d.sync += x_beat.eq(x_beat + 1)
 
         m.d.comb += [
-            w_rd.addr.eq(tile + Mux(run_bank, max_tiles, 0)),
-            b_rd.addr.eq(ot + Mux(run_bank, max_ot, 0)),
+            w_rd.addr.eq(tile + computing.w_base),
+            b_rd.addr.eq(ot + computing.b_base),
             x_rd.addr.eq(ic + Mux(tok[0], max_it, 0)),
         ]
         with m.If(issue):
@@ -408,9 +420,10 @@ class ComputeUnit(wiring.Component):
                 with m.If(ot == last_ot):
                     m.d.sync += [ot.eq(0), tile.eq(0), tok.eq(tok + 1), out_left.eq(run.out_dim)]
                     with m.If(tok == last_tok):
-                        m.d.sync += [running.eq(0), run_bank.eq(~run_bank)]
-                        for k in range(2):
-                            with m.If(run_bank == k):
+                        m.d.sync += running.eq(0)
+                        m.d.comb += computing.advance.eq(1)
+                        for k in range(N):
+                            with m.If(computing.bank == k):
                                 m.d.sync += bank_full[k].eq(0)
                 with m.Else():
                     m.d.sync += [ot.eq(ot + 1), tile.eq(tile + 1)]
@@ -554,6 +567,26 @@ class ComputeUnit(wiring.Component):
     @property
     def _gelu_latency(self):
         return self._gelu.LATENCY if self._gelu is not None else 0
+
+
+class _BankRing:
+    """Which of ``banks`` banks a side of the weight buffer (the loader or the runner) is on,
+    and where that bank's weights and biases start: ``advance`` (comb) moves to the next bank,
+    around the ring. The bases are registers moved with the index, so that a buffer address
+    is one add and no multiplexer of the index."""
+
+    def __init__(self, m, name, banks, bank_tiles, bank_biases):
+        self.bank = Signal(range(banks), name=f"{name}_bank")
+        self.w_base = Signal(range(banks * bank_tiles), name=f"{name}_w_base")
+        self.b_base = Signal(range(banks * bank_biases), name=f"{name}_b_base")
+        self.advance = Signal(name=f"{name}_advance")
+        with m.If(self.advance):
+            with m.If(self.bank == banks - 1):
+                m.d.sync += [self.bank.eq(0), self.w_base.eq(0), self.b_base.eq(0)]
+            with m.Else():
+                m.d.sync += [self.bank.eq(self.bank + 1),
+                             self.w_base.eq(self.w_base + bank_tiles),
+                             self.b_base.eq(self.b_base + bank_biases)]
 
 
 class ComputeClient:

@@ -159,3 +159,45 @@ async def test_cycles_of_a_long_call(dut):
     dut._log.info(f"second call: {cycles:.0f} cycles after the first call's last result, "
                   f"ideal {ideal}")
     assert cycles <= ideal * 1.05, f"{cycles} cycles for {ideal} ideal"
+
+
+@cocotb.test()
+async def test_weights_load_banks_ahead(dut):
+    """With no token rows, the unit takes the weights of exactly ``banks`` calls (one to compute,
+    the rest ahead) and then waits for a bank: the ring is as deep as built, no deeper. The
+    rows then come and every call is bit-exact."""
+    tb = TB(dut)
+    u = tb.unit
+    rng = np.random.default_rng(6)
+    calls = [Call(rng, 2, tb.config["max_in"], tb.config["max_out"]) for _ in range(u.banks + 1)]
+    await clock_and_reset(dut)
+    srcs = {name: StreamSource(dut, name, seed=i) for i, name in enumerate(("cmd", "w", "b"))}
+    sink = StreamSink(dut, "o")
+    per_call = []
+    for call in calls:
+        tokens, in_dim = call.x.shape
+        out_dim = call.w.ints.shape[0]
+        cmd = u.command(in_dim=in_dim, out_dim=out_dim, tokens=tokens, shift=call.shift)
+        srcs["cmd"].send([pack_struct(u.command_layout, **cmd)])
+        beats = weight_beats(linear_weight_tiles(call.w.ints, u.rows, u.cols), u.weight_lanes)
+        srcs["w"].send(pack_lanes(beat, u.weight_width) for beat in beats)
+        per_call.append(len(beats))
+        words = bias_words(call.b, out_dim, u.cols, ACT.frac + call.w.fmt.frac, call.shift)
+        srcs["b"].send(pack_lanes(word, u.acc_width) for word in words)
+    await ClockCycles(dut.clk, 4 * sum(per_call) + 50)
+    assert srcs["w"].sent == sum(per_call[:u.banks]), (
+        f"{srcs['w'].sent} weight beats taken with no token rows, {u.banks} banks hold "
+        f"{sum(per_call[:u.banks])}")
+    x = StreamSource(dut, "x", seed=7)
+    for call in calls:
+        tokens, in_dim = call.x.shape
+        padded = np.zeros((tokens, tiles(in_dim, u.rows) * u.rows), dtype=np.int64)
+        padded[:, :in_dim] = call.x
+        x.send(pack_lanes(chunk, ACT.width) for chunk in padded.reshape(-1, u.rows))
+    beats = tiles(tb.config["max_out"], u.out_lanes)
+    got = await sink.wait_for(sum(c.x.shape[0] for c in calls) * beats, timeout_cycles=20000)
+    for n, call in enumerate(calls):
+        rows = [unpack_lanes(word, ACT.width, u.out_lanes) for word in
+                got[n * 2 * beats:(n + 1) * 2 * beats]]
+        y = np.array(rows, dtype=np.int64).reshape(2, beats * u.out_lanes)[:, :call.w.ints.shape[0]]
+        assert (y == call.expected).all(), f"call {n} differs from the golden model"
