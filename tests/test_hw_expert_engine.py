@@ -12,7 +12,8 @@ MICRO = dict(model="micro", lanes=4)
 test_expert_engine = cocotb_tests(
     "sim.benches.expert_engine", ExpertHarness,
     configs=[MICRO, dict(MICRO, idle=0.5, seed=4),
-             dict(MICRO, routing="one_expert_takes_all"), dict(MICRO, data_width=256)])
+             dict(MICRO, routing="one_expert_takes_all"), dict(MICRO, data_width=256),
+             dict(MICRO, banks=3), dict(MICRO, banks=3, idle=0.5, seed=4)])
 
 
 def test_dimensions_must_be_lane_multiples():

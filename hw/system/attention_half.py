@@ -35,7 +35,7 @@ from hw.units.compute_unit import ComputeClient
 from hw.streams.gather import Gather, times_constant
 from hw.system.half_block import (index_rows, issue_calls, load_then_run, members, row_buffer,
                          shift_command)
-from hw.units.layernorm import LayerNorm, parameter_set_loaded
+from hw.units.layernorm import LayerNorm, run_parameters
 from hw.units.residual import ResidualAdd
 from hw.streams.pipeline import countdown
 
@@ -109,7 +109,6 @@ class AttentionHalf(wiring.Component):
         m.submodules.gather_ln = g_ln = Gather(lanes=L, width=act.width, rows=T, row_beats=B)
         m.submodules.gather_res = g_res = Gather(lanes=L, width=act.width, rows=T, row_beats=B)
         x_wr = row_buffer(m, "x_buffer", fmt=act, lanes=L, depth=T * B, gathers=(g_ln, g_res))
-        wiring.connect(m, wiring.flipped(self.p), ln.p)
         wiring.connect(m, wiring.flipped(self.w), cu.w)
         wiring.connect(m, wiring.flipped(self.b), cu.b)
         wiring.connect(m, g_ln.o, ln.i)
@@ -145,7 +144,7 @@ class AttentionHalf(wiring.Component):
             for call in CALLS], start=new_command, tokens=tokens)
 
         # LayerNorm rows: 0..tokens-1 three times, one pass per call.
-        params = parameter_set_loaded(m, self.p, B, self.cmd.ready)
+        params = run_parameters(m, self.p, ln.p, B, self.cmd.ready)
         ln_rows_left, _ = countdown(m, name="ln_rows", load=begin, total=ln_total,
                                     step=g_ln.idx.valid & g_ln.idx.ready)
         m.d.comb += [g_ln.idx.valid.eq(running & params & ln_rows_left),

@@ -32,8 +32,9 @@ def shift_command(compute, calls):
 
 def members(*, command, lanes, layernorm, compute=None, **more):
     """The members every half has: ``cmd`` (``command``), token rows ``x`` and ``o``
-    (``lanes`` activations a beat), LayerNorm parameters ``p``, ``cycles`` and ``error``; with
-    ``compute``, the weights ``w`` and biases ``b`` of its calls; then ``more``."""
+    (``lanes`` activations a beat), LayerNorm parameters ``p`` (a run's set is taken only once
+    the run's command is, :func:`hw.units.layernorm.run_parameters`), ``cycles`` and ``error``;
+    with ``compute``, the weights ``w`` and biases ``b`` of its calls; then ``more``."""
     beat = data.ArrayLayout(DEFAULT.act.width, lanes)
     return {
         "cmd": In(stream.Signature(command)),

@@ -33,7 +33,7 @@ from hw.streams.gather import Gather, times_constant
 from hw.arith.gelu import Gelu
 from hw.system.half_block import (index_rows, issue_calls, load_then_run, members, row_buffer,
                          rows_written, shift_command)
-from hw.units.layernorm import LayerNorm, parameter_set_loaded
+from hw.units.layernorm import LayerNorm, run_parameters
 from hw.units.residual import ResidualAdd
 from hw.streams.pipeline import countdown
 from hw.streams.scatter import Scatter
@@ -116,7 +116,6 @@ class MlpHalf(wiring.Component):
                      h_wr.addr.eq(s_h.wr_addr), h_wr.data.eq(s_h.wr_data),
                      h_wr.en.eq(s_h.wr_en)]
 
-        wiring.connect(m, wiring.flipped(self.p), ln.p)
         wiring.connect(m, wiring.flipped(self.w), cu.w)
         wiring.connect(m, wiring.flipped(self.b), cu.b)
         wiring.connect(m, g_ln.o, ln.i)
@@ -150,7 +149,7 @@ class MlpHalf(wiring.Component):
                  out_width=act.width, gelu=0)],
             start=new_command, tokens=tokens)
 
-        params = parameter_set_loaded(m, self.p, Bd, self.cmd.ready)
+        params = run_parameters(m, self.p, ln.p, Bd, self.cmd.ready)
         index_rows(m, g_ln.idx, rows["ln"], tokens, Bd, running & params)
         index_rows(m, g_res.idx, rows["res"], tokens, Bd, running)
         index_rows(m, s_h.idx, rows["scatter"], tokens, Bh, running)

@@ -49,7 +49,7 @@ from hw.units.expert_queues import ExpertQueues
 from hw.units.gate import Gate
 from hw.streams.gather import Gather, times_constant
 from hw.system.half_block import count_rows, index_rows, rows_written
-from hw.units.layernorm import LayerNorm, parameter_set_loaded
+from hw.units.layernorm import LayerNorm, run_parameters
 from hw.movers.linear_fetch import bus_name, buses
 from hw.streams.pipeline import countdown
 from hw.streams.scatter import Scatter
@@ -157,7 +157,6 @@ class MoeHalf(wiring.Component):
             self.error.eq(eng.error | queues.error | g_ln.error | g_out.error | s_h.error),
             self.resp_error.eq(eng.resp_error),
         ]
-        wiring.connect(m, wiring.flipped(self.p), ln.p)
         wiring.connect(m, g_ln.o, ln.i)
         wiring.connect(m, ln.o, s_h.i)
         wiring.connect(m, eng.logits, gate.i)
@@ -190,7 +189,7 @@ class MoeHalf(wiring.Component):
         calls_before = Signal(16)
         started = Signal(3)                           # engine, gate, queues commands given
 
-        params = parameter_set_loaded(m, self.p, Bd, self.cmd.ready)
+        params = run_parameters(m, self.p, ln.p, Bd, self.cmd.ready)
 
         with m.If(queues.o.valid & queues.o.ready & queues.o.payload.last):
             m.d.sync += experts.eq(experts + 1)

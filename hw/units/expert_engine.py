@@ -115,7 +115,7 @@ class ExpertEngine(wiring.Component):
     """
 
     def __init__(self, *, dim, expert_hidden, experts, max_tokens, lanes=16, data_width=128,
-                 addr_width=40, ports=1, compute=None):
+                 addr_width=40, ports=1, compute=None, banks=2):
         for name, value in (("dim", dim), ("expert_hidden", expert_hidden)):
             checks.multiple_of("ExpertEngine", name, value, lanes, "lanes")
         self._dim, self._hidden, self._experts = dim, expert_hidden, experts
@@ -126,7 +126,8 @@ class ExpertEngine(wiring.Component):
             "ExpertEngine", compute,
             own=dict(rows=lanes, cols=lanes, max_in=max(dim, expert_hidden),
                      max_out=max(dim, expert_hidden), max_weights=dim * expert_hidden,
-                     max_tokens=max_tokens, weight_lanes=weight_lanes, act=act, gelu=Gelu),
+                     max_tokens=max_tokens, weight_lanes=weight_lanes, act=act, gelu=Gelu,
+                     banks=banks),
             calls=[(dim, experts, False), (dim, expert_hidden, True),
                    (expert_hidden, dim, False)], tokens=max_tokens)
         self.compute = self._client.unit

@@ -67,7 +67,7 @@ from hw.streams.pipeline import delay, tree, tree_stages
 from hw.arith.rsqrt import Rsqrt
 
 
-__all__ = ["LayerNorm", "MAX_DIM", "parameter_set_loaded"]
+__all__ = ["LayerNorm", "MAX_DIM", "run_parameters"]
 
 
 #: Longest row: ``x - mean`` then fits one bit more than an activation (the rounding of the
@@ -611,17 +611,28 @@ class LayerNorm(wiring.Component):
         return m
 
 
-def parameter_set_loaded(m, p, beats, idle):
-    """High once a whole parameter set (``beats`` transfers on the stream ``p``) has gone by
-    since the unit last became ``idle`` (the end of its previous run). A unit that feeds rows to
-    a :class:`LayerNorm` gates them on it, so no row is normalised before its run's parameters
-    are in, however late (or early) they come."""
-    count = Signal(range(beats + 1))
+def run_parameters(m, p, ln_p, beats, idle):
+    """Pass a unit's parameter stream ``p`` to its :class:`LayerNorm`'s ``ln_p``, one set of
+    ``beats`` transfers per run; returns a flag (a register) that is high once this run's set is
+    in. A unit that feeds rows to the LayerNorm gates them on it, so no row is normalised before
+    its run's parameters.
+
+    ``idle`` is high between runs (the unit's ``cmd.ready``). The set passes only while a run is
+    on and its set is not yet in: a set that comes early, while the previous run still
+    normalises rows (a sequencer may issue the next run's read that soon), waits on ``p``,
+    holding its reader back, instead of reaching the LayerNorm, which would take it for the
+    previous run's remaining rows."""
+    count = Signal(range(beats))
+    loaded = Signal()
     was_idle = Signal(init=1)
     m.d.sync += was_idle.eq(idle)
-    taken = p.valid & p.ready
+    open_ = ~idle & ~loaded
+    m.d.comb += [ln_p.valid.eq(p.valid & open_), ln_p.payload.eq(p.payload),
+                 p.ready.eq(ln_p.ready & open_)]
     with m.If(idle & ~was_idle):
-        m.d.sync += count.eq(taken)
-    with m.Elif(taken & (count < beats)):
+        m.d.sync += [count.eq(0), loaded.eq(0)]
+    with m.Elif(p.valid & p.ready):
         m.d.sync += count.eq(count + 1)
-    return count == beats
+        with m.If(count == beats - 1):
+            m.d.sync += [count.eq(0), loaded.eq(1)]
+    return loaded

@@ -75,7 +75,8 @@ class ExpertHarness(wiring.Component):
         self.L = config["lanes"]
         self.engine = ExpertEngine(dim=model.dim, expert_hidden=model.expert_hidden,
                                    experts=model.experts, max_tokens=model.tokens, lanes=self.L,
-                                   data_width=config.get("data_width", 128), addr_width=32)
+                                   data_width=config.get("data_width", 128), addr_width=32,
+                                   banks=config.get("banks", 2))
         _, _, self._h, self._x, _, _ = layer_data(config)
         e = self.engine
         super().__init__({
