@@ -8,7 +8,7 @@ beat per token) for :class:`hw.units.gate.Gate`. Queue entries then arrive from
 
 1. fetches its fc1 and fc2 records from memory **once** (:class:`hw.movers.linear_fetch.LinearFetch`,
    at ``base + (expert << stride_log2)``, fc2 at ``fc2_offset`` bytes further), straight into the
-   compute unit's weight double buffer;
+   compute unit's weight banks;
 2. gathers its queue's rows of ``h`` into the compute unit for fc1 + GELU, and scatters the
    results into a hidden buffer (one row per queue position);
 3. gathers those rows back for fc2 and scatters ``x[token] += score * y`` into ``x``.
