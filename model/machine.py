@@ -16,8 +16,11 @@ A new shape is one call: ``ZCU102.replace(attention_slots=8)``.
 
 from dataclasses import dataclass, fields, replace
 
+#: The most images one run takes (:attr:`MachineConfig.batch`).
+MAX_BATCH = 8
+
 __all__ = ["MachineConfig", "ZCU102", "ZCU102_512", "ULX3S_SELFTEST", "SMALL", "MACHINES",
-           "machine_by_name"]
+           "MAX_BATCH", "machine_by_name"]
 
 
 def _require(condition, field, rule):
@@ -60,6 +63,13 @@ class MachineConfig:
         memory, not the array, bounds the MoE layers.
     clock_mhz : float
         The clock the machine is built for on its board (what ``ms per image`` is counted at).
+    batch : int
+        Images per run, 1..8 (:meth:`batched`). A run takes the weights through the machine
+        once for all of them: the MLP and MoE halves run over the batch's tokens at once, so
+        each expert's weights are read once per layer for the whole batch, and their buffers
+        hold ``batch x tokens`` rows; the patch embedding runs an image at a time, and the
+        attention half loads the batch's rows and runs an image at a time over them. One image
+        is today's machine, unchanged.
     """
 
     name: str
@@ -71,6 +81,7 @@ class MachineConfig:
     expert_ports: int = 2
     weight_banks: int = 2
     clock_mhz: float = 300.0
+    batch: int = 1
 
     def __post_init__(self):
         _require(isinstance(self.name, str) and self.name, "name",
@@ -99,6 +110,8 @@ class MachineConfig:
                  f"narrower ports")
         _require(2 <= self.weight_banks <= 8, "weight_banks",
                  f"must be in 2..8 (a double buffer at least), not {self.weight_banks}")
+        _require(self.batch <= MAX_BATCH, "batch",
+                 f"must be in 1..{MAX_BATCH} images, not {self.batch}")
         _require(isinstance(self.clock_mhz, (int, float)) and self.clock_mhz > 0, "clock_mhz",
                  f"must be a positive number, not {self.clock_mhz!r}")
 
@@ -142,12 +155,28 @@ class MachineConfig:
             changes["name"] = f"{self.name}-custom"
         return replace(self, **changes)
 
+    def batched(self, images):
+        """This machine taking ``images`` images per run, named ``<name>-b<images>``; itself
+        for one image."""
+        if images == self.batch:
+            return self
+        base = replace(self, batch=1, name=self.name.removesuffix(f"-b{self.batch}"))
+        return base if images == 1 else replace(base, batch=images,
+                                                name=f"{base.name}-b{images}")
+
+    @property
+    def per_image(self):
+        """The same machine for one image: what a batch's results must equal, image by
+        image."""
+        return self.batched(1)
+
     def describe(self):
         """One line for reports."""
         return (f"{self.name}: {self.array_rows} x {self.array_cols} array, "
                 f"{self.attention_slots} attention slots, {self.data_width}-bit ports "
                 f"({self.expert_ports} for experts), {self.weight_banks} weight banks, "
-                f"{self.clock_mhz:g} MHz")
+                f"{self.clock_mhz:g} MHz" + (f", {self.batch} images per run"
+                                              if self.batch > 1 else ""))
 
 
 #: The ZCU102 machine (XCZU9EG): a 16 x 16 array as upstream's, four query slots, 128-bit HP
@@ -178,7 +207,11 @@ MACHINES = {m.name: m for m in (ZCU102, ZCU102_512, ULX3S_SELFTEST, SMALL)}
 
 
 def machine_by_name(name):
-    """Look a preset up by name; an unknown name lists the valid ones."""
+    """Look a preset up by name, ``<preset>-b<images>`` for a preset taking a batch; an unknown
+    name lists the valid ones."""
+    base, _, images = name.rpartition("-b")
+    if base in MACHINES and images.isdigit():
+        return MACHINES[base].batched(int(images))
     try:
         return MACHINES[name]
     except KeyError:

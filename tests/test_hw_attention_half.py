@@ -15,6 +15,11 @@ MICRO = dict(model="micro", lanes=4, weight_lanes=4)
 test_micro = cocotb_tests("sim.benches.attention_half", lambda **c: make_design(c),
                           configs=[MICRO, dict(MICRO, idle=0.3, backpressure=0.5, slots=2)])
 
+# A batch of three images in one run: each image's attention over its own rows only.
+test_micro_batch = cocotb_tests(
+    "sim.benches.attention_half", lambda **c: make_design(c),
+    configs=[dict(MICRO, images=3), dict(MICRO, images=2, idle=0.3, backpressure=0.5)])
+
 if shared_weights_dir() is not None:
     test_m3vit_tiny_block0 = cocotb_tests(
         "sim.benches.attention_half", lambda **c: make_design(c),

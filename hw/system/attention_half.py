@@ -17,14 +17,28 @@ Each call's weights load into the compute unit's free bank while the previous ca
 the first call's (K) are expected before the run, as the machine loads them during the
 previous block.
 
-A run: a command (``tokens`` and the four calls' output shifts), then ``tokens * dim / lanes``
-beats of token rows on ``x``, LayerNorm parameters on ``p`` (one set), matrices and biases on
-``w`` and ``b`` (K, Q, V, proj; :mod:`model.packer` layout). The updated rows leave on ``o``.
-``cycles`` counts from the end of loading ``x`` to the last beat on ``o``.
+A run: a command (``tokens``, ``images`` and ``image_tokens``, and the four calls' output
+shifts), then ``tokens * dim / lanes`` beats of token rows on ``x``, LayerNorm parameters on
+``p`` (one set), matrices and biases on ``w`` and ``b`` (K, Q, V, proj; :mod:`model.packer`
+layout), once per image. The updated rows leave on ``o``. ``cycles`` counts from the end of
+loading ``x`` to the last beat on ``o``.
+
+**A batch** (:attr:`model.machine.MachineConfig.batch`): a run's ``tokens`` rows are
+``images`` images of ``image_tokens`` rows each, one after the other; the half loads them all,
+then runs the four calls and the engine once per image over that image's rows (attention never
+mixes images), and the rows leave in the order they came. So the rows of a whole batch pass
+through in one run, and the half before it never waits for this one to take an image: that is
+what keeps a batch free of deadlock, with the MLP and MoE halves running over all its tokens at
+once. Each side of the run (the calls, the engine's commands, the LayerNorm's rows, the compute
+unit's input and its output) steps to the next image on its own, so an image's K call may
+start while the previous image's projection finishes. One image (``images = 1``,
+``image_tokens = tokens``) is the plain run. The weights of every image's calls arrive on
+``w`` and ``b`` in call order: a batch refetches the attention weights once per image.
 """
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
+from amaranth.utils import ceil_log2
 
 from hw import checks
 from model.system.attention_half import CALLS
@@ -52,6 +66,9 @@ class AttentionHalf(wiring.Component):
         Embedding width (a multiple of ``lanes``) and heads (``dim / heads`` a multiple of
         ``lanes``).
     max_tokens : int
+        Most tokens of one image.
+    images : int
+        Most images of one run (a batch): the row buffer holds ``images x max_tokens`` rows.
     slots : int
         Query slots of the attention engine.
     lanes : int
@@ -66,8 +83,8 @@ class AttentionHalf(wiring.Component):
 
     Members
     -------
-    cmd : ``In(stream.Signature(StructLayout({"tokens", "k_shift", "q_shift", "v_shift",
-    "proj_shift"})))``
+    cmd : ``In(stream.Signature(StructLayout({"tokens", "images", "image_tokens", "k_shift",
+    "q_shift", "v_shift", "proj_shift"})))``
     x, o : token rows in and out, ``lanes`` activations per beat
     p : LayerNorm parameters (:attr:`hw.units.layernorm.LayerNorm.p`)
     w, b : weights and biases (:attr:`hw.units.compute_unit.ComputeUnit.w`, ``.b``)
@@ -77,10 +94,12 @@ class AttentionHalf(wiring.Component):
         Sticky: a unit rejected a command or an index.
     """
 
-    def __init__(self, *, dim, heads, max_tokens, slots=4, lanes=16, weight_lanes=8,
+    def __init__(self, *, dim, heads, max_tokens, images=1, slots=4, lanes=16, weight_lanes=8,
                  eps=1e-6, compute=None):
         checks.multiple_of("AttentionHalf", "dim", dim, lanes, "lanes")
+        checks.positive("AttentionHalf", "images", images)
         self._dim, self._max_tokens, self._lanes = dim, max_tokens, lanes
+        self._images = images
         act = DEFAULT.act
         self.engine = AttentionEngine(dim=dim, heads=heads, max_tokens=max_tokens, slots=slots,
                                       lanes=lanes, fmt=act, q_fmt=DEFAULT.query)
@@ -89,10 +108,14 @@ class AttentionHalf(wiring.Component):
             own=dict(rows=lanes, cols=lanes, max_in=dim, max_out=dim, max_weights=dim * dim,
                      max_tokens=max_tokens, weight_lanes=weight_lanes, act=act),
             calls=[(dim, dim, False)], tokens=max_tokens)
+        rows = images * max_tokens
         self.compute = self._client.unit
         self.layernorm = LayerNorm(dim=dim, lanes=lanes, gamma_fmt=DEFAULT.small_format,
                                    eps=eps, fmt=act)
-        self.command_layout = shift_command(self.compute, CALLS)
+        self.command_layout = shift_command(
+            self.compute, CALLS, tokens=rows,
+            images=unsigned(ceil_log2(images + 1)),
+            image_tokens=unsigned(ceil_log2(max_tokens + 1)))
         super().__init__(members(command=self.command_layout, lanes=lanes,
                                  layernorm=self.layernorm, compute=self.compute,
                                  **self._client.members()))
@@ -100,15 +123,16 @@ class AttentionHalf(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         L, T = self._lanes, self._max_tokens
+        R = self._images * T                            # rows of a run
         B = self._dim // L                              # beats per token row
         act = DEFAULT.act
         cu, ln, engine = self._client.ports(m, self), self.layernorm, self.engine
         m.submodules.layernorm = ln
         m.submodules.engine = engine
         m.submodules.residual = res = ResidualAdd(lanes=L, fmt=act)
-        m.submodules.gather_ln = g_ln = Gather(lanes=L, width=act.width, rows=T, row_beats=B)
-        m.submodules.gather_res = g_res = Gather(lanes=L, width=act.width, rows=T, row_beats=B)
-        x_wr = row_buffer(m, "x_buffer", fmt=act, lanes=L, depth=T * B, gathers=(g_ln, g_res))
+        m.submodules.gather_ln = g_ln = Gather(lanes=L, width=act.width, rows=R, row_beats=B)
+        m.submodules.gather_res = g_res = Gather(lanes=L, width=act.width, rows=R, row_beats=B)
+        x_wr = row_buffer(m, "x_buffer", fmt=act, lanes=L, depth=R * B, gathers=(g_ln, g_res))
         wiring.connect(m, wiring.flipped(self.w), cu.w)
         wiring.connect(m, wiring.flipped(self.b), cu.b)
         wiring.connect(m, g_ln.o, ln.i)
@@ -117,63 +141,99 @@ class AttentionHalf(wiring.Component):
         m.d.comb += self.error.eq(cu.error | engine.error | g_ln.error | g_res.error)
 
         command = Signal(self.command_layout)
-        tokens = command.tokens
-        engine_started = Signal()
-        ln_rows = Signal(range(3 * T + 1))              # LayerNorm rows requested (K, Q, V)
-        ln_row = Signal(range(T))
-        res_rows = Signal(range(T + 1))
-        last_token = Signal(range(T))                   # tokens - 1
-        ln_total = Signal(range(3 * T + 1))             # LayerNorm rows of a run: 3 tokens
-        three_matrices = Signal(range(3 * T * B + 1))   # K, Q and V beats: 3 tokens B
+        tokens, image_tokens = command.tokens, command.image_tokens
+        ln_row = Signal(range(R))
+        ln_base = Signal(range(R + 1))                  # the image's first row
+        ln_last = Signal(range(R + T))                  # and its last: ln_base + image_tokens - 1
+        res_rows = Signal(range(R + 1))
+        ln_total = Signal(range(3 * T + 1))             # LayerNorm rows of an image: 3 tokens
+        three_matrices = Signal(range(3 * T * B + 1))   # K, Q and V beats of an image
+        one_matrix = Signal(range(T * B + 1))           # beats of one matrix of an image
         new_command = self.cmd.valid & self.cmd.ready
-        running, begin, row_beats = load_then_run(
+        running, begin, _ = load_then_run(
             m, self, x_wr, times_constant(tokens, B),
-            on_command=[command.eq(self.cmd.payload), engine_started.eq(0)],
-            on_prepare=[last_token.eq(tokens - 1), ln_total.eq(times_constant(tokens, 3)),
-                        three_matrices.eq(times_constant(tokens, 3 * B))],
-            on_loaded=[ln_rows.eq(0), ln_row.eq(0), res_rows.eq(0)])
-        # The engine's run and the compute unit's four calls go out as soon as the command is
-        # in, so K's weights may load while x does.
-        m.d.comb += [engine.cmd.valid.eq(~self.cmd.ready & ~engine_started),
-                     engine.cmd.payload.tokens.eq(tokens)]
-        with m.If(engine.cmd.valid & engine.cmd.ready):
-            m.d.sync += engine_started.eq(1)
-        issue_calls(m, cu, [
-            dict(in_dim=self._dim, out_dim=self._dim, shift=command[f"{call}_shift"],
-                 out_width=DEFAULT.query.width if call == "q" else act.width, gelu=0)
-            for call in CALLS], start=new_command, tokens=tokens)
+            on_command=[command.eq(self.cmd.payload)],
+            on_prepare=[ln_last.eq(image_tokens - 1), ln_total.eq(times_constant(image_tokens, 3)),
+                        three_matrices.eq(times_constant(image_tokens, 3 * B)),
+                        one_matrix.eq(times_constant(image_tokens, B))],
+            on_loaded=[ln_row.eq(0), ln_base.eq(0), res_rows.eq(0)])
 
-        # LayerNorm rows: 0..tokens-1 three times, one pass per call.
+        # Each side walks the images on its own: `more_<side>` is the images it has still to
+        # start after the current one, a register tested against zero.
+        def images_after(name, step):
+            more = Signal(range(self._images), name=f"more_{name}")
+            with m.If(new_command):
+                m.d.sync += more.eq(self.cmd.payload.images - 1)
+            with m.Elif(step & (more != 0)):
+                m.d.sync += more.eq(more - 1)
+            return more != 0
+
+        # The engine's runs and the compute unit's four calls per image go out as soon as the
+        # command is in, so K's weights may load while x does.
+        engine_pending = Signal()
+        engine_taken = engine.cmd.valid & engine.cmd.ready
+        engine_again = images_after("engine", engine_taken)
+        m.d.comb += [engine.cmd.valid.eq(engine_pending),
+                     engine.cmd.payload.tokens.eq(image_tokens)]
+        with m.If(new_command):
+            m.d.sync += engine_pending.eq(1)
+        with m.Elif(engine_taken):
+            m.d.sync += engine_pending.eq(engine_again)
+        calls_again = Signal()
+        last_call = issue_calls(
+            m, cu, [dict(in_dim=self._dim, out_dim=self._dim, shift=command[f"{call}_shift"],
+                         out_width=DEFAULT.query.width if call == "q" else act.width, gelu=0)
+                    for call in CALLS],
+            start=new_command, tokens=image_tokens, again=calls_again)
+        m.d.comb += calls_again.eq(images_after("calls", last_call))
+
+        # LayerNorm rows: the image's rows three times, one pass per call; then the next image.
         params = run_parameters(m, self.p, ln.p, B, self.cmd.ready)
-        ln_rows_left, _ = countdown(m, name="ln_rows", load=begin, total=ln_total,
-                                    step=g_ln.idx.valid & g_ln.idx.ready)
+        ln_step = g_ln.idx.valid & g_ln.idx.ready
+        ln_next = Signal()                              # the image's last row: the next image
+        ln_rows_left, ln_rows_last = countdown(m, name="ln_rows", load=begin | ln_next,
+                                               total=ln_total, step=ln_step)
         m.d.comb += [g_ln.idx.valid.eq(running & params & ln_rows_left),
                      g_ln.idx.payload.row.eq(ln_row), g_ln.idx.payload.beats.eq(B)]
-        with m.If(g_ln.idx.valid & g_ln.idx.ready):
-            m.d.sync += ln_row.eq(Mux(ln_row == last_token, 0, ln_row + 1))
+        ln_image_end = ln_step & ln_rows_last
+        m.d.comb += ln_next.eq(ln_image_end & images_after("ln", ln_image_end))
+        with m.If(ln_step):
+            m.d.sync += ln_row.eq(Mux(ln_row == ln_last, ln_base, ln_row + 1))
+        with m.If(ln_next):
+            m.d.sync += [ln_row.eq(ln_last + 1), ln_base.eq(ln_last + 1),
+                         ln_last.eq(ln_last + image_tokens)]
         index_rows(m, g_res.idx, res_rows, tokens, B, running)
-
-        # Compute unit input: LayerNorm rows for K, Q and V, then the attention rows.
-        from_ln, _ = countdown(m, name="x_in", load=begin, total=three_matrices,
-                               step=cu.x.valid & cu.x.ready)
+        # Compute unit input, per image: LayerNorm rows for K, Q and V, then the attention
+        # rows for the projection.
+        x_taken = cu.x.valid & cu.x.ready
+        from_engine_load, from_ln_next = Signal(), Signal()
+        from_ln, from_ln_last = countdown(m, name="x_in", load=begin | from_ln_next,
+                                          total=three_matrices, step=x_taken)
+        from_engine, from_engine_last = countdown(m, name="x_proj", load=from_engine_load,
+                                                  total=one_matrix, step=x_taken & ~from_ln)
+        m.d.comb += from_engine_load.eq(x_taken & from_ln & from_ln_last)
+        x_image_end = x_taken & ~from_ln & from_engine_last
+        m.d.comb += from_ln_next.eq(x_image_end & images_after("x", x_image_end))
         with m.If(from_ln):
             wiring.connect(m, ln.o, cu.x)
-        with m.Else():
+        with m.Elif(from_engine):
             wiring.connect(m, engine.o, cu.x)
 
-        # Compute unit output: K, Q and V to the engine, then the projection to the residual.
-        # Which one is counted down a matrix at a time: `matrix` is 0, 1, 2 for K, Q, V, 3
-        # after.
+        # Compute unit output, per image: K, Q and V to the engine, then the projection to the
+        # residual. Which one is counted down a matrix at a time: `matrix` is 0, 1, 2 for K, Q,
+        # V, 3 for the projection.
         matrix = Signal(range(4))
         taken = cu.o.valid & cu.o.ready
         matrix_last = Signal()
-        matrix_end = matrix_last & (matrix != 3)
-        _, last_beat = countdown(m, name="y_out", load=begin | (taken & matrix_end),
-                                           total=row_beats, step=taken)
+        matrix_end = taken & matrix_last
+        image_end = matrix_end & (matrix == 3)
+        next_image = image_end & images_after("y", image_end)
+        _, last_beat = countdown(m, name="y_out", load=begin | (matrix_end & (matrix != 3)) |
+                                 next_image, total=one_matrix, step=taken)
         m.d.comb += matrix_last.eq(last_beat)
-        with m.If(begin):
+        with m.If(begin | next_image):
             m.d.sync += matrix.eq(0)
-        with m.Elif(taken & matrix_end):
+        with m.Elif(matrix_end & (matrix != 3)):
             m.d.sync += matrix.eq(matrix + 1)
         outputs = (engine.k, engine.q, engine.v)
         with m.Switch(matrix):

@@ -11,6 +11,7 @@ is theirs (which calls, which rows, where results go).
 from amaranth import Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from model.numerics import DEFAULT
 
@@ -21,13 +22,15 @@ __all__ = ["members", "shift_command", "row_buffer", "load_then_run", "issue_cal
            "count_rows", "rows_written"]
 
 
-def shift_command(compute, calls):
+def shift_command(compute, calls, *, tokens=None, **more):
     """A half's command: ``tokens`` and the output shift of each of its compute-unit ``calls``
-    (``<call>_shift``), as wide as ``compute``'s command fields."""
+    (``<call>_shift``), as wide as ``compute``'s command fields, then the fields ``more``.
+    ``tokens`` (optional) is the most rows of a run, when they are more than one call's."""
     shift = compute.command_layout["shift"].shape
-    return data.StructLayout({
-        "tokens": unsigned(compute.command_layout["tokens"].shape.width),
-        **{f"{call}_shift": shift for call in calls}})
+    width = (compute.command_layout["tokens"].shape.width if tokens is None
+             else ceil_log2(tokens + 1))
+    return data.StructLayout({"tokens": unsigned(width), **more,
+                              **{f"{call}_shift": shift for call in calls}})
 
 
 def members(*, command, lanes, layernorm, compute=None, **more):
@@ -116,24 +119,28 @@ def load_then_run(m, half, write, row_beats, *, on_command=(), on_prepare=(), on
     return running, begin, total
 
 
-def issue_calls(m, cu, calls, *, start, tokens):
+def issue_calls(m, cu, calls, *, start, tokens, again=0):
     """The compute unit's ``calls`` (dicts of its command fields but ``tokens``), one after the
-    other on ``cu.cmd`` from the cycle after ``start``. ``cu.cmd.valid`` is a register (set by
-    ``start``, cleared as the last call is taken), so that no decoding of the half's state sits
-    in front of the compute unit's command port. Every field is assigned in every branch: a
-    constant driven alone into part of a signal becomes an input-less ``always @*`` in the
-    Verilog, which simulators never run."""
+    other on ``cu.cmd`` from the cycle after ``start``, and once more from the top each time
+    the last is taken while ``again`` (a register) is high. ``cu.cmd.valid`` is a register (set
+    by ``start``, cleared as the last call is taken), so that no decoding of the half's state
+    sits in front of the compute unit's command port. Every field is assigned in every branch:
+    a constant driven alone into part of a signal becomes an input-less ``always @*`` in the
+    Verilog, which simulators never run. Returns a flag, high as the last call is taken."""
     issued = Signal(range(len(calls)), name="calls")
     for n, call in enumerate(calls):
         with (m.If(issued == n) if n == 0 else m.Elif(issued == n)):
             m.d.comb += [cu.cmd.payload.tokens.eq(tokens)]
             m.d.comb += [cu.cmd.payload[name].eq(value) for name, value in call.items()]
+    last = Signal(name="last_call")
+    m.d.comb += last.eq(cu.cmd.valid & cu.cmd.ready & (issued == len(calls) - 1))
     with m.If(start):
         m.d.sync += [issued.eq(0), cu.cmd.valid.eq(1)]
     with m.Elif(cu.cmd.valid & cu.cmd.ready):
         m.d.sync += issued.eq(issued + 1)
-        with m.If(issued == len(calls) - 1):
-            m.d.sync += cu.cmd.valid.eq(0)
+        with m.If(last):
+            m.d.sync += [issued.eq(0), cu.cmd.valid.eq(again)]
+    return last
 
 
 def index_rows(m, port, counter, count, beats, enable=1, **fields):

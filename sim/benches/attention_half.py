@@ -34,7 +34,8 @@ def make_design(config):
     """The design under test (the pytest side and the bench build it the same way)."""
     model = config_by_name(config["model"])
     return AttentionHalf(dim=model.dim, heads=model.heads, max_tokens=model.tokens,
-                         slots=config.get("slots", 4), lanes=config["lanes"],
+                         images=config.get("images", 1), slots=config.get("slots", 4),
+                         lanes=config["lanes"],
                          weight_lanes=config["weight_lanes"], eps=model.ln_eps)
 
 
@@ -54,7 +55,13 @@ async def test_attention_half_block(dut):
     L = design._lanes
     T, D = x.shape
     machine = ZCU102.replace(attention_slots=config.get("slots", 4))
-    expected = attention_half(qm, block, x, machine)
+    # A batch: the image's embedding, then the same rows in another order for each further
+    # image (each image's attention must see only its own rows).
+    images = config.get("images", 1)
+    rng = np.random.default_rng(5)
+    xs = [x] + [x[rng.permutation(T)] for _ in range(images - 1)]
+    x = np.concatenate(xs)
+    expected = np.concatenate([attention_half(qm, block, xi, machine) for xi in xs])
     gamma, beta = qm.block(block, "norm1_weight"), qm.block(block, "norm1_bias")
     assert gamma.fmt == GAMMA and beta.fmt == ACT
 
@@ -64,11 +71,12 @@ async def test_attention_half_block(dut):
             enumerate(("cmd", "x", "p", "w", "b"))}
     sink = StreamSink(dut, "o", backpressure=config.get("backpressure", 0.0), seed=9)
 
-    srcs["cmd"].send([pack_struct(design.command_layout, tokens=T,
+    srcs["cmd"].send([pack_struct(design.command_layout, tokens=images * T, images=images,
+                                  image_tokens=T,
                                   **{f"{c}_shift": call_shift(qm, block, c) for c in CALLS})])
     srcs["p"].send(parameter_beats(design.layernorm, gamma, beta))
     cu = design.compute
-    for n, call in enumerate(CALLS):
+    for n, call in enumerate(CALLS * images):
         w, b = qm.block(block, f"{call}_weight"), qm.block(block, f"{call}_bias")
         srcs["w"].send(pack_lanes(beat, cu.weight_width)
                        for beat in weight_beats(linear_weight_tiles(w.ints, L, L),
@@ -81,9 +89,9 @@ async def test_attention_half_block(dut):
             await srcs["w"].wait_sent(timeout_cycles=1000)
             srcs["x"].send(pack_lanes(beat, ACT.width) for beat in x.reshape(-1, L))
 
-    linears = 4 * T * (D // L) ** 2
-    got = await sink.wait_for(T * D // L, timeout_cycles=2 * linears + 20000)
-    y = np.array([unpack_lanes(word, ACT.width, L) for word in got]).reshape(T, D)
+    linears = 4 * images * T * (D // L) ** 2
+    got = await sink.wait_for(images * T * D // L, timeout_cycles=2 * linears + 20000)
+    y = np.array([unpack_lanes(word, ACT.width, L) for word in got]).reshape(images * T, D)
     assert_bit_exact(y, expected)
     assert int(dut.error.value) == 0
     cycles = int(dut.cycles.value)
