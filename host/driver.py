@@ -111,11 +111,11 @@ class Buffers:
         if not (isinstance(base, int) and base > 0):
             raise ValueError(f"the buffers need a nonzero base address (the machine refuses "
                              f"address 0), not {base!r}")
+        size = Identity.of(config, machine).bytes
         weights = _align(base, alignment)
-        beat_bytes = machine.beat_bytes
-        image = _align(weights + machine.layout(config).total_bytes, alignment)
-        output = _align(image + input_layout(config, beat_bytes).length, alignment)
-        end = _align(output + output_layout(config, beat_bytes).length, alignment)
+        image = _align(weights + size("WEIGHTS"), alignment)
+        output = _align(image + size("IMAGE"), alignment)
+        end = _align(output + size("OUTPUT"), alignment)
         return cls(weights, image, output, end)
 
     @property
@@ -279,10 +279,35 @@ class Driver:
             await self._write(f"{buffer}_ADDR_LO", addr & low.mask)
             await self._write(f"{buffer}_ADDR_HI", addr >> low.width)
 
-    async def run(self, image, task):
+    def _image_buffer(self, images):
+        """The image buffer's bytes for ``images``: one image (pixel codes ``[C][H][W]``, or
+        its bytes from :func:`model.weight_image.input_bytes`), or a list of as many as the
+        machine takes per run (:attr:`model.machine.MachineConfig.batch`)."""
+        batch = self.machine.batch
+        if isinstance(images, (list, tuple)):
+            if len(images) != batch:
+                raise ValueError(f"this bitstream takes {batch} image{'s' * (batch > 1)} per "
+                                 f"run, not {len(images)}")
+        elif batch == 1:
+            images = [images]
+        else:
+            raise ValueError(f"this bitstream takes a list of {batch} images per run")
+        want = input_layout(self.config, self.beat_bytes).length
+        data = []
+        for n, image in enumerate(images):
+            if isinstance(image, (bytes, bytearray, memoryview)):
+                if len(image) != want:
+                    raise ValueError(f"the image buffer of {self.config.name} is {want} bytes "
+                                     f"an image, not {len(image)} (image {n})")
+                data.append(bytes(image))
+            else:
+                data.append(input_bytes(image, self.config, self.beat_bytes))
+        return b"".join(data)
+
+    async def run(self, images, task):
         """Start a run: write the image (pixel codes ``[C][H][W]``, or the image buffer's bytes
-        from :func:`model.weight_image.input_bytes`), the buffer addresses and TASK, then
-        START; return once the machine took it.
+        from :func:`model.weight_image.input_bytes`; a list of them for a machine that takes a
+        batch), the buffer addresses and TASK, then START; return once the machine took it.
 
         STATUS left from the last run (DONE, or an error :meth:`wait` reported) is cleared
         with :meth:`reset` first, so that STATUS then speaks of this START alone.
@@ -299,14 +324,7 @@ class Driver:
         if not (isinstance(task, (int, np.integer))
                 and 0 <= task < 1 << _reg("TASK").field("TASK").width):
             raise ValueError(f"task must be a non-negative integer, not {task!r}")
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            data = bytes(image)
-            want = input_layout(self.config, self.beat_bytes).length
-            if len(data) != want:
-                raise ValueError(f"the image buffer of {self.config.name} is {want} bytes, "
-                                 f"not {len(data)}")
-        else:
-            data = input_bytes(image, self.config, self.beat_bytes)
+        data = self._image_buffer(images)
         status = await self.status()
         if status["busy"]:
             raise MachineBusy("a run is in progress: wait() for it, or reset() to end it")
@@ -372,14 +390,17 @@ class Driver:
                 await self._write("IRQ_STATUS", _reg("IRQ_STATUS").mask)
 
     async def read_output(self):
-        """The output buffer as integers ``[tokens][dim]`` (``numpy`` int64, ``DEFAULT.act``)."""
-        out = output_layout(self.config, self.beat_bytes)
-        return unpack_output(await self.memory.read(self.buffers.output, out.length),
-                             self.config, self.beat_bytes)
+        """The output buffer as integers ``[tokens][dim]`` (``numpy`` int64, ``DEFAULT.act``);
+        for a machine that takes a batch, a list of them, one per image."""
+        length = output_layout(self.config, self.beat_bytes).length
+        data = await self.memory.read(self.buffers.output, self.identity.bytes("OUTPUT"))
+        outputs = [unpack_output(data[n * length:(n + 1) * length], self.config,
+                                 self.beat_bytes) for n in range(self.machine.batch)]
+        return outputs if self.machine.batch > 1 else outputs[0]
 
-    async def infer(self, image, task, *, timeout=10.0, interrupt=None):
+    async def infer(self, images, task, *, timeout=10.0, interrupt=None):
         """:meth:`run`, :meth:`wait` and :meth:`read_output` in one."""
-        await self.run(image, task)
+        await self.run(images, task)
         await self.wait(timeout, interrupt=interrupt)
         return await self.read_output()
 

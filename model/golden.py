@@ -55,7 +55,8 @@ def run(weights, image, task, *, numerics=DEFAULT, machine=ZCU102, routes=None):
         raise ValueError(f"task must be an integer in 0..{cfg.tasks - 1}, not {task!r}")
     trace = GoldenTrace(fmt=num.act)
     x = None
-    for command in commands(cfg, task, machine):
+    # A batch's results are those of its images one by one (model.schedule).
+    for command in commands(cfg, task, machine.per_image):
         b = command.block
         if command.unit is Unit.EMBED:
             x = patch_embed(image, cfg.patch, qm["patch_weight"], qm["patch_bias"],

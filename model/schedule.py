@@ -32,6 +32,17 @@ The operations:
 A stage is launched by its command, its parameter reads and its record fetches; the program then
 waits until the stage's calls are all in the compute unit's queue and goes on to the next stage,
 so a stage's weights load while the previous stage computes.
+
+A machine that takes a batch (:attr:`model.machine.MachineConfig.batch` ``= B``) runs one program
+for B images laid one after the other in the image and output buffers: the patch embedding once
+per image, then per block one attention command over the B images' rows (``images = B``, its
+four records fetched once per image) and one MLP or MoE command over all ``B x tokens`` rows, so
+each expert's records are read once per layer for the whole batch. The results are those of B
+runs of one image (:attr:`model.machine.MachineConfig.per_image`): every unit but attention
+works token by token, and attention runs an image at a time. A stage's first rows may then come
+before its command (the stage before makes a call per image, and the program launches the next
+stage only once all of them are in the compute unit's queue): the halves of such a machine take
+rows while idle (:func:`hw.system.half_block.load_then_run`).
 """
 
 import argparse
@@ -48,7 +59,7 @@ from model.weight_image import input_layout, output_layout
 
 __all__ = ["Port", "ImageTo", "ParamsTo", "Unit", "Buffer", "Until", "Source",
            "Shift", "Address", "Read", "Fetch", "Command", "Wait", "Route", "Mark", "Write", "End",
-           "CALLS_PER_COMMAND", "program", "commands", "listing"]
+           "CALLS_PER_COMMAND", "calls_of", "program", "commands", "listing"]
 
 
 class Port(enum.IntEnum):
@@ -102,8 +113,15 @@ class Source(enum.IntEnum):
     NONE = 3
 
 
-#: Compute-unit calls of one command of a unit (the MoE half's depend on the routing).
+#: Compute-unit calls of one command of a unit, per image it runs (the MoE half's depend on
+#: the routing).
 CALLS_PER_COMMAND = {Unit.EMBED: 1, Unit.ATTENTION: len(ATTENTION_CALLS), Unit.MLP: 2}
+
+
+def calls_of(command):
+    """Compute-unit calls of ``command`` (a :class:`Command` of a unit of
+    :data:`CALLS_PER_COMMAND`): an attention command makes its calls once per image."""
+    return CALLS_PER_COMMAND[command.unit] * dict(command.fields).get("images", 1)
 
 
 @dataclass(frozen=True)
@@ -244,36 +262,46 @@ def program(config, machine=ZCU102):
 
     accepted = {unit: 0 for unit in CALLS_PER_COMMAND}
 
-    def wait_calls(unit):
-        accepted[unit] += CALLS_PER_COMMAND[unit]
-        ops.append(Wait(Until.CALLS, unit, accepted[unit]))
+    def wait_calls(command):
+        accepted[command.unit] += calls_of(command)
+        ops.append(Wait(Until.CALLS, command.unit, accepted[command.unit]))
 
-    tokens = config.tokens
+    def command(*args):
+        ops.append(Command(*args))
+        return ops[-1]
+
+    images = machine.batch
+    tokens = images * config.tokens
+    image_bytes = input_layout(config, bb).length
     ops.append(Route(Source.EMBED, Unit.MLP, Source.NONE))
     read(Port.IMAGE, ImageTo.SHIFT_TABLE, "shifts")
     ops.append(Wait(Until.SHIFT_TABLE, count=lay["shifts"].beats))
     ops.append(Mark(0))
-    ops.append(Command(Unit.EMBED, None, (("patches", config.patches),
-                                          ("shift", shift("patch")))))
-    ops.append(Read(Port.IMAGE, ImageTo.EMBED, Buffer.IMAGE, 0,
-                    input_layout(config, bb).length // bb, "image"))
-    read(Port.PARAMS, ParamsTo.POS_EMBED, "pos_embed")
-    fetch("patch", Unit.EMBED)
-    wait_calls(Unit.EMBED)
+    for image in range(images):
+        embed = command(Unit.EMBED, None, (("patches", config.patches),
+                                           ("shift", shift("patch"))))
+        ops.append(Read(Port.IMAGE, ImageTo.EMBED, Buffer.IMAGE, image * image_bytes,
+                        image_bytes // bb, "image" if images == 1 else f"image {image}"))
+        read(Port.PARAMS, ParamsTo.POS_EMBED, "pos_embed")
+        fetch("patch", Unit.EMBED)
+        wait_calls(embed)
     for b in range(config.depth):
         p = f"l{b}."
         moe = config.is_moe(b)
         stage = Source.MOE if moe else Source.MLP
         ops.append(Mark(b + 1))
-        ops.append(Command(Unit.ATTENTION, b, (("tokens", tokens),) + tuple(
-            (f"{c}_shift", shift(p + c)) for c in ATTENTION_CALLS)))
-        read(Port.PARAMS, ParamsTo.ATTENTION, p + "ln1")
-        for c in ATTENTION_CALLS:
-            fetch(p + c, Unit.ATTENTION)
-        wait_calls(Unit.ATTENTION)
+        # Where the attention half's rows go is taken with its command: set it just before.
         previous = Source.EMBED if b == 0 else (Source.MOE if config.is_moe(b - 1)
                                                 else Source.MLP)
         ops.append(Route(previous, Unit.MOE if moe else Unit.MLP, Source.NONE))
+        attention = command(Unit.ATTENTION, b, (
+            ("tokens", tokens), ("images", images), ("image_tokens", config.tokens)) + tuple(
+            (f"{c}_shift", shift(p + c)) for c in ATTENTION_CALLS))
+        read(Port.PARAMS, ParamsTo.ATTENTION, p + "ln1")
+        for _ in range(images):
+            for c in ATTENTION_CALLS:
+                fetch(p + c, Unit.ATTENTION)
+        wait_calls(attention)
         if moe:
             for task in range(config.tasks):
                 fields = lay.expert_engine_fields(b, task)
@@ -290,20 +318,19 @@ def program(config, machine=ZCU102):
             read(Port.PARAMS, ParamsTo.MOE, p + "ln2")
             ops.append(Wait(Until.MOE_CALLS))
         else:
-            ops.append(Command(Unit.MLP, b, (("tokens", tokens),
-                                             ("fc1_shift", shift(p + "fc1")),
-                                             ("fc2_shift", shift(p + "fc2")))))
+            mlp = command(Unit.MLP, b, (("tokens", tokens), ("fc1_shift", shift(p + "fc1")),
+                                        ("fc2_shift", shift(p + "fc2"))))
             read(Port.PARAMS, ParamsTo.MLP, p + "ln2")
             fetch(p + "fc1", Unit.MLP)
             fetch(p + "fc2", Unit.MLP)
-            wait_calls(Unit.MLP)
+            wait_calls(mlp)
         last = b == config.depth - 1
         ops.append(Route(Source.NONE, Unit.MOE if moe else Unit.MLP, stage) if last
                    else Route(stage, Unit.MOE if moe else Unit.MLP, Source.NONE))
-    out = output_layout(config, bb)
+    out_beats = images * output_layout(config, bb).length // bb
     ops.append(Mark(config.depth + 1))
-    ops.append(Write(out.length // bb))
-    ops.append(Wait(Until.OUTPUT_WRITTEN, count=out.length // bb))
+    ops.append(Write(out_beats))
+    ops.append(Wait(Until.OUTPUT_WRITTEN, count=out_beats))
     ops.append(End())
     return tuple(ops)
 
@@ -326,9 +353,11 @@ def main(argv=None):
                                      description="Print the program the machine runs.")
     parser.add_argument("--config", default="micro", help="model configuration (default micro)")
     parser.add_argument("--machine", default=ZCU102.name, help="machine preset (default zcu102)")
+    parser.add_argument("--batch", type=int, default=1, help="images per run (default 1)")
     args = parser.parse_args(argv)
     try:
-        ops = program(config_by_name(args.config), machine_by_name(args.machine))
+        ops = program(config_by_name(args.config),
+                      machine_by_name(args.machine).batched(args.batch))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ from pathlib import Path
 from flow.progress import ProgressBar, every
 
 from model.config import CONFIGS, config_by_name
-from model.machine import MACHINES, ZCU102, machine_by_name
+from model.machine import MACHINES, MAX_BATCH, ZCU102, machine_by_name
 from model.system.registers import PARTITION
 from sim.ddr import MEMORIES, ZCU102_DDR4, memory_by_name
 from sim.runner import _tail, run
@@ -82,43 +82,43 @@ def floor_cycles(qm, image, task, machine=ZCU102):
     return sum(floor_cycles_per_stage(qm, image, task, machine).values())
 
 
-def touched_bytes(qm, image, task, machine=ZCU102):
-    """The bytes an inference must read at least: the image, the shift table, and every
-    parameter it uses once (the task's gates, the experts the golden model routes tokens to);
-    :func:`model.weight_image.layout` sizes each, in whole beats."""
+def touched_bytes(qm, images, task, machine=ZCU102):
+    """The bytes a run of ``images`` (one image, or a batch's list) must read at least: the
+    images, the shift table, every dense parameter once, and over the expert ports each MoE
+    layer's gate for the task and every expert the golden model routes a token of any image to,
+    once (:func:`sim.benches.accelerator.expert_bytes`); :func:`model.weight_image.layout`
+    sizes each, in whole beats."""
     from model.golden import run
     from model.weight_image import input_layout
+    from sim.benches.accelerator import expert_bytes
     cfg = qm.config
+    images = images if isinstance(images, list) else [images]
     lay = machine.layout(cfg)
-    beat_bytes, expert_ports = machine.beat_bytes, machine.expert_ports
-    trace = run(qm, image, task, machine=machine)
+    traces = [run(qm, image, task, machine=machine) for image in images]
     names = ["shifts", "patch", "pos_embed"]
-    total = input_layout(cfg, beat_bytes).length
     for b in range(cfg.depth):
         p = f"l{b}."
         names += [p + n for n in ("ln1", "k", "q", "v", "proj", "ln2")]
-        if cfg.is_moe(b):
-            names.append(f"{p}gate{task}")
-            e = lay[p + "experts"].engine
-            per_expert = sum(e[f"{m}_{k}_beats"] for m in ("fc1", "fc2")
-                             for k in ("weight", "bias")) * expert_ports * beat_bytes
-            total += per_expert * len(set(int(x) for x in trace.experts[b].flat))
-        else:
+        if not cfg.is_moe(b):
             names += [p + "fc1", p + "fc2"]
-    return total + sum(lay[n].length for n in names)
+    return (len(images) * input_layout(cfg, machine.beat_bytes).length +
+            sum(lay[n].length for n in names) + expert_bytes(qm, traces, task, machine))
 
 
 def benchmark(config_name="m3vit-tiny", task=0, progress=None, machine_name=ZCU102.name,
-              memory_name=ZCU102_DDR4.name):
-    """Run the benchmark; returns a report dict. ``progress(stage, cycles)`` is called once a
-    second while it simulates (:func:`following`)."""
+              memory_name=ZCU102_DDR4.name, batch=1):
+    """Run the benchmark: one run of ``batch`` images; returns a report dict.
+    ``progress(stage, cycles)`` is called once a second while it simulates
+    (:func:`following`)."""
     from model.weights import shared_weights_dir
     from sim.benches.accelerator import make_design, model_and_images
     model = config_by_name(config_name)
-    machine = machine_by_name(machine_name)
+    machine = machine_by_name(machine_name).batched(batch)
     memory = memory_by_name(memory_name)
     config = dict(model=config_name, machine=machine_name, tasks=[task], memory=memory.name,
-                  max_cycles=20_000_000)
+                  max_cycles=20_000_000 * batch)
+    if batch > 1:
+        config["batch"] = batch
     if config_name == "m3vit-tiny" and shared_weights_dir() is not None:
         config["weights"] = "edge-moe"
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,9 +133,13 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None, machine_name=ZCU1
             report = json.load(f)
     result = report["runs"][0]
     qm, images = model_and_images(config)
-    floors = floor_cycles_per_stage(qm, images[0], task, machine)
+    images = images[:batch]                     # the run's images (test_inference's choice)
+    floors = {}
+    for image in images:
+        for name, n in floor_cycles_per_stage(qm, image, task, machine).items():
+            floors[name] = floors.get(name, 0) + n
     floor = sum(floors.values())
-    touched = touched_bytes(qm, images[0], task, machine)
+    touched = touched_bytes(qm, images, task, machine)
     read = sum(result["bytes_read"].values())
     launches = sorted(result["launch_cycles"].items(), key=lambda item: item[1])
     per_block = {name: nxt - cycle for (name, cycle), (_, nxt) in zip(launches, launches[1:])}
@@ -147,7 +151,9 @@ def benchmark(config_name="m3vit-tiny", task=0, progress=None, machine_name=ZCU1
         "config": config_name, "machine": machine.name, "task": task,
         "weights": config.get("weights", "synthetic"),
         "memory": memory.name, "memory_description": memory.describe(machine.clock_mhz),
+        "batch": batch,
         "total_cycles": result["total_cycles"], "stage_cycles": result["stage_cycles"],
+        "cycles_per_image": round(total / batch), "dram_bytes_read_per_image": round(read / batch),
         "cycles_between_launches": per_block,
         "floor_cycles": floor, "mac_utilisation": round(floor / result["total_cycles"], 4),
         "cycles_per_block": cycles,
@@ -237,6 +243,9 @@ def main(argv=None):
                                      description=__doc__.split("\n\n")[0])
     add_model_arguments(parser)
     parser.add_argument("--task", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=1,
+                        help=f"images per run, 1..{MAX_BATCH} (default 1): each layer's "
+                             f"weights, above all each MoE layer's experts, read once for all")
     parser.add_argument("--memory", default=ZCU102_DDR4.name, choices=list(MEMORIES),
                         help=f"DRAM timing (sim/ddr.py; default {ZCU102_DDR4.name}; ideal: no "
                              f"latency, no bandwidth cap)")
@@ -254,6 +263,8 @@ def main(argv=None):
     model = config_by_name(args.config)
     if not 0 <= args.task < model.tasks:
         parser.error(f"task must be in 0..{model.tasks - 1} for {args.config}")
+    if not 1 <= args.batch <= MAX_BATCH:
+        parser.error(f"--batch must be in 1..{MAX_BATCH} images, not {args.batch}")
     if not args.json and not args.from_json:
         print(f"{args.config}: building the machine (cached) and simulating one inference "
               f"(task {args.task}) ...", file=sys.stderr, flush=True)
@@ -264,7 +275,8 @@ def main(argv=None):
         bar, progress = progress_bar(model.depth, enabled=not args.json)
         try:
             r = benchmark(args.config, args.task, progress=progress,
-                          machine_name=args.machine, memory_name=args.memory)
+                          machine_name=args.machine, memory_name=args.memory,
+                          batch=args.batch)
         finally:
             bar.close()
     if args.plot:
@@ -275,9 +287,12 @@ def main(argv=None):
         json.dump(r, sys.stdout, indent=1)
         print()
         return
+    batch = r.get("batch", 1)
     print(f"{r['config']} on {r['machine']}, task {r['task']} ({r['weights']} weights): "
           f"{r['total_cycles']:,} "
-          f"cycles, bit-exact with model.golden.forward")
+          f"cycles, bit-exact with model.golden.forward" +
+          (f"; a batch of {batch} images: {r['cycles_per_image']:,} cycles and "
+           f"{r['dram_bytes_read_per_image']:,} DRAM bytes read per image" if batch > 1 else ""))
     if "memory_description" in r:                     # reports before sim.ddr have none
         print(f"  memory {r['memory_description']}")
     print(f"  floor of the array (every linear layer at 100 %): {r['floor_cycles']:,} cycles; "

@@ -31,3 +31,11 @@ test_micro_ddr = cocotb_tests(
 test_micro_512_machine = cocotb_tests(
     "sim.benches.accelerator", lambda **c: make_design(c),
     configs=[dict(MICRO, machine="zcu102-512", memory="zcu102-ddr4")], tests=["test_inference"])
+
+#: A batch of three images in one run (model.machine.MachineConfig.batch) on the small machine,
+#: under random memory pauses: every image bit-exact with the golden model run alone, both
+#: tasks back to back, and each MoE layer's gate and routed experts read once for the batch
+#: (test_inference checks the expert ports' bytes).
+test_micro_batch = cocotb_tests(
+    "sim.benches.accelerator", lambda **c: make_design(c),
+    configs=[dict(MICRO, machine="small", batch=3, pause=0.3)], tests=["test_inference"])

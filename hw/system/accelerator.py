@@ -150,27 +150,30 @@ class Accelerator(wiring.Component):
         self.program = program(cfg, machine)
         self.stages = stage_units(cfg, machine)
         lanes, weight_lanes = machine.lanes, machine.weight_lanes
+        rows = machine.batch * cfg.tokens             # token rows of a run
         dims = (cfg.patch_in, cfg.dim, cfg.mlp_hidden, cfg.expert_hidden)
         self.compute = ComputeUnit(
             rows=machine.array_rows, cols=machine.array_cols, max_in=max(dims),
             max_out=max(dims[1:] + (cfg.experts,)),
             max_weights=max(cfg.patch_in * cfg.dim, cfg.dim * cfg.mlp_hidden,
                             cfg.dim * cfg.expert_hidden),
-            max_tokens=cfg.tokens, banks=machine.weight_banks, weight_lanes=weight_lanes,
+            max_tokens=rows, banks=machine.weight_banks, weight_lanes=weight_lanes,
             out_lanes=lanes, gelu=Gelu)
         shared = dict(lanes=lanes, compute=self.compute)
         self.embed = PatchEmbed(channels=cfg.image_channels, patch=cfg.patch, dim=cfg.dim,
                                 max_patches=cfg.patches, weight_lanes=weight_lanes,
                                 data_width=machine.data_width, **shared)
         self.attention = AttentionHalf(dim=cfg.dim, heads=cfg.heads, max_tokens=cfg.tokens,
-                                       slots=machine.attention_slots, weight_lanes=weight_lanes,
-                                       eps=cfg.ln_eps, **shared)
-        self.mlp = MlpHalf(dim=cfg.dim, hidden=cfg.mlp_hidden, max_tokens=cfg.tokens,
-                           weight_lanes=weight_lanes, eps=cfg.ln_eps, **shared)
+                                       images=machine.batch, slots=machine.attention_slots,
+                                       weight_lanes=weight_lanes, eps=cfg.ln_eps, **shared)
+        # In a batch, a half may be given rows before its command (model.schedule).
+        preload = machine.batch > 1
+        self.mlp = MlpHalf(dim=cfg.dim, hidden=cfg.mlp_hidden, max_tokens=rows,
+                           weight_lanes=weight_lanes, eps=cfg.ln_eps, preload=preload, **shared)
         self.moe = MoeHalf(dim=cfg.dim, expert_hidden=cfg.expert_hidden, experts=cfg.experts,
-                           top_k=cfg.top_k, max_tokens=cfg.tokens, data_width=machine.data_width,
+                           top_k=cfg.top_k, max_tokens=rows, data_width=machine.data_width,
                            addr_width=machine.addr_width, ports=machine.expert_ports,
-                           eps=cfg.ln_eps, **shared)
+                           eps=cfg.ln_eps, preload=preload, **shared)
         self.regs = RegisterBlock(Identity.of(cfg, machine))
         self.sequencer = Sequencer(
             self.program, commands={unit: getattr(self, unit.name.lower()).cmd.payload.shape()
@@ -452,19 +455,26 @@ class Accelerator(wiring.Component):
                 valid = Mux(into[key], source.valid, valid)
                 payload = Mux(into[key], source.payload, payload)
             m.d.comb += [sink.valid.eq(valid), sink.payload.eq(payload)]
-        # The attention output goes where the program says, through a skid buffer on each
-        # side of the choice: the choice's ready then ends at a register in front of the
-        # attention half's residual add, and its valid at one in front of the sink's loading.
-        att_o = skid("attention", att.o)
+        # The attention output goes where the program says: the route set before a run's
+        # command is taken with it, and each beat carries it, so that a beat still on its way
+        # when the next run starts (in a batch, the next half may take rows before its
+        # command) never follows the next run's route. A skid buffer on each side of the
+        # choice: its ready then ends at a register in front of the attention half's residual
+        # add, and its valid at one in front of the sink's loading.
         to_moe = Signal()
-        m.d.sync += to_moe.eq(seq.attention_to == Unit.MOE)
-        att_into = {}
-        for name, chosen in (("mlp", ~to_moe), ("moe", to_moe)):
+        with m.If(att.cmd.valid & att.cmd.ready):
+            m.d.sync += to_moe.eq(seq.attention_to == Unit.MOE)
+        tagged = add("attention_skid", SkidBuffer(data.StructLayout(
+            {"beat": att.o.payload.shape(), "to_moe": 1})))
+        m.d.comb += [tagged.i.valid.eq(att.o.valid), tagged.i.payload.beat.eq(att.o.payload),
+                     tagged.i.payload.to_moe.eq(to_moe), att.o.ready.eq(tagged.i.ready)]
+        att_o, att_into = tagged.o, {}
+        for name, chosen in (("mlp", ~att_o.payload.to_moe), ("moe", att_o.payload.to_moe)):
             att_into[name] = add(f"attention_to_{name}_skid", SkidBuffer(att.o.payload.shape()))
             m.d.comb += [att_into[name].i.valid.eq(att_o.valid & chosen),
-                         att_into[name].i.payload.eq(att_o.payload)]
+                         att_into[name].i.payload.eq(att_o.payload.beat)]
             wiring.connect(m, att_into[name].o, units[name].x)
-        m.d.comb += att_o.ready.eq(Mux(to_moe, att_into["moe"].i.ready,
+        m.d.comb += att_o.ready.eq(Mux(att_o.payload.to_moe, att_into["moe"].i.ready,
                                        att_into["mlp"].i.ready))
         # The words before the writer are reset with it, not with the datapath: a word on
         # offer stays until taken. While the run ends no new word comes in, and the writer
@@ -486,7 +496,7 @@ class Accelerator(wiring.Component):
             port = mux.clients[index].cmd
             with m.If(port.valid & port.ready):
                 m.d.sync += accepted[name].eq(accepted[name] + 1)
-        written = Signal(range(output_layout(cfg, bb).length // bb + 1))
+        written = Signal(range(mc.batch * output_layout(cfg, bb).length // bb + 1))
         with m.If(writer.i.valid & writer.i.ready):
             m.d.sync += written.eq(written + 1)
         task = Signal.like(regs.task_id)

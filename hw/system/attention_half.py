@@ -17,8 +17,7 @@ Each call's weights load into the compute unit's free bank while the previous ca
 the first call's (K) are expected before the run, as the machine loads them during the
 previous block.
 
-A run: a command (``tokens``, ``images`` and ``image_tokens``, and the four calls' output
-shifts), then ``tokens * dim / lanes`` beats of token rows on ``x``, LayerNorm parameters on
+A run: a command (``tokens``, ``images``, ``image_tokens`` and the four calls' output shifts), then ``tokens * dim / lanes`` beats of token rows on ``x``, LayerNorm parameters on
 ``p`` (one set), matrices and biases on ``w`` and ``b`` (K, Q, V, proj; :mod:`model.packer`
 layout), once per image. The updated rows leave on ``o``. ``cycles`` counts from the end of
 loading ``x`` to the last beat on ``o``.
@@ -68,7 +67,9 @@ class AttentionHalf(wiring.Component):
     max_tokens : int
         Most tokens of one image.
     images : int
-        Most images of one run (a batch): the row buffer holds ``images x max_tokens`` rows.
+        Most images of one run (a batch): the row buffer holds ``images x max_tokens`` rows,
+        and with more than one it takes rows before the run's command too
+        (:func:`hw.system.half_block.load_then_run`).
     slots : int
         Query slots of the attention engine.
     lanes : int
@@ -151,7 +152,7 @@ class AttentionHalf(wiring.Component):
         one_matrix = Signal(range(T * B + 1))           # beats of one matrix of an image
         new_command = self.cmd.valid & self.cmd.ready
         running, begin, _ = load_then_run(
-            m, self, x_wr, times_constant(tokens, B),
+            m, self, x_wr, times_constant(tokens, B), depth=R * B, preload=self._images > 1,
             on_command=[command.eq(self.cmd.payload)],
             on_prepare=[ln_last.eq(image_tokens - 1), ln_total.eq(times_constant(image_tokens, 3)),
                         three_matrices.eq(times_constant(image_tokens, 3 * B)),

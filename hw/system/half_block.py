@@ -63,58 +63,88 @@ def row_buffer(m, name, *, fmt, lanes, depth, gathers):
     return buffer.write_port()
 
 
-def load_then_run(m, half, write, row_beats, *, on_command=(), on_prepare=(), on_loaded=()):
+def load_then_run(m, half, write, row_beats, *, depth, preload=False, on_command=(),
+                  on_prepare=(), on_loaded=()):
     """The run of a half that loads its input before it computes.
 
     ``IDLE``: ``half.cmd`` is ready; a command does ``on_command``. ``PREPARE``: the run's
     totals are computed from the command's registers into registers (``row_beats``, an
     expression of them, and ``on_prepare``, more such statements), ``ARM``: the counts of the
     load are set from them; so no product or comparison of a run-time total sits between a
-    handshake and a register. ``LOAD``: ``half.x`` streams into the buffer (``write``) until
-    ``row_beats`` beats are in; then ``on_loaded``, ``half.cycles`` restarts and the run is on.
-    ``RUN``: ``half.cycles`` counts until the last of ``row_beats`` beats leaves on ``half.o``.
+    handshake and a register. ``LOAD``: ``half.x`` streams into the buffer (``write``, of
+    ``depth`` beats) until ``row_beats`` beats are in; then ``on_loaded``, ``half.cycles``
+    restarts and the run is on. ``RUN``: ``half.cycles`` counts until the last of
+    ``row_beats`` beats leaves on ``half.o``.
+
+    With ``preload`` (a machine that takes a batch, :mod:`model.schedule`), the buffer also
+    takes rows in ``IDLE``, before the run's command: a stage before this one may have rows
+    to give before the program can launch this one. ``REMAIN`` (a cycle more per run) then
+    counts what is left to load.
 
     Returns ``(running, begin, total)``: ``running`` is high from the end of the load to the
     last beat out; ``begin`` (combinational) in the cycle the load ends; ``total`` is the
     register of ``row_beats``, set from ``ARM`` on.
     """
     total = Signal(len(write.addr) + 1, name="row_beats")
+    remaining = Signal(len(write.addr) + 1, name="beats_to_load")
     loaded = Signal(len(write.addr), name="loaded")       # beats of x in
+    room = Signal(init=1, name="room")                    # loaded < depth, in IDLE
     running = Signal()
     idle = Signal(init=1)
     arm, begin = Signal(), Signal()
-    load_active, load_last = countdown(m, name="load", load=arm, total=total,
+    load_active, load_last = countdown(m, name="load", load=arm,
+                                       total=remaining if preload else total,
                                        step=half.x.valid & half.x.ready)
     _, send_last = countdown(m, name="send", load=begin, total=total,
                              step=half.o.valid & half.o.ready)
     # cmd.ready is a register (high in IDLE), not a decode of the state: the sequencer steps
     # its program on the handshake.
     m.d.comb += half.cmd.ready.eq(idle)
+    m.d.comb += [write.addr.eq(loaded), write.data.eq(half.x.payload)]
+
+    def take(active):
+        m.d.comb += [half.x.ready.eq(active), write.en.eq(half.x.valid & active)]
+        with m.If(half.x.valid & active):
+            m.d.sync += loaded.eq(loaded + 1)
+
     with m.FSM():
         with m.State("IDLE"):
+            if preload:
+                take(room)
+                with m.If(half.x.valid & room):
+                    m.d.sync += room.eq(loaded != depth - 1)
             with m.If(half.cmd.valid):
-                m.d.sync += [loaded.eq(0), idle.eq(0), *on_command]
+                m.d.sync += [idle.eq(0), *on_command]
+                if not preload:
+                    m.d.sync += loaded.eq(0)
                 m.next = "PREPARE"
         with m.State("PREPARE"):
             m.d.sync += [total.eq(row_beats), *on_prepare]
-            m.next = "ARM"
+            m.next = "REMAIN" if preload else "ARM"
+        if preload:
+            with m.State("REMAIN"):
+                m.d.sync += remaining.eq(total - loaded)
+                m.next = "ARM"
         with m.State("ARM"):
             m.d.comb += arm.eq(1)
             m.next = "LOAD"
-        with m.State("LOAD"):
-            m.d.comb += [half.x.ready.eq(load_active), write.addr.eq(loaded),
-                         write.data.eq(half.x.payload),
-                         write.en.eq(half.x.valid & load_active)]
-            with m.If(half.x.valid & load_active):
-                m.d.sync += loaded.eq(loaded + 1)
-                with m.If(load_last):
+            if preload:
+                with m.If(remaining == 0):            # every row came before the command
                     m.d.comb += begin.eq(1)
                     m.d.sync += [half.cycles.eq(0), running.eq(1), *on_loaded]
                     m.next = "RUN"
+        with m.State("LOAD"):
+            take(load_active)
+            with m.If(half.x.valid & load_active & load_last):
+                m.d.comb += begin.eq(1)
+                m.d.sync += [half.cycles.eq(0), running.eq(1), *on_loaded]
+                m.next = "RUN"
         with m.State("RUN"):
             m.d.sync += half.cycles.eq(half.cycles + 1)
             with m.If(half.o.valid & half.o.ready & send_last):
                 m.d.sync += [running.eq(0), idle.eq(1)]
+                if preload:
+                    m.d.sync += [loaded.eq(0), room.eq(1)]
                 m.next = "IDLE"
     return running, begin, total
 

@@ -61,6 +61,9 @@ class MlpHalf(wiring.Component):
     compute : ComputeUnit or None
         A shared compute unit, reached through the port ``cu``
         (:class:`hw.units.compute_unit.ComputeClient`); None builds the half's own.
+    preload : bool
+        Take rows on ``x`` before the run's command too (a machine that takes a batch:
+        :func:`hw.system.half_block.load_then_run`).
 
     Members
     -------
@@ -75,10 +78,11 @@ class MlpHalf(wiring.Component):
     """
 
     def __init__(self, *, dim, hidden, max_tokens, lanes=16, weight_lanes=8, eps=1e-6,
-                 compute=None):
+                 compute=None, preload=False):
         for name, value in (("dim", dim), ("hidden", hidden)):
             checks.multiple_of("MlpHalf", name, value, lanes, "lanes")
         self._dim, self._hidden, self._max_tokens, self._lanes = dim, hidden, max_tokens, lanes
+        self._preload = preload
         act = DEFAULT.act
         self._client = ComputeClient(
             "MlpHalf", compute,
@@ -130,7 +134,8 @@ class MlpHalf(wiring.Component):
                 for name in ("ln", "res", "hidden", "scatter")}
         new_command = self.cmd.valid & self.cmd.ready
         running, begin, row_beats = load_then_run(
-            m, self, x_wr, times_constant(tokens, Bd), on_command=[command.eq(self.cmd.payload)],
+            m, self, x_wr, times_constant(tokens, Bd), depth=T * Bd, preload=self._preload,
+            on_command=[command.eq(self.cmd.payload)],
             on_prepare=[hidden_beats.eq(times_constant(tokens, Bh))],
             on_loaded=[r.eq(0) for r in rows.values()])
         # fc1's phase on the compute unit's input and output, counted down from the run's

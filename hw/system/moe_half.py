@@ -72,6 +72,9 @@ class MoeHalf(wiring.Component):
     compute : ComputeUnit or None
         A shared compute unit for the expert engine, reached through the port ``cu``
         (:class:`hw.units.compute_unit.ComputeClient`); None builds the engine's own.
+    preload : bool
+        Take rows on ``x`` before the run's command too (a machine that takes a batch:
+        :func:`hw.system.half_block.load_then_run`).
 
     Members
     -------
@@ -95,8 +98,9 @@ class MoeHalf(wiring.Component):
     """
 
     def __init__(self, *, dim, expert_hidden, experts, top_k, max_tokens, lanes=16,
-                 data_width=128, addr_width=40, ports=1, eps=1e-6, compute=None):
+                 data_width=128, addr_width=40, ports=1, eps=1e-6, compute=None, preload=False):
         self._dim, self._experts, self._max_tokens, self._lanes = dim, experts, max_tokens, lanes
+        self._preload = preload
         act = DEFAULT.act
         self.engine = ExpertEngine(dim=dim, expert_hidden=expert_hidden, experts=experts,
                                    max_tokens=max_tokens, lanes=lanes, data_width=data_width,
@@ -196,12 +200,16 @@ class MoeHalf(wiring.Component):
 
         # The load counted down from the run's total, and whole rows loaded counted up, so
         # that no product of the token count sits in front of a handshake.
+        # With preload, rows are taken in IDLE too, before the command (a machine that takes a
+        # batch, as hw.system.half_block.load_then_run), and what is left is counted down.
         total = Signal(range(T * Bd + 1))
-        arm = Signal()
+        arm, finish = Signal(), Signal()
+        room = Signal(init=1)                         # loaded < T * Bd, in IDLE
         loading, _ = countdown(m, name="load", load=arm, total=total,
                                step=self.x.valid & self.x.ready)
         rows_in = Signal(range(T + 1))
-        count_rows(m, self.x.valid & self.x.ready, Bd, rows_in, restart=arm, name="in")
+        count_rows(m, self.x.valid & self.x.ready, Bd, rows_in,
+                   restart=finish if self._preload else arm, name="in")
 
         # Whether every routed expert is done and every call taken, judged on a snapshot of
         # the counts taken two cycles before (differences first, then comparisons): late,
@@ -224,8 +232,14 @@ class MoeHalf(wiring.Component):
         m.d.comb += self.cmd.ready.eq(idle)
         with m.FSM():
             with m.State("IDLE"):
+                if self._preload:
+                    m.d.comb += [self.x.ready.eq(room), x_load.eq(self.x.valid & room)]
+                    with m.If(self.x.valid & room):
+                        m.d.sync += [loaded.eq(loaded + 1), room.eq(loaded != T * Bd - 1)]
                 with m.If(self.cmd.valid):
-                    m.d.sync += [layer.eq(self.cmd.payload), loaded.eq(0), idle.eq(0),
+                    if not self._preload:
+                        m.d.sync += loaded.eq(0)
+                    m.d.sync += [layer.eq(self.cmd.payload), idle.eq(0),
                                  self.all_routed.eq(0),
                                  self.cycles.eq(0), experts.eq(0), started.eq(0),
                                  done_before.eq(eng.experts_done), calls_before.eq(eng.calls)]
@@ -233,7 +247,11 @@ class MoeHalf(wiring.Component):
                     m.next = "PREPARE"
             with m.State("PREPARE"):
                 m.d.sync += total.eq(times_constant(tokens, Bd))
-                m.next = "ARM"
+                m.next = "REMAIN" if self._preload else "ARM"
+            if self._preload:
+                with m.State("REMAIN"):
+                    m.d.sync += total.eq(total - loaded)
+                    m.next = "ARM"
             with m.State("ARM"):
                 m.d.comb += arm.eq(1)
                 m.next = "RUN"
@@ -269,6 +287,9 @@ class MoeHalf(wiring.Component):
                 index_rows(m, g_out.idx, rows["out"], tokens, Bd)
                 # The gather goes on delivering the rows after the last index.
                 with m.If((rows["out"] == tokens) & ~g_out.busy):
+                    m.d.comb += finish.eq(1)
                     m.d.sync += idle.eq(1)
+                    if self._preload:
+                        m.d.sync += [loaded.eq(0), room.eq(1)]
                     m.next = "IDLE"
         return m

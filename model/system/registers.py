@@ -392,13 +392,15 @@ class Identity:
     @classmethod
     def of(cls, config, machine):
         """The identity of the accelerator for ``config`` (a :class:`model.config.ModelConfig`)
-        on ``machine`` (a :class:`model.machine.MachineConfig`)."""
+        on ``machine`` (a :class:`model.machine.MachineConfig`): a machine that takes a batch
+        reads its images from one buffer and writes their outputs to another, one after the
+        other."""
         from model.weight_image import input_layout, output_layout
-        layout, beat = machine.layout(config), machine.beat_bytes
+        layout, beat, images = machine.layout(config), machine.beat_bytes, machine.batch
         return cls(tasks=config.tasks, alignment=beat, addr_width=machine.addr_width,
-                   buffer_bytes={"IMAGE": input_layout(config, beat).length,
+                   buffer_bytes={"IMAGE": images * input_layout(config, beat).length,
                                  "WEIGHTS": layout.total_bytes,
-                                 "OUTPUT": output_layout(config, beat).length},
+                                 "OUTPUT": images * output_layout(config, beat).length},
                    layout_hash=layout.hash)
 
     def bytes(self, buffer):

@@ -34,7 +34,7 @@ from host.memory import CocotbBus
 from hw.system.accelerator import DRAIN_LIMIT, Accelerator, read_ports
 from model.config import config_by_name
 from model.machine import machine_by_name
-from model.golden import forward
+from model.golden import forward, run
 from model.numerics import DEFAULT
 from model.quantize import quantize
 from model.schedule import Unit
@@ -60,10 +60,12 @@ def model_config(config):
 
 def machine_config(config):
     """The bench's machine: a preset by name (``config["machine"]``, default ``zcu102``), with
-    any of its fields replaced by ``config["machine_override"]``."""
+    any of its fields replaced by ``config["machine_override"]``, taking ``config["batch"]``
+    images per run (default 1)."""
     machine = machine_by_name(config.get("machine", "zcu102"))
     changes = config.get("machine_override", {})
-    return machine.replace(**changes) if changes else machine
+    machine = machine.replace(**changes) if changes else machine
+    return machine.batched(config.get("batch", 1))
 
 
 def make_design(config):
@@ -71,9 +73,11 @@ def make_design(config):
     return Accelerator(model_config(config), machine_config(config))
 
 
-def model_and_images(config, count=2):
-    """Quantized model and ``count`` images (the published one first, with the real weights)."""
+def model_and_images(config, count=None):
+    """Quantized model and ``count`` images (default two, or a batch if larger; the published
+    one first, with the real weights)."""
     model = model_config(config)
+    count = max(2, config.get("batch", 1)) if count is None else count
     if config.get("weights") == "edge-moe":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -83,6 +87,22 @@ def model_and_images(config, count=2):
         weights, images = synthetic(model, seed=5), []
     images += [synthetic_image(model, seed=20 + n) for n in range(count - len(images))]
     return quantize(weights, DEFAULT), images
+
+
+def expert_bytes(qm, traces, task, machine):
+    """Bytes the MoE layers must read over the expert ports in a run of the images whose golden
+    traces (:func:`model.golden.run`) are ``traces``: each layer's gate record for ``task``
+    once, and once each expert that a token of any of the images is routed to."""
+    cfg, lay = qm.config, machine.layout(qm.config)
+    total = 0
+    for b in cfg.moe_blocks:
+        p = f"l{b}."
+        e = lay[p + "experts"].engine
+        per_expert = sum(e[f"{m}_{k}_beats"] for m in ("fc1", "fc2") for k in ("weight", "bias"))
+        used = set().union(*({int(x) for x in trace.experts[b].flat} for trace in traces))
+        total += (lay[f"{p}gate{task}"].length +
+                  per_expert * machine.expert_ports * machine.beat_bytes * len(used))
+    return total
 
 
 class DmaWindows:
@@ -230,18 +250,22 @@ class System:
                                  f"(STATUS {status}, sequencer at stage "
                                  f"{int(self.dut.progress.value)})") from None
 
-    async def infer(self, qm, image, task):
-        """One inference through the driver; checked against the golden model."""
+    async def infer(self, qm, images, task):
+        """One run through the driver (an image, or a list of a batch's images); checked
+        against the golden model, image by image. Returns the golden model's traces."""
         d = self.driver
-        await d.run(image, task)
+        await d.run(images, task)
         await self.wait()
         got = await d.read_output()
-        expected = forward(qm, image, task, machine=self.machine)
+        batch = images if isinstance(images, list) else [images]
+        traces = [run(qm, image, task, machine=self.machine) for image in batch]
+        expected = np.stack([trace.output for trace in traces])
+        got = np.stack(got) if isinstance(images, list) else got[None]
         if (got != expected).any() and os.environ.get("EDGEMOE_DUMP"):
             np.save(os.environ["EDGEMOE_DUMP"], got)           # for a look at what went wrong
         assert_bit_exact(got, expected, f"model.golden.forward (task {task})")
         self.check_bus()
-        return got
+        return traces
 
     def check_bus(self):
         """No handshake breach and no access outside the buffers so far."""
@@ -325,7 +349,9 @@ async def test_inference(dut):
     loaded = {name: ram.bytes_read for name, ram in system.reads.items()}
     runs = []
     for task in config.get("tasks", range(system.model.tasks)):
-        image = images[len(runs) % len(images)]
+        batch = system.machine.batch
+        image = (images[len(runs) % len(images)] if batch == 1 else
+                 [images[(len(runs) + n) % len(images)] for n in range(batch)])
         for ram in system.reads.values():
             ram.bytes_read, ram.intervals = 0, []
         system.write.bytes_written = 0
@@ -337,9 +363,15 @@ async def test_inference(dut):
                                                      os.environ.get("EDGEMOE_PROGRESS"))),
                     cocotb.start_soon(watch_stages(dut, changes, bytes_read))]
         start, started = time.perf_counter(), get_sim_time("ns") / PERIOD_NS
-        await system.infer(qm, image, task)
+        traces = await system.infer(qm, image, task)
         for watcher in watchers:
             watcher.cancel()
+        # Each MoE layer reads its gate and each expert routed to, once for the whole batch.
+        experts_read = sum(ram.bytes_read for name, ram in system.reads.items()
+                           if name.startswith("experts_"))
+        assert experts_read == expert_bytes(qm, traces, task, system.machine), (
+            f"the expert ports read {experts_read} bytes, not each routed expert once "
+            f"({expert_bytes(qm, traces, task, system.machine)})")
         counters = await system.driver.counters()
         # Every cycle of the run is charged to one stage; the gate and the output write too.
         assert counters.unaccounted == 0, (
