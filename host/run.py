@@ -4,6 +4,7 @@ cycle-accurate simulation.
     python -m host.run --weights tiny.img --image photo.png --task 0            # on the board
     python -m host.run --weights tiny.img --image photo.png --task 0 --sim      # simulated
     python -m host.run ... --compare          # also the golden model, and the difference
+    python -m host.run --weights tiny.img --image a.png b.png --machine zcu102-b2 ...  # a batch
 
 It reads the photo (PNG, JPEG, or a ``.npy`` of pixel codes; :mod:`host.picture` fits it to the
 model's frame), checks the weights image against the configuration named in its header (or
@@ -124,8 +125,9 @@ def _reference(args, config, machine, data, qm):
 
 
 def simulate(data, image, task, config, machine, *, progress=True):
-    """One run of the cycle-accurate machine (Verilator, cached) through the driver: returns
-    the output integers, the counters and the wall seconds of the simulation."""
+    """One run of the cycle-accurate machine (Verilator, cached) through the driver (``image``
+    a list of images for a machine that takes a batch): returns the output integers, the
+    counters and the wall seconds of the simulation."""
     from sim.bench import following, progress_bar, run_logged
     from sim.benches.accelerator import make_design
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +135,7 @@ def simulate(data, image, task, config, machine, *, progress=True):
                  ("weights", "image.npy", "output.npy", "report", "progress", "log")}
         with open(files["weights"], "wb") as f:
             f.write(data)
-        np.save(files["image.npy"], image)
+        np.save(files["image.npy"], np.asarray(image))
         bench = dict(model=config.name, machine=machine.name, task=task,
                      max_cycles=20_000_000,
                      files=dict(weights=files["weights"], image=files["image.npy"],
@@ -188,8 +190,9 @@ def _report(args, config, output, report, seconds, compared):
         lines.append(f"  {name.lower():{width}s} {stages[name]:>12,} cycles  {share:6.1%}")
     lines.append(f"  {'overlap':{width}s} {stages['OVERLAP']:>12,} cycles (two or more units "
                  f"at once)")
-    lines.append(f"output: {args.out} ({output.shape[0]} tokens x {output.shape[1]}, integers "
-                 f"of value k / 2**{DEFAULT.act.frac})")
+    images = f"{output.shape[0]} images x " if output.ndim == 3 else ""
+    lines.append(f"output: {args.out} ({images}{output.shape[-2]} tokens x {output.shape[-1]}, "
+                 f"integers of value k / 2**{DEFAULT.act.frac})")
     if compared is not None:
         diff = np.abs(output.astype(np.int64) - compared)
         lines.append("golden model: bit-exact" if not diff.any() else
@@ -204,7 +207,9 @@ def main(argv=None):
     parser.add_argument("--weights", required=True,
                         help="packed weights image, directory of float32 tensors, or "
                              "synthetic:SEED")
-    parser.add_argument("--image", required=True, help="PNG, JPEG, or .npy of pixel codes")
+    parser.add_argument("--image", required=True, nargs="+",
+                        help="PNG, JPEG, or .npy of pixel codes; several for a machine that "
+                             "takes a batch (--machine NAME-bB, e.g. zcu102-b2)")
     parser.add_argument("--task", type=int, default=0)
     parser.add_argument("--config", help=f"model configuration ({', '.join(CONFIGS)}); default: "
                                          f"the weights image's")
@@ -226,15 +231,20 @@ def main(argv=None):
     from host.boards import add_backend_arguments
     add_backend_arguments(parser)
     args = parser.parse_args(argv)
-    if args.machine not in MACHINES:
-        parser.error(f"unknown machine {args.machine!r}; choose from: {', '.join(MACHINES)}")
+    try:
+        machine = machine_by_name(args.machine)
+    except ValueError as e:
+        parser.error(str(e))
+    if len(args.image) != machine.batch:
+        parser.error(f"machine {machine.name} takes {machine.batch} image"
+                     f"{'s' * (machine.batch > 1)} per run; --image gave {len(args.image)}")
     try:
         config = _config_of(args)
-        machine = machine_by_name(args.machine)
         if not 0 <= args.task < config.tasks:
             raise RunError(f"task must be in 0..{config.tasks - 1} for {config.name}")
         data, qm = _weights(args, config, machine)
-        image = load_picture(args.image, config)
+        images = [load_picture(path, config) for path in args.image]
+        image = images if machine.batch > 1 else images[0]
         reference = _reference(args, config, machine, data, qm) if args.compare else None
         if args.sim:
             output, report, seconds = simulate(data, image, args.task, config, machine,
@@ -250,7 +260,8 @@ def main(argv=None):
     compared = None
     if reference is not None:
         from model.golden import forward
-        compared = forward(reference, image, args.task, machine=machine)
+        compared = np.asarray([forward(reference, one, args.task, machine=machine)
+                               for one in images]).reshape(output.shape)
     if args.json:
         json.dump({"config": config.name, "machine": machine.name, "task": args.task,
                    "sim": args.sim, "seconds": round(seconds, 6), "output": args.out,

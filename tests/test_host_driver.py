@@ -396,3 +396,33 @@ def _rtl_design(**config):
 
 test_driver_on_rtl_registers = cocotb_tests(
     "sim.benches.host_driver", _rtl_design, configs=[dict(addr_width=8)])
+
+
+def test_a_batch_of_images(weights):
+    """A machine that takes two images per run: run() writes them one after the other into a
+    buffer planned for two, refuses any other count, and read_output() gives one output each."""
+    two = ZCU102.batched(2)
+    y = expected_output()
+    regs = RegisterFile(Identity.of(MICRO, two))
+    mem = TwinMemory(regs, dram_base=DRAM, dram_size=1 << 20, on_sleep=Machine(y))
+    buffers = Buffers.plan(DRAM, MICRO, two)
+    assert buffers.output - buffers.image >= 2 * len(input_bytes(synthetic_image(MICRO), MICRO))
+    drv = Driver(mem, MICRO, buffers, two)
+    images = [synthetic_image(MICRO, seed=n) for n in (1, 2)]
+
+    async def session():
+        await drv.check_bitstream()
+        await drv.load_weights(weights)
+        for wrong, message in ((images[:1], "takes 2 images per run, not 1"),
+                               (images[0], "takes a list of 2 images per run")):
+            with pytest.raises(ValueError, match=message):
+                await drv.run(wrong, 0)
+        await drv.run(images, 0)
+        await drv.wait(timeout=5)
+        return await drv.read_output()
+
+    outputs = run(session())
+    assert len(outputs) == 2 and (outputs[0] == y).all()     # the played machine writes one
+    data = b"".join(input_bytes(image, MICRO) for image in images)
+    start = buffers.image - DRAM
+    assert bytes(mem.dram[start:start + len(data)]) == data

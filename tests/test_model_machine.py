@@ -50,3 +50,14 @@ def test_replace_renames_and_validates():
 def test_invalid_machines(change, message):
     with pytest.raises(ValueError, match=f"invalid machine configuration: {message}"):
         MachineConfig(**{"name": "x", **change})
+
+
+def test_batched_machines():
+    two = ZCU102_512.batched(2)
+    assert two.batch == 2 and two.name == "zcu102-512-b2" and "2 images per run" in two.describe()
+    assert two.per_image == ZCU102_512 and ZCU102_512.batched(1) is ZCU102_512
+    assert two.batched(4).name == "zcu102-512-b4" and two.batched(4).per_image == ZCU102_512
+    assert machine_by_name("zcu102-b3") == ZCU102.batched(3)
+    assert two.layout(MICRO) is ZCU102_512.layout(MICRO)       # the weights do not change
+    with pytest.raises(ValueError, match="batch: must be in 1..8 images, not 9"):
+        ZCU102.batched(9)

@@ -82,3 +82,32 @@ def test_bad_arguments():
         program("micro")
     with pytest.raises(TypeError, match="machine must be a MachineConfig"):
         program(MICRO, "zcu102")
+
+
+def test_batch_program():
+    """A batch of three: an embedding per image, one attention command over the three (its
+    records fetched per image), one MLP or MoE command over every token, the outputs one after
+    the other."""
+    machine = ZCU102.batched(3)
+    ops = program(MICRO, machine)
+    embeds = [op for op in ops if isinstance(op, Command) and op.unit is Unit.EMBED]
+    assert len(embeds) == 3
+    images = [op for op in ops if isinstance(op, Read) and op.what.startswith("image")]
+    length = program(MICRO)[5].beats * ZCU102.beat_bytes
+    assert [op.offset for op in images] == [0, length, 2 * length]
+    for op in commands(MICRO, 0, machine)[3:]:
+        fields = dict(op.fields)
+        assert fields["tokens"] == 3 * MICRO.tokens
+        if op.unit is Unit.ATTENTION:
+            assert fields["images"] == 3 and fields["image_tokens"] == MICRO.tokens
+    waits = [op.count for op in ops if isinstance(op, Wait) and op.unit is Unit.ATTENTION]
+    assert waits == [3 * CALLS_PER_COMMAND[Unit.ATTENTION] * (b + 1)
+                     for b in range(MICRO.depth)]
+    assert [op for op in ops if isinstance(op, Fetch) and op.record == "l0.k"] == [
+        op for op in ops if isinstance(op, Fetch) and op.record == "l0.k"][:1] * 3
+    assert ops[-3].beats == 3 * program(MICRO)[-3].beats
+    # The golden model runs the images one by one: the batch's results are theirs.
+    qm = quantize(synthetic(MICRO, seed=1), DEFAULT)
+    image = synthetic_image(MICRO, seed=2)
+    assert np.array_equal(golden.forward(qm, image, 0, machine=machine),
+                          golden.forward(qm, image, 0))

@@ -50,8 +50,11 @@ counters (:class:`hw.system.stage_counters.StageCounters`) charge each of those 
 oldest stage not yet finished, so that EMBED to HEAD add up to the total, and OVERLAP counts the
 cycles in which two or more units run. The total is two 32-bit halves with a registered carry
 (no 64-bit carry chain), exact once the run has ended. One
-m3vit-tiny image takes about 3.0 M cycles with the default shape (docs/performance.md);
-throughput is one image at a time.
+m3vit-tiny image takes about 3.0 M cycles with the default shape (docs/performance.md).
+
+**Batches.** A machine whose ``MachineConfig.batch`` is B runs B images per START through one
+pass of the weights (:mod:`model.schedule`; docs/architecture.md): the MLP and MoE halves over
+all their tokens, the attention half an image at a time over rows it holds for all of them.
 """
 
 from amaranth import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned

@@ -2,7 +2,7 @@
 user's files, through the same driver and DRAM models as :mod:`sim.benches.accelerator`.
 
 The configuration names the model and machine (as that bench's) and ``files``: ``weights`` (a
-packed weights image), ``image`` (a ``.npy`` of pixel codes), ``output`` (where the output's
+packed weights image), ``image`` (a ``.npy`` of pixel codes; a batch's images stacked), ``output`` (where the output's
 integers go, ``.npy``) and ``report`` (JSON: the counters and the simulated cycles), plus
 ``task``. The bench checks the bitstream identity, loads the image through the driver (which
 checks it), runs, checks the bus rules and the DMA windows, and writes the files; comparing the
@@ -30,7 +30,8 @@ async def test_run_files(dut):
     await driver.check_bitstream()
     with open(files["weights"], "rb") as f:
         await driver.load_weights(f.read())
-    await driver.run(np.load(files["image"]), config["task"])
+    images = np.load(files["image"])            # [B][C][H][W] for a batch of B
+    await driver.run(list(images) if system.machine.batch > 1 else images, config["task"])
     await system.wait()
     output = await driver.read_output()
     system.check_bus()
