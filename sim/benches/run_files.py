@@ -2,9 +2,9 @@
 user's files, through the same driver and DRAM models as :mod:`sim.benches.accelerator`.
 
 The configuration names the model and machine (as that bench's) and ``files``: ``weights`` (a
-packed weights image), ``image`` (a ``.npy`` of pixel codes; a batch's images stacked), ``output`` (where the output's
-integers go, ``.npy``) and ``report`` (JSON: the counters and the simulated cycles), plus
-``task``. The bench checks the bitstream identity, loads the image through the driver (which
+packed weights image), ``image`` (a ``.npy`` of pixel codes; a batch's images stacked),
+``output`` (where the output's integers go, ``.npy``) and ``report`` (JSON: the counters and the
+simulated cycles), plus ``task``. The bench checks the bitstream identity, loads the image through the driver (which
 checks it), runs, checks the bus rules and the DMA windows, and writes the files; comparing the
 output with the golden model is the caller's (``--compare``).
 """
