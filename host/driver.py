@@ -297,8 +297,10 @@ class Driver:
         for n, image in enumerate(images):
             if isinstance(image, (bytes, bytearray, memoryview)):
                 if len(image) != want:
-                    raise ValueError(f"the image buffer of {self.config.name} is {want} bytes "
-                                     f"an image, not {len(image)} (image {n})")
+                    which = f" for each image, not {len(image)} for image {n}" if batch > 1 \
+                        else f", not {len(image)}"
+                    raise ValueError(f"the image buffer of {self.config.name} is {want} bytes"
+                                     f"{which}")
                 data.append(bytes(image))
             else:
                 data.append(input_bytes(image, self.config, self.beat_bytes))
