@@ -17,18 +17,18 @@ Each call's weights load into the compute unit's free bank while the previous ca
 the first call's (K) are expected before the run, as the machine loads them during the
 previous block.
 
-A run: a command (``tokens``, ``images``, ``image_tokens`` and the four calls' output shifts), then ``tokens * dim / lanes`` beats of token rows on ``x``, LayerNorm parameters on
-``p`` (one set), matrices and biases on ``w`` and ``b`` (K, Q, V, proj; :mod:`model.packer`
-layout), once per image. The updated rows leave on ``o``. ``cycles`` counts from the end of
+A run: a command (``tokens``, ``images``, ``image_tokens`` and the four calls' output shifts),
+then ``tokens * dim / lanes`` beats of token rows on ``x``, LayerNorm parameters on ``p`` (one
+set), matrices and biases on ``w`` and ``b`` (K, Q, V, proj; :mod:`model.packer` layout), once
+per image. The updated rows leave on ``o``. ``cycles`` counts from the end of
 loading ``x`` to the last beat on ``o``.
 
 **A batch** (:attr:`model.machine.MachineConfig.batch`): a run's ``tokens`` rows are
 ``images`` images of ``image_tokens`` rows each, one after the other; the half loads them all,
 then runs the four calls and the engine once per image over that image's rows (attention never
-mixes images), and the rows leave in the order they came. So the rows of a whole batch pass
-through in one run, and the half before it never waits for this one to take an image: that is
-what keeps a batch free of deadlock, with the MLP and MoE halves running over all its tokens at
-once. Each side of the run (the calls, the engine's commands, the LayerNorm's rows, the compute
+mixes images), and the rows leave in the order they came: the rows of a whole batch pass
+through in one run, beside MLP and MoE halves that run over all its tokens at once
+(:mod:`model.schedule`). Each side of the run (the calls, the engine's commands, the LayerNorm's rows, the compute
 unit's input and its output) steps to the next image on its own, so an image's K call may
 start while the previous image's projection finishes. One image (``images = 1``,
 ``image_tokens = tokens``) is the plain run. The weights of every image's calls arrive on
