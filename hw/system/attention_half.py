@@ -28,11 +28,12 @@ loading ``x`` to the last beat on ``o``.
 then runs the four calls and the engine once per image over that image's rows (attention never
 mixes images), and the rows leave in the order they came: the rows of a whole batch pass
 through in one run, beside MLP and MoE halves that run over all its tokens at once
-(:mod:`model.schedule`). Each side of the run (the calls, the engine's commands, the LayerNorm's rows, the compute
-unit's input and its output) steps to the next image on its own, so an image's K call may
-start while the previous image's projection finishes. One image (``images = 1``,
-``image_tokens = tokens``) is the plain run. The weights of every image's calls arrive on
-``w`` and ``b`` in call order: a batch refetches the attention weights once per image.
+(:mod:`model.schedule`). Each side of the run (the calls, the engine's commands, the
+LayerNorm's rows, the compute unit's input and its output) steps to the next image on its own,
+so an image's K call may start while the previous image's projection finishes. One image
+(``images = 1``, ``image_tokens = tokens``) is the plain run. The weights of every image's
+calls arrive on ``w`` and ``b`` in call order: a batch refetches the attention weights once per
+image.
 """
 
 from amaranth import Module, Mux, Signal, unsigned
