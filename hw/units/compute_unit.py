@@ -9,11 +9,16 @@ terms. For each token the unit walks every output tile, and within one every inp
 
 so a call takes ``tokens * ceil(out/cols) * ceil(in/rows)`` cycles plus the pipeline latency.
 
-* **Weights** stream in on ``w`` into a ring of ``banks`` banks (two by default, a double
-  buffer): while one bank computes, the loader fills the next with command ``n+1``'s matrix, and
-  with three or more runs further ahead (``n+2``, ...), so that a memory that is faster than a
-  short call can keep loading through a long one. It takes a command as soon as the bank it
-  needs is free. The layout (tiles in compute order, zero padding) is :mod:`model.packer`'s.
+* **Weights** stream in on ``w`` into a ring of tiles: each call's record takes the tiles it
+  needs, right after the record before, and gives them back when the call ends. While the array
+  computes call ``n``, the loader fills the ring with ``n+1``, ``n+2``, ... as far as the ring
+  and its record slots reach, so that a memory that is faster than a short call can keep loading
+  through a long one, and small records (an attention or expert matrix) go further ahead than
+  large ones. The ring holds ``banks`` of the largest matrix, rounded up to a power of two
+  tiles (the block RAM takes that depth anyway, and the address then wraps by itself); up to
+  ``2 * banks`` records wait in it beside the one computing. It takes a command as soon as a
+  record slot is free, and starts loading it once the ring has room for all its tiles. The
+  layout (tiles in compute order, zero padding) is :mod:`model.packer`'s.
 * **Biases** stream in on ``b``, one beat of ``cols`` accumulator words per output tile, rounding
   half of the output shift folded in (:func:`model.packer.bias_words`), so a dot product starts
   from its bias word and the output is a plain arithmetic shift: one rounding, half up.
@@ -87,8 +92,9 @@ class ComputeUnit(wiring.Component):
         ``max_in * max_out``. A call fits when its padded matrix, ``ceil(in/rows) x
         ceil(out/cols)`` tiles, does. m3vit-tiny's largest matrix is 768 x 192.
     banks : int
-        Banks of the weight buffer, at least two: the calls whose weights the unit holds at
-        once, one computing and the others loaded ahead.
+        Largest matrices the weight ring holds, at least two (a double buffer): the ring is
+        ``banks * max_tiles`` tiles rounded up to a power of two, and ``2 * banks`` records
+        may wait in it beside the one computing (:attr:`ring_tiles`, :attr:`records`).
     max_tokens : int
         Largest token count of one call.
     weight_lanes : int
@@ -174,8 +180,19 @@ class ComputeUnit(wiring.Component):
 
     @property
     def max_tiles(self):
-        """Tiles of ``cols x rows`` weights per bank of the weight buffer."""
+        """Tiles of ``cols x rows`` weights of the largest matrix a call may have."""
         return tiles(self._max_weights, self._rows * self._cols)
+
+    @property
+    def ring_tiles(self):
+        """Tiles of the weight ring: ``banks`` largest matrices, rounded up to a power of two."""
+        return 1 << ceil_log2(self._banks * self.max_tiles)
+
+    @property
+    def records(self):
+        """Records the ring holds at most: ``2 * banks`` loaded or loading, and the one
+        computing."""
+        return 2 * self._banks + 1
 
     # Pipeline: issue/read (1), multiply (2), adder tree (one add per stage), accumulate (1),
     # last carry (1), shift (1), compare (1), saturate (1), GELU.
@@ -235,14 +252,17 @@ class ComputeUnit(wiring.Component):
         max_it, max_ot = tiles(self._max_in, R), tiles(self._max_out, C)
         max_tiles = self.max_tiles
 
-        N = self._banks
+        S = self.records - 1                        # record slots beside the one computing
+        ring_tiles = self.ring_tiles
+        # Every live record has at most max_ot bias words, so this ring never runs out.
+        ring_biases = 1 << ceil_log2(self.records * max_ot)
 
-        # --- Storage: N banks of weights and biases, two token rows ---------------------------
+        # --- Storage: the rings of weights and biases, two token rows -------------------------
         m.submodules.weights = wmem = memory.Memory(
-            shape=data.ArrayLayout(signed(self._weight_width), R * C), depth=N * max_tiles,
+            shape=data.ArrayLayout(signed(self._weight_width), R * C), depth=ring_tiles,
             init=[])
         m.submodules.biases = bmem = memory.Memory(
-            shape=data.ArrayLayout(signed(self._acc_width), C), depth=N * max_ot, init=[])
+            shape=data.ArrayLayout(signed(self._acc_width), C), depth=ring_biases, init=[])
         m.submodules.token_rows = xmem = memory.Memory(
             shape=data.ArrayLayout(signed(act.width), R), depth=2 * max_it, init=[])
         w_wr = wmem.write_port(granularity=lanes)
@@ -252,21 +272,26 @@ class ComputeUnit(wiring.Component):
         x_wr = xmem.write_port()
         x_rd = xmem.read_port()
 
-        # --- Loader: checks a command, fills the free bank, hands it to the runner -----------
-        bank_full = Signal(N)
-        bank_cmd = [Signal(self.command_layout, name=f"bank{k}_cmd") for k in range(N)]
-        bank_it = [Signal(range(max_it + 1), name=f"bank{k}_it") for k in range(N)]
-        bank_ot = [Signal(range(max_ot + 1), name=f"bank{k}_ot") for k in range(N)]
-        # The bank the loader fills next and the first address of its weights and biases, kept
-        # in registers beside it so that an address is one add.
-        filling = _BankRing(m, "load", N, max_tiles, max_ot)
+        # --- Loader: checks a command, loads it into the ring, hands it to the runner ---------
+        # A record slot per loaded record: its command, size and where it starts in the rings.
+        slot_full = Signal(S)
+        slot_cmd = [Signal(self.command_layout, name=f"slot{k}_cmd") for k in range(S)]
+        slot_it = [Signal(range(max_it + 1), name=f"slot{k}_it") for k in range(S)]
+        slot_ot = [Signal(range(max_ot + 1), name=f"slot{k}_ot") for k in range(S)]
+        slot_tiles = [Signal(range(max_tiles + 1), name=f"slot{k}_tiles") for k in range(S)]
+        slot_w_base = [Signal(range(ring_tiles), name=f"slot{k}_w_base") for k in range(S)]
+        slot_b_base = [Signal(range(ring_biases), name=f"slot{k}_b_base") for k in range(S)]
+        filling = _SlotRing(m, "load", S)
+        # The next free tile and bias word of the rings (the addresses wrap by themselves),
+        # and the tiles free: only the loader takes tiles, only the runner gives them back.
+        w_addr = Signal(range(ring_tiles))
+        b_addr = Signal(range(ring_biases))
+        w_free = Signal(range(ring_tiles + 1), init=ring_tiles)
         load = Signal(self.command_layout)
         load_it = Signal(range(max_it + 1))
         load_ot = Signal(range(max_ot + 1))
         load_bad = Signal()
-        w_tile = Signal(range(max_tiles + 1))
         w_group = Signal(range(groups))
-        b_tile = Signal(range(max_ot + 1))
 
         # A command is checked over a few cycles from its register, a step per stage: its
         # size in tiles comes out of a multiplier with its registers (a DSP48E2, not a chain of
@@ -294,12 +319,25 @@ class ComputeUnit(wiring.Component):
                                  step=self.b.valid)
         w_done, b_done = ~w_loading, ~b_loading
 
-        # cmd.ready is a register, judged a cycle ahead: idle, no command taken, and the bank
-        # to load free (only the loader fills a bank, so a free bank stays free). It comes a
-        # cycle after the loader returns to idle or the bank frees.
+        # A record starts loading once the ring has room for it. ``fits`` is judged a cycle
+        # ahead from ``w_free``, which meanwhile can only grow (the loader, the one that takes
+        # tiles, is waiting); a start waits a cycle while tiles come back, so that ``w_free``
+        # takes one add or one subtraction a cycle.
+        fits = Signal()
+        released = Signal()                           # tiles come back this cycle
+        run_tiles = Signal(range(max_tiles + 1))      # the computing record's tiles
+        m.d.sync += fits.eq(w_free >= load_tiles)
+        with m.If(released):
+            m.d.sync += w_free.eq(w_free + run_tiles)
+        with m.Elif(start_load):
+            m.d.sync += w_free.eq(w_free - load_tiles)
+
+        # cmd.ready is a register, judged a cycle ahead: idle, no command taken, and the slot
+        # to load free (only the loader fills a slot, so a free slot stays free). It comes a
+        # cycle after the loader returns to idle or the slot frees.
         with m.FSM(name="loader"):
             with m.State("IDLE"):
-                m.d.sync += self.cmd.ready.eq(~bank_full.bit_select(filling.bank, 1) &
+                m.d.sync += self.cmd.ready.eq(~slot_full.bit_select(filling.slot, 1) &
                                               ~(self.cmd.valid & self.cmd.ready))
                 with m.If(self.cmd.valid & self.cmd.ready):
                     m.d.sync += load.eq(self.cmd.payload)
@@ -314,43 +352,47 @@ class ComputeUnit(wiring.Component):
                 m.d.sync += wait.eq(wait + 1)
                 with m.If(wait == tiles_mul.latency):
                     m.d.sync += [load_bad.eq(load_bad | (load_tiles > max_tiles)),
-                                 w_tile.eq(0), w_group.eq(0), b_tile.eq(0)]
+                                 w_group.eq(0)]
                     m.next = "DECIDE"
             with m.State("DECIDE"):
                 with m.If(load_bad):
                     m.d.sync += self.error.eq(1)
                     m.next = "IDLE"
-                with m.Else():
+                with m.Elif(fits & ~released):
                     m.d.comb += start_load.eq(1)
+                    for k in range(S):
+                        with m.If(filling.slot == k):
+                            m.d.sync += [slot_w_base[k].eq(w_addr), slot_b_base[k].eq(b_addr)]
                     m.next = "LOAD"
             with m.State("LOAD"):
                 m.d.comb += [
                     self.w.ready.eq(w_loading),
                     self.b.ready.eq(b_loading),
-                    w_wr.addr.eq(w_tile + filling.w_base),
+                    w_wr.addr.eq(w_addr),
                     w_wr.data.as_value().eq(Cat(*[self.w.payload.as_value()] * groups)),
                     w_wr.en.eq(Mux(self.w.valid & ~w_done, 1 << w_group, 0)),
-                    b_wr.addr.eq(b_tile + filling.b_base),
+                    b_wr.addr.eq(b_addr),
                     b_wr.data.eq(self.b.payload),
                     b_wr.en.eq(self.b.valid & ~b_done),
                 ]
                 with m.If(self.w.valid & ~w_done):
                     with m.If(w_group == groups - 1):
-                        m.d.sync += [w_group.eq(0), w_tile.eq(w_tile + 1)]
+                        m.d.sync += [w_group.eq(0), w_addr.eq(w_addr + 1)]
                     with m.Else():
                         m.d.sync += w_group.eq(w_group + 1)
                 with m.If(self.b.valid & ~b_done):
-                    m.d.sync += b_tile.eq(b_tile + 1)
+                    m.d.sync += b_addr.eq(b_addr + 1)
                 with m.If(w_done & b_done):
-                    for k in range(N):
-                        with m.If(filling.bank == k):
-                            m.d.sync += [bank_cmd[k].eq(load), bank_it[k].eq(load_it),
-                                         bank_ot[k].eq(load_ot), bank_full[k].eq(1)]
+                    for k in range(S):
+                        with m.If(filling.slot == k):
+                            m.d.sync += [slot_cmd[k].eq(load), slot_it[k].eq(load_it),
+                                         slot_ot[k].eq(load_ot), slot_tiles[k].eq(load_tiles),
+                                         slot_full[k].eq(1)]
                     m.d.comb += filling.advance.eq(1)
                     m.next = "IDLE"
 
-        # --- Runner: walks tokens x output tiles x input chunks of the loaded bank ------------
-        computing = _BankRing(m, "run", N, max_tiles, max_ot)
+        # --- Runner: walks tokens x output tiles x input chunks of the oldest record ---------
+        computing = _SlotRing(m, "run", S)
         run = Signal(self.command_layout)
         # The last input chunk, output tile and token of the call, and the outputs left from
         # the current tile on (column ``c`` of the tile is real when ``out_left > c``).
@@ -362,7 +404,12 @@ class ComputeUnit(wiring.Component):
         tok = Signal(range(self._max_tokens + 1))      # token being computed
         ot = Signal(range(max_ot))
         ic = Signal(range(max_it))
-        tile = Signal(range(max_tiles))
+        # The record's first tile and bias word, and the ones read now: a token starts again
+        # from the bases, so an address is a register, never an add.
+        run_w_base = Signal(range(ring_tiles))
+        run_b_base = Signal(range(ring_biases))
+        w_read = Signal(range(ring_tiles))
+        b_read = Signal(range(ring_biases))
         rows_in = Signal(range(self._max_tokens + 2))  # token rows completely received
         x_beat = Signal(range(max_it))
         # Flags kept in registers rather than compared when needed, to keep ``issue`` short.
@@ -378,16 +425,22 @@ class ComputeUnit(wiring.Component):
         issue = Signal()
         m.d.comb += [issue.eq(can_issue), self.busy.eq(issue)]
 
-        with m.If(~running & bank_full.bit_select(computing.bank, 1)):
-            for k in range(N):
-                with m.If(computing.bank == k):
-                    m.d.sync += [run.eq(bank_cmd[k]), last_ic.eq(bank_it[k] - 1),
-                                 last_ot.eq(bank_ot[k] - 1),
-                                 last_tok.eq(bank_cmd[k].tokens - 1),
-                                 out_left.eq(bank_cmd[k].out_dim),
-                                 last_chunk.eq(bank_it[k] == 1),
-                                 one_chunk.eq(bank_it[k] == 1), next_last.eq(bank_it[k] - 2)]
-            m.d.sync += [running.eq(1), tok.eq(0), ot.eq(0), ic.eq(0), tile.eq(0),
+        # A record leaves its slot when its call starts; its tiles come back when it ends.
+        with m.If(~running & slot_full.bit_select(computing.slot, 1)):
+            for k in range(S):
+                with m.If(computing.slot == k):
+                    m.d.sync += [run.eq(slot_cmd[k]), last_ic.eq(slot_it[k] - 1),
+                                 last_ot.eq(slot_ot[k] - 1),
+                                 last_tok.eq(slot_cmd[k].tokens - 1),
+                                 out_left.eq(slot_cmd[k].out_dim),
+                                 last_chunk.eq(slot_it[k] == 1),
+                                 one_chunk.eq(slot_it[k] == 1), next_last.eq(slot_it[k] - 2),
+                                 run_tiles.eq(slot_tiles[k]),
+                                 run_w_base.eq(slot_w_base[k]), w_read.eq(slot_w_base[k]),
+                                 run_b_base.eq(slot_b_base[k]), b_read.eq(slot_b_base[k]),
+                                 slot_full[k].eq(0)]
+            m.d.comb += computing.advance.eq(1)
+            m.d.sync += [running.eq(1), tok.eq(0), ot.eq(0), ic.eq(0),
                          rows_in.eq(0), x_beat.eq(0), ahead.eq(0), x_more.eq(1)]
 
         # Token rows: row n goes to half n % 2, which is free once token n - 2 is issued
@@ -410,25 +463,26 @@ class ComputeUnit(wiring.Component):
                 m.d.sync += x_beat.eq(x_beat + 1)
 
         m.d.comb += [
-            w_rd.addr.eq(tile + computing.w_base),
-            b_rd.addr.eq(ot + computing.b_base),
+            w_rd.addr.eq(w_read),
+            b_rd.addr.eq(b_read),
             x_rd.addr.eq(ic + Mux(tok[0], max_it, 0)),
         ]
+        m.d.sync += released.eq(0)
         with m.If(issue):
             with m.If(last_chunk):
                 m.d.sync += [ic.eq(0), last_chunk.eq(one_chunk), out_left.eq(out_left - C)]
                 with m.If(ot == last_ot):
-                    m.d.sync += [ot.eq(0), tile.eq(0), tok.eq(tok + 1), out_left.eq(run.out_dim)]
+                    m.d.sync += [ot.eq(0), w_read.eq(run_w_base), b_read.eq(run_b_base),
+                                 tok.eq(tok + 1), out_left.eq(run.out_dim)]
                     with m.If(tok == last_tok):
-                        m.d.sync += running.eq(0)
-                        m.d.comb += computing.advance.eq(1)
-                        for k in range(N):
-                            with m.If(computing.bank == k):
-                                m.d.sync += bank_full[k].eq(0)
+                        # The last read is on the memory's address now: the tiles are free
+                        # from the next cycle.
+                        m.d.sync += [running.eq(0), released.eq(1)]
                 with m.Else():
-                    m.d.sync += [ot.eq(ot + 1), tile.eq(tile + 1)]
+                    m.d.sync += [ot.eq(ot + 1), w_read.eq(w_read + 1), b_read.eq(b_read + 1)]
             with m.Else():
-                m.d.sync += [ic.eq(ic + 1), last_chunk.eq(ic == next_last), tile.eq(tile + 1)]
+                m.d.sync += [ic.eq(ic + 1), last_chunk.eq(ic == next_last),
+                             w_read.eq(w_read + 1)]
 
         # --- Pipeline ------------------------------------------------------------------------
         # ``hi``: the largest output of the call's width, the saturation bound.
@@ -569,24 +623,15 @@ class ComputeUnit(wiring.Component):
         return self._gelu.LATENCY if self._gelu is not None else 0
 
 
-class _BankRing:
-    """Which of ``banks`` banks a side of the weight buffer (the loader or the runner) is on,
-    and where that bank's weights and biases start: ``advance`` (comb) moves to the next bank,
-    around the ring. The bases are registers moved with the index, so that a buffer address
-    is one add and no multiplexer of the index."""
+class _SlotRing:
+    """Which of ``slots`` record slots a side of the weight ring (the loader or the runner) is
+    on: ``advance`` (comb) moves to the next slot, around the ring."""
 
-    def __init__(self, m, name, banks, bank_tiles, bank_biases):
-        self.bank = Signal(range(banks), name=f"{name}_bank")
-        self.w_base = Signal(range(banks * bank_tiles), name=f"{name}_w_base")
-        self.b_base = Signal(range(banks * bank_biases), name=f"{name}_b_base")
+    def __init__(self, m, name, slots):
+        self.slot = Signal(range(slots), name=f"{name}_slot")
         self.advance = Signal(name=f"{name}_advance")
         with m.If(self.advance):
-            with m.If(self.bank == banks - 1):
-                m.d.sync += [self.bank.eq(0), self.w_base.eq(0), self.b_base.eq(0)]
-            with m.Else():
-                m.d.sync += [self.bank.eq(self.bank + 1),
-                             self.w_base.eq(self.w_base + bank_tiles),
-                             self.b_base.eq(self.b_base + bank_biases)]
+            m.d.sync += self.slot.eq(Mux(self.slot == slots - 1, 0, self.slot + 1))
 
 
 class ComputeClient:

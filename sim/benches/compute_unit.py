@@ -161,15 +161,29 @@ async def test_cycles_of_a_long_call(dut):
     assert cycles <= ideal * 1.05, f"{cycles} cycles for {ideal} ideal"
 
 
+def records_ahead(unit, sizes):
+    """How many of the records of ``sizes`` tiles the weight ring takes with no token rows: in
+    order, while a record slot is free and the ring has room for the next record's tiles."""
+    n = 0
+    while n < len(sizes) and n < unit.records and sum(sizes[:n + 1]) <= unit.ring_tiles:
+        n += 1
+    return n
+
+
 @cocotb.test()
-async def test_weights_load_banks_ahead(dut):
-    """With no token rows, the unit takes the weights of exactly ``banks`` calls (one to compute,
-    the rest ahead) and then waits for a bank: the ring is as deep as built, no deeper. The
-    rows then come and every call is bit-exact."""
+async def test_weights_load_ahead_as_the_ring_holds(dut):
+    """With no token rows, the unit takes the weights of as many calls as its ring has room and
+    record slots for, in order, no more (largest matrices first, then small ones, which go
+    further ahead); the rows then come and every call is bit-exact."""
     tb = TB(dut)
     u = tb.unit
     rng = np.random.default_rng(6)
-    calls = [Call(rng, 2, tb.config["max_in"], tb.config["max_out"]) for _ in range(u.banks + 1)]
+    big, small = (tb.config["max_in"], tb.config["max_out"]), (u.rows, u.cols)
+    shapes = [big] * (u.ring_tiles // u.max_tiles) + [small] * (u.records + 1)
+    calls = [Call(rng, 2, in_dim, out_dim) for in_dim, out_dim in shapes]
+    sizes = [tiles(in_dim, u.rows) * tiles(out_dim, u.cols) for in_dim, out_dim in shapes]
+    ahead = records_ahead(u, sizes)
+    assert ahead < len(calls)
     await clock_and_reset(dut)
     srcs = {name: StreamSource(dut, name, seed=i) for i, name in enumerate(("cmd", "w", "b"))}
     sink = StreamSink(dut, "o")
@@ -185,19 +199,22 @@ async def test_weights_load_banks_ahead(dut):
         words = bias_words(call.b, out_dim, u.cols, ACT.frac + call.w.fmt.frac, call.shift)
         srcs["b"].send(pack_lanes(word, u.acc_width) for word in words)
     await ClockCycles(dut.clk, 4 * sum(per_call) + 50)
-    assert srcs["w"].sent == sum(per_call[:u.banks]), (
-        f"{srcs['w'].sent} weight beats taken with no token rows, {u.banks} banks hold "
-        f"{sum(per_call[:u.banks])}")
+    assert srcs["w"].sent == sum(per_call[:ahead]), (
+        f"{srcs['w'].sent} weight beats taken with no token rows, the ring of "
+        f"{u.ring_tiles} tiles and {u.records} records holds the first {ahead} calls "
+        f"({sum(per_call[:ahead])} beats)")
     x = StreamSource(dut, "x", seed=7)
     for call in calls:
         tokens, in_dim = call.x.shape
         padded = np.zeros((tokens, tiles(in_dim, u.rows) * u.rows), dtype=np.int64)
         padded[:, :in_dim] = call.x
         x.send(pack_lanes(chunk, ACT.width) for chunk in padded.reshape(-1, u.rows))
-    beats = tiles(tb.config["max_out"], u.out_lanes)
-    got = await sink.wait_for(sum(c.x.shape[0] for c in calls) * beats, timeout_cycles=20000)
+    got = await sink.wait_for(sum(2 * tiles(c.w.ints.shape[0], u.out_lanes) for c in calls),
+                              timeout_cycles=20000)
+    at = 0
     for n, call in enumerate(calls):
-        rows = [unpack_lanes(word, ACT.width, u.out_lanes) for word in
-                got[n * 2 * beats:(n + 1) * 2 * beats]]
+        beats = tiles(call.w.ints.shape[0], u.out_lanes)
+        rows = [unpack_lanes(word, ACT.width, u.out_lanes) for word in got[at:at + 2 * beats]]
+        at += 2 * beats
         y = np.array(rows, dtype=np.int64).reshape(2, beats * u.out_lanes)[:, :call.w.ints.shape[0]]
         assert (y == call.expected).all(), f"call {n} differs from the golden model"
