@@ -14,9 +14,8 @@ so a call takes ``tokens * ceil(out/cols) * ceil(in/rows)`` cycles plus the pipe
   computes call ``n``, the loader fills the ring with ``n+1``, ``n+2``, ... as far as the ring
   and its record slots reach, so that a memory that is faster than a short call can keep loading
   through a long one, and small records (an attention or expert matrix) go further ahead than
-  large ones. The ring holds ``banks`` of the largest matrix, rounded up to a power of two
-  tiles (the block RAM takes that depth anyway, and the address then wraps by itself); up to
-  ``2 * banks`` records wait in it beside the one computing. It takes a command as soon as a
+  large ones. The ring holds ``banks`` of the largest matrix; up to ``2 * banks`` records
+  wait in it beside the one computing. It takes a command as soon as a
   record slot is free, and starts loading it once the ring has room for all its tiles. The
   layout (tiles in compute order, zero padding) is :mod:`model.packer`'s.
 * **Biases** stream in on ``b``, one beat of ``cols`` accumulator words per output tile, rounding
@@ -93,8 +92,8 @@ class ComputeUnit(wiring.Component):
         ceil(out/cols)`` tiles, does. m3vit-tiny's largest matrix is 768 x 192.
     banks : int
         Largest matrices the weight ring holds, at least two (a double buffer): the ring is
-        ``banks * max_tiles`` tiles rounded up to a power of two, and ``2 * banks`` records
-        may wait in it beside the one computing (:attr:`ring_tiles`, :attr:`records`).
+        ``banks * max_tiles`` tiles, and ``2 * banks`` records may wait in it beside the one
+        computing (:attr:`ring_tiles`, :attr:`records`).
     max_tokens : int
         Largest token count of one call.
     weight_lanes : int
@@ -185,8 +184,8 @@ class ComputeUnit(wiring.Component):
 
     @property
     def ring_tiles(self):
-        """Tiles of the weight ring: ``banks`` largest matrices, rounded up to a power of two."""
-        return 1 << ceil_log2(self._banks * self.max_tiles)
+        """Tiles of the weight ring: ``banks`` largest matrices."""
+        return self._banks * self.max_tiles
 
     @property
     def records(self):
@@ -255,7 +254,7 @@ class ComputeUnit(wiring.Component):
         S = self.records - 1                        # record slots beside the one computing
         ring_tiles = self.ring_tiles
         # Every live record has at most max_ot bias words, so this ring never runs out.
-        ring_biases = 1 << ceil_log2(self.records * max_ot)
+        ring_biases = self.records * max_ot
 
         # --- Storage: the rings of weights and biases, two token rows -------------------------
         m.submodules.weights = wmem = memory.Memory(
@@ -282,8 +281,8 @@ class ComputeUnit(wiring.Component):
         slot_w_base = [Signal(range(ring_tiles), name=f"slot{k}_w_base") for k in range(S)]
         slot_b_base = [Signal(range(ring_biases), name=f"slot{k}_b_base") for k in range(S)]
         filling = _SlotRing(m, "load", S)
-        # The next free tile and bias word of the rings (the addresses wrap by themselves),
-        # and the tiles free: only the loader takes tiles, only the runner gives them back.
+        # The next free tile and bias word of the rings, and the tiles free: only the loader
+        # takes tiles, only the runner gives them back.
         w_addr = Signal(range(ring_tiles))
         b_addr = Signal(range(ring_biases))
         w_free = Signal(range(ring_tiles + 1), init=ring_tiles)
@@ -377,11 +376,11 @@ class ComputeUnit(wiring.Component):
                 ]
                 with m.If(self.w.valid & ~w_done):
                     with m.If(w_group == groups - 1):
-                        m.d.sync += [w_group.eq(0), w_addr.eq(w_addr + 1)]
+                        m.d.sync += [w_group.eq(0), w_addr.eq(_next(w_addr, ring_tiles))]
                     with m.Else():
                         m.d.sync += w_group.eq(w_group + 1)
                 with m.If(self.b.valid & ~b_done):
-                    m.d.sync += b_addr.eq(b_addr + 1)
+                    m.d.sync += b_addr.eq(_next(b_addr, ring_biases))
                 with m.If(w_done & b_done):
                     for k in range(S):
                         with m.If(filling.slot == k):
@@ -479,10 +478,11 @@ class ComputeUnit(wiring.Component):
                         # from the next cycle.
                         m.d.sync += [running.eq(0), released.eq(1)]
                 with m.Else():
-                    m.d.sync += [ot.eq(ot + 1), w_read.eq(w_read + 1), b_read.eq(b_read + 1)]
+                    m.d.sync += [ot.eq(ot + 1), w_read.eq(_next(w_read, ring_tiles)),
+                                 b_read.eq(_next(b_read, ring_biases))]
             with m.Else():
                 m.d.sync += [ic.eq(ic + 1), last_chunk.eq(ic == next_last),
-                             w_read.eq(w_read + 1)]
+                             w_read.eq(_next(w_read, ring_tiles))]
 
         # --- Pipeline ------------------------------------------------------------------------
         # ``hi``: the largest output of the call's width, the saturation bound.
@@ -623,6 +623,11 @@ class ComputeUnit(wiring.Component):
         return self._gelu.LATENCY if self._gelu is not None else 0
 
 
+def _next(address, size):
+    """The address after ``address`` in a ring of ``size`` entries."""
+    return Mux(address == size - 1, 0, address + 1)
+
+
 class _SlotRing:
     """Which of ``slots`` record slots a side of the weight ring (the loader or the runner) is
     on: ``advance`` (comb) moves to the next slot, around the ring."""
@@ -631,7 +636,7 @@ class _SlotRing:
         self.slot = Signal(range(slots), name=f"{name}_slot")
         self.advance = Signal(name=f"{name}_advance")
         with m.If(self.advance):
-            m.d.sync += self.slot.eq(Mux(self.slot == slots - 1, 0, self.slot + 1))
+            m.d.sync += self.slot.eq(_next(self.slot, slots))
 
 
 class ComputeClient:
