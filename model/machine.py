@@ -56,11 +56,13 @@ class MachineConfig:
         Memory ports the MoE records (gates and experts) are read over at once. The compute
         unit takes ``expert_ports x data_width / 16`` weights per cycle.
     weight_banks : int
-        Banks of the compute unit's weight buffer, each holding the largest matrix: the calls
-        it holds at once, one computing and the others loaded ahead
-        (:class:`hw.units.compute_unit.ComputeUnit` ``banks``). Two are a double buffer; a
-        third lets the weights of a short call load during a long one, which matters when the
-        memory, not the array, bounds the MoE layers.
+        Largest matrices the compute unit's weight ring holds
+        (:class:`hw.units.compute_unit.ComputeUnit` ``banks``): each call's record takes the
+        tiles it needs, so that while one call computes, the records of the next calls load
+        ahead as far as the ring (and ``2 x weight_banks`` record slots) reach. Two are a
+        double buffer for the largest matrix; three let the memory keep loading smaller records
+        through a long call, which matters when the memory, not the array, bounds the MoE
+        layers.
     clock_mhz : float
         The clock the machine is built for on its board (what ``ms per image`` is counted at).
     batch : int
