@@ -9,7 +9,7 @@ must equal these results bit for bit. ``run`` calls them in the order of the mac
                 x = residual_add(x, linear(a))
                 h = layer_norm2(x)
                 dense:  x = residual_add(x, linear(linear(h, gelu)))
-                MoE:    chosen, probs = gate(h); for each active expert e in ascending order:
+                MoE:    chosen, probs = gate(h); for each active expert e, longest queue first:
                         x[queue] = scale_accumulate(x[queue], linear(linear(h[queue], gelu)), score)
 
 ``routes`` replaces the gate's choices (not its probabilities) by given ones: a measurement aid

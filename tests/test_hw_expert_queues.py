@@ -8,7 +8,8 @@ from sim.benches.expert_queues import make_design
 from sim.runner import cocotb_tests
 
 test_expert_queues = cocotb_tests("sim.benches.expert_queues", lambda **c: make_design(c),
-                                  configs=[dict(experts=4, top_k=2, max_tokens=17)])
+                                  configs=[dict(experts=4, top_k=2, max_tokens=17),
+                                           dict(experts=16, top_k=2, max_tokens=40)])
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -194,6 +194,15 @@ def test_expert_queues_one_expert_takes_every_token():
         expert_queues(np.array([[4, 0]]), probs, 4)
 
 
+def test_expert_queues_longest_first_ties_by_index():
+    # Queue lengths: expert 0 one token, 1 four, 2 none, 3 two, 4 two, 5 three.
+    chosen = np.array([[1, 5], [3, 1], [4, 5], [0, 1], [5, 3], [4, 1]])
+    probs = np.tile(np.arange(6), (6, 1))
+    queues = expert_queues(chosen, probs, 6)
+    assert [e for e, _, _ in queues] == [1, 5, 3, 4, 0]
+    assert queues[0][1].tolist() == [0, 1, 3, 5]
+
+
 @pytest.mark.parametrize("tokens, slots", [(129, 1), (129, 2), (129, 4), (129, 8), (17, 4),
                                            (10, 3)])
 def test_schedule_meets_every_key_once_in_the_stated_passes(tokens, slots):

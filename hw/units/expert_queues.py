@@ -4,17 +4,30 @@
 A build starts with a command naming the token count. The gate's decisions then arrive on ``i``,
 one beat per token in token order, each with the token's ``top_k`` experts and their scores; every
 choice is appended to its expert's queue (``top_k`` cycles per token, one memory write each).
-Once every token is in, the queues leave on ``o`` as one stream of entries, the active experts in
-ascending order and each queue's tokens in ascending order, ``last`` marking an expert's final
-entry: the order in which the MoE layer fetches each active expert's weights once and gathers its
-tokens. Experts with an empty queue cost one cycle and produce nothing.
+Once every token is in, the experts are ranked by their queue's length, and the queues leave on
+``o`` as one stream of entries, the active experts in descending order of queue length (ties by
+ascending expert index) and each queue's tokens in ascending order, ``last`` marking an expert's
+final entry: the order in which the MoE layer fetches each active expert's weights once and
+gathers its tokens. Experts with an empty queue produce nothing.
+
+Why longest first: an expert's weights take the same time to fetch whatever its queue, while its
+compute grows with the queue. The largest experts' long calls let the weight fetch run ahead
+(:class:`hw.units.expert_engine.ExpertEngine` holds several experts' queues), and the short,
+bandwidth-bound experts come last, their fetches already under way, so the layer's tail is short.
 
 Latency and throughput: ``top_k`` cycles per token while collecting, each choice registered and
-written a cycle later (so one more cycle after the last); then one entry per cycle on ``o`` (plus
-one cycle per expert and two for the read pipeline) while emitting. Every decision is made from
-registers (at most 4 LUT levels on UltraScale+): the current expert's count is a register of its
-own, not a multiplexer over the experts. An expert index
-beyond ``experts`` sets ``error`` (sticky) and that choice is dropped.
+written a cycle later (so one more cycle after the last); then ``E + 1 + ceil(log2(E - 1))``
+cycles to rank and place the ``E = experts`` experts (a register of pairwise compares, a tree of
+adds counting the experts that beat each one, one add per stage, then one expert a cycle into
+its sorted position); then one entry per cycle on ``o`` (plus two cycles for the read pipeline),
+with no cycle between experts and none for the empty ones, which sort last.
+
+Timing: every decision is made from registers (at most 4 LUT levels and one carry chain of the
+count's width on UltraScale+): the current expert's count is a register of its own, the first of
+the sorted registers, which shift down an expert at a time, not a multiplexer over the experts;
+the compares, the adds and the placing are a register stage each. Ranking in fewer cycles would
+put the compares and two or more adds of the tree in one path. An expert index beyond
+``experts`` sets ``error`` (sticky) and that choice is dropped.
 """
 
 from amaranth import Array, Cat, Module, Signal, signed, unsigned
@@ -25,6 +38,7 @@ from amaranth.utils import ceil_log2
 from model.numerics import PROB_FRAC
 
 from hw import checks
+from hw.streams.pipeline import tree, tree_stages
 
 __all__ = ["ExpertQueues"]
 
@@ -80,10 +94,9 @@ class ExpertQueues(wiring.Component):
         m.submodules.entries = mem = memory.Memory(shape=self.entry_layout, depth=E << pitch,
                                                    init=[])
         wr, rd = mem.write_port(), mem.read_port()
-        # While collecting, counts[e] is the length of expert e's queue. While emitting, the
-        # counts shift down by one expert at a time, so that the current expert's is always
-        # counts[0] (a register, not a multiplexer over experts), which counts down its
-        # entries.
+        # While collecting, counts[e] is the length of expert e's queue. While placing, the
+        # counts shift down by one expert at a time, so that the expert being placed has its
+        # count in counts[0] (a register, not a multiplexer over experts).
         counts = Array(Signal(range(T + 1), name=f"count_{e}") for e in range(E))
         tokens = Signal.like(self.cmd.payload.tokens)
         token = Signal(range(T + 1))
@@ -97,14 +110,40 @@ class ExpertQueues(wiring.Component):
         pend_token = Signal.like(token)
         pend_score = Signal.like(self.i.payload.scores[0])
 
-        # Emitting: walk the experts, read each queue through a small FIFO with credits.
+        # Ranking, from the counts alone and every cycle: expert f beats expert e if its queue
+        # is longer, or as long with a smaller index (a strict order, so the ranks are a
+        # permutation). One register stage of compares, then a tree of adds counts the experts
+        # that beat each one: its rank, the position it is emitted at.
+        rank_width = max(1, ceil_log2(E))
+        ranks = []
+        for e in range(E):
+            beats = []
+            for f in range(E):
+                if f != e:
+                    beat = Signal(name=f"beats_{f}_{e}")
+                    m.d.sync += beat.eq(counts[f] >= counts[e] if f < e else
+                                        counts[f] > counts[e])
+                    beats.append(beat)
+            ranks.append(tree(m, beats, lambda a, b: a + b, name=f"rank_{e}") if beats else 0)
+        rank_latency = 1 + tree_stages(E - 1) if E > 1 else 0
+        wait = Signal(range(rank_latency + 1))
+
+        # Placing: the ranks are taken into a shift register beside the counts; each cycle the
+        # expert in front (``place``) goes to its position in the sorted registers.
+        place_ranks = [Signal(rank_width, name=f"place_rank_{e}") for e in range(E)]
+        place = Signal(range(E))
+        sorted_experts = [Signal(rank_width, name=f"sorted_expert_{p}") for p in range(E)]
+        sorted_counts = [Signal(range(T + 1), name=f"sorted_count_{p}") for p in range(E)]
+
+        # Emitting: walk the sorted experts, read each queue through a small FIFO with credits.
+        # The sorted registers shift down by one expert as an expert's last entry is issued, so
+        # that the current one is always sorted_*[0], whose count counts down its entries.
         depth = 4
         m.submodules.queue = out_fifo = fifo.SyncFIFOBuffered(
             width=len(self.o.payload.as_value()), depth=depth)
-        expert = Signal(range(E + 1))
         index = Signal(range(T + 1))
-        empty = Signal()                              # counts[0] == 0
-        done = Signal()                               # expert == E
+        empty = Signal()                              # sorted_counts[0] == 0: nothing left
+        one = Signal()                                # sorted_counts[0] == 1
         queued = Signal(range(depth + 2))
         in_flight = Signal()
         flight_last = Signal()
@@ -133,9 +172,8 @@ class ExpertQueues(wiring.Component):
                 e = self.i.payload.experts[choice]
                 with m.If(all_in):
                     with m.If(~pend):                 # the last choice is counted
-                        m.d.sync += [expert.eq(0), index.eq(0), done.eq(0),
-                                     empty.eq(counts[0] == 0)]
-                        m.next = "EMIT"
+                        m.d.sync += wait.eq(max(rank_latency - 1, 0))
+                        m.next = "RANK"
                 with m.Elif(self.i.valid):
                     with m.If(e < E):
                         m.d.sync += [pend.eq(1), pend_expert.eq(e), pend_token.eq(token),
@@ -149,22 +187,49 @@ class ExpertQueues(wiring.Component):
                                      all_in.eq(token + 1 == tokens)]
                     with m.Else():
                         m.d.sync += choice.eq(choice + 1)
+            with m.State("RANK"):
+                # The counts are final; their ranks come out of the pipeline ``wait`` later.
+                with m.If(wait == 0):
+                    m.d.sync += [r.eq(rank) for r, rank in zip(place_ranks, ranks)]
+                    m.d.sync += place.eq(0)
+                    m.next = "PLACE"
+                with m.Else():
+                    m.d.sync += wait.eq(wait - 1)
+            with m.State("PLACE"):
+                for p in range(E):
+                    with m.If(place_ranks[0] == p):
+                        m.d.sync += [sorted_experts[p].eq(place), sorted_counts[p].eq(counts[0])]
+                with m.If(place_ranks[0] == 0):
+                    m.d.sync += [empty.eq(counts[0] == 0), one.eq(counts[0] == 1)]
+                m.d.sync += [counts[e].eq(counts[e + 1]) for e in range(E - 1)]
+                m.d.sync += [place_ranks[e].eq(place_ranks[e + 1]) for e in range(E - 1)]
+                m.d.sync += place.eq(place + 1)
+                with m.If(place == E - 1):
+                    m.d.sync += index.eq(0)
+                    m.next = "EMIT"
             with m.State("EMIT"):
-                with m.If(done):
+                with m.If(empty):                     # so is every expert after it
                     with m.If(queued == 0):
                         m.next = "IDLE"
-                with m.Elif(empty):
-                    m.d.sync += [expert.eq(expert + 1), index.eq(0), done.eq(expert == E - 1),
-                                 empty.eq(counts[1] == 0 if E > 1 else 1)]
-                    m.d.sync += [counts[e].eq(counts[e + 1]) for e in range(E - 1)]
                 with m.Elif(queued < depth):
                     m.d.comb += issue.eq(1)
-                    m.d.sync += [index.eq(index + 1), counts[0].eq(counts[0] - 1),
-                                 empty.eq(counts[0] == 1)]
+                    with m.If(one):                   # the expert's last entry: on to the next
+                        m.d.sync += [index.eq(0),
+                                     empty.eq(sorted_counts[1] == 0 if E > 1 else 1),
+                                     one.eq(sorted_counts[1] == 1 if E > 1 else 0)]
+                        m.d.sync += [sorted_experts[p].eq(sorted_experts[p + 1])
+                                     for p in range(E - 1)]
+                        m.d.sync += [sorted_counts[p].eq(sorted_counts[p + 1])
+                                     for p in range(E - 1)]
+                        m.d.sync += sorted_counts[E - 1].eq(0)
+                    with m.Else():
+                        m.d.sync += [index.eq(index + 1),
+                                     sorted_counts[0].eq(sorted_counts[0] - 1),
+                                     one.eq(sorted_counts[0] == 2)]
 
-        m.d.comb += rd.addr.eq(Cat(index[:pitch], expert[:ceil_log2(E)]))
-        m.d.sync += [in_flight.eq(issue), flight_last.eq(counts[0] == 1),
-                     flight_expert.eq(expert)]
+        m.d.comb += rd.addr.eq(Cat(index[:pitch], sorted_experts[0][:ceil_log2(E)]))
+        m.d.sync += [in_flight.eq(issue), flight_last.eq(one),
+                     flight_expert.eq(sorted_experts[0])]
         entry = Signal(self.o.payload.shape())
         m.d.comb += [entry.expert.eq(flight_expert), entry.token.eq(rd.data.token),
                      entry.score.eq(rd.data.score), entry.last.eq(flight_last),

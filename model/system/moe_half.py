@@ -1,9 +1,10 @@
 """The MoE half of a block: ``x + sum over the top-k experts e of g_e * expert_e(LN2(x))``.
 
 :func:`moe_half` is the twin of the whole half-block; :func:`experts_combine`, the part after
-routing, is the twin of ``hw/units/expert_engine.py``: for each active expert in ascending order,
-its queue's rows of ``h`` go through fc1 + GELU and fc2, and ``x[token] += score * y`` is scattered
-back (one rounding, saturation).
+routing, is the twin of ``hw/units/expert_engine.py``: for each active expert, longest queue
+first (ties by index; see :mod:`model.units.expert_queues` for why), its queue's rows of ``h``
+go through fc1 + GELU and fc2, and ``x[token] += score * y`` is scattered back (one rounding,
+saturation).
 """
 
 import numpy as np

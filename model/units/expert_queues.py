@@ -1,7 +1,13 @@
 """Expert-aware patch reordering: per-expert queues of (token, score) and the active experts.
 
 One scan over the tokens appends each token to the queues of its chosen experts; the experts
-with a non-empty queue are processed in ascending order, each fetching its weights once.
+with a non-empty queue are processed in descending order of their queue's length (ties by
+ascending expert index), each fetching its weights once.
+
+Why that order: an expert's weights take the same time to fetch whatever its queue, while its
+compute grows with the queue. Largest experts first, their long calls hide the fetch of the
+experts after them (the fetch runs several experts ahead), and the short, bandwidth-bound experts
+come last, where their fetches were already under way: the layer's tail is short.
 """
 
 import numpy as np
@@ -21,7 +27,8 @@ def expert_queues(chosen, probs, experts):
     Returns
     -------
     list of (expert, tokens, scores)
-        Active experts in ascending order; tokens ascending within each queue.
+        Active experts by descending queue length, ties by ascending expert index; tokens
+        ascending within each queue.
     """
     chosen = np.asarray(chosen)
     if chosen.size and (chosen.min() < 0 or chosen.max() >= experts):
@@ -31,4 +38,4 @@ def expert_queues(chosen, probs, experts):
         tokens = np.nonzero((chosen == e).any(axis=1))[0]
         if tokens.size:
             queues.append((e, tokens, probs[tokens, e]))
-    return queues
+    return sorted(queues, key=lambda q: (-len(q[1]), q[0]))

@@ -28,7 +28,33 @@ def _unpack(word, layout):
     return out
 
 
+def _tokens(rng, max_tokens, experts, mode):
+    if mode == "random":
+        return int(rng.integers(1, max_tokens + 1))
+    if mode == "all_tied":
+        return max_tokens // experts * experts or max_tokens
+    if mode == "some_tied":
+        return int(rng.integers(2, 5))
+    return max_tokens
+
+
+def _lengths(chosen, experts):
+    return [int((chosen == e).any(axis=1).sum()) for e in range(experts)]
+
+
 def _choices(rng, tokens, experts, k, mode):
+    if mode == "all_tied":
+        # Token t takes experts t, t + 1, ...: every expert gets the same number of tokens
+        # when the tokens are a multiple of the experts.
+        return np.array([[(t + j) % experts for j in range(k)]
+                         for t in rng.permutation(tokens)])
+    if mode == "some_tied":
+        # A few tokens, drawn until the queues' lengths have a tie and also differ.
+        while True:
+            chosen = _choices(rng, tokens, experts, k, "random")
+            active = [n for n in _lengths(chosen, experts) if n]
+            if len(set(active)) not in (1, len(active)):
+                return chosen
     if mode == "one_expert_takes_all":
         first = np.full(tokens, 2)
         rest = np.array([rng.permutation([e for e in range(experts) if e != 2])[:k - 1]
@@ -51,7 +77,7 @@ async def run(dut, modes, *, idle=0.0, backpressure=0.0):
     sink = StreamSink(dut, "o", backpressure=backpressure, seed=3)
     in_layout = design.i.payload.shape()
     for mode in modes:
-        tokens = int(rng.integers(1, c["max_tokens"] + 1)) if mode == "random" else c["max_tokens"]
+        tokens = _tokens(rng, c["max_tokens"], E, mode)
         chosen = _choices(rng, tokens, E, K, mode)
         probs = rng.integers(0, 1 << PROB_FRAC, (tokens, E))
         cmd.send([pack_struct(design.cmd.payload.shape(), tokens=tokens)])
@@ -69,24 +95,29 @@ async def run(dut, modes, *, idle=0.0, backpressure=0.0):
         queues = expert_queues(chosen, probs, E)
         for e, toks, sc in queues:
             for n, (t, s) in enumerate(zip(toks, sc)):
-                want.append(dict(expert=e, token=int(t), score=int(s), last=int(n == len(toks) - 1)))
+                want.append(dict(expert=e, token=int(t), score=int(s),
+                                 last=int(n == len(toks) - 1)))
         got = await sink.wait_for(len(sink.payloads) + len(want), timeout_cycles=2000)
         got = [_unpack(w, design.o.payload.shape()) for w in got[-len(want):]]
         assert got == want, f"{mode}: queues differ from the twin (first: {got[:2]} vs {want[:2]})"
         if mode == "few_active":
             assert len(queues) <= 3
+        if mode == "all_tied" and tokens % E == 0:
+            assert len({len(t) for _, t, _ in queues}) == 1
     await ClockCycles(dut.clk, 10)
     assert int(dut.error.value) == 0
 
 
 @cocotb.test()
 async def test_queues_at_full_rate(dut):
-    await run(dut, ["random", "one_expert_takes_all", "few_active", "random"])
+    await run(dut, ["random", "one_expert_takes_all", "few_active", "all_tied", "some_tied",
+                    "some_tied", "random"])
 
 
 @cocotb.test()
 async def test_queues_under_backpressure(dut):
-    await run(dut, ["random", "few_active", "one_expert_takes_all"], idle=0.3, backpressure=0.5)
+    await run(dut, ["random", "few_active", "one_expert_takes_all", "all_tied", "some_tied"],
+              idle=0.3, backpressure=0.5)
 
 
 @cocotb.test()
