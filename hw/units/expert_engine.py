@@ -6,18 +6,19 @@ every token's row of ``h`` goes through the compute unit, and the logits leave o
 beat per token) for :class:`hw.units.gate.Gate`. Queue entries then arrive from
 :class:`hw.units.expert_queues.ExpertQueues`, expert by expert. For each active expert the engine
 
-1. fetches its fc1 and fc2 records from memory **once** (:class:`hw.movers.linear_fetch.LinearFetch`,
-   at ``base + (expert << stride_log2)``, fc2 at ``fc2_offset`` bytes further), straight into the
-   compute unit's weight banks;
+1. fetches its fc1 and fc2 records from memory **once**
+   (:class:`hw.movers.linear_fetch.LinearFetch`, at ``base + (expert << stride_log2)``, fc2 at
+   ``fc2_offset`` bytes further), straight into the compute unit's weight banks;
 2. gathers its queue's rows of ``h`` into the compute unit for fc1 + GELU, and scatters the
    results into a hidden buffer (one row per queue position);
 3. gathers those rows back for fc2 and scatters ``x[token] += score * y`` into ``x``.
 
-Experts overlap: the next expert's queue is taken into the second queue bank, and its weights
-load into the compute unit's free bank while the current expert computes, so the array waits for
-weights only when an expert's compute is shorter than its weight fetch. Inactive experts cost
-nothing. The work is spread over five small sequencers that each walk the same expert
-descriptors (fetch, compute-unit commands, row indices, input routing, output routing).
+Experts overlap: the queues of the next experts are taken into the free queue banks (of
+``queue_banks``), and their weights load into the compute unit's free weight banks while the
+current expert computes, so the array waits for weights only when the computes so far are
+shorter than the fetches. Inactive experts cost nothing. The work is spread over five small
+sequencers that each walk the same expert descriptors (fetch, compute-unit commands, row
+indices, input routing, output routing).
 
 ``experts_done`` counts the experts whose every result has been written to ``x``.
 
@@ -33,7 +34,11 @@ records read at one beat of ``ports x data_width`` bits per cycle and the comput
   data_width)`` and ``F2 = (16 D Dh + 64 D) / (ports * data_width)`` beats (16-bit weights,
   64-bit bias words);
 * a call's record loads into the compute unit's free bank from the moment the call before it
-  starts, so each call starts ``max(A_k, F_(k+1))`` cycles after the one before. Over the calls
+  starts, so each call starts ``max(A_k, F_(k+1))`` cycles after the one before. That is the
+  bound with two weight banks; the engine holds the queues of up to ``queue_banks`` experts, so
+  the fetch and the compute-unit commands may run up to ``queue_banks - 1`` experts ahead of
+  the expert whose results are being written, as far as the compute unit's weight banks let
+  them, and a long call then hides the fetches of several short ones after it. Over the calls
   ``k = 1, 2, ...`` (fc1, fc2 of each active expert in order; ``F`` after the last is 0), from
   the first queue entry to the last row of the last expert in ``x``::
 
@@ -56,7 +61,7 @@ gathers and scatters wait in a register each, so those units see only flip-flops
 ``idx`` ports. Each costs a cycle or two per expert, never a beat of throughput.
 """
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -92,6 +97,13 @@ class ExpertEngine(wiring.Component):
     compute : ComputeUnit or None
         A shared compute unit, reached through the port ``cu``
         (:class:`hw.units.compute_unit.ComputeClient`); None builds the engine's own.
+    banks : int
+        Weight banks of the engine's own compute unit (when ``compute`` is None).
+    queue_banks : int
+        Experts whose queues the engine holds at once, a power of two of at least 2: how far
+        the weight fetch and the compute-unit commands may run ahead of the expert whose
+        results are being written (``queue_banks - 1`` experts). Each costs ``max_tokens``
+        entries of the queue memory.
 
     Members
     -------
@@ -115,9 +127,14 @@ class ExpertEngine(wiring.Component):
     """
 
     def __init__(self, *, dim, expert_hidden, experts, max_tokens, lanes=16, data_width=128,
-                 addr_width=40, ports=1, compute=None, banks=2):
+                 addr_width=40, ports=1, compute=None, banks=2, queue_banks=4):
         for name, value in (("dim", dim), ("expert_hidden", expert_hidden)):
             checks.multiple_of("ExpertEngine", name, value, lanes, "lanes")
+        if not (checks.is_int(queue_banks) and queue_banks >= 2
+                and queue_banks & (queue_banks - 1) == 0):
+            raise ValueError(f"ExpertEngine queue_banks must be a power of two of at least 2, "
+                             f"not {queue_banks!r}")
+        self._queue_banks = queue_banks
         self._dim, self._hidden, self._experts = dim, expert_hidden, experts
         self._max_tokens, self._lanes = max_tokens, lanes
         act = DEFAULT.act
@@ -219,37 +236,52 @@ class ExpertEngine(wiring.Component):
 
         layer = Signal(self.command_layout)
 
-        # --- Intake: queue entries into two banks; a descriptor per expert -----------------
+        # --- Intake: queue entries into QB banks; a descriptor per expert ------------------
+        QB = self._queue_banks
         m.submodules.queues = qmem = memory.Memory(
             shape=data.StructLayout({"token": self.entry_layout["token"].shape,
                                      "score": self.entry_layout["score"].shape}),
-            depth=2 * T, init=[])
+            depth=QB * T, init=[])
         q_wr, q_rd_idx, q_rd_out = qmem.write_port(), qmem.read_port(), qmem.read_port()
+        bank_bases = Array(Const(b * T, range(QB * T)) for b in range(QB))
 
         def queue_addr(bank, i):
-            return i + Mux(bank, T, 0)
+            # The base is a table of QB constants: with the add, one LUT and a carry chain.
+            return i + bank_bases[bank]
 
         # ``last``: n - 1, the last row of the job, so that counting needs no subtraction.
+        # ``seq`` numbers the experts so that the index sequencer can tell whether the output
+        # sequencer (whose hidden rows it waits for, a few cycles late) is on the same expert:
+        # they are at most QB - 1 experts apart, QB with the delay, so one bit more than the
+        # bank index never aliases.
+        seq_width = ceil_log2(QB) + 1
         desc_layout = data.StructLayout({"expert": self.entry_layout["expert"].shape,
                                          "n": unsigned(ceil_log2(T + 1)),
-                                         "last": unsigned(ceil_log2(T)), "bank": 1,
-                                         "seq": 2, "gate": 1})
+                                         "last": unsigned(ceil_log2(T)),
+                                         "bank": unsigned(ceil_log2(QB)),
+                                         "seq": unsigned(seq_width), "gate": 1})
         names = ("fetch", "command", "index", "input", "output")
         fifos = {}
+        # A descriptor per bank: every expert's descriptor in a queue holds a bank until the
+        # output sequencer takes it (the last to), so the queues are never fuller than the
+        # banks. The gate job's descriptor holds no bank, but it goes in only when the queues
+        # have room and leaves them before the layer's first queue entry can come (the queues
+        # need every token's logits first), so it needs no place of its own (and if it did
+        # share one, the intake would only wait: the gate job never waits for the intake).
         for name in names:
-            fifos[name] = f = fifo.SyncFIFOBuffered(width=desc_layout.size, depth=2)
+            fifos[name] = f = fifo.SyncFIFOBuffered(width=desc_layout.size, depth=QB)
             m.submodules[f"desc_{name}"] = f
         descs = {name: data.View(desc_layout, fifos[name].r_data) for name in names}
 
-        bank_busy = Signal(2)
-        in_bank = Signal()
+        bank_busy = Signal(QB)
+        in_bank = Signal(ceil_log2(QB))
         in_count = Signal(range(T + 1))
-        seq = Signal(2)
+        seq = Signal(seq_width)
         room = bank_busy.bit_select(in_bank, 1) == 0
         for f in fifos.values():
             room = room & f.w_rdy
         m.d.comb += [self.q.ready.eq(room),
-                     q_wr.addr.eq(in_count + Mux(in_bank, T, 0)),
+                     q_wr.addr.eq(queue_addr(in_bank, in_count)),
                      q_wr.data.token.eq(self.q.payload.token),
                      q_wr.data.score.eq(self.q.payload.score),
                      q_wr.en.eq(self.q.valid & self.q.ready)]
@@ -274,8 +306,8 @@ class ExpertEngine(wiring.Component):
         with m.If(self.q.valid & self.q.ready):
             m.d.sync += in_count.eq(in_count + 1)
             with m.If(self.q.payload.last):
-                m.d.sync += [in_count.eq(0), in_bank.eq(~in_bank), seq.eq(seq + 1)]
-        release = Signal(2)
+                m.d.sync += [in_count.eq(0), in_bank.eq(in_bank + 1), seq.eq(seq + 1)]
+        release = Signal(QB)
         m.d.sync += bank_busy.eq((bank_busy | Mux(push, 1 << in_bank, 0)) & ~release)
 
         # --- Fetch: fc1 then fc2 record of each expert --------------------------------------
@@ -340,7 +372,7 @@ class ExpertEngine(wiring.Component):
         idx_i = Signal(range(T + 1))
         idx_loaded = Signal()                       # q_rd_idx.data holds entry idx_i
         hid_written = Signal(range(T + 1))
-        hid_written_seq = Signal(2)
+        hid_written_seq = Signal(seq_width)
         active = fifos["index"].r_rdy
         m.d.comb += q_rd_idx.addr.eq(queue_addr(d.bank, idx_i))
         h_free, h_load, h_req = _slot(m, g_h.idx, "h_idx")
@@ -463,7 +495,8 @@ class ExpertEngine(wiring.Component):
         # Hidden rows are readable once the scatter has written them (Scatter.LATENCY later).
         rows_now, seq_now = hid_rows, d.seq
         for i in range(Scatter.LATENCY + 1):
-            r, s = Signal.like(hid_rows, name=f"hid_rows_{i}"), Signal(2, name=f"hid_seq_{i}")
+            r, s = Signal.like(hid_rows, name=f"hid_rows_{i}"), Signal.like(seq_now,
+                                                                           name=f"hid_seq_{i}")
             m.d.sync += [r.eq(rows_now), s.eq(seq_now)]
             rows_now, seq_now = r, s
         m.d.comb += [hid_written.eq(rows_now), hid_written_seq.eq(seq_now)]

@@ -76,7 +76,8 @@ class ExpertHarness(wiring.Component):
         self.engine = ExpertEngine(dim=model.dim, expert_hidden=model.expert_hidden,
                                    experts=model.experts, max_tokens=model.tokens, lanes=self.L,
                                    data_width=config.get("data_width", 128), addr_width=32,
-                                   banks=config.get("banks", 2))
+                                   banks=config.get("banks", 2),
+                                   queue_banks=config.get("queue_banks", 4))
         _, _, self._h, self._x, _, _ = layer_data(config)
         e = self.engine
         super().__init__({
@@ -182,8 +183,8 @@ async def test_experts_combine(dut):
         C = harness.L
         ideal = sum(len(t) * 2 * (model.expert_hidden // C) * (model.dim // C)
                     for _, t, _ in queues)
-        per_expert = fields["fc2_offset"] + (fields["fc2_weight_beats"] +
-                                             fields["fc2_bias_beats"]) * engine.bus.rdata.shape().width // 8
+        fc2_beats = fields["fc2_weight_beats"] + fields["fc2_bias_beats"]
+        per_expert = fields["fc2_offset"] + fc2_beats * engine.bus.rdata.shape().width // 8
         with open(os.environ["EDGEMOE_MEASURE_OUT"], "w") as f:
             json.dump({"model": config["model"], "block": int(b),
                        "data_width": config.get("data_width", 128),
