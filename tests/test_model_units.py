@@ -194,12 +194,13 @@ def test_expert_queues_one_expert_takes_every_token():
         expert_queues(np.array([[4, 0]]), probs, 4)
 
 
-def test_expert_queues_longest_first_ties_by_index():
-    # Queue lengths: expert 0 one token, 1 four, 2 none, 3 two, 4 two, 5 three.
+def test_expert_queues_longest_and_shortest_in_turn_ties_by_index():
+    # Queue lengths: expert 0 one token, 1 four, 2 none, 3 two, 4 two, 5 three: ranked 1, 5,
+    # 3, 4, 0 (3 before 4 by index), taken from both ends in turn.
     chosen = np.array([[1, 5], [3, 1], [4, 5], [0, 1], [5, 3], [4, 1]])
     probs = np.tile(np.arange(6), (6, 1))
     queues = expert_queues(chosen, probs, 6)
-    assert [e for e, _, _ in queues] == [1, 5, 3, 4, 0]
+    assert [e for e, _, _ in queues] == [1, 0, 5, 4, 3]
     assert queues[0][1].tolist() == [0, 1, 3, 5]
 
 

@@ -1,13 +1,16 @@
 """Expert-aware patch reordering: per-expert queues of (token, score) and the active experts.
 
 One scan over the tokens appends each token to the queues of its chosen experts; the experts
-with a non-empty queue are processed in descending order of their queue's length (ties by
-ascending expert index), each fetching its weights once.
+with a non-empty queue are processed longest queue first, then the shortest, then the second
+longest, the second shortest, and so on (queues ranked by descending length, ties by ascending
+expert index, then taken from both ends in turn), each fetching its weights once.
 
 Why that order: an expert's weights take the same time to fetch whatever its queue, while its
-compute grows with the queue. Largest experts first, their long calls hide the fetch of the
-experts after them (the fetch runs several experts ahead), and the short, bandwidth-bound experts
-come last, where their fetches were already under way: the layer's tail is short.
+compute grows with the queue, so a long expert's calls leave the weight fetch time to run ahead
+and a short expert's calls leave the array waiting for weights. Taking the long and the short
+ones in turn keeps both busy: each long call hides the fetches of the short experts after it
+(the fetch runs several experts ahead), and the layer ends neither on a run of short,
+bandwidth-bound experts nor on a long call alone.
 """
 
 import numpy as np
@@ -27,8 +30,8 @@ def expert_queues(chosen, probs, experts):
     Returns
     -------
     list of (expert, tokens, scores)
-        Active experts by descending queue length, ties by ascending expert index; tokens
-        ascending within each queue.
+        Active experts longest and shortest queue in turn (see above); tokens ascending within
+        each queue.
     """
     chosen = np.asarray(chosen)
     if chosen.size and (chosen.min() < 0 or chosen.max() >= experts):
@@ -38,4 +41,6 @@ def expert_queues(chosen, probs, experts):
         tokens = np.nonzero((chosen == e).any(axis=1))[0]
         if tokens.size:
             queues.append((e, tokens, probs[tokens, e]))
-    return sorted(queues, key=lambda q: (-len(q[1]), q[0]))
+    ranked = sorted(queues, key=lambda q: (-len(q[1]), q[0]))
+    return [ranked[(r // 2) if r % 2 == 0 else len(ranked) - 1 - r // 2]
+            for r in range(len(ranked))]
