@@ -92,7 +92,8 @@ UNITS = {
                           acc_width=lambda model, machine: _accelerator(model, machine)
                           .compute.acc_width,
                           data_width=lambda _, machine: machine.data_width,
-                          addr_width=lambda _, machine: machine.addr_width),
+                          addr_width=lambda _, machine: machine.addr_width,
+                          ports=lambda _, machine: machine.expert_ports),
     "registers": lambda model, machine: _accelerator(model, machine).regs,
     "sequencer": lambda model, machine: _accelerator(model, machine).sequencer,
     "stage_counters": lambda model, machine: _stage_counters(model, machine),
