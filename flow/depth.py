@@ -41,6 +41,31 @@ def _is_address(port):
             or (port[0] == "A" and port[1:].isdigit()))
 
 
+def _lut_ram_reads(kind, connections):
+    """The read outputs of a LUT-RAM or shift register and the address ports each reads from:
+    ``DOx`` from ``ADDRx`` (RAM32M, RAM64M and their wider kin), ``SPO`` from the write
+    address and ``DPO`` from ``DPRA`` (dual-port), ``O`` or ``Q`` from ``A`` (single-port,
+    shift registers)."""
+    ports = [p for p in connections if _is_address(p)]
+    for out in connections:
+        if out.startswith("DO"):
+            yield out, [f"ADDR{out[2:]}"]
+        elif out == "DPO":
+            yield out, [p for p in ports if p.startswith("DPRA")]
+        elif out in ("SPO", "O", "Q"):
+            yield out, [p for p in ports if not p.startswith("DPRA")]
+
+
+def _lut_ram_write_address(kind, connections):
+    """The address ports a LUT-RAM writes at: the last port's (``ADDRD`` of a RAM32M, ``ADDRH``
+    of a RAM32M16), or ``A`` of a single- or dual-port one; none for a shift register."""
+    if kind in ("SRL16E", "SRLC32E"):
+        return []
+    ports = [p for p in connections if _is_address(p)]
+    lettered = sorted(p for p in ports if p.startswith("ADDR"))
+    return lettered[-1:] if lettered else [p for p in ports if not p.startswith("DPRA")]
+
+
 @dataclass(frozen=True)
 class Path:
     """One register-to-register path: where it starts and ends (named from the design), its LUT
@@ -247,17 +272,26 @@ def analyse(modules, top, *, worst=5):
             weight[node] = (0, _CARRIES[kind], 0)
             sources = [b for bits in ins.values() for b in bits]
         elif kind in _LUT_RAMS:
-            # Writes are synchronous: data and enable end paths; the read goes through the
-            # address pins. An SRL's last tap is a plain register output.
-            weight[node] = (1, 0, 0)
-            sources = [b for p, bits in ins.items() if _is_address(p) for b in bits]
+            # Writes are synchronous: data, enable and write address end paths. Each read
+            # output is its own node, reached from its own port's address only (a RAM32M16's
+            # write address, ADDRH, reaches only DOH, which Yosys leaves unused). An SRL's last
+            # tap is a plain register output.
+            written = _lut_ram_write_address(kind, conns)
             for p, bits in ins.items():
-                if not _is_address(p):
+                if not _is_address(p) or p in written:
                     for b in bits:
                         ends.setdefault(b, f"{cname}.{p}")
             if kind in ("SRL16E", "SRLC32E"):
                 starts.update(b for b in conns.get("Q31", []) if not isinstance(b, str))
-                outs = [b for b in conns.get("Q", []) if not isinstance(b, str)]
+            for out_port, address in _lut_ram_reads(kind, conns):
+                read = ("c", cname, out_port)
+                weight[read] = (1, 0, 0)
+                for b in set(b for p in address for b in ins.get(p, ())):
+                    edge(b, read)
+                for b in conns[out_port]:
+                    if not isinstance(b, str):
+                        edge(read, b)
+            continue
         elif kind in _DSPS:
             weight[node] = (0, 0, 1)
             sources = [b for bits in ins.values() for b in bits]

@@ -83,6 +83,29 @@ def test_dsp_registers_count_when_vivado_would_absorb_them(a_from_register, p_to
         assert max(p.dsps for p in depth.worst) == 1
 
 
+def test_lut_ram_reads_follow_their_own_address():
+    # A RAM32M16 as Yosys maps a memory with one read port: ADDRA reads DOA, ADDRH is the
+    # write address (DOH unused). The logic in front of the write address ends there; the
+    # read goes from its own address through the RAM into a register.
+    cells = {
+        "w0": _cell("FDRE", D=[2], Q=[4], C=[1], CE=["1"], R=["0"]),
+        "w1": _cell("$lut", A=[4], Y=[5]),
+        "w2": _cell("$lut", A=[5], Y=[6]),
+        "w3": _cell("$lut", A=[6], Y=[7]),
+        "r0": _cell("FDRE", D=[2], Q=[8], C=[1], CE=["1"], R=["0"]),
+        "ram": _cell("RAM32M16", ADDRA=[8], ADDRH=[7], DIA=[3], WE=[5], WCLK=[1], DOA=[9]),
+        "q": _cell("FDRE", D=[9], Q=[10], C=[1], CE=["1"], R=["0"]),
+    }
+    nets = {"clk": [1], "a": [2, 3], "decide": [4], "read_addr": [8], "read_data": [10]}
+    ports = {"clk": {"direction": "input", "bits": [1]},
+             "a": {"direction": "input", "bits": [2, 3]}}
+    cells["ram"]["port_directions"]["DOA"] = "output"
+    depth = analyse(_netlist(cells, nets, ports), "top")
+    assert depth.deepest.luts == 3 and depth.deepest.end == "ram.ADDRH"
+    read = next(p for p in depth.worst if p.end == "read_data")
+    assert (read.start, read.luts, read.cells) == ("read_addr", 1, ("RAM32M16",))
+
+
 def test_walk_refuses_a_combinational_loop():
     cells = {"l1": _cell("$lut", A=[2, 3], Y=[3])}
     nets = {"a": [2], "loop": [3]}
