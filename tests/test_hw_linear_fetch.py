@@ -15,7 +15,10 @@ test_linear_fetch = cocotb_tests("sim.benches.linear_fetch", lambda **c: make_de
                                           dict(cols=4, acc_width=49, data_width=128,
                                                addr_width=32, ports=2),
                                           dict(cols=6, acc_width=49, data_width=64,
-                                               addr_width=32, ports=3)])
+                                               addr_width=32, ports=3),
+                                          # plane 3 at 4 - 1 planes on (no multiplier)
+                                          dict(cols=8, acc_width=49, data_width=64,
+                                               addr_width=32, ports=4)])
 
 
 def test_bad_construction():
