@@ -223,27 +223,34 @@ class AttentionHalf(wiring.Component):
 
         # Compute unit output, per image: K, Q and V to the engine, then the projection to the
         # residual. Which one is counted down a matrix at a time: `matrix` is 0, 1, 2 for K, Q,
-        # V, 3 for the projection.
+        # V, 3 for the projection. The count starts a cycle after the load ends (`begun`, a
+        # register): no result of the run can come sooner, and the load's last handshake then
+        # stays off the path into the count.
+        begun = Signal()
+        m.d.sync += begun.eq(begin)
         matrix = Signal(range(4))
         taken = cu.o.valid & cu.o.ready
         matrix_last = Signal()
         matrix_end = taken & matrix_last
         image_end = matrix_end & (matrix == 3)
         next_image = image_end & images_after("y", image_end)
-        _, last_beat = countdown(m, name="y_out", load=begin | (matrix_end & (matrix != 3)) |
+        _, last_beat = countdown(m, name="y_out", load=begun | (matrix_end & (matrix != 3)) |
                                  next_image, total=one_matrix, step=taken)
         m.d.comb += matrix_last.eq(last_beat)
-        with m.If(begin | next_image):
-            m.d.sync += matrix.eq(0)
+        # `projection` (matrix == 3) is a register of its own: the residual's ready, which
+        # follows the half's output ready, then meets one two-way choice on its way to the
+        # compute unit, not the four-way one of the engine's inputs.
+        projection = Signal()
+        with m.If(begun | next_image):
+            m.d.sync += [matrix.eq(0), projection.eq(0)]
         with m.Elif(matrix_end & (matrix != 3)):
-            m.d.sync += matrix.eq(matrix + 1)
-        outputs = (engine.k, engine.q, engine.v)
-        with m.Switch(matrix):
-            for n, port in enumerate(outputs):
-                with m.Case(n):
-                    m.d.comb += [port.valid.eq(cu.o.valid), port.payload.eq(cu.o.payload),
-                                 cu.o.ready.eq(port.ready)]
-            with m.Default():
-                m.d.comb += [res.y.valid.eq(cu.o.valid), res.y.payload.eq(cu.o.payload),
-                             cu.o.ready.eq(res.y.ready)]
+            m.d.sync += [matrix.eq(matrix + 1), projection.eq(matrix == 2)]
+        engine_ready = Signal()
+        for n, port in enumerate((engine.k, engine.q, engine.v)):
+            m.d.comb += [port.valid.eq(cu.o.valid & (matrix == n)),
+                         port.payload.eq(cu.o.payload)]
+            with m.If(matrix == n):
+                m.d.comb += engine_ready.eq(port.ready)
+        m.d.comb += [res.y.valid.eq(cu.o.valid & projection), res.y.payload.eq(cu.o.payload),
+                     cu.o.ready.eq(Mux(projection, res.y.ready, engine_ready))]
         return m

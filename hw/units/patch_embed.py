@@ -189,13 +189,17 @@ class PatchEmbed(wiring.Component):
         c = self.cmd.payload
         cmd_bad = ((c.patches == 0) | (c.patches > T) | (c.shift == 0) |
                    (c.shift >= self.compute.acc_width))
+        # cmd.ready is a register (high in IDLE), not a decode of the state: the stage counters
+        # time each stage from it.
+        idle = Signal(init=1)
+        m.d.comb += self.cmd.ready.eq(idle)
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     with m.If(cmd_bad):
                         m.d.sync += dropped.eq(1)
                     with m.Else():
+                        m.d.sync += idle.eq(0)
                         m.d.sync += [patches.eq(c.patches), shift.eq(c.shift), issued.eq(0),
                                      pairs.eq(0), sent.eq(0), part.eq(0), counting.eq(0),
                                      self.cycles.eq(0),
@@ -205,6 +209,7 @@ class PatchEmbed(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
                 with m.If(self.o.valid & self.o.ready & (sent == last)):
+                    m.d.sync += idle.eq(1)
                     m.next = "IDLE"
 
         # One call of the compute unit per run. Every field is driven in one place, with the
