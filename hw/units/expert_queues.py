@@ -44,7 +44,7 @@ from amaranth.utils import ceil_log2
 from model.numerics import PROB_FRAC
 
 from hw import checks
-from hw.streams.pipeline import tree, tree_stages
+from hw.streams.pipeline import countdown, tree, tree_stages
 
 __all__ = ["ExpertQueues"]
 
@@ -104,10 +104,14 @@ class ExpertQueues(wiring.Component):
         # counts shift down by one expert at a time, so that the expert being placed has its
         # count in counts[0] (a register, not a multiplexer over experts).
         counts = Array(Signal(range(T + 1), name=f"count_{e}") for e in range(E))
-        tokens = Signal.like(self.cmd.payload.tokens)
         token = Signal(range(T + 1))
         choice = Signal(range(K))
-        all_in = Signal()                             # token == tokens
+        # Tokens still to come, counted down with the end known a cycle ahead: no compare of
+        # the token count sits between the handshake on `i` and the FSM.
+        token_taken = Signal()
+        collecting, _ = countdown(m, name="tokens", load=self.cmd.valid & self.cmd.ready,
+                                  total=self.cmd.payload.tokens, step=token_taken)
+        all_in = ~collecting
 
         # Collecting: a choice is registered, then written (and counted) in the next cycle.
         pend = Signal()
@@ -187,8 +191,7 @@ class ExpertQueues(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [self.cmd.ready.eq(1), self.idle.eq(1)]
                 with m.If(self.cmd.valid):
-                    m.d.sync += [tokens.eq(self.cmd.payload.tokens), token.eq(0), choice.eq(0),
-                                 all_in.eq(self.cmd.payload.tokens == 0)]
+                    m.d.sync += [token.eq(0), choice.eq(0)]
                     m.d.sync += [c.eq(0) for c in counts]
                     m.next = "COLLECT"
             with m.State("COLLECT"):
@@ -205,9 +208,8 @@ class ExpertQueues(wiring.Component):
                     with m.Else():
                         m.d.sync += self.error.eq(1)
                     with m.If(choice == K - 1):
-                        m.d.comb += self.i.ready.eq(1)
-                        m.d.sync += [choice.eq(0), token.eq(token + 1),
-                                     all_in.eq(token + 1 == tokens)]
+                        m.d.comb += [self.i.ready.eq(1), token_taken.eq(1)]
+                        m.d.sync += [choice.eq(0), token.eq(token + 1)]
                     with m.Else():
                         m.d.sync += choice.eq(choice + 1)
             with m.State("RANK"):
