@@ -41,7 +41,7 @@ def _is_address(port):
             or (port[0] == "A" and port[1:].isdigit()))
 
 
-def _lut_ram_reads(kind, connections):
+def _lut_ram_reads(connections):
     """The read outputs of a LUT-RAM or shift register and the address ports each reads from:
     ``DOx`` from ``ADDRx`` (RAM32M, RAM64M and their wider kin), ``SPO`` from the write
     address and ``DPO`` from ``DPRA`` (dual-port), ``O`` or ``Q`` from ``A`` (single-port,
@@ -283,7 +283,7 @@ def analyse(modules, top, *, worst=5):
                         ends.setdefault(b, f"{cname}.{p}")
             if kind in ("SRL16E", "SRLC32E"):
                 starts.update(b for b in conns.get("Q31", []) if not isinstance(b, str))
-            for out_port, address in _lut_ram_reads(kind, conns):
+            for out_port, address in _lut_ram_reads(conns):
                 read = ("c", cname, out_port)
                 weight[read] = (1, 0, 0)
                 for b in set(b for p in address for b in ins.get(p, ())):

@@ -31,6 +31,7 @@ from model.packer import BIAS_WORD_BYTES
 
 from hw.movers.axi import axi4_read
 from hw.movers.axi_reader import AxiReader
+from hw.streams.gather import times_constant
 from hw.streams.pipeline import countdown
 
 __all__ = ["LinearFetch", "bus_name", "buses"]
@@ -46,25 +47,6 @@ def buses(component):
     names = component.signature.members
     return [getattr(component, bus_name(p)) for p in range(len(names))
             if bus_name(p) in names]
-
-
-def _times(value, k):
-    """``value * k`` for a constant ``k``, as at most two shifted copies of ``value`` added or
-    subtracted when ``k < 9`` (canonical signed digits: 3 = 4 - 1, 7 = 8 - 1)."""
-    terms, bit = [], 0
-    while k:
-        if k & 1:
-            sign = -1 if k & 3 == 3 else 1
-            terms.append((sign, bit))
-            k -= sign
-        k >>= 1
-        bit += 1
-    terms.sort(reverse=True)                   # the added copy first: no negation
-    total = None
-    for sign, bit in terms:
-        shifted = value << bit
-        total = shifted if total is None else total + shifted if sign > 0 else total - shifted
-    return 0 if total is None else total
 
 
 class _Zip:
@@ -186,8 +168,8 @@ class LinearFetch(wiring.Component):
                                            self.cmd.payload.bias_beats)]
             with m.Case(PLAN):
                 # Plane p of the record starts p planes of `record` beats on: `record * p`
-                # written as shifts and one add, so that it is not mapped to a multiplier.
-                m.d.sync += [offset.eq(_times(record, p) << plane_shift)
+                # written as shifted copies added (one add up to four ports), not a multiplier.
+                m.d.sync += [offset.eq(times_constant(record, p) << plane_shift)
                              for p, offset in enumerate(offsets)]
                 m.d.sync += step.eq(ADDRESS)
             with m.Case(ADDRESS):
