@@ -92,6 +92,15 @@ class ULX3SPlatform(ULX3S_85F_Platform):
     constraint (the achieved Fmax is the figure we want either way) and routes with router2;
     Yosys maps LUTs with abc, not abc9, so the Fmax is a little pessimistic."""
 
+    def global_net(self, m, signal):
+        """``signal`` through a DCCA (:func:`hw.system.global_net.global_net`): nextpnr routes
+        a DCCA's output over a global of the clock network to every user, flip-flops' set/reset
+        and LUT inputs alike, at the same small delay anywhere on the die."""
+        buffered = Signal(name=f"{signal.name}_global")
+        m.submodules[f"{signal.name}_dcca"] = Instance("DCCA", i_CLKI=signal, i_CE=1,
+                                                        o_CLKO=buffered)
+        return buffered
+
     def toolchain_prepare(self, fragment, name, **kwargs):
         # router2: the default router1 took over 6 minutes for the first 40 k of the nano
         # self-test's 229 k arcs and slowed down as it went. The placer is nextpnr's default

@@ -57,7 +57,8 @@ pass of the weights (:mod:`model.schedule`; docs/architecture.md): the MLP and M
 all their tokens, the attention half an image at a time over rows it holds for all of them.
 """
 
-from amaranth import Cat, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth import (Cat, ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetInserter,
+                      ResetSignal, Signal, signed, unsigned)
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -80,6 +81,7 @@ from hw.movers.linear_fetch import LinearFetch, bus_name
 from hw.system.mlp_half import MlpHalf
 from hw.system.moe_half import MoeHalf
 from hw.units.patch_embed import PatchEmbed
+from hw.system.global_net import global_net
 from hw.system.registers import RegisterBlock
 from hw.streams.pipeline import wide_counter
 from hw.streams.router import StreamRouter
@@ -231,12 +233,19 @@ class Accelerator(wiring.Component):
         given_up = drain_cycles == DRAIN_LIMIT
         m.d.sync += [settle.eq(draining & ~settle & (quiet | given_up)),
                      hung.eq(draining & ~settle & ~quiet & given_up)]
-        # The datapath's reset is `clear` a cycle late, from a register: it reaches every
-        # flip-flop of the datapath, where synthesis merges it with each one's own logic. In
-        # the cycle between, draining already holds back every new memory request.
-        datapath_reset = Signal()
+        # The datapath's reset is `clear` a cycle late, from a register: in the cycle between,
+        # draining already holds back every new memory request. The datapath's units sit in a
+        # domain of their own on the same clock, whose reset is this register alone (set by
+        # the domain's reset too, as its initial value), so that it reaches their flip-flops as
+        # one net, not through a gate with `rst`: a platform with a global network for such a
+        # net puts it there (`global_net`; the ECP5's router would otherwise take it across
+        # the die as ordinary wires).
+        datapath_reset = Signal(init=1)
         m.d.sync += datapath_reset.eq(clear)
-        datapath = ResetInserter(datapath_reset)
+        m.domains.datapath = ClockDomain(local=True)
+        m.d.comb += [ClockSignal("datapath").eq(ClockSignal()),
+                     ResetSignal("datapath").eq(global_net(m, platform, datapath_reset))]
+        datapath = DomainRenamer("datapath")
 
         def add(name, unit):
             m.submodules[name] = datapath(unit)
