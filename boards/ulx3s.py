@@ -92,6 +92,10 @@ class ULX3SPlatform(ULX3S_85F_Platform):
     constraint (the achieved Fmax is the figure we want either way) and routes with router2;
     Yosys maps LUTs with abc, not abc9, so the Fmax is a little pessimistic."""
 
+    #: The ECP5's MULT18X18D multiplies 18 x 18 bits signed: a wider product is cut in two
+    #: between registers (:class:`hw.arith.multiplier.Multiplier`).
+    multiplier_slice = (18, 18)
+
     def global_net(self, m, signal):
         """``signal`` through a DCCA (:func:`hw.system.global_net.global_net`): nextpnr routes
         a DCCA's output over a global of the clock network to every user, flip-flops' set/reset

@@ -50,7 +50,8 @@ _lanes = lambda model, machine: machine.lanes  # noqa: E731
 #: machine uses for the model.
 UNITS = {
     "compute_unit": _compute_unit,
-    "multiplier": _unit("arith.multiplier", "Multiplier", a_width=26, b_width=16),
+    # The compute unit's: activation times weight, at the design's latency of wide products.
+    "multiplier": _unit("arith.multiplier", "Multiplier", a_width=26, b_width=16, latency=3),
     "gelu": _unit("arith.gelu", "Gelu", lanes=_lanes),
     "layernorm": _unit("units.layernorm", "LayerNorm", dim=lambda model, _: model.dim, lanes=_lanes,
                        gamma_fmt=DEFAULT.small_format, eps=lambda model, _: model.ln_eps),

@@ -29,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 from amaranth.back import rtlil
 from amaranth.hdl import Module
@@ -157,7 +156,10 @@ def ecp5(component, *, name="top", timeout=ECP5_TIMEOUT):
     """Post-route Fmax of ``component`` with registered ports on an LFE5U-85F (nextpnr-ecp5
     out of context): ``{"fmax_mhz", "start", "end", "logic_ns", "routing_ns", "luts", "ffs"}``,
     and whether it came from the cache."""
-    design = rtlil.convert(RegisteredPorts(component), name=name, emit_src=False)
+    # The board's platform, for what it tells the units (its 18 x 18 multipliers).
+    from boards.ulx3s import ULX3SPlatform
+    design = rtlil.convert(RegisteredPorts(component), name=name, emit_src=False,
+                           platform=ULX3SPlatform())
     synth = (f"read_rtlil design.il; synth_ecp5 -top {name} -run :map_luts; "
              f"techmap -map +/lattice/latches_map.v; abc -lut 4; clean; "
              f"synth_ecp5 -top {name} -run map_cells:; write_json net.json")
@@ -270,7 +272,6 @@ def main(argv=None):
             if not args.json:
                 print(f"{unit}: Yosys synth_xilinx -family xcup ...", file=sys.stderr,
                       flush=True)
-            start = time.perf_counter()
             try:
                 d, _ = depth(UNITS[unit](model, machine), name=name,
                              parts=PARTS.get(unit, ()))

@@ -61,9 +61,9 @@ def test_default_buffer_holds_m3vit_tiny_largest_matrix():
 
 
 def test_latency_counts_the_pipeline_stages():
-    # Issue/read 1, multiply 2, adder tree log2(rows), accumulate, last carry, shift, compare and
+    # Issue/read 1, multiply 3, adder tree log2(rows), accumulate, last carry, shift, compare and
     # select 1 each, then GELU.
     from hw.arith.gelu import Gelu
-    assert ComputeUnit(**SMALL).latency == 1 + 2 + 2 + 5
-    assert ComputeUnit().latency == 1 + 2 + 4 + 5 == 12
-    assert ComputeUnit(gelu=Gelu).latency == 12 + Gelu.LATENCY
+    assert ComputeUnit(**SMALL).latency == 1 + 3 + 2 + 5
+    assert ComputeUnit().latency == 1 + 3 + 4 + 5 == 13
+    assert ComputeUnit(gelu=Gelu).latency == 13 + Gelu.LATENCY

@@ -6,6 +6,7 @@ import random
 import re
 
 import pytest
+from amaranth.back import rtlil
 from amaranth.hdl import signed, unsigned
 from amaranth.sim import Simulator
 
@@ -16,24 +17,24 @@ def simulate(unit, operands, enables):
     """Drive ``(a, b)`` pairs with the clock enable of each cycle; return ``p`` after each edge
     and what a register model of the unit says it should be."""
     got, want = [], []
-    # Register model: a list of the values in flight, newest first, the product last.
-    stages = [(0, 0)] * (unit.latency - 1) + [0]
+    # Register model: the operands, then the products in flight, the newest first.
+    operand_regs, products = (0, 0), [0] * (unit.latency - 1)
 
     async def bench(ctx):
-        nonlocal stages
+        nonlocal operand_regs, products
         for (a, b), en in zip(operands, enables):
             ctx.set(unit.a, a)
             ctx.set(unit.b, b)
             ctx.set(unit.en, en)
             await ctx.tick()
             if en:
-                if unit.latency == 2:
-                    (a_reg, b_reg), _ = stages
-                    stages = [(a, b), a_reg * b_reg]
+                if unit.latency == 1:
+                    products = [a * b]
                 else:
-                    stages = [a * b]
+                    a_reg, b_reg = operand_regs
+                    operand_regs, products = (a, b), [a_reg * b_reg] + products[:-1]
             got.append(ctx.get(unit.p))
-            want.append(stages[-1])
+            want.append(products[-1])
 
     simulator = Simulator(unit)
     simulator.add_clock(1e-8)
@@ -57,10 +58,15 @@ def operands(a_width, b_width, is_signed, count, seed):
     return pairs
 
 
-@pytest.mark.parametrize("a_width,b_width,is_signed,latency", [
-    (27, 18, True, 2), (27, 18, True, 1), (26, 17, False, 2), (3, 1, True, 1)])
-def test_products_at_full_rate(a_width, b_width, is_signed, latency):
-    unit = Multiplier(a_width=a_width, b_width=b_width, signed=is_signed, latency=latency)
+# (18, 18): the ECP5's MULT18X18D, where a product of a wider `a` is cut in two (latency 3).
+@pytest.mark.parametrize("a_width,b_width,is_signed,latency,slice_widths", [
+    (27, 18, True, 2, None), (27, 18, True, 1, None), (26, 17, False, 2, None),
+    (3, 1, True, 1, None), (27, 18, True, 3, None), (26, 17, False, 3, None),
+    (27, 18, True, 3, (18, 18)), (26, 16, True, 3, (18, 18)), (26, 17, False, 3, (18, 18)),
+    (19, 18, True, 3, (18, 18)), (18, 18, True, 3, (18, 18)), (18, 17, False, 3, (18, 18))])
+def test_products_at_full_rate(a_width, b_width, is_signed, latency, slice_widths):
+    unit = Multiplier(a_width=a_width, b_width=b_width, signed=is_signed, latency=latency,
+                      slice_widths=slice_widths)
     pairs = operands(a_width, b_width, is_signed, 200, seed=1)
     got, want = simulate(unit, pairs, [1] * len(pairs))
     assert got == want
@@ -68,9 +74,10 @@ def test_products_at_full_rate(a_width, b_width, is_signed, latency):
     assert got[latency - 1:] == [a * b for a, b in pairs][:len(pairs) - latency + 1]
 
 
-@pytest.mark.parametrize("latency", [1, 2])
-def test_clock_enable_stalls_every_register(latency):
-    unit = Multiplier(a_width=27, b_width=18, latency=latency)
+@pytest.mark.parametrize("latency,slice_widths", [(1, None), (2, None), (3, None),
+                                                  (3, (18, 18))])
+def test_clock_enable_stalls_every_register(latency, slice_widths):
+    unit = Multiplier(a_width=27, b_width=18, latency=latency, slice_widths=slice_widths)
     pairs = operands(27, 18, True, 300, seed=2)
     rng = random.Random(3)
     enables = [int(rng.random() < 0.5) for _ in pairs]
@@ -78,15 +85,17 @@ def test_clock_enable_stalls_every_register(latency):
     assert got == want
 
 
-def test_operand_enable_holds_a_only():
-    unit = Multiplier(a_width=16, b_width=16, a_enable=True)
-    pairs = operands(16, 16, True, 300, seed=4)
+@pytest.mark.parametrize("latency,slice_widths", [(2, None), (3, None), (3, (18, 18))])
+def test_operand_enable_holds_a_only(latency, slice_widths):
+    unit = Multiplier(a_width=24, b_width=16, a_enable=True, latency=latency,
+                      slice_widths=slice_widths)
+    pairs = operands(24, 16, True, 300, seed=4)
     rng = random.Random(5)
     enables = [(int(rng.random() < 0.8), int(rng.random() < 0.5)) for _ in pairs]
-    got, want, a_reg, b_reg, product = [], [], 0, 0, 0
+    got, want, a_reg, b_reg, products = [], [], 0, 0, [0] * (latency - 1)
 
     async def bench(ctx):
-        nonlocal a_reg, b_reg, product
+        nonlocal a_reg, b_reg, products
         for (a, b), (en, a_en) in zip(pairs, enables):
             ctx.set(unit.a, a)
             ctx.set(unit.b, b)
@@ -94,10 +103,10 @@ def test_operand_enable_holds_a_only():
             ctx.set(unit.a_en, a_en)
             await ctx.tick()
             if en:
-                product = a_reg * b_reg
+                products = [a_reg * b_reg] + products[:-1]
                 b_reg, a_reg = b, (a if a_en else a_reg)
             got.append(ctx.get(unit.p))
-            want.append(product)
+            want.append(products[-1])
 
     simulator = Simulator(unit)
     simulator.add_clock(1e-8)
@@ -106,8 +115,31 @@ def test_operand_enable_holds_a_only():
     assert got == want
 
 
+class _HardMultipliers:
+    """A stand-in for a platform whose hard multipliers are 18 x 18 bits signed, as
+    ``boards.ulx3s.ULX3SPlatform`` says."""
+    multiplier_slice = (18, 18)
+
+
+@pytest.mark.parametrize("a_width,latency,platform,products", [
+    (27, 3, None, 1), (27, 3, _HardMultipliers(), 2), (18, 3, _HardMultipliers(), 1),
+    (27, 2, _HardMultipliers(), 1)])
+def test_platform_slices_a_wide_product(a_width, latency, platform, products):
+    """With latency 3, a platform's narrower hard multiplier takes a wide ``a`` in two parts."""
+    unit = Multiplier(a_width=a_width, b_width=18, latency=latency)
+    text = rtlil.convert(unit, platform=platform)
+    assert text.count("cell $mul ") == products
+
+
+def test_b_must_fit_the_slice():
+    unit = Multiplier(a_width=27, b_width=18, latency=3, slice_widths=(18, 12))
+    with pytest.raises(ValueError, match="^Multiplier b_width 18 does not fit the platform's "
+                                         "18 x 12 multiplier$"):
+        rtlil.convert(unit)
+
+
 def test_operand_enable_needs_the_operand_register():
-    with pytest.raises(ValueError, match="a_enable needs latency=2"):
+    with pytest.raises(ValueError, match="a_enable needs latency 2 or 3"):
         Multiplier(a_width=8, b_width=8, latency=1, a_enable=True)
     with pytest.raises(TypeError, match="Multiplier a_enable must be a bool, not 1"):
         Multiplier(a_width=8, b_width=8, a_enable=1)
@@ -148,9 +180,9 @@ def test_widths_are_checked(width):
         Multiplier(a_width=8, b_width=width)
 
 
-@pytest.mark.parametrize("latency", [0, 3, 2.0, True, "2"])
+@pytest.mark.parametrize("latency", [0, 4, 2.0, True, "2"])
 def test_latency_is_checked(latency):
-    with pytest.raises(ValueError, match=f"Multiplier latency must be 1 or 2 cycles, "
+    with pytest.raises(ValueError, match=f"Multiplier latency must be 1, 2 or 3 cycles, "
                                          f"not {latency!r}"):
         Multiplier(a_width=8, b_width=8, latency=latency)
 

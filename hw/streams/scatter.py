@@ -2,11 +2,11 @@
 the expert combine ``dst += score * y``; twin of :mod:`model.streams.scatter`.
 
 Each entry of ``idx`` names a row, its beat count, a score and whether to accumulate; the row's
-beats then arrive on ``i``. Every beat goes through the same four-stage read-modify-write
-pipeline (read ``dst`` and multiply ``y * score`` on one DSP48E2 per lane, round and add,
-saturate and write), so both modes take one beat per cycle with a latency of 4 cycles from beat
-to write. Rows within one call must be distinct (as an expert's queue is), so no write can race
-a read of the same address.
+beats then arrive on ``i``. Every beat goes through the same five-stage read-modify-write
+pipeline (read ``dst`` and multiply ``y * score`` on one DSP48E2 per lane, three stages; round
+and add; saturate and write), so both modes take one beat per cycle with a latency of
+``LATENCY`` = 5 cycles from beat to write. Rows within one call must be distinct (as an
+expert's queue is), so no write can race a read of the same address.
 
 The buffer is outside the unit: a synchronous read port (``rd_addr`` -> ``rd_data`` one cycle
 later) and a write port (``wr_addr``, ``wr_data``, ``wr_en``), row ``r`` beat ``b`` at address
@@ -22,7 +22,7 @@ from amaranth.utils import ceil_log2
 from model.numerics import DEFAULT, PROB_FRAC
 
 from hw import checks
-from hw.arith.multiplier import Multiplier
+from hw.arith.multiplier import MULTIPLY_LATENCY, Multiplier
 from hw.streams.gather import times_constant
 from hw.streams.pipeline import delay
 
@@ -50,7 +50,9 @@ class Scatter(wiring.Component):
     error : ``Out(1)``
     """
 
-    LATENCY = 4
+    #: Cycles from a beat to its write: the product (:data:`MULTIPLY_LATENCY`), the sum, the
+    #: saturation and write.
+    LATENCY = MULTIPLY_LATENCY + 2
 
     def __init__(self, *, lanes, rows, row_beats, fmt=DEFAULT.act):
         for name, value in (("lanes", lanes), ("rows", rows), ("row_beats", row_beats)):
@@ -106,21 +108,21 @@ class Scatter(wiring.Component):
         with m.If(take & ~last):
             m.d.sync += [beat.eq(beat + 1), left.eq(left - 1), last.eq(left == 1)]
 
-        # Stage 0: read dst, operands into the multipliers. Stage 1: dst arrives, product
-        # registered. Stage 2: round and add. Stage 3: saturate, write. (Saturating in stage 2
-        # put two adds and two comparisons on one path.)
+        # Stage 0: read dst, operands into the multipliers. Stages 1 to MULTIPLY_LATENCY - 1:
+        # dst arrives and waits for the product. Then: round and add; saturate, write.
+        # (Saturating with the add put two adds and two comparisons on one path.)
         m.d.comb += self.rd_addr.eq(base + beat)
-        valid = delay(m, take, 3, name="valid")
-        addr = delay(m, self.rd_addr, 3, name="addr")
-        acc = delay(m, accumulate, 3, name="accumulate")
-        y = delay(m, self.i.payload, 3, name="y")
-        dst = Signal.like(self.rd_data)
-        m.d.sync += dst.eq(self.rd_data)
+        product_at = MULTIPLY_LATENCY + 1              # stages to the sum, after the product
+        valid = delay(m, take, product_at, name="valid")
+        addr = delay(m, self.rd_addr, product_at, name="addr")
+        acc = delay(m, accumulate, product_at, name="accumulate")
+        y = delay(m, self.i.payload, product_at, name="y")
+        dst = delay(m, self.rd_data, MULTIPLY_LATENCY - 1, name="dst")
 
         out = Signal.like(self.wr_data)
         lo, hi = fmt.min_int, fmt.max_int
         for lane in range(lanes):
-            mul = Multiplier(a_width=fmt.width, b_width=PROB_FRAC + 1, latency=2)
+            mul = Multiplier(a_width=fmt.width, b_width=PROB_FRAC + 1, latency=MULTIPLY_LATENCY)
             m.submodules[f"mul_{lane}"] = mul
             # Operands that differ from every other register, so that Yosys keeps them apart
             # and the DSP48E2 absorbs them: a is y only when the product counts (else it would

@@ -34,8 +34,8 @@ as soon as each is complete, while the second sweep goes on. The next command is
 last beat has left. The sweeps never stall: back-pressure on ``o`` only delays the read-out.
 
 **Latency and throughput.** Each sweep takes ``passes * N * ways`` cycles plus its pipeline
-(:attr:`AttentionEngine.qk_latency` = 11 plus :attr:`hw.units.softmax.SoftmaxStats.LATENCY` = 16
-to the last statistics; :attr:`AttentionEngine.av_latency` = 13 plus 3 to the last output row,
+(:attr:`AttentionEngine.qk_latency` = 12 plus :attr:`hw.units.softmax.SoftmaxStats.LATENCY` = 16
+to the last statistics; :attr:`AttentionEngine.av_latency` = 14 plus 3 to the last output row,
 for m3vit-tiny); for m3vit-tiny (129 tokens, 3 x 64, P = 4) that is 33 x 129 x 3 = 12,771 cycles
 each. No pipeline stage lies in a per-key loop: the sweep issues one step per cycle whatever the
 latencies. ``P * head_dim`` DSP48E2 serve both sweeps, plus ``3 P`` in the softmax statistics
@@ -67,7 +67,7 @@ from model.numerics import DEFAULT, MANT_FRAC, PROB_FRAC
 from model.units.softmax import MAX_ROW
 
 from hw import checks
-from hw.arith.multiplier import Multiplier
+from hw.arith.multiplier import MULTIPLY_LATENCY, Multiplier
 from hw.streams.gather import times_constant
 from hw.streams.pipeline import countdown, delay
 from hw.arith.reciprocal import K_WIDTH
@@ -138,7 +138,7 @@ class AttentionEngine(wiring.Component):
 
     #: Pipeline stages of a buffer read, of the register between the score and statistics
     #: reads and the probabilities (the score store's banks are muxed), and of a multiplier.
-    _READ, _PROB_IN, _MULTIPLY = 1, 1, 2
+    _READ, _PROB_IN, _MULTIPLY = 1, 1, MULTIPLY_LATENCY
 
     def __init__(self, *, dim, heads, max_tokens, slots=4, lanes=16, fmt=DEFAULT.act,
                  q_fmt=DEFAULT.query):
@@ -194,7 +194,7 @@ class AttentionEngine(wiring.Component):
     @property
     def av_latency(self):
         """Cycles from an ``A V`` step's issue to its products: score read (1), a register,
-        probability (the value block is read meanwhile), multiplier (2). The accumulator takes
+        probability (the value block is read meanwhile), multiplier (3). The accumulator takes
         them then, and a row's sums are written to the output buffer three cycles later (the
         last sum, its halves, the rounding)."""
         return self._READ + self._PROB_IN + SoftmaxProb.LATENCY + self._MULTIPLY

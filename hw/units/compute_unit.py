@@ -38,12 +38,13 @@ The internal pipeline never stalls: the issue stage holds a last-chunk step back
 FIFO has no room for it (a credit counter), so back-pressure on ``o`` costs no enable fan-out.
 
 **Pipeline.** Every register-to-register path is at most 4 LUT levels and one carry chain of at
-most 48 bits on UltraScale+, or goes through a DSP48E2 with its A/B and M registers in use:
-issue and memory read (1 cycle), multiply (2: operand and product registers, absorbed by the
-DSP48E2), a registered adder tree over the ``rows`` products of a column (``log2(rows)`` stages,
-one add, so one carry chain, per stage), accumulate (1, the accumulator split in two halves with
-the carry between them registered), the last carry (1), shift (1), saturation compares (1),
-saturation select (1), then GELU.
+most 48 bits on UltraScale+, or goes through a DSP48E2 with its A/B, M and P registers in use:
+issue and memory read (1 cycle), multiply (:data:`hw.arith.multiplier.MULTIPLY_LATENCY` = 3:
+operand, product and output registers, absorbed by the DSP48E2; on the ECP5 two MULT18X18D
+partial products, then their sum), a registered adder tree over the ``rows`` products of a
+column (``log2(rows)`` stages, one add, so one carry chain, per stage), accumulate (1, the
+accumulator split in two halves with the carry between them registered), the last carry (1),
+shift (1), saturation compares (1), saturation select (1), then GELU.
 
 Why a tree in fabric and not a DSP48E2 cascade: a column's sum of products is the textbook case
 for a systolic chain of DSP48E2 slices, each adding its product to its neighbour's sum over
@@ -71,7 +72,7 @@ from model.numerics import DEFAULT
 from model.packer import tiles
 
 from hw import checks
-from hw.arith.multiplier import Multiplier
+from hw.arith.multiplier import MULTIPLY_LATENCY, Multiplier
 from hw.streams.pipeline import countdown, delay, tree, tree_stages
 
 __all__ = ["ComputeUnit", "ComputeClient"]
@@ -193,9 +194,9 @@ class ComputeUnit(wiring.Component):
         computing."""
         return 2 * self._banks + 1
 
-    # Pipeline: issue/read (1), multiply (2), adder tree (one add per stage), accumulate (1),
+    # Pipeline: issue/read (1), multiply (3), adder tree (one add per stage), accumulate (1),
     # last carry (1), shift (1), compare (1), saturate (1), GELU.
-    _MULTIPLY_LATENCY = 2
+    _MULTIPLY_LATENCY = MULTIPLY_LATENCY
 
     @property
     def _tree_latency(self):

@@ -62,7 +62,7 @@ from model.units.layernorm import CONST_FRAC, SQUARE_BITS, XHAT_FORMAT, _row_con
 from model.numerics import DEFAULT, MANT_FRAC, shift_round
 
 from hw import checks
-from hw.arith.multiplier import DSP_A_WIDTH, DSP_B_WIDTH, Multiplier
+from hw.arith.multiplier import DSP_A_WIDTH, DSP_B_WIDTH, MULTIPLY_LATENCY, Multiplier
 from hw.streams.pipeline import delay, tree, tree_stages
 from hw.arith.rsqrt import Rsqrt
 
@@ -121,10 +121,10 @@ class LayerNorm(wiring.Component):
     keeping pace:
 
     * throughput: one row every :attr:`row_cycles` ``= 2 * B + ROW_OVERHEAD`` cycles (``2 * B +
-      12``), the normaliser's work per row (the loader's, ``B +`` :attr:`load_overhead`, is
+      14``), the normaliser's work per row (the loader's, ``B +`` :attr:`load_overhead`, is
       less unless rows have very few beats of very many lanes);
     * latency: :attr:`latency` ``= 2 * B + load_overhead + ROW_OVERHEAD + PIPELINE`` cycles
-      (``2 * B + 35`` with 16 lanes, ``2 * B + 33`` with 4), from the edge that takes the first
+      (``2 * B + 40`` with 16 lanes, ``2 * B + 38`` with 4), from the edge that takes the first
       beat of a row that finds the unit idle to the edge that delivers its first beat on
       ``o``; the others follow one per cycle;
     * a parameter set takes ``B`` cycles, between rows.
@@ -172,10 +172,10 @@ class LayerNorm(wiring.Component):
     """
 
     #: Register stages of each :class:`hw.arith.multiplier.Multiplier`.
-    MULTIPLIER_LATENCY = 2
+    MULTIPLIER_LATENCY = MULTIPLY_LATENCY
     #: Stages of passes 2 and 3 from the buffer read to ``o``: read (1), ``x - mean`` (1),
-    #: first product (2), ``(x - mean) * c`` completed (1), shifted (1), rounded and saturated
-    #: to ``xhat`` (1), second product (2), sum with beta (1), saturated (1).
+    #: first product (3), ``(x - mean) * c`` completed (1), shifted (1), rounded and saturated
+    #: to ``xhat`` (1), second product (3), sum with beta (1), saturated (1).
     PIPELINE = 2 + MULTIPLIER_LATENCY + 3 + MULTIPLIER_LATENCY + 2
     #: Cycles of the loader per row beyond its statistics (:attr:`stats_stages`) and the mean's
     #: product: rounding the product to the mean (1), the four stages of ``dmax``, ``sh`` and
