@@ -1,15 +1,20 @@
 """A read-only memory behind several AXI4 read slave ports: on-chip DRAM for a board's self-test.
 
 :class:`AxiRom` holds ``init`` (bytes, from address ``base``) in one block RAM as wide as the
-data bus. Each port has its own burst in progress and its own output register, and the block
-RAM's one read per cycle goes round robin to the ports that have room; so a port whose master
-holds ``rready`` low never stalls the others (a master may wait for one port's data before it
-takes another's). Bursts are INCR of full-width beats (what :mod:`hw.movers.axi_reader` issues),
-answered with their ID; a beat outside the memory reads as zero with SLVERR.
+data bus. Each port has its own burst in progress and its own small output FIFO, and the block
+RAM's one read per cycle goes round robin to the ports with room in theirs; so a port whose
+master holds ``rready`` low never stalls the others (a master may wait for one port's data before
+it takes another's). Bursts are INCR of full-width beats (what :mod:`hw.movers.axi_reader`
+issues), answered with their ID; a beat outside the memory reads as zero with SLVERR.
+
+The read is a pipeline of registers: the chosen port's address, the block RAM's output, the
+beat before its FIFO. On the ECP5 the memory spans most of the die's block RAMs, and an address
+decided and sent in one cycle was the self-test's critical path (docs/build.md).
 """
 
-from amaranth import Module, Mux, Signal
-from amaranth.lib import memory, wiring
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In
 
 from hw.movers.axi import axi4_read
@@ -22,9 +27,10 @@ OKAY, SLVERR = 0, 2
 class AxiRom(wiring.Component):
     """``init`` at ``base`` on AXI4 read ports named ``ports``.
 
-    Latency: a burst's first beat is valid three cycles after its AR handshake when no other
-    port reads. Throughput: one beat per cycle over all ports, at most one per two cycles per
-    port.
+    Latency: a burst's first beat is valid five cycles after its AR handshake when no other
+    port reads (the burst taken, the address chosen, the read, the beat registered, then in
+    its port's FIFO). Throughput: one beat per cycle over all ports, and one per cycle for a
+    port alone (its FIFO of :attr:`FIFO_DEPTH` beats covers the read pipeline).
 
     Parameters
     ----------
@@ -35,6 +41,11 @@ class AxiRom(wiring.Component):
         Names of the slave ports (members ``In(axi4_read(...))``).
     data_width, addr_width : int
     """
+
+    #: Beats each port's output FIFO holds: a place comes back when its beat is taken, five
+    #: edges after the read was chosen (the address, the read, the beat, the FIFO, the
+    #: handshake), so five keep a port alone at one beat per cycle.
+    FIFO_DEPTH = 5
 
     def __init__(self, init, *, base, ports, data_width=128, addr_width=40):
         beat = data_width // 8
@@ -54,50 +65,79 @@ class AxiRom(wiring.Component):
                                                init=self._words)
         rd = mem.read_port()
         buses = [getattr(self, name) for name in self._ports]
+        beat = data.StructLayout({"data": len(buses[0].rdata), "last": 1, "resp": 2,
+                                  "id": len(buses[0].rid)})
+        index_width = len(buses[0].araddr) - shift
 
-        turn = Signal(range(n))                     # where the round robin looks first
-        chosen, found = Signal(range(n)), Signal()  # the port read this cycle
-        # The read in flight: its data is on rd.data in the next cycle.
-        pending, pending_port, pending_last, pending_inside = (
-            Signal(), Signal(range(n)), Signal(), Signal())
-        m.d.sync += [pending.eq(found), pending_port.eq(chosen)]
+        # The read pipeline: 1, the chosen port's beat and address; 2, the block RAM's output;
+        # 3, the beat, into its port's FIFO on the next edge.
+        chosen, found = Signal(range(n)), Signal()      # the port read this cycle
+        stages = [{"valid": Signal(name=f"valid_{k}"), "port": Signal(range(n), name=f"port_{k}"),
+                   "last": Signal(name=f"last_{k}"), "inside": Signal(name=f"inside_{k}"),
+                   "id": Signal.like(buses[0].arid, name=f"id_{k}")} for k in (1, 2, 3)]
+        # (Stage 1's "inside" is not used: it is judged from the address in stage 2.)
+        address = Signal(index_width)                   # stage 1's index
+        word = Signal(len(buses[0].rdata))              # stage 3's data
+        m.d.comb += rd.addr.eq(address)
+        for (before, after) in zip(stages, stages[1:]):
+            m.d.sync += [after[key].eq(before[key]) for key in ("valid", "port", "last", "id")]
+        m.d.sync += [stages[1]["inside"].eq(address < depth),
+                     stages[2]["inside"].eq(stages[1]["inside"]),
+                     word.eq(Mux(stages[1]["inside"], rd.data, 0))]
+        out = stages[2]
 
-        ready = []
+        ready, indices, lasts, ids = [], [], [], []
         for i, b in enumerate(buses):
-            index = Signal(len(b.araddr) - shift, name=f"index_{i}")   # next beat to read
-            left = Signal(9, name=f"left_{i}")        # beats of the burst still to read
-            valid, last, inside = (Signal(name=f"{x}_{i}") for x in ("valid", "last", "inside"))
-            data = Signal(len(b.rdata), name=f"data_{i}")
-            burst_id, rid = Signal.like(b.arid, name=f"burst_id_{i}"), Signal.like(b.rid)
-            m.d.comb += [b.rvalid.eq(valid), b.rdata.eq(data), b.rlast.eq(last), b.rid.eq(rid),
-                         b.rresp.eq(Mux(inside, OKAY, SLVERR))]
-            in_flight = pending & (pending_port == i)
-            # Room for one more read: the output register is empty when its data lands.
+            index = Signal(index_width, name=f"index_{i}")    # next beat to read
+            left = Signal(9, name=f"left_{i}")                 # beats of the burst still to read
+            more = Signal(name=f"more_{i}")                    # left != 0, as a register
+            burst_id = Signal.like(b.arid, name=f"burst_id_{i}")
+            # FIFO places neither holding a beat nor promised to a read in flight.
+            credit = Signal(range(self.FIFO_DEPTH + 1), init=self.FIFO_DEPTH,
+                            name=f"credit_{i}")
+            m.submodules[f"fifo_{i}"] = fifo = SyncFIFO(width=beat.size, depth=self.FIFO_DEPTH)
+            head = data.View(beat, fifo.r_data)
+            m.d.comb += [b.rvalid.eq(fifo.r_rdy), b.rdata.eq(head.data), b.rlast.eq(head.last),
+                         b.rresp.eq(head.resp), b.rid.eq(head.id), fifo.r_en.eq(b.rready),
+                         fifo.w_en.eq(out["valid"] & (out["port"] == i)),
+                         fifo.w_data.eq(Cat(word, out["last"],
+                                            Mux(out["inside"], OKAY, SLVERR), out["id"]))]
+            issued = found & (chosen == i)
+            m.d.sync += credit.eq(credit - issued + (b.rvalid & b.rready))
             ready.append(Signal(name=f"ready_{i}"))
-            m.d.comb += ready[-1].eq((left != 0) & ~in_flight & (~valid | b.rready))
-            with m.If(in_flight):
-                # A new burst's AR may be taken on this edge: burst_id still holds this one's.
-                m.d.sync += [valid.eq(1), last.eq(pending_last), inside.eq(pending_inside),
-                             data.eq(Mux(pending_inside, rd.data, 0)), rid.eq(burst_id)]
-            with m.Elif(b.rvalid & b.rready):
-                m.d.sync += valid.eq(0)
-            with m.If(found & (chosen == i)):
-                m.d.comb += rd.addr.eq(index)
-                m.d.sync += [index.eq(index + 1), left.eq(left - 1),
-                             pending_last.eq(left == 1), pending_inside.eq(index < depth)]
-            # The next burst once this one's beats are all read.
-            m.d.comb += b.arready.eq(left == 0)
+            m.d.comb += ready[-1].eq(more & (credit != 0))
+            with m.If(issued):
+                m.d.sync += [index.eq(index + 1), left.eq(left - 1), more.eq(left != 1)]
+            # The next burst once this one's beats are all read; its beats in flight carry
+            # their own ID.
+            m.d.comb += b.arready.eq(~more)
             with m.If(b.arvalid & b.arready):
                 # An address below base wraps to an index past the end: read as outside.
                 m.d.sync += [index.eq((b.araddr - self._base)[shift:]), left.eq(b.arlen + 1),
-                             burst_id.eq(b.arid)]
+                             more.eq(1), burst_id.eq(b.arid)]
+            indices.append(index)
+            lasts.append(left == 1)
+            ids.append(burst_id)
 
         # Round robin from turn; candidates are tried lowest priority first, so the highest is
         # assigned last.
+        turn = Signal(range(n))                         # where the round robin looks first
         for k in reversed(range(n)):
             for i in range(n):
                 with m.If((((turn + k) % n) == i) & ready[i]):
                     m.d.comb += [chosen.eq(i), found.eq(1)]
+        first = stages[0]
+        m.d.sync += [first["valid"].eq(found), first["port"].eq(chosen)]
         with m.If(found):
-            m.d.sync += turn.eq(chosen + 1)
+            m.d.sync += [turn.eq(chosen + 1), address.eq(_pick(chosen, indices)),
+                         first["last"].eq(_pick(chosen, lasts)),
+                         first["id"].eq(_pick(chosen, ids))]
         return m
+
+
+def _pick(index, values):
+    """``values[index]`` as a multiplexer."""
+    result = values[0]
+    for i, value in enumerate(values[1:], start=1):
+        result = Mux(index == i, value, result)
+    return result
