@@ -73,17 +73,16 @@ class AxiRom(wiring.Component):
         # 3, the beat, into its port's FIFO on the next edge.
         chosen, found = Signal(range(n)), Signal()      # the port read this cycle
         stages = [{"valid": Signal(name=f"valid_{k}"), "port": Signal(range(n), name=f"port_{k}"),
-                   "last": Signal(name=f"last_{k}"), "inside": Signal(name=f"inside_{k}"),
+                   "last": Signal(name=f"last_{k}"),
                    "id": Signal.like(buses[0].arid, name=f"id_{k}")} for k in (1, 2, 3)]
-        # (Stage 1's "inside" is not used: it is judged from the address in stage 2.)
+        for before, after in zip(stages, stages[1:]):
+            m.d.sync += [after[key].eq(before[key]) for key in before]
         address = Signal(index_width)                   # stage 1's index
+        inside = [Signal(name=f"inside_{k}") for k in (2, 3)]   # whether it is in the memory
         word = Signal(len(buses[0].rdata))              # stage 3's data
         m.d.comb += rd.addr.eq(address)
-        for (before, after) in zip(stages, stages[1:]):
-            m.d.sync += [after[key].eq(before[key]) for key in ("valid", "port", "last", "id")]
-        m.d.sync += [stages[1]["inside"].eq(address < depth),
-                     stages[2]["inside"].eq(stages[1]["inside"]),
-                     word.eq(Mux(stages[1]["inside"], rd.data, 0))]
+        m.d.sync += [inside[0].eq(address < depth), inside[1].eq(inside[0]),
+                     word.eq(Mux(inside[0], rd.data, 0))]
         out = stages[2]
 
         ready, indices, lasts, ids = [], [], [], []
@@ -101,7 +100,7 @@ class AxiRom(wiring.Component):
                          b.rresp.eq(head.resp), b.rid.eq(head.id), fifo.r_en.eq(b.rready),
                          fifo.w_en.eq(out["valid"] & (out["port"] == i)),
                          fifo.w_data.eq(Cat(word, out["last"],
-                                            Mux(out["inside"], OKAY, SLVERR), out["id"]))]
+                                            Mux(inside[1], OKAY, SLVERR), out["id"]))]
             issued = found & (chosen == i)
             m.d.sync += credit.eq(credit - issued + (b.rvalid & b.rready))
             ready.append(Signal(name=f"ready_{i}"))
