@@ -18,6 +18,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In
 
 from hw.movers.axi import axi4_read
+from hw.streams.pipeline import select
 
 __all__ = ["AxiRom"]
 
@@ -128,15 +129,8 @@ class AxiRom(wiring.Component):
         first = stages[0]
         m.d.sync += [first["valid"].eq(found), first["port"].eq(chosen)]
         with m.If(found):
-            m.d.sync += [turn.eq(chosen + 1), address.eq(_pick(chosen, indices)),
-                         first["last"].eq(_pick(chosen, lasts)),
-                         first["id"].eq(_pick(chosen, ids))]
+            m.d.sync += [turn.eq(chosen + 1), address.eq(select(chosen, indices)),
+                         first["last"].eq(select(chosen, lasts)),
+                         first["id"].eq(select(chosen, ids))]
         return m
 
-
-def _pick(index, values):
-    """``values[index]`` as a multiplexer."""
-    result = values[0]
-    for i, value in enumerate(values[1:], start=1):
-        result = Mux(index == i, value, result)
-    return result

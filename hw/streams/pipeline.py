@@ -19,12 +19,12 @@ The units stall as a whole, which makes ``i.ready`` follow ``o.ready`` combinati
 chain of units makes that ready path too deep, :class:`hw.streams.skid.SkidBuffer` cuts it.
 """
 
-from amaranth.hdl import Cat, Signal
+from amaranth.hdl import Cat, Mux, Signal
 
 from hw import checks
 
 
-__all__ = ["delay", "valid_pipeline", "tree", "tree_stages", "countdown", "wide_counter"]
+__all__ = ["delay", "valid_pipeline", "tree", "tree_stages", "countdown", "wide_counter", "select"]
 
 
 def delay(m, value, stages, *, name, en=None, first=1):
@@ -249,3 +249,16 @@ def wide_counter(m, *, name, width, clear, step, part=32):
     with m.If(clear):
         m.d.sync += [count.eq(0) for count in parts] + [carry.eq(0) for carry in carries[1:]]
     return Cat(*parts)
+
+
+def select(index, values):
+    """``values[index]`` as a chain of Mux expressions.
+
+    Not an ``Array``: Amaranth's Verilog reads an ``Array`` in an ``always @*`` process, which
+    Icarus does not run at time zero, so a value read before any of its inputs changes (just
+    after reset) would be unknown; a Mux becomes a continuous assignment.
+    """
+    selected = values[0]
+    for position, value in enumerate(values[1:], start=1):
+        selected = Mux(index == position, value, selected)
+    return selected

@@ -32,7 +32,7 @@ from model.units.softmax import ONE, SUM_FORMAT
 from hw import checks
 from hw.arith.exp import EXP_WIDTH, Exp2Datapath, _check_format
 from hw.arith.multiplier import Multiplier
-from hw.streams.pipeline import delay, valid_pipeline
+from hw.streams.pipeline import delay, select, valid_pipeline
 from hw.arith.reciprocal import K_WIDTH, ReciprocalDatapath
 
 
@@ -48,19 +48,6 @@ def _check_fmt(owner, fmt):
     checks.fixed(owner, "format", fmt)
     # a - m takes one more bit than a score.
     _check_format(owner, fmt.width + 1, fmt.frac)
-
-
-def _select(index, values):
-    """``values[index]`` as a chain of Mux expressions.
-
-    Not an ``Array``: Amaranth's Verilog reads an ``Array`` in an ``always @*`` process, which
-    Icarus does not run at time zero, so a slot read before any of its inputs changes (the
-    first score after reset) would be unknown; a Mux becomes a continuous assignment.
-    """
-    selected = values[0]
-    for position, value in enumerate(values[1:], start=1):
-        selected = Mux(index == position, value, selected)
-    return selected
 
 
 class SoftmaxStats(wiring.Component):
@@ -172,9 +159,9 @@ class SoftmaxStats(wiring.Component):
         # exponent.
         slot = Signal(row_shape)
         a = self.i.payload.score
-        m_old = _select(slot, maxima)
+        m_old = select(slot, maxima)
         entry = {"valid": accept, "last": self.i.payload.last, "slot": slot, "a": a,
-                 "m_old": m_old, "first": _select(slot, fresh),
+                 "m_old": m_old, "first": select(slot, fresh),
                  "m_minus_a": (m_old - a).as_signed(), "a_minus_m": (a - m_old).as_signed()}
         entry = {name: delay(m, value, 1, en=advance, name=name)
                  for name, value in entry.items()}
@@ -207,7 +194,7 @@ class SoftmaxStats(wiring.Component):
         # slot's previous score wrote it two cycles before the first read).
         e = exp.y
         s_old = Signal(unsigned(_S_WIDTH))
-        m.d.comb += s_old.eq(_select(carried["slot"], sums))
+        m.d.comb += s_old.eq(select(carried["slot"], sums))
         # round(e) is at most 2**MANT_FRAC, past the top only by its top bit: a Mux on that bit
         # is the min().
         rescale = Signal(unsigned(MANT_FRAC))
@@ -224,7 +211,7 @@ class SoftmaxStats(wiring.Component):
                    for name, value in carried.items()}
         plain = Signal(unsigned(_S_WIDTH + 1))
         with m.If(advance):
-            m.d.sync += plain.eq(_select(carried["slot"], sums) + e_sum)
+            m.d.sync += plain.eq(select(carried["slot"], sums) + e_sum)
         carried = {name: delay(m, value, self.MULTIPLIER_LATENCY - 1, en=advance, name=name,
                                first=stage + 1)
                    for name, value in carried.items()}
